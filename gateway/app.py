@@ -1,0 +1,79 @@
+"""create_app(settings): the only wiring file. Middleware order, mounts and the lifespan are all here.
+
+    InteractionId → Audit → RenderErrors → TransportIdentity → Router
+                                                                ├─ /open-banking/...  → resource pipeline
+                                                                └─ anything else      → 404 (OBErrorResponse1)
+
+Everything the request path needs (policy, pools, scripts, the audit chain) is built once per worker, here.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from starlette.routing import Mount, Router
+
+from gateway.admin import metrics
+from gateway.audit.chain import AuditChain
+from gateway.errors import Refusal
+from gateway.pipeline import Pipeline, resource_stages
+from gateway.pipeline.endpoint import ResourceEndpoint
+from gateway.pipeline.forward import Forward
+from gateway.pipeline.identity import ProxyCertificateVerifier
+from gateway.pipeline.middleware import Audit, InteractionId, RenderErrors, TransportIdentity
+from gateway.policy import PolicySet, load_policy
+from gateway.settings import Settings
+from gateway.store.redis import async_client
+
+log = logging.getLogger("obgw")
+
+
+async def _not_found(scope, receive, send) -> None:
+    raise Refusal("route.not_found")
+
+
+def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id: str | None = None):
+    if not settings.redis_url:
+        raise ValueError("create_app needs settings.redis_url: `obgw serve` starts the embedded Redis first")
+    policy = policy or load_policy(settings.policy_dir, settings.service_urls)
+    redis = async_client(settings.redis_url)
+    chain = AuditChain(redis, settings.var_dir / "audit" / "checkpoints.jsonl", chain_id=chain_id)
+    forward = Forward(policy)
+    pipeline = Pipeline(resource_stages(policy, forward))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await forward.start()
+        anchoring = asyncio.create_task(_checkpoint_every(chain, settings.audit_checkpoint_seconds))
+        try:
+            yield
+        finally:
+            anchoring.cancel()
+            await chain.close()
+            await forward.close()
+            await redis.aclose()
+
+    router = Router(routes=[Mount("/open-banking", app=ResourceEndpoint(pipeline))], default=_not_found,
+                    redirect_slashes=False, lifespan=lifespan)
+    verifier = ProxyCertificateVerifier(settings.client_ca) if settings.trusted_proxies else None
+    app = TransportIdentity(router, settings.trusted_proxies, verifier)
+    app = RenderErrors(app)
+    app = Audit(app, sinks=(chain.append, metrics.observe))
+    app = InteractionId(app)
+    app.state = {"chain": chain, "policy": policy}  # for tests and the CLI; never read on the request path
+    return app
+
+
+async def _checkpoint_every(chain: AuditChain, seconds: int) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await chain.checkpoint()
+        except OSError:
+            log.exception("could not write the audit checkpoint")
+
+
+def create_app_from_env():
+    """uvicorn's factory in each worker process: `serve` has put every resolved setting into the environment."""
+    return create_app(Settings.load())

@@ -1,0 +1,1 @@
+"""The tamper-evident audit log: one record per call, hash-chained per worker, verifiable offline."""

@@ -1,0 +1,32 @@
+"""AuditRecord: the fixed, allow-listed fields of one audited call.
+
+There is no free-form field, so an account number, a name, an amount or a token cannot creep in: the route is the
+policy's path *template* (never the concrete path), and identities are ids and certificate thumbprints.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    ts: str                      # ISO 8601 UTC with milliseconds, when the call arrived
+    interaction_id: str          # x-fapi-interaction-id echoed to the caller
+    method: str
+    route: str | None            # path template of the matched route or endpoint; None when nothing matched
+    status: int                  # HTTP status sent to the caller
+    decision: str                # "allow", "refuse" (a catalogued refusal) or "error" (unexpected failure)
+    reason: str | None           # the refusal's stable reason id, e.g. "identity.no_certificate"
+    latency_ms: float
+    client_id: str | None = None
+    consent_id: str | None = None
+    cert_thumbprint: str | None = None  # RFC 8705 x5t#S256 of the presented client certificate
+
+    def fields(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AuditRecord))
+# What the chain adds to every record.
+CHAIN_FIELDS: tuple[str, ...] = ("chain", "seq", "prev", "hash")

@@ -1,0 +1,150 @@
+"""`obgw audit tail|search|verify|export`: the security team's view of the audit log."""
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+
+from gateway.audit import query
+from gateway.audit.chain import iter_lines, read_checkpoints, verify
+from gateway.cli import CliError
+from gateway.cli._settings import settings_from
+from gateway.settings import add_arguments
+from gateway.store.embedded import EmbeddedRedisError, redis_url_for
+from gateway.store.redis import RedisError, sync_client
+
+_CONNECTION = ("redis_url", "var_dir")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("audit", help="read, search, export and verify the audit log", description=__doc__)
+    sub = p.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("tail", help="the latest records")
+    t.add_argument("-n", "--lines", type=int, default=20, help="how many (default 20)")
+    t.add_argument("-f", "--follow", action="store_true", help="keep printing new records (Ctrl-C stops)")
+    t.add_argument("--json", action="store_true", help="one JSON object a line")
+    t.set_defaults(func=tail)
+
+    s = sub.add_parser("search", help="records matching every filter given, oldest first")
+    s.add_argument("--client", help="client id")
+    s.add_argument("--consent", help="consent id")
+    s.add_argument("--since", type=_moment, help="ISO 8601 date-time (UTC if no zone)")
+    s.add_argument("--until", type=_moment, help="ISO 8601 date-time (UTC if no zone)")
+    s.add_argument("--decision", choices=("allow", "refuse", "error"))
+    s.add_argument("--reason", help="refusal reason id, e.g. identity.no_certificate")
+    s.add_argument("--status", type=int, help="HTTP status")
+    s.add_argument("--json", action="store_true", help="one JSON object a line")
+    s.set_defaults(func=search)
+
+    v = sub.add_parser("verify", help="check the hash chains; exit 0 if intact, 1 naming the first bad record")
+    v.add_argument("--file", type=Path, help="verify an exported JSONL file instead of the live log")
+    v.add_argument("--checkpoints", type=Path,
+                   help="checkpoint file anchoring the chain heads (default VAR_DIR/audit/checkpoints.jsonl)")
+    v.set_defaults(func=run_verify)
+
+    e = sub.add_parser("export", help="write records as JSONL with their chain fields, verifiable with --file")
+    e.add_argument("--since", type=_moment)
+    e.add_argument("--until", type=_moment)
+    e.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    e.set_defaults(func=export)
+
+    for parser in (t, s, v, e):
+        add_arguments(parser, _CONNECTION)
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _with_client(args, work):
+    settings = settings_from(args)
+    try:
+        with redis_url_for(settings.redis_url, settings.var_dir) as url:
+            client = sync_client(url)
+            try:
+                return work(client, settings)
+            finally:
+                client.close()
+    except EmbeddedRedisError as exc:
+        raise CliError(str(exc)) from None
+    except RedisError as exc:
+        raise CliError(f"cannot read the audit log from Redis: {exc}") from None
+
+
+def _line(record: dict) -> str:
+    return (f"{record['ts']}  {record['status']:>3} {record['decision']:<6} {record['method']:<6} "
+            f"{record['route'] or '-'}  client={record['client_id'] or '-'} consent={record['consent_id'] or '-'} "
+            f"reason={record['reason'] or '-'} {record['latency_ms']}ms id={record['interaction_id']}")
+
+
+def _print(record: dict, as_json: bool) -> None:
+    sys.stdout.write(orjson.dumps(record).decode() + "\n" if as_json else _line(record) + "\n")
+
+
+def tail(args) -> int:
+    def work(client, _settings):
+        for record in query.tail(client, args.lines):
+            _print(record, args.json)
+        sys.stdout.flush()
+        if args.follow:
+            for record in query.follow(client):
+                _print(record, args.json)
+                sys.stdout.flush()
+        return 0
+    return _with_client(args, work)
+
+
+def search(args) -> int:
+    filters = {"decision": args.decision, "reason": args.reason, "status": args.status}
+
+    def work(client, _settings):
+        for record in query.search(client, client_id=args.client, consent_id=args.consent, since=args.since,
+                                   until=args.until, filters=filters):
+            _print(record, args.json)
+        return 0
+    return _with_client(args, work)
+
+
+def _report(result) -> int:
+    if result.breach is None:
+        print(f"audit log intact: {result.records} records in {result.chains} chains")
+        return 0
+    print(f"audit log broken at {result.breach} ({result.records} records read)", file=sys.stderr)
+    return 1
+
+
+def run_verify(args) -> int:
+    if args.file:
+        try:
+            with args.file.open("rb") as f:
+                return _report(verify(iter_lines(f), heads=None, partial=True))
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise CliError(f"{args.file}: {exc}") from None
+
+    def work(client, settings):
+        checkpoints = read_checkpoints(args.checkpoints or settings.var_dir / "audit" / "checkpoints.jsonl")
+        heads = query.heads(client)  # read before the records: a record appended meanwhile is past its head
+        return _report(verify(query.iter_records(client), heads=heads, checkpoints=checkpoints))
+    return _with_client(args, work)
+
+
+def export(args) -> int:
+    def work(client, _settings):
+        out = args.output.open("wb") if args.output else sys.stdout.buffer
+        try:
+            for _, record in query.iter_records(client, query.stream_id_at(args.since) if args.since else "-",
+                                                query.stream_id_at(args.until) if args.until else "+"):
+                out.write(orjson.dumps(record) + b"\n")
+        finally:
+            if args.output:
+                out.close()
+        return 0
+    return _with_client(args, work)

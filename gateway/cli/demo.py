@@ -1,0 +1,82 @@
+"""`obgw demo`: everything on one laptop — dev PKI, embedded Redis, the sandbox bank and the gateway — until Ctrl-C."""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+from gateway.children import die_with_parent, stop
+from gateway.cli import CliError
+from gateway.cli._settings import settings_from
+from gateway.pki import init_dev_pki
+from gateway.server import StartError, serve
+from gateway.settings import SETTINGS, add_arguments
+from gateway.store.embedded import EmbeddedRedisError
+
+BANK_READY_SECONDS = 20
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="run the whole demo: PKI, Redis, sandbox bank, gateway", description=__doc__)
+    add_arguments(p, tuple(s.name for s in SETTINGS))
+    p.add_argument("--bank-host", default="127.0.0.1", help="sandbox bank address (default 127.0.0.1)")
+    p.add_argument("--accounts-port", type=int, default=8081, help="sandbox accounts service port (default 8081)")
+    p.add_argument("--payments-port", type=int, default=8082, help="sandbox payments service port (default 8082)")
+    p.set_defaults(func=run)
+
+
+def start_bank(host: str, accounts_port: int, payments_port: int, state_file) -> tuple[subprocess.Popen, str]:
+    """Start the sandbox bank and wait for its ready line (it names the ports it bound)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.sandbox", "--host", host, "--accounts-port", str(accounts_port),
+         "--payments-port", str(payments_port), "--state-file", str(state_file)],
+        stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
+    deadline = time.monotonic() + BANK_READY_SECONDS
+    line = ""
+    while time.monotonic() < deadline and process.poll() is None:
+        line = process.stdout.readline()
+        if line.startswith("sandbox bank:"):
+            return process, line.strip()
+    stop(process)
+    raise CliError(f"the sandbox bank did not start (last output: {line.strip()!r})")
+
+
+def _banner(settings, port: int, admin_port: int, bank_line: str, redis_line: str) -> None:
+    base = f"https://{settings.host}:{port}"
+    print(f"""
+obgw demo is running (Ctrl-C stops everything)
+  gateway         {base}   (mutual TLS; CA {settings.client_ca})
+  admin           http://{settings.admin_host}:{admin_port}/healthz  /metrics
+  {bank_line}
+  redis           {redis_line}
+  demo customers  alice / alice-pass, bob / bob-pass
+  demo TPPs       tpp-demo, tpp-other (certs/dev/<name>.pem, .key, .json)
+
+Try (through the gateway to the sandbox bank):
+  curl --cert certs/dev/tpp-demo.pem --key certs/dev/tpp-demo.key --cacert {settings.client_ca} \\
+       {base}/open-banking/v3.1/aisp/accounts
+  curl --cacert {settings.client_ca} {base}/open-banking/v3.1/aisp/accounts      # no certificate: 401
+  obgw audit tail
+""", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    written = init_dev_pki(settings.client_ca.parent)
+    if written:
+        print(f"obgw: dev PKI written to {settings.client_ca.parent}")
+    redis_line = "REDIS_URL" if settings.redis_url else f"embedded, append-only data in {settings.var_dir / 'redis'}"
+    (settings.var_dir / "sandbox").mkdir(parents=True, exist_ok=True)
+    bank, bank_line = start_bank(args.bank_host, args.accounts_port, args.payments_port,
+                                 settings.var_dir / "sandbox" / "ledger.jsonl")
+    settings = settings.replace(service_urls={
+        "accounts": f"http://{args.bank_host}:{args.accounts_port}",
+        "payments": f"http://{args.bank_host}:{args.payments_port}",
+        **settings.service_urls})
+    try:
+        return serve(settings, on_ready=lambda s, port, admin_port: _banner(s, port, admin_port, bank_line, redis_line))
+    except (StartError, EmbeddedRedisError) as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        stop(bank)

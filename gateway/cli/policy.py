@@ -1,0 +1,58 @@
+"""`obgw policy check|explain`: validate a policy directory, or show what it routes.
+
+Both load the policy exactly as `obgw serve` does (same directory setting, same `OBGW_SERVICE_<NAME>_URL`
+overrides), so a policy that passes `check` is one the gateway starts with. Problems are printed to stdout, one
+`file:line:col: path: message` line each and the count last, with exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gateway.cli._settings import settings_from
+from gateway.policy import PolicyError, PolicySet, load_policy
+from gateway.policy.explain import render_routes
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("policy", help="check the policy files or explain what they route",
+                                   description="Check the policy files or explain what they route.")
+    commands = parser.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
+    for name, handler, text in (
+        ("check", _check, "validate the policy files; print every problem as file:line:col: path: message"),
+        ("explain", _explain, "print the routes: method, path, route id, service → upstream URL, scope, "
+                              "permissions, timeout"),
+    ):
+        command = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        # dest is the setting's name, so settings_from() treats DIR as the --policy-dir flag would be.
+        command.add_argument("policy_dir", nargs="?", default=None, metavar="DIR",
+                             help="policy directory (default: env OBGW_POLICY_DIR, else policies)")
+        command.set_defaults(func=handler)
+
+
+def _load(args: argparse.Namespace) -> tuple[Path, PolicySet | None]:
+    """The policy directory, and its policy set (None after printing the problems)."""
+    settings = settings_from(args)
+    try:
+        return settings.policy_dir, load_policy(settings.policy_dir, settings.service_urls)
+    except PolicyError as exc:
+        print(exc)
+        return settings.policy_dir, None
+
+
+def _check(args: argparse.Namespace) -> int:
+    directory, policy = _load(args)
+    if policy is None:
+        return 2
+    routes, services = len(policy.routes), len(policy.services)
+    print(f"ok: {routes} route{'' if routes == 1 else 's'}, {services} service{'' if services == 1 else 's'} "
+          f"in {directory}")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    _, policy = _load(args)
+    if policy is None:
+        return 2
+    print(render_routes(policy))
+    return 0

@@ -1,0 +1,41 @@
+"""Call: everything one request's stages decide, kept in one typed object under `scope["obgw.call"]`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.pipeline.identity import ClientCertificate
+    from gateway.policy import RoutePolicy
+
+SCOPE_KEY = "obgw.call"
+
+
+@dataclass(slots=True)
+class Upstream:
+    """The back-end's answer, as the later (response) stages see and reshape it."""
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+@dataclass(slots=True)
+class Call:
+    interaction_id: str
+    ts: str
+    started: float                                   # time.perf_counter() at arrival
+    method: str
+    path: str = ""
+    query: bytes = b""
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # as received, identity headers stripped
+    certificate: ClientCertificate | None = None
+    route_template: str | None = None                # what the audit log names: a template, never a concrete path
+    route: RoutePolicy | None = None
+    path_params: dict[str, str] = field(default_factory=dict)
+    client_id: str | None = None
+    consent_id: str | None = None
+    body: bytes = b""
+    upstream: Upstream | None = None
+    status: int = 0
+    reason: str | None = None                        # the refusal's reason id, when refused
+    decision: str = "allow"                          # "allow" | "refuse" | "error"

@@ -1,0 +1,194 @@
+"""Cross-cutting stages as pure ASGI middleware, wrapping every call on the main listener (order: app.py).
+
+InteractionId → Audit → RenderErrors → TransportIdentity → router
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timezone
+
+from gateway.audit.record import AuditRecord
+from gateway.errors import Refusal, oauth_error_body, ob_error_body
+from gateway.pipeline.call import SCOPE_KEY, Call
+from gateway.pipeline.identity import (
+    CLIENT_CERT,
+    CLIENT_CERT_CHAIN,
+    ProxyCertificateVerifier,
+    from_tls_extension,
+    is_trusted_proxy,
+)
+
+log = logging.getLogger("obgw")
+INTERACTION_ID = b"x-fapi-interaction-id"
+
+
+def _valid_uuid(value: bytes) -> str | None:
+    try:
+        return str(uuid.UUID(value.decode("ascii")))
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class InteractionId:
+    """Creates the Call; echoes `x-fapi-interaction-id` (FAPI 1 Baseline §6.2.1-11) or sets a new UUID on every answer.
+
+    A value that is not a UUID (RFC 4122, as FAPI requires) is replaced, so nothing the caller sent is reflected.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        given = next((v for k, v in scope["headers"] if k == INTERACTION_ID), None)
+        interaction_id = (_valid_uuid(given) if given else None) or str(uuid.uuid4())
+        now = datetime.now(timezone.utc)
+        scope[SCOPE_KEY] = Call(interaction_id=interaction_id, ts=now.isoformat(timespec="milliseconds"),
+                                started=time.perf_counter(), method=scope["method"])
+        header = (INTERACTION_ID, interaction_id.encode())
+
+        async def send_with_id(message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*(h for h in message.get("headers", ()) if h[0].lower() != INTERACTION_ID),
+                                      header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+RecordSink = Callable[[AuditRecord], Awaitable[None]]
+
+
+class Audit:
+    """Turns every finished call (refusals too) into one AuditRecord and hands it to the sinks (chain, metrics).
+
+    The response is held until the record is stored, so a crash after a caller saw an answer cannot lose its record.
+    """
+
+    def __init__(self, app, sinks: Sequence[RecordSink]) -> None:
+        self.app = app
+        self.sinks = tuple(sinks)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        call: Call = scope[SCOPE_KEY]
+        start: dict | None = None
+        parts: list[bytes] = []
+        recorded = False
+
+        async def hold(message) -> None:
+            nonlocal start, recorded
+            if message["type"] == "http.response.start":
+                start = message
+                call.status = message["status"]
+                return
+            parts.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            recorded = True
+            await self._record(call)
+            await send(start)
+            await send({"type": "http.response.body", "body": b"".join(parts)})
+
+        try:
+            await self.app(scope, receive, hold)
+        finally:
+            if not recorded:  # the app ended without a complete answer (client gone, or a bug past RenderErrors)
+                call.status, call.decision = call.status or 500, "error"
+                await self._record(call)
+
+    async def _record(self, call: Call) -> None:
+        if call.decision == "allow" and call.status >= 500:
+            call.decision = "error"
+        record = AuditRecord(
+            ts=call.ts, interaction_id=call.interaction_id, method=call.method, route=call.route_template,
+            status=call.status, decision=call.decision, reason=call.reason,
+            latency_ms=round((time.perf_counter() - call.started) * 1000, 3), client_id=call.client_id,
+            consent_id=call.consent_id, cert_thumbprint=call.certificate.thumbprint if call.certificate else None,
+        )
+        for sink in self.sinks:
+            try:
+                await sink(record)
+            except Exception:
+                log.exception("audit sink %s failed for interaction %s", getattr(sink, "__qualname__", sink),
+                              call.interaction_id)
+
+
+class RenderErrors:
+    """The one place an error body is written: a Refusal → its catalogued answer; anything else → 500.
+
+    Authorization-server paths answer in OAuth 2.0 error JSON (RFC 6749 §5.2), everything else in UK OB
+    `OBErrorResponse1`, whose `Id` is the interaction id so a TPP can quote it to the bank.
+    """
+
+    def __init__(self, app, oauth_prefixes: Sequence[str] = ("/oauth2/",)) -> None:
+        self.app = app
+        self.oauth_prefixes = tuple(oauth_prefixes)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        call: Call = scope[SCOPE_KEY]
+        started = False
+
+        async def watch(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Refusal as refusal:
+            call.reason, call.decision = refusal.reason, "refuse"
+            if not started:
+                await self._render(scope, call, refusal, send)
+        except Exception:
+            log.exception("unexpected error in interaction %s", call.interaction_id)
+            call.reason, call.decision = "error.unexpected", "error"
+            if not started:
+                await self._render(scope, call, Refusal("error.unexpected"), send)
+
+    async def _render(self, scope, call: Call, refusal: Refusal, send) -> None:
+        oauth = scope["path"].startswith(self.oauth_prefixes)
+        body = oauth_error_body(refusal) if oauth else ob_error_body(refusal, call.interaction_id)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"cache-control", b"no-store")]
+        headers += [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
+        await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class TransportIdentity:
+    """Sets `call.certificate` from the verified TLS peer, or from RFC 9440 headers sent by a trusted proxy.
+
+    Envoy's rfc9440 filter rule: the identity headers are stripped from every request first, and only a configured
+    proxy's value is ever read, so no TPP can claim another's certificate by sending a header.
+    """
+
+    def __init__(self, app, trusted_proxies: Sequence = (), verifier: ProxyCertificateVerifier | None = None) -> None:
+        self.app = app
+        self.trusted_proxies = tuple(trusted_proxies)
+        self.verifier = verifier
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        call: Call = scope[SCOPE_KEY]
+        forwarded = None
+        headers = []
+        for key, value in scope["headers"]:
+            if key in (CLIENT_CERT, CLIENT_CERT_CHAIN):
+                forwarded = value if key == CLIENT_CERT else forwarded
+                continue
+            headers.append((key, value))
+        scope = dict(scope, headers=headers)
+        if self.verifier is not None and is_trusted_proxy(scope.get("client"), self.trusted_proxies):
+            call.certificate = self.verifier.verify(forwarded) if forwarded else None
+        else:
+            call.certificate = from_tls_extension(scope)
+        await self.app(scope, receive, send)

@@ -1,0 +1,19 @@
+"""MatchRoute: method + path → the route's policy, or a 404/405 refusal in the UK OB error shape."""
+from __future__ import annotations
+
+from gateway.errors import Refusal
+from gateway.pipeline.call import Call
+from gateway.policy import MethodNotAllowed, PolicySet
+
+
+class MatchRoute:
+    def __init__(self, policy: PolicySet) -> None:
+        self._policy = policy
+
+    async def on_request(self, call: Call) -> None:
+        match = self._policy.match(call.method, call.path)
+        if match is None:
+            raise Refusal("route.not_found")
+        if isinstance(match, MethodNotAllowed):
+            raise Refusal("route.method_not_allowed", headers={"Allow": ", ".join(match.allowed)})
+        call.route, call.path_params, call.route_template = match.route, dict(match.path_params), match.route.path

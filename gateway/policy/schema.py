@@ -1,0 +1,366 @@
+"""The policy format, declared once: every file and key with its type, default, constraint and description.
+
+`FILES` is the whole format. `check_document` walks a loaded document against it and `render_reference` writes the
+key reference in `policies/README.md` from it, so the checker and the documentation cannot disagree. A new policy
+file or section is one more declaration here.
+
+The checker is a small in-house one rather than jsonschema for two reasons. Its messages are ours, worded for a
+policy author and pinned exactly by the golden tests (jsonschema's wording changes between releases and speaks of
+schemas, not of routes). And a jsonschema document could not also carry the defaults, the plain-language constraints
+and the descriptions the reference renders without a second, parallel declaration.
+
+Shape only: rules that relate keys or files to each other (a route's service exists, permissions are UK codes)
+are the named validators in `compile.py`; their constraints are still described here for the reference.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.policy.loader import INVALID, Document, Loc, PolicyProblem, describe
+
+
+class _Checker:
+    """The document being checked and the problems found so far."""
+
+    def __init__(self, document: Document) -> None:
+        self.document = document
+        self.problems: list[PolicyProblem] = []
+
+    def report(self, loc: Loc, message: str, *, at_key: bool = False) -> Any:
+        self.problems.append(self.document.problem(loc, message, at_key=at_key))
+        return INVALID
+
+
+class Type:
+    """A kind of value. `check` returns the value to use, or INVALID after reporting why it cannot be used."""
+
+    name = ""  # for the reference's Type column
+    noun = ""  # for "expected <noun>, got ..."
+
+    def check(self, value: Any, loc: Loc, checker: _Checker) -> Any:
+        raise NotImplementedError
+
+    def constraint(self) -> str:
+        return ""
+
+    def rows(self, prefix: str) -> Iterator[tuple[str, Key]]:
+        """The keys nested inside this type, for the reference."""
+        return iter(())
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    name: str
+    type: Type
+    description: str
+    required: bool = False
+    default: Any = None
+    default_text: str = ""  # for a default that is not a constant, e.g. "the route's path"
+
+
+@dataclasses.dataclass(frozen=True)
+class Integer(Type):
+    minimum: int
+    maximum: int
+    name = "integer"
+    noun = "an integer"
+
+    def check(self, value: Any, loc: Loc, checker: _Checker) -> Any:
+        if type(value) is not int:
+            return checker.report(loc, f"expected {self.noun}, got {describe(value)}")
+        if not self.minimum <= value <= self.maximum:
+            return checker.report(loc, f"{value} is out of range {self.constraint()}")
+        return value
+
+    def constraint(self) -> str:
+        return f"{self.minimum}..{self.maximum}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Version(Type):
+    """`format_version`: the one version of the format this code reads."""
+
+    value: int
+    name = "integer"
+    noun = "an integer"
+
+    def check(self, value: Any, loc: Loc, checker: _Checker) -> Any:
+        if type(value) is not int:
+            return checker.report(loc, f"expected {self.noun}, got {describe(value)}")
+        if value != self.value:
+            return checker.report(loc, f"unsupported format version {value} (this obgw reads {self.value})")
+        return value
+
+    def constraint(self) -> str:
+        return f"`{self.value}`"
+
+
+@dataclasses.dataclass(frozen=True)
+class Text(Type):
+    """A string; `label` and `rule` word both the error and the reference. `pattern` or `validate` enforce the rule."""
+
+    label: str
+    rule: str = ""
+    pattern: str = ""
+    validate: Callable[[str], str | None] | None = None  # returns why the value is invalid, or None
+    name = "string"
+    noun = "a string"
+
+    def check(self, value: Any, loc: Loc, checker: _Checker) -> Any:
+        if not isinstance(value, str):
+            return checker.report(loc, f"expected {self.noun}, got {describe(value)}")
+        if self.pattern and not re.fullmatch(self.pattern, value):
+            return checker.report(loc, f"invalid {self.label} {value!r}: {self.rule}")
+        if self.validate and (reason := self.validate(value)):
+            return checker.report(loc, f"invalid {self.label} {value!r}: {reason}")
+        return value
+
+    def constraint(self) -> str:
+        return self.rule
+
+
+@dataclasses.dataclass(frozen=True)
+class OneOf(Type):
+    options: tuple[str, ...]
+    name = "string"
+    noun = "a string"
+
+    def check(self, value: Any, loc: Loc, checker: _Checker) -> Any:
+        if not isinstance(value, str):
+            return checker.report(loc, f"expected {self.noun}, got {describe(value)}")
+        if value not in self.options:
+            return checker.report(loc, f"{value!r} is not one of {', '.join(self.options)}")
+        return value
+
+    def constraint(self) -> str:
+        return "one of " + ", ".join(f"`{option}`" for option in self.options)
+
+
+@dataclasses.dataclass(frozen=True)
+class ListOf(Type):
+    """A list. Invalid items keep their place as INVALID, so later messages can still cite their index."""
+
+    item: Type
+    min_items: int = 0
+    unique: bool = False
+    noun = "a list"
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"list of {self.item.name}"
+
+    def check(self, value: Any, loc: Loc, checker: _Checker) -> Any:
+        if not isinstance(value, list):
+            return checker.report(loc, f"expected {self.noun}, got {describe(value)}")
+        if len(value) < self.min_items:
+            return checker.report(loc, f"must have at least {_count(self.min_items, 'item')}")
+        items = [_check(self.item, item, (*loc, index), checker) for index, item in enumerate(value)]
+        if self.unique:
+            first: dict[Any, int] = {}
+            for index, item in enumerate(items):
+                if item is not INVALID and first.setdefault(item, index) != index:
+                    items[index] = checker.report((*loc, index), f"{item!r} is listed twice (first as [{first[item]}])")
+        return items
+
+    def constraint(self) -> str:
+        rules = [self.item.constraint(), f"at least {_count(self.min_items, 'item')}" if self.min_items else "",
+                 "no repeats" if self.unique else ""]
+        return "; ".join(rule for rule in rules if rule)
+
+    def rows(self, prefix: str) -> Iterator[tuple[str, Key]]:
+        return self.item.rows(f"{prefix}[]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Record(Type):
+    """A mapping with declared keys; unknown keys are errors. Absent or invalid keys are left out of the result."""
+
+    title: str
+    keys: tuple[Key, ...]
+    noun = "a mapping"
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.title
+
+    def check(self, value: Any, loc: Loc, checker: _Checker) -> Any:
+        if not isinstance(value, dict):
+            return checker.report(loc, f"expected {self.noun}, got {describe(value)}")
+        known = {key.name: key for key in self.keys}
+        for name in value:
+            if name not in known:
+                checker.report((*loc, name), _unknown_key(name, list(known)), at_key=True)
+        result = {}
+        for key in self.keys:
+            if key.name in value:
+                checked = _check(key.type, value[key.name], (*loc, key.name), checker)
+                if checked is not INVALID:
+                    result[key.name] = checked
+            elif key.required:
+                checker.report((*loc, key.name), "required key is missing")
+            elif key.default is not None:
+                result[key.name] = key.default
+        return result
+
+    def rows(self, prefix: str) -> Iterator[tuple[str, Key]]:
+        for key in self.keys:
+            path = f"{prefix}.{key.name}" if prefix else key.name
+            yield path, key
+            yield from key.type.rows(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class MapOf(Type):
+    """A mapping from names to values of one type. Invalid values keep their name, as INVALID."""
+
+    key: Text
+    value: Type
+    placeholder: str
+    noun = "a mapping"
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"mapping of {self.placeholder} → {self.value.name}"
+
+    def check(self, value: Any, loc: Loc, checker: _Checker) -> Any:
+        if not isinstance(value, dict):
+            return checker.report(loc, f"expected {self.noun}, got {describe(value)}")
+        result = {}
+        for name, item in value.items():
+            if not re.fullmatch(self.key.pattern, name):
+                checker.report((*loc, name), f"invalid {self.key.label} {name!r}: {self.key.rule}", at_key=True)
+            else:
+                result[name] = _check(self.value, item, (*loc, name), checker)
+        return result
+
+    def constraint(self) -> str:
+        return f"{self.placeholder}: {self.key.rule}"
+
+    def rows(self, prefix: str) -> Iterator[tuple[str, Key]]:
+        return self.value.rows(f"{prefix}.<{self.placeholder}>")
+
+
+def _check(type_: Type, value: Any, loc: Loc, checker: _Checker) -> Any:
+    # A value the loader refused (alias, tag) has been reported already.
+    return INVALID if value is INVALID else type_.check(value, loc, checker)
+
+
+def _unknown_key(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"unknown key (did you mean {close[0]!r}?)" if close else f"unknown key (allowed: {', '.join(known)})"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a service URL, or None. Shared with the `service_urls` overrides in compile.py."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "not a URL"
+    try:
+        parts.port  # noqa: B018 - the property parses the port
+    except ValueError:
+        return "the port must be a number up to 65535"
+    if parts.scheme not in ("http", "https"):
+        return "the scheme must be http or https"
+    if not parts.hostname:
+        return "there is no host"
+    if parts.username is not None or parts.password is not None:
+        return "credentials do not belong in a URL"
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "a service URL takes no query or fragment"
+    return None
+
+
+# A path template: absolute, whole segments, each literal (never a dot-segment) or one `{Name}` parameter.
+# Starlette's syntax without convertors: every parameter is one non-empty segment, as router.py relies on.
+_SEGMENT = r"(?:(?!\.\.?(?:/|$))[A-Za-z0-9._~!$&'()*+,;=:@-]+|\{[A-Za-z_][A-Za-z0-9_]*\})"
+PATH_TEMPLATE = rf"/|(?:/{_SEGMENT})+"
+_PATH_RULE = "must start with /; each segment literal or one {Name} parameter"
+_TIMEOUT = Integer(1, 300_000)
+
+_FORMAT_VERSION = Key("format_version", Version(1), "Version of the policy format; every file states it.",
+                      required=True)
+
+SERVICE = Record("service", (
+    Key("url", Text("URL", "must be http or https with a host; optional base path; no query", validate=http_url_problem),
+        "Base URL of the back-end. A route's upstream path is appended to it. "
+        "Overridden by `OBGW_SERVICE_<NAME>_URL`.", required=True),
+    Key("connect_timeout_ms", Integer(1, 60_000), "Time allowed to open a connection to the back-end.", default=1000),
+    Key("timeout_ms", _TIMEOUT, "Total time allowed for the back-end's answer.", default=5000),
+    Key("max_connections", Integer(1, 10_000), "Connection pool size to this back-end, per worker.", default=100),
+))
+
+ROUTE = Record("route", (
+    Key("id", Text("route id", "must match [a-z0-9._-]+", r"[a-z0-9._-]+"),
+        "Stable name of the route, used in audit records and metrics; unique.", required=True),
+    Key("method", OneOf(("GET", "POST", "PUT", "PATCH", "DELETE")), "HTTP method.", required=True),
+    Key("path", Text("path", _PATH_RULE, PATH_TEMPLATE),
+        "Public path template; (method, path) is unique.", required=True),
+    Key("service", Text("service name", "must be a service of services.yaml"), "Back-end that answers the route.",
+        required=True),
+    Key("upstream_path", Text("upstream path", _PATH_RULE + "; only parameters of path", PATH_TEMPLATE),
+        "Path template on the back-end.", default_text="the route's `path`"),
+    Key("scope", OneOf(("accounts", "payments", "fundsconfirmations")), "OAuth scope the access token needs."),
+    Key("permissions", ListOf(Text("permission", "must be UK Open Banking v3.1.11 permission codes"), 1, unique=True),
+        "The consent must grant at least one of these permissions."),
+    Key("account_param", Text("account parameter", "must be a {Name} parameter of path"),
+        "Path parameter naming the account; it must be one of the consent's selected accounts."),
+    Key("response_type", Text("response type", "must be a schema of the v3.1.11 account-info or payment-initiation API"),
+        "UK Open Banking response schema of the answer, e.g. `OBReadAccount6`."),
+    Key("timeout_ms", _TIMEOUT, "Total time allowed for the back-end's answer on this route.",
+        default_text="the service's `timeout_ms`"),
+))
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyFile:
+    name: str
+    required: bool
+    description: str
+    root: Record
+
+
+FILES: tuple[PolicyFile, ...] = (
+    PolicyFile("services.yaml", True, "The back-ends the gateway forwards to.", Record("services.yaml", (
+        _FORMAT_VERSION,
+        Key("services", MapOf(Text("service name", "must match [a-z][a-z0-9_-]*", r"[a-z][a-z0-9_-]*"), SERVICE, "name"),
+            "Back-end services by name.", required=True),
+    ))),
+    PolicyFile("routes.yaml", True, "What the gateway answers: method and path → service, and what a call needs.",
+               Record("routes.yaml", (
+                   _FORMAT_VERSION,
+                   Key("routes", ListOf(ROUTE), "The routes; a literal segment wins over a parameter.", required=True),
+               ))),
+)
+
+
+def check_document(document: Document, spec: PolicyFile) -> tuple[Any, list[PolicyProblem]]:
+    """The document's values with defaults filled in (INVALID where unusable), and the problems found."""
+    checker = _Checker(document)
+    if document.value is None:
+        return checker.report((), "the file is empty; a policy file starts with format_version: 1"), checker.problems
+    return _check(spec.root, document.value, (), checker), checker.problems
+
+
+def render_reference() -> str:
+    """The key reference of every policy file, in Markdown."""
+    lines = []
+    for spec in FILES:
+        lines += [f"### `{spec.name}` ({'required' if spec.required else 'optional'})", "", spec.description, "",
+                  "| Key | Type | Default | Constraint | Description |", "|---|---|---|---|---|"]
+        for path, key in spec.root.rows(""):
+            default = ("required" if key.required else f"`{key.default}`" if key.default is not None
+                       else key.default_text or "none")
+            cells = (f"`{path}`", key.type.name, default, key.type.constraint(), key.description)
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""Running the gateway: TLS, worker processes, and the client certificate in the ASGI scope.
+
+Released uvicorn does not implement the ASGI TLS extension, so `ClientCertProtocol` reads the verified peer
+certificate from the connection's `ssl_object` once per connection and puts it where the ASGI spec says:
+`scope["extensions"]["tls"]["client_cert_chain"]` (PEM, leaf first). Nothing downstream knows how it got there.
+
+The handshake *asks* for a client certificate but does not require one (browsers share this listener); when one is
+presented it must chain to the trusted CA and be in date, or the handshake fails. Each TPP-facing endpoint then
+refuses a request without one (RequireClientCertificate).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import ssl
+import sys
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
+
+from gateway.admin.server import AdminApp, start_admin
+from gateway.policy import PolicyError, load_policy
+from gateway.settings import Settings
+from gateway.store.embedded import EmbeddedRedis
+
+# FAPI 1 Advanced §8.5: TLS 1.2 only with these suites (TLS 1.3 suites are all acceptable and not set here).
+FAPI_CIPHERS = ":".join([
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+])
+
+
+def _tls_extension(ssl_object: ssl.SSLObject | None) -> dict | None:
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return {
+        "server_cert": None,
+        "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
+        "client_cert_name": None,
+        "client_cert_error": None,
+        "tls_version": None,
+        "cipher_suite": None,
+    }
+
+
+class _WithTLS:
+    """The app as seen by one connection: every request on it carries the connection's TLS facts."""
+
+    __slots__ = ("app", "tls")
+
+    def __init__(self, app, tls: dict) -> None:
+        self.app, self.tls = app, tls
+
+    async def __call__(self, scope, receive, send) -> None:
+        scope["extensions"] = {**scope.get("extensions", {}), "tls": self.tls}
+        await self.app(scope, receive, send)
+
+
+class ClientCertProtocol(HttpToolsProtocol):
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        tls = _tls_extension(transport.get_extra_info("ssl_object"))
+        if tls is not None:
+            self.app = _WithTLS(self.app, tls)
+
+
+def uvicorn_config(settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        "gateway.app:create_app_from_env", factory=True, host=settings.host, port=settings.port,
+        workers=settings.workers, http="gateway.server:ClientCertProtocol", lifespan="on", log_level="warning",
+        access_log=False, proxy_headers=False, server_header=False, date_header=True,
+        ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key), ssl_ca_certs=str(settings.client_ca),
+        ssl_cert_reqs=ssl.CERT_OPTIONAL, ssl_ciphers=FAPI_CIPHERS, timeout_graceful_shutdown=10,
+    )
+
+
+class StartError(Exception):
+    """The gateway cannot start; the message says why and what to do."""
+
+
+def check_files(settings: Settings) -> None:
+    missing = [str(p) for p in (settings.tls_cert, settings.tls_key, settings.client_ca) if not p.exists()]
+    if missing:
+        raise StartError(f"missing TLS files: {', '.join(missing)} (run `obgw certs init` for a dev PKI)")
+
+
+def serve(settings: Settings, on_ready=None) -> int:
+    """Validate, start Redis if embedded, bind, start the admin listener and the workers; return when stopped."""
+    try:
+        policy = load_policy(settings.policy_dir, settings.service_urls)
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    check_files(settings)
+    with contextlib.ExitStack() as stack:
+        if not settings.redis_url:
+            embedded = stack.enter_context(EmbeddedRedis(settings.var_dir / "redis"))
+            settings = settings.replace(redis_url=embedded.url)
+        metrics_dir = settings.var_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ.update(settings.to_environ())
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
+        admin = start_admin(settings.admin_host, settings.admin_port,
+                            AdminApp(settings.redis_url, {n: s.url for n, s in policy.services.items()}))
+        stack.callback(admin.shutdown)
+        config = uvicorn_config(settings)
+        sock = config.bind_socket()
+        stack.callback(sock.close)
+        if on_ready:
+            on_ready(settings, sock.getsockname()[1], admin.server_address[1])
+        Multiprocess(config, sockets=[sock]).run()
+    return 0

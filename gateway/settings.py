@@ -1,0 +1,132 @@
+"""Runtime settings: every setting declared once, read from flags, then `OBGW_*` / `REDIS_URL`, then defaults.
+
+A bad value stops the start with a message naming the variable (or flag) and the value, never a stack trace.
+Settings are frozen: they are read once at start and passed down explicitly; nothing reads the environment later.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names where it came from."""
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("not a TCP port (0-65535)")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
+
+
+def _optional_text(text: str) -> str | None:
+    return text or None
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str
+    env: str
+    default: str
+    cast: Callable[[str], Any]
+    help: str
+
+
+# The one declaration of every setting: (field, environment variable, default, cast, description).
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "OBGW_HOST", "127.0.0.1", str, "address of the HTTPS listener for TPPs and browsers"),
+    Setting("port", "OBGW_PORT", "8443", _port, "port of the HTTPS listener"),
+    Setting("admin_host", "OBGW_ADMIN_HOST", "127.0.0.1", str, "address of the admin listener (/healthz, /metrics)"),
+    Setting("admin_port", "OBGW_ADMIN_PORT", "8090", _port, "port of the admin listener"),
+    Setting("workers", "OBGW_WORKERS", "1", _positive_int, "gateway worker processes; all share one Redis"),
+    Setting("redis_url", "REDIS_URL", "", _optional_text, "Redis to use; unset: start an embedded private redis-server"),
+    Setting("var_dir", "OBGW_VAR_DIR", "var", Path, "state directory: embedded Redis data, audit checkpoints"),
+    Setting("policy_dir", "OBGW_POLICY_DIR", "policies", Path, "directory of the policy files"),
+    Setting("tls_cert", "OBGW_TLS_CERT", "certs/dev/server.pem", Path, "server certificate (PEM, chain)"),
+    Setting("tls_key", "OBGW_TLS_KEY", "certs/dev/server.key", Path, "server private key (PEM)"),
+    Setting("client_ca", "OBGW_CLIENT_CA", "certs/dev/ca.pem", Path, "CA bundle trusted for TPP client certificates"),
+    Setting(
+        "trusted_proxies", "OBGW_TRUSTED_PROXIES", "", _networks,
+        "comma-separated addresses/networks of TLS-terminating proxies whose RFC 9440 Client-Cert header is honoured; "
+        "empty (default): the header is ignored and stripped from every request",
+    ),
+    Setting("audit_checkpoint_seconds", "OBGW_AUDIT_CHECKPOINT_SECONDS", "10", _positive_int,
+            "how often each worker anchors its audit chain head in var/audit/checkpoints.jsonl"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    host: str
+    port: int
+    admin_host: str
+    admin_port: int
+    workers: int
+    redis_url: str | None
+    var_dir: Path
+    policy_dir: Path
+    tls_cert: Path
+    tls_key: Path
+    client_ca: Path
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    audit_checkpoint_seconds: int
+    # Back-end URL overrides, `OBGW_SERVICE_<NAME>_URL`, applied over policies/services.yaml.
+    service_urls: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def load(cls, flags: Mapping[str, str | None] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+        """Resolve every setting: a flag given on the command line wins over the environment, which wins over the default."""
+        flags = flags or {}
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for s in SETTINGS:
+            flag_value = flags.get(s.name)
+            source, raw = (f"--{s.name.replace('_', '-')}", flag_value) if flag_value is not None else (
+                (s.env, environ[s.env]) if s.env in environ else (f"default of {s.env}", s.default))
+            try:
+                values[s.name] = s.cast(str(raw))
+            except ValueError as exc:
+                raise SettingsError(f"{source}={raw!r}: {exc}") from None
+        prefix, suffix = "OBGW_SERVICE_", "_URL"
+        values["service_urls"] = {
+            key[len(prefix):-len(suffix)].lower(): value
+            for key, value in environ.items() if key.startswith(prefix) and key.endswith(suffix)
+        }
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def to_environ(self) -> dict[str, str]:
+        """The settings as the environment variables that `load` reads back: how `serve` hands them to workers."""
+        env = {}
+        for s in SETTINGS:
+            value = getattr(self, s.name)
+            env[s.env] = ",".join(map(str, value)) if isinstance(value, tuple) else "" if value is None else str(value)
+        env.update({f"OBGW_SERVICE_{name.upper()}_URL": url for name, url in self.service_urls.items()})
+        return env
+
+
+def add_arguments(parser: Any, names: tuple[str, ...]) -> None:
+    """Add `--flag` options for the named settings to an argparse parser (defaults stay None: see Settings.load)."""
+    by_name = {s.name: s for s in SETTINGS}
+    for name in names:
+        s = by_name[name]
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                            help=f"{s.help} (env {s.env}, default {s.default or 'unset'})")

@@ -1,0 +1,152 @@
+"""A private `redis-server` child for a laptop run: loopback only, random password, append-only file under var/.
+
+Started once by the main process before the workers, stopped when it exits, and killed by the kernel if the parent
+dies (PR_SET_PDEATHSIG). A lock on the data directory stops two gateways from sharing it; while the lock is held the
+running server's URL is in `<dir>/redis.url` (mode 0600) so the CLI can reach the same data.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from gateway.children import die_with_parent, stop
+
+
+class EmbeddedRedisError(RuntimeError):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def find_binary() -> str:
+    path = shutil.which("redis-server") or next(
+        (p for p in ("/usr/bin/redis-server", "/usr/local/bin/redis-server") if os.access(p, os.X_OK)), None)
+    if path is None:
+        raise EmbeddedRedisError(
+            "redis-server not found: install it (Debian/Ubuntu: apt-get install -y --no-install-recommends "
+            "redis-server) or set REDIS_URL to a running Redis")
+    return path
+
+
+class EmbeddedRedis:
+    """Use as a context manager: `with EmbeddedRedis(var_dir / "redis") as r: r.url`."""
+
+    def __init__(self, data_dir: Path, start_timeout: float = 10.0) -> None:
+        self.data_dir = Path(data_dir)
+        self.start_timeout = start_timeout
+        self.url = ""
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock_file = None
+
+    @property
+    def url_file(self) -> Path:
+        return self.data_dir / "redis.url"
+
+    def start(self) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.data_dir / ".lock", "a")  # noqa: SIM115 - held for the server's lifetime
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            self._lock_file = None
+            raise EmbeddedRedisError(f"{self.data_dir} is in use by another gateway's Redis (set REDIS_URL to share it)")
+        password = secrets.token_urlsafe(24)
+        port = _free_port()
+        config = "\n".join([
+            "bind 127.0.0.1", f"port {port}", f"dir {self.data_dir.resolve()}", "protected-mode yes",
+            "appendonly yes", "appendfsync everysec", 'save ""', "daemonize no", "loglevel warning",
+            f"logfile {(self.data_dir / 'redis.log').resolve()}", f"requirepass {password}",
+        ])
+        self._process = subprocess.Popen(
+            [find_binary(), "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent, start_new_session=True,
+        )
+        stdin = self._process.stdin
+        stdin.write(config.encode())  # the config (with the password) never touches the disk or the process list
+        stdin.close()
+        self.url = f"redis://:{password}@127.0.0.1:{port}/0"
+        self._wait_ready()
+        fd = os.open(self.url_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.url)
+        return self.url
+
+    def _wait_ready(self) -> None:
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        deadline = time.monotonic() + self.start_timeout
+        try:
+            while time.monotonic() < deadline:
+                if self._process is not None and self._process.poll() is not None:
+                    raise EmbeddedRedisError(f"redis-server exited at start; see {self.data_dir / 'redis.log'}")
+                try:
+                    # While the append-only file loads, Redis answers LOADING; ready means a real PONG.
+                    if client.ping():
+                        return
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                    time.sleep(0.05)
+            self.stop()
+            raise EmbeddedRedisError(f"redis-server did not answer within {self.start_timeout:.0f} s")
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Ask Redis to shut down (it fsyncs the append-only file), then reap it."""
+        if self._process is not None:
+            stop(self._process)
+        self._process = None
+        with contextlib.suppress(FileNotFoundError):
+            self.url_file.unlink()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def running_url(data_dir: Path) -> str | None:
+    """The URL of the embedded Redis a running gateway holds for this data dir, or None if none is running."""
+    url_file = Path(data_dir) / "redis.url"
+    lock_path = Path(data_dir) / ".lock"
+    if not url_file.exists() or not lock_path.exists():
+        return None
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return url_file.read_text().strip()  # held: a gateway is running
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return None
+
+
+@contextlib.contextmanager
+def redis_url_for(redis_url: str | None, var_dir: Path):
+    """The Redis a command should use: REDIS_URL, else the running gateway's embedded one, else a temporary one."""
+    if redis_url:
+        yield redis_url
+        return
+    data_dir = Path(var_dir) / "redis"
+    url = running_url(data_dir)
+    if url:
+        yield url
+        return
+    with EmbeddedRedis(data_dir) as embedded:
+        yield embedded.url

@@ -1,0 +1,38 @@
+"""Redis connections: one async pool per worker for the request path, one sync client for the CLI and Authlib.
+
+Lua scripts live in `store/scripts/*.lua`, are loaded once and run by SHA (`EVALSHA`, reloaded on NOSCRIPT by redis-py).
+"""
+from __future__ import annotations
+
+from importlib import resources
+
+import redis
+import redis.asyncio as aioredis
+
+ConnectionError = redis.ConnectionError  # noqa: A001 - re-exported so callers need not import redis
+RedisError = redis.RedisError
+ResponseError = redis.ResponseError
+
+
+def _script_source(name: str) -> str:
+    return resources.files("gateway.store").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
+
+
+def async_client(url: str, max_connections: int = 64) -> aioredis.Redis:
+    """The hot-path client: pooled, with short timeouts so an unreachable Redis fails fast (and closed)."""
+    return aioredis.Redis.from_url(
+        url, max_connections=max_connections, socket_connect_timeout=1.0, socket_timeout=2.0,
+        health_check_interval=30, decode_responses=False,
+    )
+
+
+def sync_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=10.0, decode_responses=False)
+
+
+def async_script(client: aioredis.Redis, name: str):
+    return client.register_script(_script_source(name))
+
+
+def sync_script(client: redis.Redis, name: str):
+    return client.register_script(_script_source(name))

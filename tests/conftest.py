@@ -1,0 +1,49 @@
+"""Fixture wiring only; helpers live in tests/support.
+
+Tests never see the developer's environment: OBGW_* and REDIS_URL are cleared, and every service a test needs
+(redis-server, PKI) is started or written by the session here.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+sys.path.insert(0, str(Path(__file__).parent))  # `from support import ...`
+
+from gateway.pki import init_dev_pki  # noqa: E402
+from gateway.store.embedded import EmbeddedRedis  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("OBGW_") or key in ("REDIS_URL", "PROMETHEUS_MULTIPROC_DIR"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One real redis-server for the session (the product's own embedded launcher)."""
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The session's Redis, emptied for this test."""
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    client.close()
+    return redis_server
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> Path:
+    """The dev PKI made by the product's own `init_dev_pki` (CA, server cert, tpp-demo and tpp-other)."""
+    directory = tmp_path_factory.mktemp("pki")
+    init_dev_pki(directory)
+    return directory

@@ -1,0 +1,203 @@
+"""The real gateway (`obgw serve --workers 2`) over real mutual TLS, in front of a real HTTP back-end."""
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from conftest import write_policy
+from gateway import pki as pkimod
+from support.gateway import Gateway, gateway_env, tpp_client
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, pki, backend):
+    root = tmp_path_factory.mktemp("gw")
+    write_policy(root / "policies", backend)
+    # 127.0.0.2 plays a TLS-terminating proxy; every other address is an ordinary client.
+    gw = Gateway(gateway_env(root / "var", pki, root / "policies", OBGW_TRUSTED_PROXIES="127.0.0.2/32"))
+    yield gw
+    assert gw.stop() == 0
+
+
+def _ob_error(response: httpx.Response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"Code", "Id", "Message", "Errors"}
+    assert body["Code"] == str(status) and body["Errors"][0]["ErrorCode"] == code
+    assert body["Id"] == response.headers["x-fapi-interaction-id"]
+    return body
+
+
+def test_a_tpp_with_a_valid_certificate_reaches_the_back_end(gateway, pki):
+    with tpp_client(pki) as tpp:
+        response = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts?page=2")
+    assert response.status_code == 200
+    echoed = response.json()
+    assert echoed["path"] == "/echo/accounts" and echoed["query"] == "page=2"
+    uuid.UUID(response.headers["x-fapi-interaction-id"])
+
+
+def test_without_a_certificate_the_call_is_refused_and_audited(gateway, pki):
+    with tpp_client(pki, name=None) as anonymous:
+        response = anonymous.get(gateway.base + "/open-banking/v3.1/aisp/accounts")
+    _ob_error(response, 401, "UK.OBIE.Field.Missing")
+    records = gateway.audit("--reason", "identity.no_certificate")
+    mine = [r for r in records if r["interaction_id"] == response.headers["x-fapi-interaction-id"]]
+    assert len(mine) == 1
+    assert mine[0]["status"] == 401 and mine[0]["decision"] == "refuse"
+    assert mine[0]["route"] == "/open-banking/v3.1/aisp/accounts"
+
+
+@pytest.mark.parametrize("kind", ["unknown CA", "expired"])
+def test_a_certificate_the_gateway_does_not_trust_fails_the_handshake(gateway, pki, tmp_path, kind):
+    if kind == "unknown CA":
+        issued = pkimod.issue_client_cert(pkimod.make_ca("rogue CA"), "tpp-demo")
+    else:
+        now = datetime.now(timezone.utc)
+        issued = pkimod.issue_client_cert(pkimod.load_ca(pki), "tpp-demo", not_before=now - timedelta(days=30),
+                                          not_after=now - timedelta(days=1))
+    issued.write(tmp_path / "c.pem", tmp_path / "c.key")
+    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    context.load_cert_chain(str(tmp_path / "c.pem"), str(tmp_path / "c.key"))
+    before = len(gateway.audit())
+    with httpx.Client(verify=context, timeout=5) as client, pytest.raises(httpx.TransportError):
+        client.get(gateway.base + "/open-banking/v3.1/aisp/accounts")
+    assert len(gateway.audit()) == before  # no HTTP request ever reached the gateway's app
+
+
+def test_the_interaction_id_is_echoed_and_a_bad_one_replaced(gateway, pki):
+    mine = str(uuid.uuid4())
+    with tpp_client(pki) as tpp:
+        echoed = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts", headers={"x-fapi-interaction-id": mine})
+        replaced = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts",
+                           headers={"x-fapi-interaction-id": "<script>"})
+    assert echoed.headers["x-fapi-interaction-id"] == mine
+    assert echoed.json()["headers"]["x-fapi-interaction-id"] == mine
+    uuid.UUID(replaced.headers["x-fapi-interaction-id"])
+
+
+def test_spoofable_and_hop_by_hop_headers_never_reach_the_bank_or_the_tpp(gateway, pki):
+    sent = {"authorization": "Bearer secret-token", "cookie": "session=1", "x-forwarded-for": "10.0.0.1",
+            "forwarded": "for=10.0.0.1", "client-cert": ":AAAA:", "x-bank-customer-id": "alice",
+            "x-fapi-customer-ip-address": "198.51.100.7", "te": "trailers"}
+    with tpp_client(pki) as tpp:
+        response = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts", headers=sent)
+    received = response.json()["headers"]
+    for name in ("authorization", "cookie", "x-forwarded-for", "forwarded", "client-cert", "x-bank-customer-id", "te"):
+        assert name not in received
+    assert received["x-fapi-customer-ip-address"] == "198.51.100.7"
+    assert "set-cookie" not in response.headers and "x-bank-internal" not in response.headers
+
+
+def test_path_parameters_cannot_escape_their_segment(gateway, pki):
+    with tpp_client(pki) as tpp:
+        traversal = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts/..%2F..%2Fadmin")
+        query = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts/a%3Fb%23c")
+    _ob_error(traversal, 404, "UK.OBIE.Resource.NotFound")  # a decoded '/' never matches a parameter
+    assert query.json()["raw_path"] == "/echo/accounts/a%3Fb%23c" and query.json()["query"] == ""
+
+
+def test_a_post_body_is_forwarded_unchanged(gateway, pki):
+    body = json.dumps({"Data": {"Initiation": {"InstructedAmount": {"Amount": "1.00", "Currency": "GBP"}}}})
+    with tpp_client(pki) as tpp:
+        response = tpp.post(gateway.base + "/open-banking/v3.1/pisp/domestic-payments", content=body,
+                            headers={"content-type": "application/json", "x-idempotency-key": "k1"})
+    assert response.json()["body"] == body
+    assert response.json()["headers"]["x-idempotency-key"] == "k1"
+
+
+@pytest.mark.parametrize("path, status, reason", [
+    ("/open-banking/v3.1/test/down", 502, "backend.unavailable"),
+    ("/open-banking/v3.1/test/slow", 504, "backend.timeout"),
+    ("/open-banking/v3.1/test/fail", 502, "backend.error"),
+])
+def test_back_end_failures_become_ob_errors_without_internals(gateway, pki, path, status, reason):
+    with tpp_client(pki) as tpp:
+        response = tpp.get(gateway.base + path)
+    _ob_error(response, status, "UK.OBIE.UnexpectedError")
+    assert "Traceback" not in response.text and "secret" not in response.text
+    [record] = [r for r in gateway.audit("--reason", reason)
+                if r["interaction_id"] == response.headers["x-fapi-interaction-id"]]
+    assert record["status"] == status and record["route"] == path
+
+
+def test_a_back_end_client_error_passes_through(gateway, pki):
+    with tpp_client(pki) as tpp:
+        response = tpp.get(gateway.base + "/open-banking/v3.1/test/teapot")
+    assert response.status_code == 418
+
+
+def test_unknown_routes_and_methods_answer_in_the_ob_error_shape(gateway, pki):
+    with tpp_client(pki) as tpp:
+        unknown = tpp.get(gateway.base + "/open-banking/v3.1/aisp/nothing-here")
+        outside = tpp.get(gateway.base + "/wp-admin")
+        wrong_method = tpp.delete(gateway.base + "/open-banking/v3.1/aisp/accounts")
+    _ob_error(unknown, 404, "UK.OBIE.Resource.NotFound")
+    _ob_error(outside, 404, "UK.OBIE.Resource.NotFound")
+    _ob_error(wrong_method, 405, "UK.OBIE.Resource.NotFound")
+    assert wrong_method.headers["allow"] == "GET"
+
+
+def _rfc9440(cert_path) -> str:
+    der = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(Encoding.DER)
+    return ":" + base64.b64encode(der).decode() + ":"
+
+
+def test_a_trusted_proxy_forwards_the_client_certificate(gateway, pki):
+    header = {"client-cert": _rfc9440(pki / "tpp-other.pem")}
+    with tpp_client(pki, name=None, local_address="127.0.0.2") as proxy:
+        honoured = proxy.get(gateway.base + "/open-banking/v3.1/aisp/accounts", headers=header)
+        garbage = proxy.get(gateway.base + "/open-banking/v3.1/aisp/accounts", headers={"client-cert": ":!!:"})
+    assert honoured.status_code == 200
+    assert "client-cert" not in honoured.json()["headers"]
+    [record] = [r for r in gateway.audit() if r["interaction_id"] == honoured.headers["x-fapi-interaction-id"]]
+    assert record["cert_thumbprint"] == pkimod.thumbprint_sha256(
+        x509.load_pem_x509_certificate((pki / "tpp-other.pem").read_bytes()))
+    _ob_error(garbage, 401, "UK.OBIE.Field.Invalid")
+
+
+def test_a_trusted_proxy_cannot_forward_a_certificate_from_an_unknown_ca(gateway, pki, tmp_path):
+    rogue = pkimod.issue_client_cert(pkimod.make_ca("rogue CA"), "tpp-demo")
+    rogue.write(tmp_path / "r.pem", tmp_path / "r.key")
+    with tpp_client(pki, name=None, local_address="127.0.0.2") as proxy:
+        response = proxy.get(gateway.base + "/open-banking/v3.1/aisp/accounts",
+                             headers={"client-cert": _rfc9440(tmp_path / "r.pem")})
+    _ob_error(response, 401, "UK.OBIE.Field.Invalid")
+
+
+def test_the_header_is_ignored_from_anyone_but_a_trusted_proxy(gateway, pki):
+    with tpp_client(pki, name=None) as impostor:
+        response = impostor.get(gateway.base + "/open-banking/v3.1/aisp/accounts",
+                                headers={"client-cert": _rfc9440(pki / "tpp-demo.pem")})
+    _ob_error(response, 401, "UK.OBIE.Field.Missing")
+
+
+def test_concurrent_calls_on_two_workers_leave_a_verifiable_log_and_metrics(gateway, pki):
+    def call(_):
+        with tpp_client(pki) as tpp:
+            return [tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts").status_code for _ in range(10)]
+    with ThreadPoolExecutor(8) as pool:
+        statuses = [s for batch in pool.map(call, range(8)) for s in batch]
+    assert statuses == [200] * 80
+    done = gateway.cli("audit", "verify")
+    assert done.returncode == 0, done.stderr
+    assert "audit log intact" in done.stdout
+    chains = {r["chain"] for r in gateway.audit()}
+    assert len(chains) == 2  # one chain per worker process, both written to
+    metrics = httpx.get(f"http://127.0.0.1:{gateway.admin_port}/metrics").text
+    assert 'obgw_requests_total{decision="allow",method="GET",route="/open-banking/v3.1/aisp/accounts",status="200"}' \
+        in metrics
+    health = httpx.get(f"http://127.0.0.1:{gateway.admin_port}/healthz")
+    assert health.status_code == 503  # the 'dead' service of this policy is unreachable
+    assert health.json() == {"status": "unhealthy", "redis": "ok", "services": {"echo": "ok", "dead": "unreachable"}}

@@ -1,0 +1,69 @@
+"""Starting the real gateway (`python -m gateway serve`) over real TLS, and TPP-side HTTPS clients."""
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from support.ports import free_port
+from support.processes import Process, python
+
+
+def gateway_env(var_dir: Path, pki: Path, policy_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OBGW_") and k != "REDIS_URL"}
+    env.update({
+        "OBGW_VAR_DIR": str(var_dir), "OBGW_POLICY_DIR": str(policy_dir), "OBGW_TLS_CERT": str(pki / "server.pem"),
+        "OBGW_TLS_KEY": str(pki / "server.key"), "OBGW_CLIENT_CA": str(pki / "ca.pem"),
+        "OBGW_AUDIT_CHECKPOINT_SECONDS": "1", **extra,
+    })
+    return env
+
+
+class Gateway:
+    def __init__(self, env: dict[str, str], workers: int = 2) -> None:
+        self.port, self.admin_port = free_port(), free_port()
+        self.env = dict(env, OBGW_PORT=str(self.port), OBGW_ADMIN_PORT=str(self.admin_port),
+                        OBGW_WORKERS=str(workers))
+        self.base = f"https://127.0.0.1:{self.port}"
+        self.process = Process(python("-m", "gateway", "serve"), env=self.env)
+        self.process.wait_for_line("obgw: gateway", timeout=30)
+        self.process.wait_until(self._answers, timeout=30)
+
+    def _answers(self) -> bool:
+        try:
+            httpx.get(f"http://127.0.0.1:{self.admin_port}/healthz", timeout=1)
+            with httpx.Client(verify=client_context(Path(self.env["OBGW_CLIENT_CA"])), timeout=1) as client:
+                client.get(self.base + "/")
+            return True
+        except httpx.TransportError:
+            return False
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """`obgw ...` against this gateway's state (its embedded Redis is found through OBGW_VAR_DIR)."""
+        return subprocess.run([sys.executable, "-m", "gateway", *args], env=self.env, capture_output=True, text=True,
+                              timeout=60)
+
+    def audit(self, *filters: str) -> list[dict]:
+        done = self.cli("audit", "search", "--json", *filters)
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in done.stdout.splitlines()]
+
+    def stop(self) -> int:
+        return self.process.stop()
+
+
+def client_context(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca))
+    if cert:
+        context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+def tpp_client(pki: Path, name: str | None = "tpp-demo", **transport_options) -> httpx.Client:
+    context = client_context(pki / "ca.pem", pki / f"{name}.pem" if name else None, pki / f"{name}.key" if name else None)
+    return httpx.Client(transport=httpx.HTTPTransport(verify=context, **transport_options), timeout=10)
