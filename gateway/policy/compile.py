@@ -108,8 +108,8 @@ class _Checked:
         if isinstance(routes, list):
             yield from ((index, route) for index, route in enumerate(routes) if route is not INVALID)
 
-    def problem(self, file: str, loc: tuple[str | int, ...], message: str) -> PolicyProblem:
-        return self.documents[file].problem(loc, message)
+    def problem(self, file: str, loc: tuple[str | int, ...], message: str, *, at_key: bool = False) -> PolicyProblem:
+        return self.documents[file].problem(loc, message, at_key=at_key)
 
 
 def _defined(services: Mapping[str, Any]) -> str:
@@ -128,7 +128,8 @@ def service_url_overrides_name_services(policy: _Checked) -> Iterator[PolicyProb
     for name, url in sorted(policy.service_urls.items()):
         if name not in services:
             yield policy.problem("services.yaml", ("services",),
-                                 f"service URL override for unknown service {name!r} ({_defined(services)})")
+                                 f"service URL override for unknown service {name!r} ({_defined(services)})",
+                                 at_key=True)
         elif reason := http_url_problem(url):
             yield policy.problem("services.yaml", ("services", name, "url"),
                                  f"invalid override URL {url!r} for this service: {reason}")

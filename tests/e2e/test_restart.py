@@ -1,0 +1,65 @@
+"""Nothing is lost across a restart or a crash, and a bad policy stops the start before any port is bound."""
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import write_policy
+from support.gateway import Gateway, gateway_env, tpp_client
+from support.ports import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def _calls(gw: Gateway, pki, count: int) -> list[str]:
+    with tpp_client(pki) as tpp:
+        responses = [tpp.get(gw.base + "/open-banking/v3.1/aisp/accounts") for _ in range(count)]
+    assert {r.status_code for r in responses} == {200}
+    return [r.headers["x-fapi-interaction-id"] for r in responses]
+
+
+def test_audit_records_survive_a_restart_and_a_crash(tmp_path, pki, backend):
+    write_policy(tmp_path / "policies", backend)
+    env = gateway_env(tmp_path / "var", pki, tmp_path / "policies")
+
+    first = Gateway(env, workers=1)
+    before = _calls(first, pki, 5)
+    assert first.stop() == 0
+
+    second = Gateway(env, workers=2)
+    after_restart = _calls(second, pki, 4)
+    # A crash: every gateway process killed at once, right after the callers got their answers.
+    second.process.stop(sig=signal.SIGKILL)
+
+    third = Gateway(env, workers=1)
+    ids = {r["interaction_id"] for r in third.audit()}
+    assert set(before) | set(after_restart) <= ids
+    done = third.cli("audit", "verify")
+    assert done.returncode == 0, done.stderr
+    assert third.stop() == 0
+
+    # With the gateway stopped, the CLI starts the embedded Redis itself on the same data.
+    offline = subprocess.run([sys.executable, "-m", "gateway", "audit", "verify"], env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert offline.returncode == 0, offline.stderr
+    assert offline.stdout.startswith(f"audit log intact: {len(ids)} records")
+
+
+def test_a_bad_policy_stops_the_start_with_its_location(tmp_path, pki, backend):
+    write_policy(tmp_path / "policies", backend)
+    routes = tmp_path / "policies" / "routes.yaml"
+    routes.write_text(routes.read_text().replace("service: echo\n    upstream_path: /echo/accounts\n",
+                                                 "service: ecko\n    upstream_path: /echo/accounts\n", 1))
+    port = free_port()
+    env = gateway_env(tmp_path / "var", pki, tmp_path / "policies", OBGW_PORT=str(port))
+    done = subprocess.run([sys.executable, "-m", "gateway", "serve"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == (f"{tmp_path / 'policies' / 'routes.yaml'}:6:14: routes[0].service: unknown service "
+                           "'ecko' (services.yaml defines: dead, echo)\n1 error in 1 file\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))  # nothing was listening
