@@ -12,6 +12,7 @@ from pathlib import Path
 from gateway.cli._settings import settings_from
 from gateway.policy import PolicyError, PolicySet, load_policy
 from gateway.policy.explain import render_routes
+from gateway.policy.loader import plural
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,9 +45,7 @@ def _check(args: argparse.Namespace) -> int:
     directory, policy = _load(args)
     if policy is None:
         return 2
-    routes, services = len(policy.routes), len(policy.services)
-    print(f"ok: {routes} route{'' if routes == 1 else 's'}, {services} service{'' if services == 1 else 's'} "
-          f"in {directory}")
+    print(f"ok: {plural(len(policy.routes), 'route')}, {plural(len(policy.services), 'service')} in {directory}")
     return 0
 
 

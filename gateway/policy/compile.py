@@ -61,7 +61,7 @@ def load_policy(directory: Path, service_urls: Mapping[str, str] = MappingProxyT
         raise PolicyError([PolicyProblem(str(directory), 0, 0, "", "not a policy directory")])
     known = {spec.name for spec in FILES}
     present = {path.name for path in directory.iterdir() if path.suffix in (".yaml", ".yml")}
-    problems = [PolicyProblem(str(directory / name), 0, 0, "", f"unknown policy file ({_unknown_file_hint(name, known)})")
+    problems = [PolicyProblem(str(directory / name), 0, 0, "", f"unknown policy file ({_file_hint(name, known)})")
                 for name in sorted(present - known)]
     documents, values = {}, {}
     for spec in FILES:
@@ -83,7 +83,7 @@ def load_policy(directory: Path, service_urls: Mapping[str, str] = MappingProxyT
     return _compile(values, service_urls)
 
 
-def _unknown_file_hint(name: str, known: set[str]) -> str:
+def _file_hint(name: str, known: set[str]) -> str:
     return _did_you_mean(name, frozenset(known)) or f"a policy directory holds: {', '.join(sorted(known))}"
 
 

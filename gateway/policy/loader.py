@@ -59,17 +59,18 @@ class PolicyError(Exception):
 
     def __str__(self) -> str:
         errors, files = len(self.problems), len({p.file for p in self.problems})
-        summary = f"{_count(errors, 'error')} in {_count(files, 'file')}"
+        summary = f"{plural(errors, 'error')} in {plural(files, 'file')}"
         return "\n".join([*map(str, self.problems), summary])
 
 
-def _count(n: int, noun: str) -> str:
+def plural(n: int, noun: str) -> str:
+    """`1 error`, `2 errors`."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Document:
-    """A policy file as plain values, with the 1-based position of each value and of each mapping key by JSON pointer."""
+    """A policy file as plain values, with the 1-based position of each value and mapping key by JSON pointer."""
 
     file: str
     value: Any

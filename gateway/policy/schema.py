@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.policy.loader import INVALID, Document, Loc, PolicyProblem, describe
+from gateway.policy.loader import INVALID, Document, Loc, PolicyProblem, describe, plural
 
 
 class _Checker:
@@ -158,7 +158,7 @@ class ListOf(Type):
         if not isinstance(value, list):
             return checker.report(loc, f"expected {self.noun}, got {describe(value)}")
         if len(value) < self.min_items:
-            return checker.report(loc, f"must have at least {_count(self.min_items, 'item')}")
+            return checker.report(loc, f"must have at least {plural(self.min_items, 'item')}")
         items = [_check(self.item, item, (*loc, index), checker) for index, item in enumerate(value)]
         if self.unique:
             first: dict[Any, int] = {}
@@ -168,7 +168,7 @@ class ListOf(Type):
         return items
 
     def constraint(self) -> str:
-        rules = [self.item.constraint(), f"at least {_count(self.min_items, 'item')}" if self.min_items else "",
+        rules = [self.item.constraint(), f"at least {plural(self.min_items, 'item')}" if self.min_items else "",
                  "no repeats" if self.unique else ""]
         return "; ".join(rule for rule in rules if rule)
 
@@ -255,10 +255,6 @@ def _unknown_key(name: str, known: list[str]) -> str:
     return f"unknown key (did you mean {close[0]!r}?)" if close else f"unknown key (allowed: {', '.join(known)})"
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 def http_url_problem(url: str) -> str | None:
     """Why `url` cannot be a service URL, or None. Shared with the `service_urls` overrides in compile.py."""
     try:
@@ -291,7 +287,8 @@ _FORMAT_VERSION = Key("format_version", Version(1), "Version of the policy forma
                       required=True)
 
 SERVICE = Record("service", (
-    Key("url", Text("URL", "must be http or https with a host; optional base path; no query", validate=http_url_problem),
+    Key("url", Text("URL", "must be http or https with a host; optional base path; no query",
+                    validate=http_url_problem),
         "Base URL of the back-end. A route's upstream path is appended to it. "
         "Overridden by `OBGW_SERVICE_<NAME>_URL`.", required=True),
     Key("connect_timeout_ms", Integer(1, 60_000), "Time allowed to open a connection to the back-end.", default=1000),
@@ -310,11 +307,13 @@ ROUTE = Record("route", (
     Key("upstream_path", Text("upstream path", _PATH_RULE + "; only parameters of path", PATH_TEMPLATE),
         "Path template on the back-end.", default_text="the route's `path`"),
     Key("scope", OneOf(("accounts", "payments", "fundsconfirmations")), "OAuth scope the access token needs."),
-    Key("permissions", ListOf(Text("permission", "must be UK Open Banking v3.1.11 permission codes"), 1, unique=True),
+    Key("permissions",
+        ListOf(Text("permission", "must be UK Open Banking v3.1.11 permission codes"), min_items=1, unique=True),
         "The consent must grant at least one of these permissions."),
     Key("account_param", Text("account parameter", "must be a {Name} parameter of path"),
         "Path parameter naming the account; it must be one of the consent's selected accounts."),
-    Key("response_type", Text("response type", "must be a schema of the v3.1.11 account-info or payment-initiation API"),
+    Key("response_type",
+        Text("response type", "must be a schema of the v3.1.11 account-info or payment-initiation API"),
         "UK Open Banking response schema of the answer, e.g. `OBReadAccount6`."),
     Key("timeout_ms", _TIMEOUT, "Total time allowed for the back-end's answer on this route.",
         default_text="the service's `timeout_ms`"),
@@ -332,7 +331,8 @@ class PolicyFile:
 FILES: tuple[PolicyFile, ...] = (
     PolicyFile("services.yaml", True, "The back-ends the gateway forwards to.", Record("services.yaml", (
         _FORMAT_VERSION,
-        Key("services", MapOf(Text("service name", "must match [a-z][a-z0-9_-]*", r"[a-z][a-z0-9_-]*"), SERVICE, "name"),
+        Key("services",
+            MapOf(Text("service name", "must match [a-z][a-z0-9_-]*", r"[a-z][a-z0-9_-]*"), SERVICE, "name"),
             "Back-end services by name.", required=True),
     ))),
     PolicyFile("routes.yaml", True, "What the gateway answers: method and path → service, and what a call needs.",

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # RFC 7914's interactive-login cost: about 40 ms and 16 MiB per check.
@@ -34,14 +35,15 @@ class Login:
 
 
 class Credentials:
-    """Usernames mapped to customers, checked by password."""
+    """Usernames mapped to customers, checked by password; fixed once built."""
 
-    def __init__(self) -> None:
-        self._logins: dict[str, Login] = {}
+    def __init__(self, users: Iterable[tuple[str, str, str, str]]) -> None:
+        """`users`: (username, password, customer id, display name) tuples."""
+        self._logins = {
+            username: Login.create(customer_id, display_name, password)
+            for username, password, customer_id, display_name in users
+        }
         self._dummy = Login.create("", "", secrets.token_urlsafe(16))
-
-    def add(self, username: str, password: str, customer_id: str, display_name: str) -> None:
-        self._logins[username] = Login.create(customer_id, display_name, password)
 
     def authenticate(self, username: str, password: str) -> Login | None:
         """The customer's login if the password is right, else None; always costs one hash."""

@@ -11,6 +11,7 @@ Demo customers (customer id / username / password):
 
 from __future__ import annotations
 
+import functools
 import random
 import uuid
 from dataclasses import dataclass
@@ -172,14 +173,18 @@ def build_bank(seed: int = 1, anchor: datetime | None = None, state_file: str | 
         day = anchor - timedelta(days=offset)
         for profile in _PROFILES:
             _live_one_day(books, profile, accounts, day)
-    credentials = Credentials()
-    for profile in _PROFILES:
-        c = profile.customer
-        credentials.add(c.username, profile.password, c.customer_id, c.display_name)
     ledger = Ledger(books.accounts.values(), books.entries)
     if state_file is not None:
         ledger.use_state_file(Path(state_file))
-    return Bank(seed, anchor, {p.customer.customer_id: p.customer for p in _PROFILES}, credentials, ledger)
+    return Bank(seed, anchor, {p.customer.customer_id: p.customer for p in _PROFILES}, _credentials(), ledger)
+
+
+@functools.cache
+def _credentials() -> Credentials:
+    """Logins do not depend on the seed, and scrypt is slow on purpose: derive them once per process."""
+    return Credentials(
+        (p.customer.username, p.password, p.customer.customer_id, p.customer.display_name) for p in _PROFILES
+    )
 
 
 def _digits(rng: random.Random, count: int) -> str:

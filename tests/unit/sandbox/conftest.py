@@ -66,6 +66,12 @@ class Client:
         return self.request("POST", url, **kwargs)
 
 
+@pytest.fixture(scope="session")
+def client_for() -> Callable[[Starlette], Client]:
+    """Lets tests build clients for banks of their own without importing this module."""
+    return Client
+
+
 @pytest.fixture
 def accounts_client(bank: Bank) -> Client:
     return Client(create_accounts_app(bank))
