@@ -11,7 +11,7 @@ import difflib
 import functools
 import importlib.resources
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -44,6 +44,8 @@ def response_types() -> frozenset[str]:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PolicySet:
+    """Everything the gateway enforces per route, compiled once; shared read-only by every request."""
+
     services: Mapping[str, ServicePolicy]  # read-only, by name
     routes: tuple[RoutePolicy, ...]  # in the order of routes.yaml
     router: Router
@@ -84,7 +86,7 @@ def load_policy(directory: Path, service_urls: Mapping[str, str] = MappingProxyT
 
 
 def _file_hint(name: str, known: set[str]) -> str:
-    return _did_you_mean(name, frozenset(known)) or f"a policy directory holds: {', '.join(sorted(known))}"
+    return _did_you_mean(name, known) or f"a policy directory holds: {', '.join(sorted(known))}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,7 +118,7 @@ def _defined(services: Mapping[str, Any]) -> str:
     return f"services.yaml defines: {', '.join(sorted(services))}" if services else "services.yaml defines no services"
 
 
-def _did_you_mean(value: str, candidates: tuple[str, ...] | frozenset[str]) -> str:
+def _did_you_mean(value: str, candidates: Iterable[str]) -> str:
     close = difflib.get_close_matches(value, sorted(candidates), n=1)
     return f"did you mean {close[0]!r}?" if close else ""
 

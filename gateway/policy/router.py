@@ -34,6 +34,8 @@ def _specificity(path: str) -> tuple[int, ...]:
 
 
 class Router:
+    """The routes, compiled once into (regex, route) pairs, most specific first."""
+
     __slots__ = ("_entries",)
 
     def __init__(self, routes: Iterable[RoutePolicy]) -> None:

@@ -143,7 +143,10 @@ class OneOf(Type):
 
 @dataclasses.dataclass(frozen=True)
 class ListOf(Type):
-    """A list. Invalid items keep their place as INVALID, so later messages can still cite their index."""
+    """A list. Invalid items keep their place as INVALID, so later messages can still cite their index.
+
+    `unique` compares items by value, so it suits lists of strings.
+    """
 
     item: Type
     min_items: int = 0
