@@ -62,6 +62,7 @@ Try (through the gateway to the sandbox bank):
 
 
 def run(args: argparse.Namespace) -> int:
+    die_with_parent()  # `make demo` stopped by a signal stops the demo too, not only Ctrl-C at a terminal
     settings = settings_from(args)
     written = init_dev_pki(settings.client_ca.parent)
     if written:

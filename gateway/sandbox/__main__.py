@@ -62,7 +62,9 @@ async def _serve(apps: list[tuple[Starlette, socket.socket]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.sandbox", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.sandbox", description="Run the sandbox bank's accounts and payments services."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--accounts-port", type=int, default=8081)
     parser.add_argument("--payments-port", type=int, default=8082)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +31,7 @@ PISP = "/open-banking/v3.1/pisp"
 
 _AMOUNT = re.compile(r"^\d{1,13}$|^\d{1,13}\.\d{1,5}$")
 # An unencoded "+" in a query string arrives as a space: "...T10:00:00 01:00" means "+01:00".
-_SPACED_OFFSET = re.compile(r" (\d{2}(:?\d{2})?)$")
+_SPACED_OFFSET = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
 
 
 class JSONResponse(Response):
@@ -48,7 +49,9 @@ class OBError(Exception):
         self.status, self.code, self.message, self.path = status, code, message, path
 
 
-def _error_response(status: int, code: str, message: str, path: str | None = None, headers=None) -> JSONResponse:
+def _error_response(
+    status: int, code: str, message: str, path: str | None = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     error = {"ErrorCode": code, "Message": message}
     if path:
         error["Path"] = path
@@ -94,7 +97,7 @@ def _query_time(request: Request, name: str) -> datetime | None:
     if raw is None:
         return None
     try:
-        value = datetime.fromisoformat(_SPACED_OFFSET.sub(r"+\1", raw.strip()))
+        value = datetime.fromisoformat(_SPACED_OFFSET.sub(r"\1+\2", raw))
     except ValueError:
         raise OBError(400, "UK.OBIE.Field.InvalidDate", f"{name} is not an ISO 8601 date-time", name) from None
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
@@ -142,7 +145,7 @@ def create_accounts_app(bank: Bank) -> Starlette:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
             body = None
-        if not (isinstance(body, dict) and isinstance(body.get("username"), str) and isinstance(body.get("password"), str)):
+        if not (isinstance(body, dict) and all(isinstance(body.get(k), str) for k in ("username", "password"))):
             return JSONResponse({"error": "invalid_request"}, status_code=400)
         # scrypt takes tens of milliseconds: keep it off the event loop.
         login = await run_in_threadpool(bank.credentials.authenticate, body["username"], body["password"])
@@ -258,8 +261,11 @@ def create_payments_app(bank: Bank) -> Starlette:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
             raise OBError(400, "UK.OBIE.Resource.InvalidFormat", "body is not JSON") from None
+        debtor = ledger.owned(customer_id, debtor_account_id)
+        if debtor is None:
+            raise OBError(400, "UK.OBIE.Header.Invalid", "debtor account not found", DEBTOR_ACCOUNT_HEADER)
         consent_id, initiation = _read_payment(body)
-        payment = ledger.pay(customer_id, debtor_account_id, consent_id, initiation)
+        payment = ledger.pay(debtor, consent_id, initiation)
         return JSONResponse(document(request, payment), status_code=201)
 
     async def get_payment(request: Request) -> Response:

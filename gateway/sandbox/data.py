@@ -147,7 +147,7 @@ _PROFILES = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Bank:
     seed: int
     anchor: datetime
@@ -272,9 +272,8 @@ class _Books:
         return self.balance[account.account_id] + account.credit_limit
 
     def at(self, day: datetime, first_hour: int, last_hour: int) -> datetime:
-        return day + timedelta(
-            hours=self.rng.randint(first_hour, last_hour), minutes=self.rng.randrange(60), seconds=self.rng.randrange(60)
-        )
+        hour, minute, second = self.rng.randint(first_hour, last_hour), self.rng.randrange(60), self.rng.randrange(60)
+        return day + timedelta(hours=hour, minutes=minute, seconds=second)
 
     def party(self, name: str) -> tuple[dict, dict]:
         """Account and agent of a counterparty at another bank, made up from the generator."""
@@ -303,7 +302,9 @@ class _Books:
             )
         )
 
-    def transfer(self, source: Account, target: Account, when: datetime, pence: int, reference: str, kinds: tuple[str, str]) -> None:
+    def transfer(
+        self, source: Account, target: Account, when: datetime, pence: int, reference: str, kinds: tuple[str, str]
+    ) -> None:
         """Both sides of a payment between two accounts held here."""
         here = agent(BANK_BIC, BANK_NAME)
         self.post(source, when, -pence, f"{target.holder} {reference}", kinds[0],

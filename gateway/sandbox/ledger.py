@@ -264,27 +264,24 @@ class Ledger:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def pay(self, customer_id: str, debtor_account_id: str, consent_id: str, initiation: dict) -> Payment:
-        """Settle a domestic payment at once, or raise Rejected.
+    def pay(self, debtor: Account, consent_id: str, initiation: dict) -> Payment:
+        """Settle a domestic payment from `debtor` at once, or raise Rejected.
 
         A consent pays once: repeating the identical request returns the original payment (a retry
         must not debit twice); reusing the consent for anything else is refused.
         """
         with self._lock:
-            previous = self._by_consent.get((customer_id, consent_id))
+            previous = self._by_consent.get((debtor.customer_id, consent_id))
             if previous is not None:
-                if previous.debtor_account_id == debtor_account_id and previous.initiation == initiation:
+                if previous.debtor_account_id == debtor.account_id and previous.initiation == initiation:
                     return previous
                 raise Rejected("UK.OBIE.Resource.InvalidConsentStatus", "consent already used", "Data.ConsentId")
-            debtor = self.owned(customer_id, debtor_account_id)
-            if debtor is None:
-                raise Rejected("UK.OBIE.Header.Invalid", "debtor account not found", "x-bank-debtor-account-id")
             self._check(debtor, initiation)
             creditor = self._internal_creditor(initiation["CreditorAccount"], debtor)
             payment = Payment(
                 payment_id=f"dp-{uuid.uuid4().hex}",
-                customer_id=customer_id,
-                debtor_account_id=debtor_account_id,
+                customer_id=debtor.customer_id,
+                debtor_account_id=debtor.account_id,
                 consent_id=consent_id,
                 initiation=initiation,
                 created=self._clock().replace(microsecond=0),

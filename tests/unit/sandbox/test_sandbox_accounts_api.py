@@ -108,7 +108,13 @@ def test_one_account(accounts_client, assert_ob) -> None:
 
 @pytest.mark.parametrize(
     ("customer", "account_id"),
-    [("alice", "acc-alice-current"), ("alice", "acc-alice-savings"), ("alice", "acc-alice-card"), ("bob", "acc-bob-current")],
+    [
+        ("alice", "acc-alice-current"),
+        ("alice", "acc-alice-savings"),
+        ("alice", "acc-alice-card"),
+        ("bob", "acc-bob-current"),
+        ("bob", "acc-bob-savings"),
+    ],
 )
 def test_balance_matches_the_latest_running_balance(accounts_client, assert_ob, customer: str, account_id: str) -> None:
     headers = {"x-bank-customer-id": customer}
@@ -166,7 +172,14 @@ def test_transactions_filter_by_booking_date(accounts_client, anchor: datetime) 
 
 @pytest.mark.parametrize(
     "value",
-    ["2026-05-01T00:00:00+00:00", "2026-05-01T01:00:00+01:00", "2026-05-01T00:00:00Z", "2026-05-01T00:00:00", "2026-05-01"],
+    [
+        "2026-05-01T00:00:00+00:00",
+        "2026-05-01T01:00:00+01:00",
+        "2026-05-01T00:00:00Z",
+        "2026-05-01T00:00:00",
+        "2026-05-01 00:00:00",
+        "2026-05-01",
+    ],
 )
 def test_from_booking_date_time_forms(accounts_client, value: str) -> None:
     path = f"{AISP}/accounts/acc-bob-current/transactions?fromBookingDateTime={quote(value)}"

@@ -28,7 +28,8 @@ def read_line(proc: subprocess.Popen, timeout: float) -> str:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serves_both_services_on_ephemeral_ports_and_exits_on_signal(sig: signal.Signals) -> None:
-    command = [sys.executable, "-m", "gateway.sandbox", "--host", "127.0.0.1", "--accounts-port", "0", "--payments-port", "0"]
+    command = [sys.executable, "-m", "gateway.sandbox", "--host", "127.0.0.1"]
+    command += ["--accounts-port", "0", "--payments-port", "0"]
     with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         try:
             match = BANNER.match(read_line(proc, timeout=15))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,11 @@ def transactions(client, account_id: str, customer: str = "alice") -> list[dict]
 
 def pence(entry: dict) -> int:
     sign = 1 if entry["CreditDebitIndicator"] == "Credit" else -1
-    return sign * round(float(entry["Amount"]["Amount"]) * 100)
+    return sign * int(Decimal(entry["Amount"]["Amount"]) * 100)
+
+
+def amount(pence: int) -> str:
+    return f"{pence // 100}.{pence % 100:02d}"
 
 
 def test_request_fixture_is_a_valid_ob_write_domestic(assert_ob) -> None:
@@ -94,7 +99,8 @@ def test_payment_can_be_read_back_by_its_customer_only(payments_client, assert_o
 
 
 def test_customer_header_is_required(payments_client, assert_ob) -> None:
-    response = payments_client.post(PAYMENTS, json=payment_body(), headers={"x-bank-debtor-account-id": "acc-alice-current"})
+    anonymous = {"x-bank-debtor-account-id": "acc-alice-current"}
+    response = payments_client.post(PAYMENTS, json=payment_body(), headers=anonymous)
     assert response.status_code == 403
     assert_ob(response.json(), "pisp", "OBErrorResponse1")
     assert payments_client.get(f"{PAYMENTS}/dp-x").status_code == 403
@@ -102,7 +108,8 @@ def test_customer_header_is_required(payments_client, assert_ob) -> None:
 
 def test_insufficient_funds_are_refused_and_nothing_moves(payments_client, fresh_accounts_client, assert_ob) -> None:
     before = balance(fresh_accounts_client, "acc-alice-savings")
-    response = payments_client.post(PAYMENTS, json=payment_body("999999.00"), headers=headers(debtor="acc-alice-savings"))
+    too_much = payment_body("999999.00")
+    response = payments_client.post(PAYMENTS, json=too_much, headers=headers(debtor="acc-alice-savings"))
     assert response.status_code == 400
     assert_ob(response.json(), "pisp", "OBErrorResponse1")
     assert response.json()["Errors"][0]["ErrorCode"] == "UK.OBIE.Rules.InsufficientFunds"
@@ -112,10 +119,11 @@ def test_insufficient_funds_are_refused_and_nothing_moves(payments_client, fresh
 def test_overdraft_counts_towards_funds(fresh_bank: Bank, payments_client) -> None:
     account = fresh_bank.ledger.account("acc-bob-current")
     available = fresh_bank.ledger.balance(account.account_id) + account.credit_limit
-    just_too_much = payment_body(f"{(available + 1) / 100:.2f}", consent_id="c-1")
-    assert payments_client.post(PAYMENTS, json=just_too_much, headers=headers("bob", "acc-bob-current")).status_code == 400
-    all_of_it = payment_body(f"{available / 100:.2f}", consent_id="c-2")
-    assert payments_client.post(PAYMENTS, json=all_of_it, headers=headers("bob", "acc-bob-current")).status_code == 201
+    just_too_much = payment_body(amount(available + 1), consent_id="c-1")
+    bob = headers("bob", "acc-bob-current")
+    assert payments_client.post(PAYMENTS, json=just_too_much, headers=bob).status_code == 400
+    all_of_it = payment_body(amount(available), consent_id="c-2")
+    assert payments_client.post(PAYMENTS, json=all_of_it, headers=bob).status_code == 201
     assert fresh_bank.ledger.balance(account.account_id) == -account.credit_limit
 
 
