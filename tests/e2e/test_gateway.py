@@ -30,7 +30,7 @@ def gateway(tmp_path_factory, pki, backend):
     assert gw.stop() == 0
 
 
-def _ob_error(response: httpx.Response, status: int, code: str) -> dict:
+def _assert_ob_error(response: httpx.Response, status: int, code: str) -> dict:
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"Code", "Id", "Message", "Errors"}
@@ -51,7 +51,7 @@ def test_a_tpp_with_a_valid_certificate_reaches_the_back_end(gateway, pki):
 def test_without_a_certificate_the_call_is_refused_and_audited(gateway, pki):
     with tpp_client(pki, name=None) as anonymous:
         response = anonymous.get(gateway.base + "/open-banking/v3.1/aisp/accounts")
-    _ob_error(response, 401, "UK.OBIE.Field.Missing")
+    _assert_ob_error(response, 401, "UK.OBIE.Field.Missing")
     records = gateway.audit("--reason", "identity.no_certificate")
     mine = [r for r in records if r["interaction_id"] == response.headers["x-fapi-interaction-id"]]
     assert len(mine) == 1
@@ -104,7 +104,7 @@ def test_path_parameters_cannot_escape_their_segment(gateway, pki):
     with tpp_client(pki) as tpp:
         traversal = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts/..%2F..%2Fadmin")
         query = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts/a%3Fb%23c")
-    _ob_error(traversal, 404, "UK.OBIE.Resource.NotFound")  # a decoded '/' never matches a parameter
+    _assert_ob_error(traversal, 404, "UK.OBIE.Resource.NotFound")  # a decoded '/' never matches a parameter
     assert query.json()["raw_path"] == "/echo/accounts/a%3Fb%23c" and query.json()["query"] == ""
 
 
@@ -125,7 +125,7 @@ def test_a_post_body_is_forwarded_unchanged(gateway, pki):
 def test_back_end_failures_become_ob_errors_without_internals(gateway, pki, path, status, reason):
     with tpp_client(pki) as tpp:
         response = tpp.get(gateway.base + path)
-    _ob_error(response, status, "UK.OBIE.UnexpectedError")
+    _assert_ob_error(response, status, "UK.OBIE.UnexpectedError")
     assert "Traceback" not in response.text and "secret" not in response.text
     [record] = [r for r in gateway.audit("--reason", reason)
                 if r["interaction_id"] == response.headers["x-fapi-interaction-id"]]
@@ -143,9 +143,9 @@ def test_unknown_routes_and_methods_answer_in_the_ob_error_shape(gateway, pki):
         unknown = tpp.get(gateway.base + "/open-banking/v3.1/aisp/nothing-here")
         outside = tpp.get(gateway.base + "/wp-admin")
         wrong_method = tpp.delete(gateway.base + "/open-banking/v3.1/aisp/accounts")
-    _ob_error(unknown, 404, "UK.OBIE.Resource.NotFound")
-    _ob_error(outside, 404, "UK.OBIE.Resource.NotFound")
-    _ob_error(wrong_method, 405, "UK.OBIE.Resource.NotFound")
+    _assert_ob_error(unknown, 404, "UK.OBIE.Resource.NotFound")
+    _assert_ob_error(outside, 404, "UK.OBIE.Resource.NotFound")
+    _assert_ob_error(wrong_method, 405, "UK.OBIE.Resource.NotFound")
     assert wrong_method.headers["allow"] == "GET"
 
 
@@ -164,7 +164,7 @@ def test_a_trusted_proxy_forwards_the_client_certificate(gateway, pki):
     [record] = [r for r in gateway.audit() if r["interaction_id"] == honoured.headers["x-fapi-interaction-id"]]
     assert record["cert_thumbprint"] == pkimod.thumbprint_sha256(
         x509.load_pem_x509_certificate((pki / "tpp-other.pem").read_bytes()))
-    _ob_error(garbage, 401, "UK.OBIE.Field.Invalid")
+    _assert_ob_error(garbage, 401, "UK.OBIE.Field.Invalid")
 
 
 def test_a_trusted_proxy_cannot_forward_a_certificate_from_an_unknown_ca(gateway, pki, tmp_path):
@@ -173,14 +173,14 @@ def test_a_trusted_proxy_cannot_forward_a_certificate_from_an_unknown_ca(gateway
     with tpp_client(pki, name=None, local_address="127.0.0.2") as proxy:
         response = proxy.get(gateway.base + "/open-banking/v3.1/aisp/accounts",
                              headers={"client-cert": _rfc9440(tmp_path / "r.pem")})
-    _ob_error(response, 401, "UK.OBIE.Field.Invalid")
+    _assert_ob_error(response, 401, "UK.OBIE.Field.Invalid")
 
 
 def test_the_header_is_ignored_from_anyone_but_a_trusted_proxy(gateway, pki):
     with tpp_client(pki, name=None) as impostor:
         response = impostor.get(gateway.base + "/open-banking/v3.1/aisp/accounts",
                                 headers={"client-cert": _rfc9440(pki / "tpp-demo.pem")})
-    _ob_error(response, 401, "UK.OBIE.Field.Missing")
+    _assert_ob_error(response, 401, "UK.OBIE.Field.Missing")
 
 
 def test_concurrent_calls_on_two_workers_leave_a_verifiable_log_and_metrics(gateway, pki):
