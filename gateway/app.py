@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 
 from starlette.routing import Mount, Router
 
 from gateway.admin import metrics
 from gateway.audit.chain import AuditChain
+from gateway.children import die_with_parent
 from gateway.errors import Refusal
 from gateway.pipeline import Pipeline, resource_stages
 from gateway.pipeline.endpoint import ResourceEndpoint
@@ -59,7 +62,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     verifier = ProxyCertificateVerifier(settings.client_ca) if settings.trusted_proxies else None
     app = TransportIdentity(router, settings.trusted_proxies, verifier)
     app = RenderErrors(app)
-    app = Audit(app, sinks=(chain.append, metrics.observe))
+    app = Audit(app, store=chain.append, observers=(metrics.observe,))
     app = InteractionId(app)
     app.state = {"chain": chain, "policy": policy}  # for tests and the CLI; never read on the request path
     return app
@@ -74,6 +77,21 @@ async def _checkpoint_every(chain: AuditChain, seconds: int) -> None:
             log.exception("could not write the audit checkpoint")
 
 
+SUPERVISOR_PID = "OBGW_SUPERVISOR_PID"
+STARTUP_FAILURE = 3  # uvicorn's supervisor stops instead of restarting a worker that exits with this code
+
+
 def create_app_from_env():
-    """uvicorn's factory in each worker process: `serve` has put every resolved setting into the environment."""
-    return create_app(Settings.load())
+    """uvicorn's factory in each worker process: `serve` has put every resolved setting into the environment.
+
+    A worker must not outlive the main process (it would serve unaudited once the embedded Redis is gone), and a
+    worker that cannot start must stop the gateway rather than be restarted in a loop.
+    """
+    die_with_parent()
+    if os.getppid() != int(os.environ.get(SUPERVISOR_PID, os.getppid())):
+        sys.exit(STARTUP_FAILURE)  # the parent died before prctl took effect
+    try:
+        return create_app(Settings.load())
+    except Exception:
+        log.exception("worker %s cannot start", os.getpid())
+        sys.exit(STARTUP_FAILURE)

@@ -34,6 +34,9 @@ REASONS: Mapping[str, Reason] = {
     "backend.unavailable": Reason(502, "UK.OBIE.UnexpectedError", "The bank's service could not be reached."),
     "backend.error": Reason(502, "UK.OBIE.UnexpectedError", "The bank's service failed to answer."),
     "backend.timeout": Reason(504, "UK.OBIE.UnexpectedError", "The bank's service did not answer in time."),
+    "request.incomplete": Reason(400, "UK.OBIE.Field.Invalid", "The request body ended before its declared length."),
+    "audit.unavailable": Reason(503, "UK.OBIE.UnexpectedError",
+                                "The call could not be recorded in the audit log; try again later."),
     "error.unexpected": Reason(500, "UK.OBIE.UnexpectedError", "An unexpected error occurred."),
 }
 

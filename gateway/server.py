@@ -22,6 +22,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
 from gateway.admin.server import AdminApp, start_admin
+from gateway.app import SUPERVISOR_PID
 from gateway.policy import PolicyError, load_policy
 from gateway.settings import Settings
 from gateway.store.embedded import EmbeddedRedis
@@ -71,7 +72,8 @@ class ClientCertProtocol(HttpToolsProtocol):
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
         "gateway.app:create_app_from_env", factory=True, host=settings.host, port=settings.port,
-        workers=settings.workers, http="gateway.server:ClientCertProtocol", lifespan="on", log_level="warning",
+        workers=settings.workers, http="gateway.server:ClientCertProtocol", ws="none", lifespan="on",
+        log_level="warning",
         access_log=False, proxy_headers=False, server_header=False, date_header=True,
         ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key), ssl_ca_certs=str(settings.client_ca),
         ssl_cert_reqs=ssl.CERT_OPTIONAL, ssl_ciphers=FAPI_CIPHERS, timeout_graceful_shutdown=10,
@@ -82,10 +84,18 @@ class StartError(Exception):
     """The gateway cannot start; the message says why and what to do."""
 
 
-def check_files(settings: Settings) -> None:
+def check_tls(settings: Settings) -> None:
+    """Load the TLS files once in the main process, so a bad file stops the start instead of every worker."""
     missing = [str(p) for p in (settings.tls_cert, settings.tls_key, settings.client_ca) if not p.exists()]
     if missing:
         raise StartError(f"missing TLS files: {', '.join(missing)} (run `obgw certs init` for a dev PKI)")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        context.load_verify_locations(settings.client_ca)
+    except (ssl.SSLError, ValueError) as exc:
+        raise StartError(f"cannot use the TLS files {settings.tls_cert}, {settings.tls_key}, "
+                         f"{settings.client_ca}: {exc}") from None
 
 
 def serve(settings: Settings, on_ready=None) -> int:
@@ -95,7 +105,7 @@ def serve(settings: Settings, on_ready=None) -> int:
     except PolicyError as exc:
         print(exc, file=sys.stderr)
         return 2
-    check_files(settings)
+    check_tls(settings)
     with contextlib.ExitStack() as stack:
         if not settings.redis_url:
             embedded = stack.enter_context(EmbeddedRedis(settings.var_dir / "redis"))
@@ -105,6 +115,7 @@ def serve(settings: Settings, on_ready=None) -> int:
         metrics_dir.mkdir(parents=True)
         os.environ.update(settings.to_environ())
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
+        os.environ[SUPERVISOR_PID] = str(os.getpid())
         admin = start_admin(settings.admin_host, settings.admin_port,
                             AdminApp(settings.redis_url, {n: s.url for n, s in policy.services.items()}))
         stack.callback(admin.shutdown)

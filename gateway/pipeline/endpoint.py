@@ -13,7 +13,7 @@ async def read_body(receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise Refusal("request.incomplete")  # never forward half a request (a payment, say)
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

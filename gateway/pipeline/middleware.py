@@ -64,14 +64,16 @@ RecordSink = Callable[[AuditRecord], Awaitable[None]]
 
 
 class Audit:
-    """Turns every finished call (refusals too) into one AuditRecord and hands it to the sinks (chain, metrics).
+    """Turns every finished call (refusals too) into one AuditRecord, stores it, then observes it (metrics).
 
     The response is held until the record is stored, so a crash after a caller saw an answer cannot lose its record.
+    Fail closed: if the record cannot be stored, the held answer is dropped and the caller gets 503 `audit.unavailable`.
     """
 
-    def __init__(self, app, sinks: Sequence[RecordSink]) -> None:
+    def __init__(self, app, store: RecordSink, observers: Sequence[RecordSink] = ()) -> None:
         self.app = app
-        self.sinks = tuple(sinks)
+        self.store = store
+        self.observers = tuple(observers)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -91,9 +93,13 @@ class Audit:
             if message.get("more_body", False):
                 return
             recorded = True
-            await self._record(call)
-            await send(start)
-            await send({"type": "http.response.body", "body": b"".join(parts)})
+            if await self._record(call):
+                await send(start)
+                await send({"type": "http.response.body", "body": b"".join(parts)})
+                return
+            refusal = Refusal("audit.unavailable", headers={"Retry-After": "1"})
+            call.status, call.reason, call.decision = refusal.status, refusal.reason, "error"
+            await send_refusal(send, refusal, ob_error_body(refusal, call.interaction_id))
 
         try:
             await self.app(scope, receive, hold)
@@ -102,7 +108,8 @@ class Audit:
                 call.status, call.decision = call.status or 500, "error"
                 await self._record(call)
 
-    async def _record(self, call: Call) -> None:
+    async def _record(self, call: Call) -> bool:
+        """Store the call's record; False if it could not be stored."""
         if call.decision == "allow" and call.status >= 500:
             call.decision = "error"
         record = AuditRecord(
@@ -111,12 +118,14 @@ class Audit:
             latency_ms=round((time.perf_counter() - call.started) * 1000, 3), client_id=call.client_id,
             consent_id=call.consent_id, cert_thumbprint=call.certificate.thumbprint if call.certificate else None,
         )
-        for sink in self.sinks:
-            try:
-                await sink(record)
-            except Exception:
-                log.exception("audit sink %s failed for interaction %s", getattr(sink, "__qualname__", sink),
-                              call.interaction_id)
+        try:
+            await self.store(record)
+        except Exception:
+            log.exception("could not store the audit record of interaction %s", call.interaction_id)
+            return False
+        for observe in self.observers:
+            await observe(record)
+        return True
 
 
 class RenderErrors:
@@ -156,11 +165,15 @@ class RenderErrors:
     async def _render(self, scope, call: Call, refusal: Refusal, send) -> None:
         oauth = scope["path"].startswith(self.oauth_prefixes)
         body = oauth_error_body(refusal) if oauth else ob_error_body(refusal, call.interaction_id)
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"cache-control", b"no-store")]
-        headers += [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
-        await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_refusal(send, refusal, body)
+
+
+async def send_refusal(send, refusal: Refusal, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"cache-control", b"no-store")]
+    headers += [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class TransportIdentity:

@@ -58,12 +58,18 @@ class EmbeddedRedis:
     def start(self) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(self.data_dir / ".lock", "a")  # noqa: SIM115 - held for the server's lifetime
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            self._lock_file = None
-            raise EmbeddedRedisError(f"{self.data_dir} is in use by another gateway's Redis (set REDIS_URL to share it)")
+        deadline = time.monotonic() + self.start_timeout  # a previous server may still be flushing on its way out
+        while True:
+            try:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self._lock_file.close()
+                    self._lock_file = None
+                    raise EmbeddedRedisError(
+                        f"{self.data_dir} is in use by another gateway's Redis (set REDIS_URL to share it)") from None
+                time.sleep(0.1)
         password = secrets.token_urlsafe(24)
         port = _free_port()
         config = "\n".join([
@@ -74,6 +80,7 @@ class EmbeddedRedis:
         self._process = subprocess.Popen(
             [find_binary(), "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             preexec_fn=die_with_parent, start_new_session=True,
+            pass_fds=(self._lock_file.fileno(),),  # the lock lives as long as redis-server, not only its parent
         )
         stdin = self._process.stdin
         stdin.write(config.encode())  # the config (with the password) never touches the disk or the process list

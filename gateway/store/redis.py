@@ -8,6 +8,8 @@ from importlib import resources
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 ConnectionError = redis.ConnectionError  # noqa: A001 - re-exported so callers need not import redis
 RedisError = redis.RedisError
@@ -22,7 +24,7 @@ def async_client(url: str, max_connections: int = 64) -> aioredis.Redis:
     """The hot-path client: pooled, with short timeouts so an unreachable Redis fails fast (and closed)."""
     return aioredis.Redis.from_url(
         url, max_connections=max_connections, socket_connect_timeout=1.0, socket_timeout=2.0,
-        health_check_interval=30, decode_responses=False,
+        health_check_interval=30, decode_responses=False, retry=Retry(NoBackoff(), 1),
     )
 
 

@@ -201,3 +201,28 @@ def test_concurrent_calls_on_two_workers_leave_a_verifiable_log_and_metrics(gate
     health = httpx.get(f"http://127.0.0.1:{gateway.admin_port}/healthz")
     assert health.status_code == 503  # the 'dead' service of this policy is unreachable
     assert health.json() == {"status": "unhealthy", "redis": "ok", "services": {"echo": "ok", "dead": "unreachable"}}
+
+
+def test_a_request_body_cut_short_is_never_forwarded(gateway, pki):
+    import socket
+    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    context.load_cert_chain(str(pki / "tpp-demo.pem"), str(pki / "tpp-demo.key"))
+    interaction = str(uuid.uuid4())
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(f"POST /open-banking/v3.1/pisp/domestic-payments HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: 100\r\nx-fapi-interaction-id: {interaction}"
+                    f"\r\n\r\n{{\"Data\": {{\"partial\"".encode())
+    [record] = _wait_for_record(gateway, interaction)
+    assert record["reason"] == "request.incomplete" and record["status"] == 400
+
+
+def _wait_for_record(gateway, interaction_id, seconds=10):
+    import time
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = [r for r in gateway.audit() if r["interaction_id"] == interaction_id]
+        if found:
+            return found
+        time.sleep(0.2)
+    return []

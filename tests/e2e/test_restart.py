@@ -63,3 +63,32 @@ def test_a_bad_policy_stops_the_start_with_its_location(tmp_path, pki, backend):
                            "'ecko' (services.yaml defines: dead, echo)\n1 error in 1 file\n")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))  # nothing was listening
+
+
+def test_workers_stop_when_the_main_process_dies(tmp_path, pki, backend):
+    import time
+    write_policy(tmp_path / "policies", backend)
+    gw = Gateway(gateway_env(tmp_path / "var", pki, tmp_path / "policies"), workers=2)
+    try:
+        _calls(gw, pki, 1)
+        gw.process.popen.kill()  # SIGKILL to the main process only, not its group
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", gw.port)) != 0:
+                    break
+            time.sleep(0.2)
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", gw.port)) != 0  # no orphan worker still serving
+    finally:
+        gw.stop()
+
+
+def test_unusable_tls_files_stop_the_start_with_a_message(tmp_path, pki, backend):
+    write_policy(tmp_path / "policies", backend)
+    env = gateway_env(tmp_path / "var", pki, tmp_path / "policies", OBGW_TLS_KEY=str(pki / "tpp-demo.key"),
+                      OBGW_PORT=str(free_port()))
+    done = subprocess.run([sys.executable, "-m", "gateway", "serve"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith("obgw: cannot use the TLS files")

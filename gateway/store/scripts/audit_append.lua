@@ -4,6 +4,9 @@
 -- ARGV[1] = chain id, ARGV[2] = expected head ("" for a new chain), ARGV[3] = new head "seq:hash", ARGV[4..] = records
 local head = redis.call('HGET', KEYS[2], ARGV[1])
 if not head then head = '' end
+if head == ARGV[3] then
+  return 0  -- this exact batch was stored already (a retry after a lost reply)
+end
 if head ~= ARGV[2] then
   return redis.error_reply('STALEHEAD ' .. head)
 end
