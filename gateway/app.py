@@ -64,7 +64,6 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     app = RenderErrors(app)
     app = Audit(app, store=chain.append, observers=(metrics.observe,))
     app = InteractionId(app)
-    app.state = {"chain": chain, "policy": policy}  # for tests and the CLI; never read on the request path
     return app
 
 
