@@ -1,8 +1,10 @@
 """create_app(settings): the only wiring file. Middleware order, mounts and the lifespan are all here.
 
     InteractionId → Audit → RenderErrors → TransportIdentity → Router
-                                                                ├─ /open-banking/...  → resource pipeline
-                                                                └─ anything else      → 404 (OBErrorResponse1)
+                                                                ├─ /.well-known, /oauth2/...  → authorization server
+                                                                ├─ .../account-access-consents → consent API pipeline
+                                                                ├─ /open-banking/...          → resource pipeline
+                                                                └─ anything else              → 404 (OBErrorResponse1)
 
 Everything the request path needs (policy, pools, scripts, the audit chain) is built once per worker, here.
 """
@@ -14,20 +16,28 @@ import logging
 import os
 import sys
 
-from starlette.routing import Mount, Router
+from starlette.routing import Mount, Route, Router
 
 from gateway.admin import metrics
 from gateway.audit.chain import AuditChain
+from gateway.bank import Bank
 from gateway.children import die_with_parent
+from gateway.consents.api import BASE as ACCOUNT_ACCESS_CONSENTS
+from gateway.consents.api import AccountAccessConsents
 from gateway.errors import Refusal
-from gateway.pipeline import Pipeline, resource_stages
+from gateway.oauth.routes import oauth_routes
+from gateway.oauth.server import build_authorization_server
+from gateway.pipeline import Pipeline, consent_api_stages, resource_stages
 from gateway.pipeline.endpoint import ResourceEndpoint
 from gateway.pipeline.forward import Forward
 from gateway.pipeline.identity import ProxyCertificateVerifier
 from gateway.pipeline.middleware import Audit, InteractionId, RenderErrors, TransportIdentity
+from gateway.pipeline.token import KeyCache
 from gateway.policy import PolicySet, load_policy
 from gateway.settings import Settings
-from gateway.store.redis import async_client
+from gateway.store.admission import AdmissionStore
+from gateway.store.redis import async_client, sync_client
+from gateway.web.authorize import CustomerAuthorization
 
 log = logging.getLogger("obgw")
 
@@ -41,24 +51,41 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
         raise ValueError("create_app needs settings.redis_url: `obgw serve` starts the embedded Redis first")
     policy = policy or load_policy(settings.policy_dir, settings.service_urls)
     redis = async_client(settings.redis_url)
+    sync_redis = sync_client(settings.redis_url)  # the authorization server's, used from Authlib's threads
     chain = AuditChain(redis, settings.var_dir / "audit" / "checkpoints.jsonl", chain_id=chain_id)
     forward = Forward(policy)
-    pipeline = Pipeline(resource_stages(policy, forward))
+    server = build_authorization_server(settings, sync_redis)
+    accounts = policy.services.get("accounts")
+    bank = Bank(accounts.url if accounts else None)
+    admission = AdmissionStore(redis)
+    keys = KeyCache(admission, overlap=server.keys.overlap)
+    resources = Pipeline(resource_stages(policy, forward, server.verifier, keys, admission))
+    consent_api = Pipeline(consent_api_stages("accounts", server.verifier, keys, admission,
+                                              AccountAccessConsents(server.consents, server.issuer)))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         await forward.start()
+        await bank.start()
         anchoring = asyncio.create_task(_checkpoint_every(chain, settings.audit_checkpoint_seconds))
         try:
             yield
         finally:
             anchoring.cancel()
             await chain.close()
+            await bank.close()
             await forward.close()
             await redis.aclose()
+            sync_redis.close()
 
-    router = Router(routes=[Mount("/open-banking", app=ResourceEndpoint(pipeline))], default=_not_found,
-                    redirect_slashes=False, lifespan=lifespan)
+    routes = [
+        *oauth_routes(server, CustomerAuthorization(server, bank, settings.login_seconds)),
+        Route(ACCOUNT_ACCESS_CONSENTS, ResourceEndpoint(consent_api, template=ACCOUNT_ACCESS_CONSENTS)),
+        Route(ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}",
+              ResourceEndpoint(consent_api, template=ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}")),
+        Mount("/open-banking", app=ResourceEndpoint(resources)),
+    ]
+    router = Router(routes=routes, default=_not_found, redirect_slashes=False, lifespan=lifespan)
     verifier = ProxyCertificateVerifier(settings.client_ca) if settings.trusted_proxies else None
     app = TransportIdentity(router, settings.trusted_proxies, verifier)
     app = RenderErrors(app)

@@ -38,17 +38,62 @@ REASONS: Mapping[str, Reason] = {
     "audit.unavailable": Reason(503, "UK.OBIE.UnexpectedError",
                                 "The call could not be recorded in the audit log; try again later."),
     "error.unexpected": Reason(500, "UK.OBIE.UnexpectedError", "An unexpected error occurred."),
+    # Access tokens at the resource stages (RFC 6750 §3.1: 401 invalid_token, 403 insufficient_scope).
+    "token.missing": Reason(401, "UK.OBIE.Header.Missing", "An access token is required (Authorization: Bearer)."),
+    "token.malformed": Reason(401, "UK.OBIE.Header.Invalid", "The access token is not valid."),
+    "token.bad_signature": Reason(401, "UK.OBIE.Header.Invalid", "The access token's signature is not valid."),
+    "token.unknown_key": Reason(401, "UK.OBIE.Header.Invalid", "The access token is signed by an unknown key."),
+    "token.expired": Reason(401, "UK.OBIE.Header.Invalid", "The access token has expired."),
+    "token.wrong_audience": Reason(401, "UK.OBIE.Header.Invalid", "The access token was not issued for this API."),
+    "token.cnf_mismatch": Reason(401, "UK.OBIE.Header.Invalid",
+                                 "The access token is bound to another client certificate."),
+    "token.revoked": Reason(401, "UK.OBIE.Header.Invalid", "The access token has been revoked."),
+    "token.wrong_grant": Reason(403, "UK.OBIE.Resource.InvalidConsentStatus",
+                                "This call needs a token of another kind (client credentials or a consent's)."),
+    "token.insufficient_scope": Reason(403, "UK.OBIE.Resource.InvalidConsentStatus",
+                                       "The access token's scope does not cover this call."),
+    # Consents, as the admission stage finds them (read live on every call).
+    "consent.not_found": Reason(403, "UK.OBIE.Resource.InvalidConsentStatus", "The consent does not exist."),
+    "consent.not_authorised": Reason(403, "UK.OBIE.Resource.InvalidConsentStatus", "The consent is not authorised."),
+    "consent.expired": Reason(403, "UK.OBIE.Resource.InvalidConsentStatus", "The consent has expired."),
+    "consent.field_missing": Reason(400, "UK.OBIE.Field.Missing", "The consent request lacks a required field."),
+    "consent.field_invalid": Reason(400, "UK.OBIE.Field.Invalid", "The consent request is not valid."),
+    "consent.invalid_date": Reason(400, "UK.OBIE.Field.InvalidDate", "A date in the consent request is not valid."),
+    "request.invalid_json": Reason(400, "UK.OBIE.Resource.InvalidFormat", "The body is not a JSON object."),
+    "consent.unknown": Reason(400, "UK.OBIE.Resource.NotFound", "No such consent."),
+    "consent.conflict": Reason(400, "UK.OBIE.Resource.InvalidConsentStatus",
+                               "The consent's status does not allow this."),
+    "admission.unavailable": Reason(503, "UK.OBIE.UnexpectedError",
+                                    "The consent could not be checked; try again later."),
 }
+
+# The authorization server answers in OAuth 2.0 error JSON (RFC 6749 §5.2) rendered by Authlib itself; these are
+# the reason ids its refusals are audited under, one per standard `error` code (RFC 6749, 7009, 7591, 9101, 9126).
+OAUTH_ERRORS = (
+    "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client", "unsupported_grant_type",
+    "invalid_scope", "access_denied", "unsupported_response_type", "unsupported_token_type", "invalid_request_uri",
+    "invalid_redirect_uri", "invalid_client_metadata", "invalid_software_statement", "unapproved_software_statement",
+    "invalid_token", "server_error",
+)
+# The customer pages' own refusals (shown as pages, audited like every refusal).
+WEB_REASONS = ("web.login_failed", "web.session_missing", "web.csrf_invalid")
+
+
+def oauth_reason(error: str) -> str:
+    """The audit reason id of an OAuth error code; an unforeseen code is still recorded, as `oauth.error`."""
+    return f"oauth.{error}" if error in OAUTH_ERRORS else "oauth.error"
 
 
 class Refusal(Exception):
     """Stop the request with the catalogued status and code; `message` replaces the catalogue's text for detail."""
 
-    def __init__(self, reason: str, message: str | None = None, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, reason: str, message: str | None = None, headers: Mapping[str, str] | None = None,
+                 path: str | None = None) -> None:
         self.entry = REASONS[reason]  # a KeyError here is a programming error: every reason is catalogued
         self.reason = reason
         self.message = message or self.entry.message
         self.headers = dict(headers or {})
+        self.path = path  # OBError1.Path: the field or header at fault
         super().__init__(f"{reason}: {self.message}")
 
     @property
@@ -58,14 +103,18 @@ class Refusal(Exception):
 
 def ob_error_body(refusal: Refusal, error_id: str | None = None) -> bytes:
     """UK OB v3.1 `OBErrorResponse1`: Code is the HTTP status as text, Id a reference the TPP can quote to the bank."""
+    error = {"ErrorCode": refusal.entry.code, "Message": refusal.message}
+    if refusal.path:
+        error["Path"] = refusal.path
     return orjson.dumps({
         "Code": str(refusal.status),
         "Id": error_id or str(uuid.uuid4()),
         "Message": refusal.entry.message,
-        "Errors": [{"ErrorCode": refusal.entry.code, "Message": refusal.message}],
+        "Errors": [error],
     })
 
 
 def oauth_error_body(refusal: Refusal) -> bytes:
-    """RFC 6749 §5.2 error response."""
-    return orjson.dumps({"error": refusal.entry.code, "error_description": refusal.message})
+    """RFC 6749 §5.2 error response, for a gateway refusal (oversized body, audit down) on an OAuth endpoint."""
+    error = "server_error" if refusal.status >= 500 else "invalid_request"
+    return orjson.dumps({"error": error, "error_description": refusal.message})

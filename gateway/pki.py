@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DEMO_TPPS = ("tpp-demo", "tpp-other")
+# The software-statement directory (UK OB Directory stand-in) whose key signs SSAs for dynamic client registration.
+DIRECTORY_ISSUER = "obgw dev directory"
 DEFAULT_REDIRECT_URI = "https://tpp.example.com/callback"
 
 # notBefore is backdated so that a peer whose clock is a little behind still accepts a fresh certificate.
@@ -288,6 +290,14 @@ def _write_tpp(ca: Issued, out_dir: Path, name: str, redirect_uri: str) -> list[
     return [cert_path, key_path, json_path]
 
 
+def _write_directory(key_path: Path, jwks_path: Path) -> list[Path]:
+    """The directory's signing key (private, to sign software statements) and its public JWKS (the gateway's trust)."""
+    jwk = make_signing_jwk()
+    _write_private(key_path, (json.dumps({"iss": DIRECTORY_ISSUER, "private_jwk": jwk}, indent=2) + "\n").encode())
+    jwks_path.write_text(json.dumps({"keys": [public_jwk(jwk)]}, indent=2) + "\n")
+    return [key_path, jwks_path]
+
+
 def init_dev_pki(
     out_dir: Path,
     tpps: Sequence[str] = DEMO_TPPS,
@@ -297,7 +307,7 @@ def init_dev_pki(
 ) -> list[Path]:
     """Create the development PKI in `out_dir`; return the paths written, in order.
 
-    Writes ca.pem/ca.key, server.pem (the leaf followed by the CA: the chain a TLS server sends) /server.key,
+    Writes ca.pem/ca.key, directory.json/directory-jwks.json (the DCR software-statement signer), server.pem (the leaf followed by the CA: the chain a TLS server sends) /server.key,
     and per TPP <name>.pem/.key/.json. Without `force`, an existing CA is kept, as is every complete set of files,
     so re-running never invalidates certificates already handed out; only what is missing is issued, signed by
     the existing CA. `force`, or a missing ca.pem, replaces everything (files of TPPs not named are left alone).
@@ -325,6 +335,10 @@ def init_dev_pki(
         server_pem.write_bytes(server.cert_pem() + ca.cert_pem())
         _write_private(server_key, server.key_pem())
         written += [server_pem, server_key]
+
+    directory_key, directory_jwks = out_dir / "directory.json", out_dir / "directory-jwks.json"
+    if force or not (directory_key.exists() and directory_jwks.exists()):
+        written += _write_directory(directory_key, directory_jwks)
 
     for name in tpps:
         files = [out_dir / f"{name}{ext}" for ext in (".pem", ".key", ".json")]

@@ -39,6 +39,24 @@ def _optional_text(text: str) -> str | None:
     return text or None
 
 
+def _seconds_up_to(limit: int) -> Callable[[str], int]:
+    """A lifetime in whole seconds, at least 1 and at most `limit` (a ceiling the standard sets)."""
+    def cast(text: str) -> int:
+        value = _positive_int(text)
+        if value > limit:
+            raise ValueError(f"must be at most {limit}")
+        return value
+    return cast
+
+
+def _https_url(text: str) -> str | None:
+    if not text:
+        return None
+    if not text.startswith("https://") or text.endswith("/") or "?" in text or "#" in text:
+        raise ValueError("must be an https:// URL without a trailing slash, query or fragment (RFC 8414 §2)")
+    return text
+
+
 @dataclasses.dataclass(frozen=True)
 class Setting:
     name: str
@@ -68,6 +86,20 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("audit_checkpoint_seconds", "OBGW_AUDIT_CHECKPOINT_SECONDS", "10", _positive_int,
             "how often each worker anchors its audit chain head in var/audit/checkpoints.jsonl"),
+    Setting("issuer", "OBGW_ISSUER", "", _https_url,
+            "the authorization server's issuer URL, as TPPs reach it; unset: https://HOST:PORT"),
+    Setting("access_token_seconds", "OBGW_ACCESS_TOKEN_SECONDS", "600", _seconds_up_to(3600),
+            "lifetime of access tokens and id_tokens (at most 3600)"),
+    Setting("refresh_token_seconds", "OBGW_REFRESH_TOKEN_SECONDS", "7776000", _positive_int,
+            "lifetime of refresh tokens (never beyond the consent's own expiry)"),
+    Setting("auth_code_seconds", "OBGW_AUTH_CODE_SECONDS", "60", _seconds_up_to(60),
+            "lifetime of authorization codes (FAPI: at most 60)"),
+    Setting("par_seconds", "OBGW_PAR_SECONDS", "90", _seconds_up_to(90),
+            "lifetime of pushed authorization request_uris (RFC 9126; at most 90)"),
+    Setting("login_seconds", "OBGW_LOGIN_SECONDS", "600", _seconds_up_to(3600),
+            "how long a customer has to log in and decide on the consent page"),
+    Setting("directory_jwks", "OBGW_DIRECTORY_JWKS", "certs/dev/directory-jwks.json", Path,
+            "JWKS of the software-statement directory trusted for dynamic client registration"),
 )
 
 
@@ -86,6 +118,13 @@ class Settings:
     client_ca: Path
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     audit_checkpoint_seconds: int
+    issuer: str | None
+    access_token_seconds: int
+    refresh_token_seconds: int
+    auth_code_seconds: int
+    par_seconds: int
+    login_seconds: int
+    directory_jwks: Path
     # Back-end URL overrides, `OBGW_SERVICE_<NAME>_URL`, applied over policies/services.yaml.
     service_urls: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -109,6 +148,11 @@ class Settings:
             for key, value in environ.items() if key.startswith(prefix) and key.endswith(suffix)
         }
         return cls(**values)
+
+    @property
+    def issuer_url(self) -> str:
+        """The issuer (RFC 8414): configured, else the listener's own https origin."""
+        return self.issuer or f"https://{self.host}:{self.port}"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

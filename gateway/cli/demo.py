@@ -9,10 +9,13 @@ import time
 from gateway.children import die_with_parent, stop
 from gateway.cli import CliError
 from gateway.cli._settings import settings_from
-from gateway.pki import init_dev_pki
+from gateway.cli.clients import build_client, from_registration_file
+from gateway.pki import DEMO_TPPS, init_dev_pki
 from gateway.server import StartError, serve
 from gateway.settings import SETTINGS, add_arguments
+from gateway.store.clients import ClientStore
 from gateway.store.embedded import EmbeddedRedisError
+from gateway.store.redis import sync_client
 
 BANK_READY_SECONDS = 20
 
@@ -40,6 +43,20 @@ def start_bank(host: str, accounts_port: int, payments_port: int, state_file) ->
             return process, line.strip()
     stop(process)
     raise CliError(f"the sandbox bank did not start (last output: {line.strip()!r})")
+
+
+def register_demo_tpps(redis_url: str, pki_dir) -> None:
+    """tpp-demo and tpp-other, AISP and PISP, both client authentication methods (CONTRACT §3); refreshed on every
+    start so a re-issued certificate or key is the registered one."""
+    client = sync_client(redis_url)
+    try:
+        store = ClientStore(client)
+        for name in DEMO_TPPS:
+            cert, redirect_uris, jwks = from_registration_file(pki_dir / f"{name}.json")
+            store.replace(build_client(name, cert=cert, redirect_uris=redirect_uris, jwks=jwks, roles=["AISP", "PISP"],
+                                       auth_methods=None, name=name).to_document())
+    finally:
+        client.close()
 
 
 def _banner(settings, port: int, admin_port: int, bank_line: str, redis_line: str) -> None:
@@ -76,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
         "payments": f"http://{args.bank_host}:{args.payments_port}",
         **settings.service_urls})
     try:
-        return serve(settings, on_ready=lambda s, port, admin_port: _banner(s, port, admin_port, bank_line, redis_line))
+        def ready(s, port: int, admin_port: int) -> None:
+            register_demo_tpps(s.redis_url, settings.client_ca.parent)
+            _banner(s, port, admin_port, bank_line, redis_line)
+        return serve(settings, on_ready=ready)
     except (StartError, EmbeddedRedisError) as exc:
         raise CliError(str(exc)) from None
     finally:

@@ -1,6 +1,7 @@
 """Call: everything one request's stages decide, kept in one typed object under `scope["obgw.call"]`."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,9 @@ class Call:
     path_params: dict[str, str] = field(default_factory=dict)
     client_id: str | None = None
     consent_id: str | None = None
+    claims: Mapping | None = None                    # the verified access token's claims
+    customer_id: str | None = None                   # the bank's customer, from the consent (Admit); never audited
+    accounts: tuple[str, ...] = ()                   # the AccountIds the customer selected (Admit)
     body: bytes = b""
     upstream: Upstream | None = None
     status: int = 0

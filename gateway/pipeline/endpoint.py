@@ -25,13 +25,22 @@ async def read_body(receive, limit: int) -> bytes:
 
 
 class ResourceEndpoint:
-    def __init__(self, pipeline: Pipeline, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    """Runs a pipeline for the call and sends what its last stage left in `call.upstream`.
+
+    `template` names the route for the audit when Starlette routed the call (the consent API); proxied routes are
+    named by MatchRoute instead.
+    """
+
+    def __init__(self, pipeline: Pipeline, max_body_bytes: int = MAX_BODY_BYTES, template: str | None = None) -> None:
         self.pipeline = pipeline
         self.max_body_bytes = max_body_bytes
+        self.template = template
 
     async def __call__(self, scope, receive, send) -> None:
         call: Call = scope[SCOPE_KEY]
         call.path, call.query, call.headers = scope["path"], scope["query_string"], scope["headers"]
+        if self.template is not None:
+            call.route_template, call.path_params = self.template, dict(scope.get("path_params", {}))
         call.body = await read_body(receive, self.max_body_bytes)
         await self.pipeline.run(call)
         upstream = call.upstream

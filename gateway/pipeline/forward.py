@@ -21,6 +21,7 @@ REQUEST_HEADERS = frozenset({
     b"accept", b"content-type", b"x-fapi-auth-date", b"x-fapi-customer-ip-address", b"x-fapi-interaction-id",
     b"x-customer-user-agent", b"x-idempotency-key", b"x-jws-signature",
 })
+CUSTOMER_HEADER = "x-bank-customer-id"
 # What the bank may say to the TPP.
 RESPONSE_HEADERS = frozenset({
     "content-type", "content-language", "cache-control", "etag", "last-modified", "x-jws-signature",
@@ -55,6 +56,8 @@ class Forward:
             target += "?" + call.query.decode("latin-1")
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in call.headers if k in REQUEST_HEADERS}
         headers["x-fapi-interaction-id"] = call.interaction_id
+        if call.customer_id:  # the bank learns whose data from the consent, never from anything the TPP sent
+            headers[CUSTOMER_HEADER] = call.customer_id
         timeout = aiohttp.ClientTimeout(total=route.timeout_ms / 1000, sock_connect=service.connect_timeout_ms / 1000)
         try:
             async with self._sessions[service.name].request(

@@ -8,3 +8,68 @@ from __future__ import annotations
 # Audit log (one hash tag, so the append script runs on one Cluster slot): one stream holds every record of every chain, in arrival order; one hash holds each chain's head.
 AUDIT_STREAM = "obgw:{audit}:records"
 AUDIT_HEADS = "obgw:{audit}:heads"
+
+
+def _tag(client_id: str) -> str:
+    return "{" + client_id + "}"
+
+
+# TPP registry (issue 4): one JSON document per client, and the set of every client id.
+CLIENTS = "obgw:clients"
+
+
+def client(client_id: str) -> str:
+    return f"obgw:client:{client_id}"
+
+
+# Authorization server state. Codes, request_uris and refresh tokens are stored under the SHA-256 of their value,
+# so reading Redis never yields a usable credential.
+SIGNING_KEYS = "obgw:signing-keys"
+PSEUDONYM_SECRET = "obgw:secret:pseudonym"
+
+
+def pushed_request(digest: str) -> str:
+    return f"obgw:par:{digest}"
+
+
+def authorization_code(digest: str) -> str:
+    return f"obgw:code:{digest}"
+
+
+def used_code(digest: str) -> str:
+    return f"obgw:code-used:{digest}"
+
+
+def assertion_jti(client_id: str, jti: str) -> str:
+    return f"obgw:{_tag(client_id)}:jti:{jti}"
+
+
+def refresh_token(client_id: str, digest: str) -> str:
+    return f"obgw:{_tag(client_id)}:refresh:{digest}"
+
+
+def revoked_token(client_id: str, jti: str) -> str:
+    return f"obgw:{_tag(client_id)}:revoked-token:{jti}"
+
+
+def revoked_grant(client_id: str, grant_id: str) -> str:
+    return f"obgw:{_tag(client_id)}:revoked-grant:{grant_id}"
+
+
+def login_session(digest: str) -> str:
+    return f"obgw:login:{digest}"
+
+
+# Consents: the record carries its TPP's hash tag (Admit reads it with the token's revocation keys in one script);
+# the owner index finds a consent by id alone (CLI, customer pages).
+def consent(client_id: str, consent_id: str) -> str:
+    return f"obgw:{_tag(client_id)}:consent:{consent_id}"
+
+
+def consent_owner(consent_id: str) -> str:
+    return f"obgw:consent-owner:{consent_id}"
+
+
+def client_disabled(client_id: str) -> str:
+    """Present while a client is disabled or deleted: Admit refuses its tokens on the next call."""
+    return f"obgw:{_tag(client_id)}:disabled"

@@ -66,3 +66,19 @@ routes:
     path: /open-banking/v3.1/test/down
     service: dead
 """)
+
+
+@pytest.fixture(scope="module")
+def bank():
+    """The sandbox bank (accounts and payments services) on free ports; yields (accounts_url, payments_url)."""
+    process = Process(python("-m", "gateway.sandbox", "--accounts-port", "0", "--payments-port", "0"))
+    words = process.wait_for_line("sandbox bank:").split()
+    yield words[words.index("accounts") + 1], words[words.index("payments") + 1]
+    process.stop()
+
+
+def register_tpps(gateway, pki, names=("tpp-demo", "tpp-other")) -> None:
+    """Register TPPs from their certs/dev-style JSON files, as `make demo` does."""
+    for name in names:
+        done = gateway.cli("clients", "add", name, "--from-json", str(pki / f"{name}.json"), "--replace")
+        assert done.returncode == 0, done.stderr

@@ -1,0 +1,180 @@
+"""`obgw clients add|list|show|disable|enable`: the TPP registry (the same store the authorization server reads)."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from gateway.cli import CliError
+from gateway.cli._settings import settings_from
+from gateway.oauth.models import AUTH_METHODS, ROLES, Client
+from gateway.pipeline.identity import thumbprint
+from gateway.pki import public_jwk
+from gateway.settings import add_arguments
+from gateway.store.clients import ClientStore
+from gateway.store.embedded import EmbeddedRedisError, redis_url_for
+from gateway.store.redis import RedisError, sync_client
+
+_CONNECTION = ("redis_url", "var_dir")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("clients", help="register, list, show and disable TPP clients", description=__doc__)
+    sub = p.add_subparsers(dest="clients_command", required=True, metavar="COMMAND")
+
+    a = sub.add_parser("add", help="register a TPP client")
+    a.add_argument("client_id", metavar="CLIENT_ID")
+    a.add_argument("--from-json", type=Path, metavar="FILE",
+                   help="a certs/dev/<name>.json file: its cert, redirect_uri and private_jwk (public part registered)")
+    a.add_argument("--cert", type=Path, help="the TPP's transport certificate (PEM); its thumbprint is registered")
+    a.add_argument("--redirect-uri", action="append", default=[], help="a redirect URI (repeatable)")
+    a.add_argument("--jwks", type=Path, help="JWKS (or one JWK) for private_key_jwt")
+    a.add_argument("--role", action="append", choices=ROLES, help="AISP, PISP or CBPII (repeatable; default AISP and PISP)")
+    a.add_argument("--auth-method", action="append", choices=AUTH_METHODS,
+                   help="tls_client_auth and/or private_key_jwt (default: both when a JWKS is given)")
+    a.add_argument("--name", help="the name customers see on the consent page (default CLIENT_ID)")
+    a.add_argument("--replace", action="store_true", help="replace an existing registration")
+    a.set_defaults(func=add)
+
+    ls = sub.add_parser("list", help="every registered client, one a line")
+    ls.set_defaults(func=list_clients)
+    for name, func, text in (("show", show, "one client's registration as JSON"),
+                             ("disable", disable, "stop a client: its tokens fail from the next call"),
+                             ("enable", enable, "allow a disabled client again")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("client_id", metavar="CLIENT_ID")
+        c.set_defaults(func=func)
+    for parser in sub.choices.values():
+        add_arguments(parser, _CONNECTION)
+
+
+def _with_store(args, work):
+    settings = settings_from(args)
+    try:
+        with redis_url_for(settings.redis_url, settings.var_dir) as url:
+            client = sync_client(url)
+            try:
+                return work(ClientStore(client))
+            finally:
+                client.close()
+    except EmbeddedRedisError as exc:
+        raise CliError(str(exc)) from None
+    except RedisError as exc:
+        raise CliError(f"cannot reach Redis: {exc}") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except OSError as exc:
+        raise CliError(f"{path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise CliError(f"{path}:1:1: expected a JSON object")
+    return value
+
+
+def _jwks(path: Path) -> dict:
+    value = _read_json(path)
+    keys = value.get("keys", [value] if "kty" in value else [])
+    if not keys:
+        raise CliError(f"{path}: no JWK in the file")
+    return {"keys": [public_jwk(k) for k in keys]}
+
+
+def build_client(client_id: str, *, cert: Path, redirect_uris: list[str], jwks: dict | None, roles: list[str],
+                 auth_methods: list[str] | None, name: str | None) -> Client:
+    """A registration from files, as `clients add` and `obgw demo` make it."""
+    try:
+        certificate = x509.load_pem_x509_certificate(cert.read_bytes())
+    except OSError as exc:
+        raise CliError(f"{cert}: {exc.strerror}") from None
+    except ValueError:
+        raise CliError(f"{cert}: not a PEM certificate") from None
+    if not redirect_uris or any(not uri.startswith("https://") for uri in redirect_uris):
+        raise CliError("give at least one --redirect-uri, each an https:// URL")
+    methods = auth_methods or (list(AUTH_METHODS) if jwks else ["tls_client_auth"])
+    if "private_key_jwt" in methods and not (jwks and jwks["keys"]):
+        raise CliError("private_key_jwt needs --jwks (or --from-json)")
+    return Client(
+        client_id=client_id, client_name=name or client_id, roles=tuple(roles), redirect_uris=tuple(redirect_uris),
+        auth_methods=tuple(methods), cert_thumbprint=thumbprint(certificate.public_bytes(Encoding.DER)),
+        subject_dn=certificate.subject.rfc4514_string(), issuer_dn=certificate.issuer.rfc4514_string(),
+        jwks=jwks or {"keys": []}, created_at=int(time.time()), origin="cli")
+
+
+def from_registration_file(path: Path) -> tuple[Path, list[str], dict]:
+    """(certificate, redirect URIs, public JWKS) of a certs/dev/<name>.json registration file."""
+    registration = _read_json(path)
+    try:
+        return (Path(registration["cert"]), [registration["redirect_uri"]],
+                {"keys": [public_jwk(registration["private_jwk"])]})
+    except (KeyError, TypeError):
+        raise CliError(f"{path}: needs cert, redirect_uri and private_jwk") from None
+
+
+def client_from_args(args) -> Client:
+    cert, redirect_uris, jwks = args.cert, list(args.redirect_uri), _jwks(args.jwks) if args.jwks else None
+    if args.from_json:
+        file_cert, file_uris, file_jwks = from_registration_file(args.from_json)
+        cert, redirect_uris, jwks = cert or file_cert, redirect_uris or file_uris, jwks or file_jwks
+    if cert is None:
+        raise CliError("give --cert (or --from-json)")
+    return build_client(args.client_id, cert=cert, redirect_uris=redirect_uris, jwks=jwks,
+                        roles=args.role or ["AISP", "PISP"], auth_methods=args.auth_method, name=args.name)
+
+
+def add(args) -> int:
+    client = client_from_args(args)
+
+    def work(store: ClientStore) -> int:
+        if args.replace:
+            store.replace(client.to_document())
+        elif not store.add(client.to_document()):
+            raise CliError(f"client {client.client_id} exists (use --replace)")
+        print(f"registered {client.client_id}: {', '.join(client.auth_methods)}; roles {', '.join(client.roles)}")
+        return 0
+    return _with_store(args, work)
+
+
+def list_clients(args) -> int:
+    def work(store: ClientStore) -> int:
+        for document in store.all():
+            c = Client.from_document(document)
+            print(f"{c.client_id}\t{c.status}\t{','.join(c.roles)}\t{','.join(c.auth_methods)}\t{c.client_name}")
+        return 0
+    return _with_store(args, work)
+
+
+def show(args) -> int:
+    def work(store: ClientStore) -> int:
+        document = store.get(args.client_id)
+        if document is None:
+            raise CliError(f"no client {args.client_id}")
+        print(json.dumps(document, indent=2, sort_keys=True))
+        return 0
+    return _with_store(args, work)
+
+
+def _set_status(args, status: str) -> int:
+    def work(store: ClientStore) -> int:
+        document = store.get(args.client_id)
+        if document is None:
+            raise CliError(f"no client {args.client_id}")
+        store.replace(document | {"status": status})
+        print(f"{args.client_id} {status}")
+        return 0
+    return _with_store(args, work)
+
+
+def disable(args) -> int:
+    return _set_status(args, "disabled")
+
+
+def enable(args) -> int:
+    return _set_status(args, "active")

@@ -1,0 +1,29 @@
+"""Moving a consent from one status to another: the one function every caller uses, checked against TRANSITIONS
+and applied as a compare-and-set in Redis, so concurrent decisions (approve vs. delete) cannot both win."""
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+
+from gateway.consents.model import Consent, Status, expires_ms, sources_of, to_record
+
+
+class ConsentConflict(Exception):
+    """The consent was not in a status the transition may leave; `found` is the status it was in."""
+
+    def __init__(self, found: str) -> None:
+        super().__init__(f"the consent is {found}")
+        self.found = found
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def move(store, consent: Consent, target: Status, **changes) -> Consent:
+    """The consent in `target` status with `changes` stored, or ConsentConflict (nothing changed)."""
+    moved = dataclasses.replace(consent, status=target, status_updated=now_iso(), **changes)
+    found = store.transition(to_record(moved), sorted(str(s) for s in sources_of(target)), expires_ms(moved))
+    if found is not None:
+        raise ConsentConflict(found)
+    return moved

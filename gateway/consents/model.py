@@ -1,0 +1,98 @@
+"""Consents as data: the status enum, the allowed transitions (a table, checked by one function) and the record.
+
+UK OB v3.1.11 Account and Transaction API, "Consent Status": AwaitingAuthorisation → Authorised | Rejected;
+Authorised → Revoked. A payment consent (Payment Initiation API) ends Consumed once used. Expiry is not a stored
+status: it is computed from `ExpirationDateTime` whenever the consent is read, so it takes effect to the millisecond.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+
+class Status(enum.StrEnum):
+    AWAITING_AUTHORISATION = "AwaitingAuthorisation"
+    AUTHORISED = "Authorised"
+    REJECTED = "Rejected"
+    REVOKED = "Revoked"
+    CONSUMED = "Consumed"
+
+
+class Kind(enum.StrEnum):
+    """What a consent lets the TPP do, and the OAuth scope that must accompany it."""
+    ACCOUNT_ACCESS = "account-access"
+    DOMESTIC_PAYMENT = "domestic-payment"
+
+    @property
+    def scope(self) -> str:
+        return "accounts" if self is Kind.ACCOUNT_ACCESS else "payments"
+
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.AWAITING_AUTHORISATION: frozenset({Status.AUTHORISED, Status.REJECTED, Status.REVOKED}),
+    Status.AUTHORISED: frozenset({Status.REVOKED, Status.CONSUMED}),
+    Status.REJECTED: frozenset(),
+    Status.REVOKED: frozenset(),
+    Status.CONSUMED: frozenset(),
+}
+
+
+def sources_of(target: Status) -> frozenset[Status]:
+    """The statuses from which `target` may be reached: what a compare-and-set transition expects to find."""
+    return frozenset(source for source, targets in TRANSITIONS.items() if target in targets)
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    consent_id: str
+    client_id: str
+    kind: Kind
+    status: Status
+    created: str                  # ISO 8601, as the UK OB CreationDateTime
+    status_updated: str
+    permissions: tuple[str, ...]
+    expires: str | None           # ExpirationDateTime as given, or None (open-ended)
+    transaction_from: str | None
+    transaction_to: str | None
+    customer_id: str | None       # set when the customer authorises
+    accounts: tuple[str, ...]     # the AccountIds the customer selected
+    initiation: dict | None = None  # a payment consent's Initiation, as given
+    grant_id: str | None = None   # the one authorisation whose tokens this consent accepts
+    deleted: bool = False         # revoked by the TPP's DELETE: gone for the TPP, kept for the customer's history
+
+    def expired(self, now: datetime | None = None) -> bool:
+        if self.expires is None:
+            return False
+        return datetime.fromisoformat(self.expires) <= (now or datetime.now(timezone.utc))
+
+    @property
+    def usable(self) -> bool:
+        """May tokens of this consent be used right now (Admit decides the same on the hot path)?"""
+        return self.status is Status.AUTHORISED and not self.expired()
+
+
+def from_record(record: dict) -> Consent:
+    return Consent(
+        consent_id=record["consent_id"], client_id=record["client_id"], kind=Kind(record["kind"]),
+        status=Status(record["status"]), created=record["created"], status_updated=record["status_updated"],
+        permissions=tuple(record.get("permissions") or ()), expires=record.get("expires"),
+        transaction_from=record.get("transaction_from"), transaction_to=record.get("transaction_to"),
+        customer_id=record.get("customer_id"), accounts=tuple(record.get("accounts") or ()),
+        initiation=record.get("initiation"), grant_id=record.get("grant_id"),
+        deleted=bool(record.get("deleted")))
+
+
+def to_record(consent: Consent) -> dict:
+    return {
+        "consent_id": consent.consent_id, "client_id": consent.client_id, "kind": str(consent.kind),
+        "status": str(consent.status), "created": consent.created, "status_updated": consent.status_updated,
+        "permissions": list(consent.permissions), "expires": consent.expires,
+        "transaction_from": consent.transaction_from, "transaction_to": consent.transaction_to,
+        "customer_id": consent.customer_id, "accounts": list(consent.accounts), "initiation": consent.initiation,
+        "grant_id": consent.grant_id, "deleted": consent.deleted,
+    }
+
+
+def expires_ms(consent: Consent) -> int | None:
+    return None if consent.expires is None else int(datetime.fromisoformat(consent.expires).timestamp() * 1000)

@@ -1,0 +1,78 @@
+"""The UK Open Banking v3.1.11 rules for a new account-access consent (OBReadConsent1), each above its check.
+
+Every failure is a Refusal naming the field (OBError1.Path), so the TPP sees exactly what to fix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from gateway.errors import Refusal
+from gateway.policy.compile import permission_codes
+
+TRANSACTION_CONTENT = {"ReadTransactionsBasic", "ReadTransactionsDetail"}
+TRANSACTION_DIRECTION = {"ReadTransactionsCredits", "ReadTransactionsDebits"}
+
+
+@dataclass(frozen=True)
+class AccountAccessRequest:
+    permissions: tuple[str, ...]
+    expires: str | None
+    transaction_from: str | None
+    transaction_to: str | None
+
+
+def _date(data: dict, name: str) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    path = f"Data.{name}"
+    if not isinstance(value, str):
+        raise Refusal("consent.invalid_date", f"{path} must be an ISO 8601 date-time.", path=path)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise Refusal("consent.invalid_date", f"{path} is not an ISO 8601 date-time.", path=path) from None
+    # UK OB "Common Payload Structure": date-times carry their time zone.
+    if moment.tzinfo is None:
+        raise Refusal("consent.invalid_date", f"{path} must include a time zone.", path=path)
+    return moment.isoformat()
+
+
+def account_access(body: object) -> AccountAccessRequest:
+    if not isinstance(body, dict):
+        raise Refusal("request.invalid_json")
+    data = body.get("Data")
+    if not isinstance(data, dict):
+        raise Refusal("consent.field_missing", "Data is required.", path="Data")
+    # OBRisk2 is required in OBReadConsent1 (it may be empty).
+    if not isinstance(body.get("Risk"), dict):
+        raise Refusal("consent.field_missing", "Risk is required (it may be an empty object).", path="Risk")
+    permissions = data.get("Permissions")
+    if not isinstance(permissions, list) or not permissions or not all(isinstance(p, str) for p in permissions):
+        raise Refusal("consent.field_missing", "Data.Permissions must list at least one permission.",
+                      path="Data.Permissions")
+    unknown = [p for p in permissions if p not in permission_codes()]
+    if unknown:
+        raise Refusal("consent.field_invalid", f"Unknown permission {unknown[0]!r}.", path="Data.Permissions")
+    if len(set(permissions)) != len(permissions):
+        raise Refusal("consent.field_invalid", "A permission is listed twice.", path="Data.Permissions")
+    given = set(permissions)
+    # AIS profile, "Permissions": a consent must allow ReadAccountsBasic or ReadAccountsDetail.
+    if not given & {"ReadAccountsBasic", "ReadAccountsDetail"}:
+        raise Refusal("consent.field_invalid", "Permissions must include ReadAccountsBasic or ReadAccountsDetail.",
+                      path="Data.Permissions")
+    # "Permissions must also include at least one of ReadTransactionsCredits / ReadTransactionsDebits" - and the
+    # direction permissions "must also include one of ReadTransactionsBasic / ReadTransactionsDetail".
+    if bool(given & TRANSACTION_CONTENT) != bool(given & TRANSACTION_DIRECTION):
+        raise Refusal("consent.field_invalid", "ReadTransactionsBasic/Detail and ReadTransactionsCredits/Debits "
+                      "must be asked for together.", path="Data.Permissions")
+    expires = _date(data, "ExpirationDateTime")
+    if expires is not None and datetime.fromisoformat(expires) <= datetime.now(timezone.utc):
+        raise Refusal("consent.invalid_date", "Data.ExpirationDateTime must be in the future.",
+                      path="Data.ExpirationDateTime")
+    since, until = _date(data, "TransactionFromDateTime"), _date(data, "TransactionToDateTime")
+    if since and until and datetime.fromisoformat(since) > datetime.fromisoformat(until):
+        raise Refusal("consent.invalid_date", "Data.TransactionFromDateTime is after TransactionToDateTime.",
+                      path="Data.TransactionFromDateTime")
+    return AccountAccessRequest(tuple(permissions), expires, since, until)

@@ -1,0 +1,43 @@
+"""Authorization server metadata (RFC 8414) and OpenID Connect Discovery 1.0 §3, with the FAPI and RFC 9126,
+8705 and 9207 fields: what a TPP's library reads to talk to this server unmodified."""
+from __future__ import annotations
+
+from gateway.oauth.keys import ALGORITHM
+from gateway.oauth.models import AUTH_METHODS
+
+PATHS = {
+    "authorization_endpoint": "/oauth2/authorize",
+    "token_endpoint": "/oauth2/token",
+    "pushed_authorization_request_endpoint": "/oauth2/par",
+    "revocation_endpoint": "/oauth2/revoke",
+    "introspection_endpoint": "/oauth2/introspect",
+    "registration_endpoint": "/oauth2/register",
+    "jwks_uri": "/oauth2/jwks",
+}
+
+
+def metadata(issuer: str) -> dict:
+    urls = {name: issuer + path for name, path in PATHS.items()}
+    return {
+        "issuer": issuer,
+        **urls,
+        "scopes_supported": ["openid", "accounts", "payments"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [ALGORITHM],
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "PS256"],
+        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "code_challenge_methods_supported": ["S256"],
+        "require_pushed_authorization_requests": True,
+        "tls_client_certificate_bound_access_tokens": True,
+        "authorization_response_iss_parameter_supported": True,
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "claims_supported": ["sub", "acr", "auth_time", "openbanking_intent_id"],
+        "acr_values_supported": ["urn:openbanking:psd2:sca"],
+    }

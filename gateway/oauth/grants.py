@@ -1,0 +1,129 @@
+"""The three grants FAPI needs, as Authlib grants: authorization code (PAR only, PKCE S256, consent_id),
+client credentials (consent creation), refresh token (same client, certificate and consent). No implicit, hybrid or
+password grant is registered, so none can be used.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, InvalidScopeError, grants
+from authlib.oauth2.rfc7636 import CodeChallenge
+
+from gateway.oauth.models import AUTH_METHODS, AuthorizationCode, Grantee, RefreshToken
+
+
+class CertificateBoundTokens:
+    """RFC 8705 §3: every token is bound to the certificate of the request that obtains it.
+
+    Authlib's token-generator hook is not given the request, so the grants hand the issuer what it needs here.
+    """
+
+    def generate_token(self, user=None, scope=None, grant_type=None, expires_in=None, include_refresh_token=True):
+        return self.server.tokens.issue(self.request.client, self.request.certificate.thumbprint, scope, user,
+                                        include_refresh_token)
+
+
+class S256CodeChallenge(CodeChallenge):
+    """PKCE (RFC 7636) as FAPI 1 Advanced §5.2.2-18 requires: always, and only with S256."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant, redirect_uri):
+        data = grant.request.payload.data
+        if not data.get("code_challenge"):
+            raise InvalidRequestError("code_challenge is required (PKCE with S256).")
+        if data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256; plain is not allowed.")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+class ClientCredentials(CertificateBoundTokens, grants.ClientCredentialsGrant):
+    """UK OB: a client-credentials token (scope `accounts` or `payments`) is what creates a consent."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
+
+    def validate_token_request(self):
+        super().validate_token_request()
+        scope = self.request.payload.scope
+        wanted = set((scope or "").split())
+        if not wanted or not wanted <= {"accounts", "payments"} or self.client.get_allowed_scope(scope) is None:
+            raise InvalidScopeError("Ask for scope accounts or payments, as the client's roles allow.")
+
+
+class PushedAuthorizationCode(CertificateBoundTokens, grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
+
+    def validate_authorization_request(self):
+        request = self.request
+        data = request.payload.data
+        # RFC 9126 §4 with require_pushed_authorization_requests: parameters only ever come from a pushed request.
+        if not getattr(request, "pushed", False):
+            raise InvalidRequestError("Authorization requests must be pushed (PAR, RFC 9126).")
+        # FAPI 1 Advanced §5.2.2-9: the redirect_uri is required, and matched exactly.
+        if not data.get("redirect_uri"):
+            raise InvalidRequestError("redirect_uri is required.")
+        redirect_uri = super().validate_authorization_request()
+        # OIDC Core §3.1.2.1 and FAPI 1 Advanced §5.2.2.2: with openid, a nonce protects the id_token.
+        if "openid" in request.scope.split() and not data.get("nonce"):
+            raise InvalidRequestError("nonce is required with scope openid.", redirect_uri=redirect_uri)
+        self.server.consent_for_request(request, redirect_uri)
+        return redirect_uri
+
+    def save_authorization_code(self, code, request):
+        data, grantee = request.payload.data, request.user
+        self.server.store.save_code(code, {
+            "client_id": request.client.client_id, "redirect_uri": data["redirect_uri"], "scope": request.scope,
+            "code_challenge": data["code_challenge"], "code_challenge_method": data["code_challenge_method"],
+            "nonce": data.get("nonce"), "consent_id": grantee.consent_id, "customer_id": grantee.customer_id,
+            "subject": grantee.subject, "grant_id": grantee.grant_id, "auth_time": grantee.auth_time,
+        }, self.server.settings.auth_code_seconds)
+
+    def query_authorization_code(self, code, client):
+        record, earlier = self.server.store.take_code(code, self.server.settings.refresh_token_seconds)
+        if earlier and earlier["client_id"] == client.client_id:
+            # RFC 6749 §4.1.2: a code used twice revokes what its first use produced.
+            self.server.store.revoke_grant(client.client_id, earlier["grant_id"],
+                                           self.server.settings.refresh_token_seconds)
+            return None
+        if record is None or record["client_id"] != client.client_id:
+            return None
+        return AuthorizationCode(record)
+
+    def delete_authorization_code(self, authorization_code):
+        """Nothing to do: `query_authorization_code` took the code out of the store already (single use)."""
+
+    def authenticate_user(self, authorization_code):
+        grantee = authorization_code.grantee
+        if not self.server.consent_usable(self.request.client.client_id, grantee.consent_id, grantee.grant_id):
+            raise InvalidGrantError("The consent is no longer authorised.")
+        return grantee
+
+
+class RefreshTokenGrant(CertificateBoundTokens, grants.RefreshTokenGrant):
+    """No rotation (FAPI 1 Advanced §5.2.2-15 discourages it); the token stays bound to what it was issued for."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
+    INCLUDE_NEW_REFRESH_TOKEN = False
+
+    def authenticate_refresh_token(self, refresh_token):
+        client, server = self.request.client, self.server
+        record = server.store.refresh_token(client.client_id, refresh_token)  # keyed by client: others' never match
+        if record is None or record["cnf"] != self.request.certificate.thumbprint:
+            return None
+        if server.store.is_revoked(client.client_id, None, record["grant_id"]):
+            return None
+        if not server.consent_usable(client.client_id, record["consent_id"], record["grant_id"]):
+            return None
+        return RefreshToken(refresh_token, record)
+
+    def authenticate_user(self, refresh_token):
+        return refresh_token.grantee
+
+    def revoke_old_credential(self, refresh_token):
+        """Nothing to do: refresh tokens are not rotated."""
+
+
+def new_grantee(customer_id: str, subject: str, consent_id: str, nonce: str | None) -> Grantee:
+    return Grantee(customer_id=customer_id, subject=subject, consent_id=consent_id,
+                   grant_id=secrets.token_urlsafe(12), auth_time=int(time.time()), nonce=nonce)

@@ -1,0 +1,34 @@
+"""Token Introspection (RFC 7662): a client may ask about its own tokens; anything else is `active: false`."""
+from __future__ import annotations
+
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+
+from gateway.oauth.models import AUTH_METHODS, AccessToken
+from gateway.oauth.tokens import INTENT_CLAIM
+
+
+class Introspection(IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = list(AUTH_METHODS)
+
+    def query_token(self, token_string, token_type_hint):
+        raise NotImplementedError("authenticate_token looks tokens up with the client")
+
+    def authenticate_token(self, request, client):
+        self.check_params(request, client)
+        token = self.server.find_token(request.form["token"], request.form.get("token_type_hint"), client)
+        return token if token is not None and self.check_permission(token, client, request) else None
+
+    def check_permission(self, token, client, request):
+        return token.check_client(client)
+
+    def introspect_token(self, token):
+        if isinstance(token, AccessToken):
+            c = token.claims
+            payload = {k: c[k] for k in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "cnf")}
+            payload["token_type"] = "Bearer"
+            if INTENT_CLAIM in c:
+                payload[INTENT_CLAIM] = c[INTENT_CLAIM]
+            return payload
+        r = token.record
+        return {"scope": r["scope"], "client_id": r["client_id"], "sub": r["subject"], "exp": r["exp"],
+                "token_type": "refresh_token", "cnf": {"x5t#S256": r["cnf"]}, INTENT_CLAIM: r["consent_id"]}

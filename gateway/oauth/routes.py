@@ -1,0 +1,107 @@
+"""The authorization server's HTTP surface: thin ASGI endpoints that adapt the request and hand it to Authlib.
+
+Authlib runs in a worker thread (it is synchronous, with the sync Redis client); its answer is sent as it made it
+(OAuth error JSON, redirects), and a refusal is marked on the Call so the audit record carries its reason.
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import orjson
+from authlib.oauth2.rfc6749 import OAuth2Error
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.errors import oauth_reason
+from gateway.oauth.discovery import PATHS, metadata
+from gateway.oauth.registration import Registration
+from gateway.oauth.requests import form_request, json_request
+from gateway.oauth.server import GatewayAuthorizationServer, OAuthResponse
+from gateway.pipeline.call import SCOPE_KEY, Call
+
+
+def _send(call: Call, response: OAuthResponse) -> Response:
+    body = response.body
+    if response.status >= 400 and isinstance(body, dict):
+        call.decision, call.reason = "refuse", oauth_reason(str(body.get("error")))
+    content = orjson.dumps(body) if isinstance(body, (dict, list)) else (body or b"")
+    headers = {k: v for k, v in response.headers if k.lower() != "content-length"}
+    headers.setdefault("Cache-Control", "no-store")
+    return Response(content, status_code=response.status, headers=headers)
+
+
+def _json(document: dict, cache: str = "no-store") -> Response:
+    return Response(orjson.dumps(document), media_type="application/json", headers={"Cache-Control": cache})
+
+
+class _Endpoint:
+    """One AS endpoint: sets the audited route, builds the Authlib request, runs `work` in a thread, sends."""
+
+    def __init__(self, template: str, server: GatewayAuthorizationServer, adapt, work: Callable) -> None:
+        self.template, self.server, self.adapt, self.work = template, server, adapt, work
+
+    async def __call__(self, scope, receive, send) -> None:
+        call: Call = scope[SCOPE_KEY]
+        call.route_template = self.template
+        try:
+            request = await self.adapt(scope, receive, self.server.issuer, call.certificate)
+        except OAuth2Error as error:
+            response = self.server.handle_error_response(None, error)
+        else:
+            response = await run_in_threadpool(self.work, request)
+            client = getattr(request, "client", None)
+            call.client_id = client.client_id if client is not None else None
+        await _send(call, response)(scope, receive, send)
+
+
+class _Static:
+    """A public, read-only document (discovery, JWKS)."""
+
+    def __init__(self, template: str, build: Callable[[], Awaitable[dict] | dict], cache: str) -> None:
+        self.template, self.build, self.cache = template, build, cache
+
+    async def __call__(self, scope, receive, send) -> None:
+        scope[SCOPE_KEY].route_template = self.template
+        await _json(await run_in_threadpool(self.build), self.cache)(scope, receive, send)
+
+
+class _Asgi:
+    """Starlette treats a bound method as a request→response function; this keeps it a raw ASGI endpoint."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.app(scope, receive, send)
+
+
+def oauth_routes(server: GatewayAuthorizationServer, customer) -> list[Route]:
+    """Every AS route; `customer` is the web.authorize endpoints (login and consent pages)."""
+    document = metadata(server.issuer)
+    registration = Registration(server)
+
+    def endpoint(name: str, template: str, work: Callable, adapt=form_request) -> Route:
+        return Route(template, _Endpoint(template, server, adapt, work))
+
+    return [
+        Route("/.well-known/openid-configuration",
+              _Static("/.well-known/openid-configuration", lambda: document, "public, max-age=300")),
+        Route("/.well-known/oauth-authorization-server",
+              _Static("/.well-known/oauth-authorization-server", lambda: document, "public, max-age=300")),
+        Route(PATHS["jwks_uri"], _Static(PATHS["jwks_uri"], lambda: server.keys.ring().jwks(), "public, max-age=60")),
+        endpoint("token", PATHS["token_endpoint"], server.create_token_response),
+        endpoint("par", PATHS["pushed_authorization_request_endpoint"],
+                 lambda request: server.create_endpoint_response("pushed_authorization", request)),
+        endpoint("revocation", PATHS["revocation_endpoint"],
+                 lambda request: server.create_endpoint_response("revocation", request)),
+        endpoint("introspection", PATHS["introspection_endpoint"],
+                 lambda request: server.create_endpoint_response("introspection", request)),
+        endpoint("registration", PATHS["registration_endpoint"], registration.register, adapt=json_request),
+        Route(PATHS["registration_endpoint"] + "/{client_id}",
+              _Endpoint(PATHS["registration_endpoint"] + "/{client_id}", server, registration.adapt_management,
+                        registration.manage)),
+        Route(PATHS["authorization_endpoint"], _Asgi(customer.start)),
+        Route(PATHS["authorization_endpoint"] + "/login", _Asgi(customer.login)),
+        Route(PATHS["authorization_endpoint"] + "/decision", _Asgi(customer.decide)),
+    ]

@@ -1,0 +1,175 @@
+"""build_authorization_server(): the Authlib server and every registration, so each FAPI choice is on one screen.
+
+Authlib supplies the protocol; obgw supplies, by registration only, what it lacks or what FAPI changes:
+client authentication by `tls_client_auth` and `private_key_jwt` (and nothing else), PAR, the PAR-only code grant
+with PKCE S256, certificate-bound JWT tokens, RFC 9207 `iss` in every authorization response, revocation and
+introspection. Authlib is synchronous: it runs in a worker thread with the sync Redis client, off the proxied path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from authlib.oauth2.rfc6749 import AuthorizationServer, InvalidRequestError, InvalidScopeError
+from authlib.oauth2.rfc9207 import IssuerParameter
+
+from gateway.consents.model import Status, from_record
+from gateway.oauth import grants
+from gateway.oauth.client_auth import PrivateKeyJwt, TlsClientAuth
+from gateway.oauth.introspection import Introspection
+from gateway.oauth.keys import SigningKeys
+from gateway.oauth.models import AccessToken, Client, RefreshToken
+from gateway.oauth.par import PushedAuthorizationEndpoint
+from gateway.oauth.revocation import Revocation
+from gateway.oauth.tokens import (
+    GRANT_CLAIM,
+    INTENT_CLAIM,
+    AccessTokenVerifier,
+    TokenIssuer,
+    TokenRejected,
+    pseudonym,
+)
+from gateway.settings import Settings
+from gateway.store.clients import ClientStore
+from gateway.store.consents import ConsentStore
+from gateway.store.oauth import AuthorizationStore
+
+KEY_OVERLAP_MARGIN = 60  # seconds a retired key outlives the longest-lived token it can have signed
+
+
+@dataclass
+class OAuthResponse:
+    """What Authlib's `handle_response` produces; `location` is what the RFC 9207 extension rewrites."""
+    status: int
+    body: object
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def location(self) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == "location"), None)
+
+    @location.setter
+    def location(self, value: str) -> None:
+        self.headers = [(k, v) for k, v in self.headers if k.lower() != "location"] + [("Location", value)]
+
+
+class Issuer(IssuerParameter):
+    def __init__(self, issuer: str) -> None:
+        self.issuer = issuer
+
+    def get_issuer(self) -> str:
+        return self.issuer
+
+
+class GatewayAuthorizationServer(AuthorizationServer):
+    def __init__(self, settings: Settings, redis) -> None:
+        super().__init__(scopes_supported=["openid", "accounts", "payments"])
+        self.settings = settings
+        self.issuer = settings.issuer_url
+        self.clients = ClientStore(redis)
+        self.consents = ConsentStore(redis)
+        self.store = AuthorizationStore(redis)
+        self.keys = SigningKeys(self.store, overlap=settings.access_token_seconds + KEY_OVERLAP_MARGIN)
+        self.audience = resource_audience(self.issuer)
+        self.tokens = TokenIssuer(self.keys, self.store, self.issuer, self.audience, settings.access_token_seconds,
+                                  settings.refresh_token_seconds)
+        self.verifier = AccessTokenVerifier(self.issuer, self.audience)
+        self._pseudonym_secret: bytes | None = None
+
+    def pseudonym(self, customer_id: str) -> str:
+        if self._pseudonym_secret is None:
+            self._pseudonym_secret = self.store.pseudonym_secret()
+        return pseudonym(self._pseudonym_secret, customer_id)
+
+    # Authlib's storage and framework hooks
+    def query_client(self, client_id):
+        document = self.clients.get(client_id) if isinstance(client_id, str) else None
+        client = Client.from_document(document) if document else None
+        return client if client is not None and client.active else None
+
+    def save_token(self, token, request):
+        """Nothing to do: access tokens are self-contained JWTs and refresh tokens are stored as they are issued."""
+
+    def create_oauth2_request(self, request):
+        return request  # already adapted (oauth.requests), body read asynchronously
+
+    def create_json_request(self, request):
+        return request
+
+    def handle_response(self, status, body, headers):
+        return OAuthResponse(status, body, list(headers))
+
+    def send_signal(self, name, *args, **kwargs):
+        """No signal listeners: audit records are written by the Audit middleware for every call."""
+
+    # Consents, as the grants see them
+    def consent_for_request(self, request, redirect_uri: str):
+        """The consent an authorization request names: this client's, awaiting authorisation, matching the scope."""
+        consent_id = request.payload.data.get("consent_id")
+        if not consent_id:
+            raise InvalidRequestError("consent_id is required (the consent to authorise).", redirect_uri=redirect_uri)
+        record = self.consents.get(request.client.client_id, consent_id)
+        if record is None:
+            raise InvalidRequestError("Unknown consent_id.", redirect_uri=redirect_uri)
+        consent = from_record(record)
+        # A consent's tokens carry its own scope only (plus openid): an account-access consent never pays.
+        if set(request.scope.split()) - {"openid"} != {consent.kind.scope}:
+            raise InvalidScopeError(f"A {consent.kind} consent goes with scope {consent.kind.scope} (and openid).",
+                                    redirect_uri=redirect_uri)
+        if consent.status is not Status.AWAITING_AUTHORISATION or consent.expired():
+            raise InvalidRequestError("The consent is not awaiting authorisation.", redirect_uri=redirect_uri)
+        request.consent = consent
+        return consent
+
+    def consent_usable(self, client_id: str, consent_id: str, grant_id: str | None) -> bool:
+        """Authorised, in date, and by the authorisation `grant_id` (a second, losing approval's code never works)."""
+        record = self.consents.get(client_id, consent_id)
+        if record is None:
+            return False
+        consent = from_record(record)
+        return consent.usable and consent.grant_id == grant_id
+
+    # Tokens, as revocation and introspection see them
+    def find_token(self, value: str, hint: str | None, client: Client):
+        """An access token (any client's: the caller checks ownership) or this client's refresh token, else None."""
+        if hint != "refresh_token" and value.count(".") == 2:
+            token = self.access_token(value)
+            if token is not None or hint == "access_token":
+                return token
+        record = self.store.refresh_token(client.client_id, value)
+        if record is None:
+            return None
+        revoked = (self.store.is_revoked(client.client_id, None, record["grant_id"])
+                   or not self.consent_usable(client.client_id, record["consent_id"], record["grant_id"]))
+        return RefreshToken(value, record, revoked=revoked)
+
+    def access_token(self, value: str) -> AccessToken | None:
+        """A JWT access token this server signed and that has not expired (revoked or not), else None."""
+        try:
+            claims = self.verifier.verify(value, self.keys.ring().verification_key(self.verifier.kid_of(value)))
+        except TokenRejected:
+            return None
+        client_id = claims["client_id"]
+        revoked = self.store.is_revoked(client_id, claims["jti"], claims.get(GRANT_CLAIM))
+        if INTENT_CLAIM in claims:
+            revoked = revoked or not self.consent_usable(client_id, claims[INTENT_CLAIM], claims.get(GRANT_CLAIM))
+        return AccessToken(value, claims, revoked=revoked)
+
+
+def resource_audience(issuer: str) -> str:
+    """RFC 9068 §3: `aud` names the resource server; here, the gateway's Open Banking API base."""
+    return issuer + "/open-banking/v3.1"
+
+
+def build_authorization_server(settings: Settings, redis) -> GatewayAuthorizationServer:
+    server = GatewayAuthorizationServer(settings, redis)
+    server.register_client_auth_method(TlsClientAuth.name, TlsClientAuth())
+    server.register_client_auth_method(PrivateKeyJwt.name, PrivateKeyJwt(server.issuer, server.store))
+    server.register_grant(grants.PushedAuthorizationCode, [grants.S256CodeChallenge(required=True)])
+    server.register_grant(grants.ClientCredentials)
+    server.register_grant(grants.RefreshTokenGrant)
+    server.register_endpoint(PushedAuthorizationEndpoint)
+    server.register_endpoint(Revocation)
+    server.register_endpoint(Introspection)
+    server.register_extension(Issuer(server.issuer))
+    server.keys.ensure()
+    return server

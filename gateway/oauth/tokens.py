@@ -1,0 +1,131 @@
+"""Tokens: JWT access tokens (RFC 9068) bound to the client certificate (RFC 8705 §3), id_tokens (OIDC Core §2)
+carrying `openbanking_intent_id` (UK OB Security Profile), opaque refresh tokens; and access-token verification.
+
+PyJWT does all JWT work of the project (Authlib's joserfc stays inside Authlib). Verification is strict by
+construction: one algorithm (ES256, so `none` and HS256-with-the-public-key cannot pass), the `at+jwt` type
+(RFC 9068 §4), issuer, audience, expiry, and every claim the resource stage relies on.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Mapping
+
+import jwt
+
+from gateway.oauth.keys import ALGORITHM
+from gateway.oauth.models import Client, Grantee
+
+ACCESS_TOKEN_TYPE = "at+jwt"
+INTENT_CLAIM = "openbanking_intent_id"
+GRANT_CLAIM = "obgw_grant"       # the authorisation a token came from; revoking it revokes all its tokens
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "sub", "client_id", "jti", "scope", "cnf")
+ACR_SCA = "urn:openbanking:psd2:sca"
+
+
+def pseudonym(secret: bytes, customer_id: str) -> str:
+    """The customer as tokens name them: stable, and meaningless without the gateway's secret."""
+    mac = hmac.new(secret, customer_id.encode(), hashlib.sha256).digest()[:16]
+    return "cust-" + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+class TokenIssuer:
+    def __init__(self, keys, store, issuer: str, audience: str, access_seconds: int, refresh_seconds: int) -> None:
+        self._keys, self._store = keys, store
+        self.issuer, self.audience = issuer, audience
+        self.access_seconds, self.refresh_seconds = access_seconds, refresh_seconds
+
+    def issue(self, client: Client, thumbprint: str, scope: str, grantee: Grantee | None,
+              include_refresh_token: bool) -> dict:
+        """The token response (RFC 6749 §5.1) for `client`, bound to the certificate `thumbprint`."""
+        signing = self._keys.ring().signing
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer, "sub": grantee.subject if grantee else client.client_id, "aud": self.audience,
+            "client_id": client.client_id, "scope": scope, "iat": now, "nbf": now, "exp": now + self.access_seconds,
+            "jti": str(uuid.uuid4()), "cnf": {"x5t#S256": thumbprint},
+        }
+        if grantee:
+            claims |= {INTENT_CLAIM: grantee.consent_id, GRANT_CLAIM: grantee.grant_id, "auth_time": grantee.auth_time}
+        token = {
+            "access_token": jwt.encode(claims, signing.private, ALGORITHM,
+                                       headers={"kid": signing.kid, "typ": ACCESS_TOKEN_TYPE}),
+            "token_type": "Bearer", "expires_in": self.access_seconds, "scope": scope,
+        }
+        if grantee and "openid" in scope.split():
+            id_claims = {
+                "iss": self.issuer, "sub": grantee.subject, "aud": client.client_id, "iat": now,
+                "exp": now + self.access_seconds, "auth_time": grantee.auth_time, "acr": ACR_SCA,
+                INTENT_CLAIM: grantee.consent_id,
+            }
+            if grantee.nonce:
+                id_claims["nonce"] = grantee.nonce
+            token["id_token"] = jwt.encode(id_claims, signing.private, ALGORITHM,
+                                           headers={"kid": signing.kid, "typ": "JWT"})
+        if grantee and include_refresh_token:
+            refresh = secrets.token_urlsafe(32)
+            exp = now + self.refresh_seconds
+            self._store.save_refresh_token(client.client_id, refresh, {
+                "client_id": client.client_id, "cnf": thumbprint, "scope": scope, "consent_id": grantee.consent_id,
+                "customer_id": grantee.customer_id, "subject": grantee.subject, "grant_id": grantee.grant_id,
+                "auth_time": grantee.auth_time, "exp": exp}, exp - now)
+            token["refresh_token"] = refresh
+        return token
+
+
+class TokenRejected(Exception):
+    """The token cannot be used; `reason` is the catalogued reason id (errors.REASONS)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+KeyLookup = Callable[[str], object | None]
+
+
+class AccessTokenVerifier:
+    def __init__(self, issuer: str, audience: str) -> None:
+        self.issuer, self.audience = issuer, audience
+
+    def kid_of(self, token: str) -> str:
+        """The key id of a token that is shaped like ours; TokenRejected for anything else."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError:
+            raise TokenRejected("token.malformed", "The access token is not a JWT.") from None
+        # RFC 8725 §3.1: only the algorithm we sign with; `none`, HS256 (with our public key as the secret) and
+        # every other algorithm are refused before any key is used.
+        if header.get("alg") != ALGORITHM:
+            raise TokenRejected("token.bad_signature", f"The access token is not signed with {ALGORITHM}.")
+        # RFC 9068 §4: the resource server MUST verify that the typ header is at+jwt (an id_token is not one).
+        if str(header.get("typ", "")).lower() not in (ACCESS_TOKEN_TYPE, "application/" + ACCESS_TOKEN_TYPE):
+            raise TokenRejected("token.malformed", "The token is not an access token (typ at+jwt).")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise TokenRejected("token.unknown_key", "The access token names no signing key.")
+        return kid
+
+    def verify(self, token: str, key) -> Mapping:
+        """The claims of a token signed by `key` (the key its kid names), or TokenRejected."""
+        if key is None:
+            raise TokenRejected("token.unknown_key", "The access token is signed by a key this server does not have.")
+        try:
+            claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=self.audience, issuer=self.issuer,
+                                options={"require": list(REQUIRED_CLAIMS)})
+        except jwt.ExpiredSignatureError:
+            raise TokenRejected("token.expired", "The access token has expired.") from None
+        except jwt.InvalidSignatureError:
+            raise TokenRejected("token.bad_signature", "The access token's signature is not valid.") from None
+        except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
+            raise TokenRejected("token.wrong_audience", "The access token was not issued for this API.") from None
+        except jwt.InvalidTokenError as exc:
+            raise TokenRejected("token.malformed", f"The access token is not valid: {exc}.") from None
+        cnf = claims.get("cnf")
+        if not isinstance(cnf, dict) or not isinstance(cnf.get("x5t#S256"), str):
+            raise TokenRejected("token.malformed", "The access token is not bound to a certificate.")
+        return claims

@@ -1,0 +1,116 @@
+"""AuthorizationStore: the authorization server's short-lived state in Redis.
+
+Every credential (request_uri, authorization code, refresh token, login session id) is stored under the SHA-256 of
+its value, so a Redis dump yields nothing usable; single-use values are taken with GETDEL, so two workers can never
+both redeem one. Lifetimes are Redis TTLs: an expired entry is simply gone.
+
+Callers: `oauth.par`, `oauth.grants`, `oauth.client_auth`, `oauth.revocation`, `oauth.introspection`,
+`oauth.keys`, `web.authorize` (through `oauth`), all from Authlib's thread with the sync client.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+import orjson
+
+from gateway.store import keys
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+class AuthorizationStore:
+    def __init__(self, redis) -> None:
+        self._redis = redis
+
+    # Pushed authorization requests (RFC 9126 §2.2: the request_uri is single-use and short-lived).
+    def push_request(self, request_uri: str, params: dict, seconds: int) -> None:
+        self._redis.set(keys.pushed_request(digest(request_uri)), orjson.dumps(params), ex=seconds)
+
+    def take_request(self, request_uri: str) -> dict | None:
+        raw = self._redis.getdel(keys.pushed_request(digest(request_uri)))
+        return orjson.loads(raw) if raw else None
+
+    # Authorization codes (RFC 6749 §4.1.2: single-use; §10.5: short-lived). A redeemed code leaves a marker naming
+    # the grant it started, so a replay can revoke what the first redemption issued (§4.1.2).
+    def save_code(self, code: str, record: dict, seconds: int) -> None:
+        self._redis.set(keys.authorization_code(digest(code)), orjson.dumps(record), ex=seconds)
+
+    def take_code(self, code: str, marker_seconds: int) -> tuple[dict | None, dict | None]:
+        """(the code's record if it was still unused, else the record of its earlier redemption, if any)."""
+        key = digest(code)
+        pipe = self._redis.pipeline()
+        pipe.getdel(keys.authorization_code(key))
+        pipe.get(keys.used_code(key))
+        raw, used = pipe.execute()
+        if raw:
+            record = orjson.loads(raw)
+            self._redis.set(keys.used_code(key), orjson.dumps({"client_id": record["client_id"],
+                                                               "grant_id": record["grant_id"]}), ex=marker_seconds)
+            return record, None
+        return None, orjson.loads(used) if used else None
+
+    # private_key_jwt assertions (RFC 7523 §3 item 7: a jti may be used once).
+    def claim_jti(self, client_id: str, jti: str, seconds: int) -> bool:
+        return bool(self._redis.set(keys.assertion_jti(client_id, jti), b"1", nx=True, ex=max(seconds, 1)))
+
+    # Refresh tokens: bound to client, certificate and consent; found by their hash.
+    def save_refresh_token(self, client_id: str, token: str, record: dict, seconds: int) -> None:
+        self._redis.set(keys.refresh_token(client_id, digest(token)), orjson.dumps(record), ex=max(seconds, 1))
+
+    def refresh_token(self, client_id: str, token: str) -> dict | None:
+        raw = self._redis.get(keys.refresh_token(client_id, digest(token)))
+        return orjson.loads(raw) if raw else None
+
+    def delete_refresh_token(self, client_id: str, token: str) -> None:
+        self._redis.delete(keys.refresh_token(client_id, digest(token)))
+
+    # Revocation (RFC 7009): read by the Admit script on every resource call, so it holds on every worker at once.
+    def revoke_token(self, client_id: str, jti: str, seconds: int) -> None:
+        self._redis.set(keys.revoked_token(client_id, jti), b"1", ex=max(seconds, 1))
+
+    def revoke_grant(self, client_id: str, grant_id: str, seconds: int) -> None:
+        self._redis.set(keys.revoked_grant(client_id, grant_id), b"1", ex=max(seconds, 1))
+
+    def is_revoked(self, client_id: str, jti: str | None, grant_id: str | None) -> bool:
+        names = ([keys.revoked_token(client_id, jti)] if jti else []) + (
+            [keys.revoked_grant(client_id, grant_id)] if grant_id else [])
+        return bool(names) and bool(self._redis.exists(*names))
+
+    # Signing keys (persisted; rotation keeps the previous ones for verification).
+    def signing_keys(self) -> dict[str, dict]:
+        return {kid.decode(): orjson.loads(raw) for kid, raw in self._redis.hgetall(keys.SIGNING_KEYS).items()}
+
+    def add_signing_key(self, kid: str, record: dict, *, only_if_none: bool = False) -> bool:
+        """Add a key; with `only_if_none`, only when no key exists yet (two workers starting at once make one)."""
+        if only_if_none:
+            script = "if redis.call('HLEN', KEYS[1]) == 0 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return 0"
+            return bool(self._redis.eval(script, 1, keys.SIGNING_KEYS, kid, orjson.dumps(record)))
+        return bool(self._redis.hset(keys.SIGNING_KEYS, kid, orjson.dumps(record)))
+
+    def update_signing_keys(self, updated: dict[str, dict], removed: list[str]) -> None:
+        pipe = self._redis.pipeline()
+        for kid, record in updated.items():
+            pipe.hset(keys.SIGNING_KEYS, kid, orjson.dumps(record))
+        if removed:
+            pipe.hdel(keys.SIGNING_KEYS, *removed)
+        pipe.execute()
+
+    def pseudonym_secret(self) -> bytes:
+        """The key of the customers' pseudonyms: made once, then the same for every worker and restart."""
+        self._redis.set(keys.PSEUDONYM_SECRET, secrets.token_bytes(32), nx=True)
+        return self._redis.get(keys.PSEUDONYM_SECRET)
+
+    # The customer's login and consent steps at the authorization endpoint (server-side session).
+    def save_login(self, session_id: str, state: dict, seconds: int) -> None:
+        self._redis.set(keys.login_session(digest(session_id)), orjson.dumps(state), ex=seconds)
+
+    def login(self, session_id: str) -> dict | None:
+        raw = self._redis.get(keys.login_session(digest(session_id)))
+        return orjson.loads(raw) if raw else None
+
+    def end_login(self, session_id: str) -> dict | None:
+        raw = self._redis.getdel(keys.login_session(digest(session_id)))
+        return orjson.loads(raw) if raw else None

@@ -1,0 +1,274 @@
+"""The authorization endpoint's customer steps (RFC 6749 §4.1.1, RFC 9126 §4): pushed request → login → consent.
+
+    GET  /oauth2/authorize?client_id&request_uri   takes the pushed request (single use), opens a login session
+    POST /oauth2/authorize/login                    the bank checks the password; a new session id (no fixation)
+    POST /oauth2/authorize/decision                 approve → consent Authorised + code; deny → Rejected + error
+
+State lives server-side in Redis under the session cookie; each form carries the session's CSRF token. Errors
+before the client's redirect URI is known are shown as a page (§4.1.2.1 forbids redirecting then); after, they are
+redirects with `error`, `state` and `iss` (RFC 9207).
+"""
+from __future__ import annotations
+
+import hmac
+import secrets
+from urllib.parse import parse_qsl
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError, OAuth2Error
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from gateway.bank import Bank, BankUnavailable
+from gateway.consents.lifecycle import ConsentConflict, move
+from gateway.consents.model import Kind, Status, from_record
+from gateway.oauth.grants import new_grantee
+from gateway.oauth.requests import query_request, single_values
+from gateway.pipeline.call import SCOPE_KEY, Call
+from gateway.pipeline.endpoint import read_body
+from gateway.web import language
+from gateway.web.pages import SESSION_COOKIE, clear_session, origin, page, redirect, set_session
+
+AUTHORIZE_PATH = "/oauth2/authorize"
+LOGIN_PATH = "/oauth2/authorize/login"
+DECISION_PATH = "/oauth2/authorize/decision"
+MAX_LOGIN_ATTEMPTS = 5
+MAX_FORM_BYTES = 16 * 1024
+
+
+def _refused(call: Call, reason: str) -> None:
+    call.decision, call.reason = "refuse", reason
+
+
+class CustomerAuthorization:
+    """The three customer steps, as ASGI endpoints (see the module docstring)."""
+
+    def __init__(self, server, bank: Bank, login_seconds: int) -> None:
+        self.server = server
+        self.bank = bank
+        self.login_seconds = login_seconds
+
+    # GET /oauth2/authorize
+    async def start(self, scope, receive, send) -> None:
+        call: Call = scope[SCOPE_KEY]
+        call.route_template = AUTHORIZE_PATH
+        response = await self._start(Request(scope, receive), call)
+        await response(scope, receive, send)
+
+    async def _start(self, request: Request, call: Call):
+        if request.method != "GET":
+            return self._error_page(call, "oauth.invalid_request", "Use GET.", 405)
+        try:
+            params = single_values(parse_qsl(request.url.query, keep_blank_values=True))
+        except OAuth2Error:
+            return self._error_page(call, "oauth.invalid_request", "A parameter is given more than once.")
+        # RFC 9126 §4: with require_pushed_authorization_requests the only parameters are client_id + request_uri.
+        if set(params) != {"client_id", "request_uri"}:
+            return self._error_page(call, "oauth.invalid_request",
+                                    "The authorization request was not pushed: send only client_id and request_uri.")
+        pushed = await run_in_threadpool(self.server.store.take_request, params["request_uri"])
+        if pushed is None or pushed.get("client_id") != params["client_id"]:
+            return self._error_page(call, "oauth.invalid_request_uri",
+                                    "This link has expired or was used already.")
+        call.client_id = pushed["client_id"]
+        oauth_request = self._oauth_request(request, pushed)
+        try:
+            grant = await run_in_threadpool(self.server.get_consent_grant, oauth_request)
+        except OAuth2Error as error:
+            return self._error_response(call, oauth_request, error)
+        consent = oauth_request.consent
+        call.consent_id = consent.consent_id
+        session_id = secrets.token_urlsafe(32)
+        state = {"params": pushed, "csrf": secrets.token_urlsafe(32), "stage": "login", "attempts": 0}
+        await run_in_threadpool(self.server.store.save_login, session_id, state, self.login_seconds)
+        return set_session(self._login_page(grant.client, state), session_id, self.login_seconds)
+
+    # POST /oauth2/authorize/login
+    async def login(self, scope, receive, send) -> None:
+        call: Call = scope[SCOPE_KEY]
+        call.route_template = LOGIN_PATH
+        response = await self._login(Request(scope, receive), scope, receive, call)
+        await response(scope, receive, send)
+
+    async def _login(self, request: Request, scope, receive, call: Call):
+        found = await self._session(request, scope, receive, call, "login")
+        if not isinstance(found, tuple):
+            return found
+        session_id, state, form = found
+        client = self.server.query_client(state["params"]["client_id"])
+        try:
+            customer = await self.bank.authenticate(form.get("username", [""])[0], form.get("password", [""])[0])
+        except BankUnavailable:
+            return self._error_page(call, "backend.unavailable", "Your bank cannot be reached. Try again later.", 502)
+        if customer is None:
+            state["attempts"] += 1
+            _refused(call, "web.login_failed")
+            if state["attempts"] >= MAX_LOGIN_ATTEMPTS:
+                await run_in_threadpool(self.server.store.end_login, session_id)
+                return clear_session(await self._deny_redirect(state, call, "Too many failed log-in attempts."))
+            await run_in_threadpool(self.server.store.save_login, session_id, state, self.login_seconds)
+            return self._login_page(client, state, error="The username or password is not right.", status=401)
+        try:
+            choices = await self.bank.accounts(customer.customer_id)
+        except BankUnavailable:
+            return self._error_page(call, "backend.unavailable", "Your bank cannot be reached. Try again later.", 502)
+        # A new session id and CSRF token once the customer is known: a session fixed before login is worthless.
+        await run_in_threadpool(self.server.store.end_login, session_id)
+        session_id = secrets.token_urlsafe(32)
+        state |= {"stage": "consent", "csrf": secrets.token_urlsafe(32),
+                  "customer": {"id": customer.customer_id, "name": customer.display_name},
+                  "accounts": [[c.account_id, c.label] for c in choices]}
+        await run_in_threadpool(self.server.store.save_login, session_id, state, self.login_seconds)
+        consent = await run_in_threadpool(self._consent, state)
+        call.consent_id = consent.consent_id
+        return set_session(self._consent_page(client, consent, state), session_id, self.login_seconds)
+
+    # POST /oauth2/authorize/decision
+    async def decide(self, scope, receive, send) -> None:
+        call: Call = scope[SCOPE_KEY]
+        call.route_template = DECISION_PATH
+        response = await self._decide(Request(scope, receive), scope, receive, call)
+        await response(scope, receive, send)
+
+    async def _decide(self, request: Request, scope, receive, call: Call):
+        found = await self._session(request, scope, receive, call, "consent")
+        if not isinstance(found, tuple):
+            return found
+        session_id, state, form = found
+        decision = form.get("decision", [""])
+        if len(decision) != 1 or decision[0] not in ("approve", "deny"):
+            _refused(call, "oauth.invalid_request")
+            return self._consent_page(self.server.query_client(call.client_id), await run_in_threadpool(
+                self._consent, state), state, error="Choose Agree or Do not agree.", status=400)
+        consent = await run_in_threadpool(self._consent, state)
+        call.consent_id = consent.consent_id
+        if decision[0] == "deny":
+            await run_in_threadpool(self.server.store.end_login, session_id)
+            response = await self._deny_redirect(state, call, "The customer did not agree.")
+            await run_in_threadpool(self._reject, consent)
+            return clear_session(response)
+        chosen = form.get("account_ids", [])
+        offered = {account_id for account_id, _ in state["accounts"]}
+        single = consent.kind is Kind.DOMESTIC_PAYMENT
+        if not chosen or not set(chosen) <= offered or len(set(chosen)) != len(chosen) or (single and len(chosen) != 1):
+            _refused(call, "oauth.invalid_request")
+            message = "Choose the account to pay from." if single else "Choose at least one account."
+            return self._consent_page(self.server.query_client(call.client_id), consent, state, error=message,
+                                      status=400)
+        await run_in_threadpool(self.server.store.end_login, session_id)
+        response = await run_in_threadpool(self._approve, state, consent, chosen, call)
+        return clear_session(response)
+
+    # The steps' shared parts
+    async def _session(self, request: Request, scope, receive, call: Call, stage: str):
+        """(session id, state, form) of a live session at `stage` with a valid CSRF token, else the error page."""
+        if request.method != "POST":
+            return self._error_page(call, "oauth.invalid_request", "Use the form.", 405)
+        body = await read_body(receive, MAX_FORM_BYTES)
+        form: dict[str, list[str]] = {}
+        try:
+            for key, value in parse_qsl(body.decode("utf-8"), keep_blank_values=True):
+                form.setdefault(key, []).append(value)
+        except (UnicodeDecodeError, ValueError):
+            return self._error_page(call, "oauth.invalid_request", "The form could not be read.")
+        session_id = request.cookies.get(SESSION_COOKIE)
+        state = await run_in_threadpool(self.server.store.login, session_id) if session_id else None
+        if state is None:
+            return self._error_page(call, "web.session_missing",
+                                    "Your session has expired. Go back to the app and start again.")
+        call.client_id = state["params"]["client_id"]
+        token = form.get("csrf_token", [""])
+        # Synchroniser token: the value in the form must be the one this session holds (OWASP CSRF, RFC 6749 §10.12).
+        if len(token) != 1 or not hmac.compare_digest(token[0].encode(), state["csrf"].encode()):
+            return self._error_page(call, "web.csrf_invalid", "This form has expired. Go back and try again.", 403)
+        if state["stage"] != stage:
+            return self._error_page(call, "web.session_missing", "This step is out of order. Start again.")
+        return session_id, state, form
+
+    def _oauth_request(self, request: Request, params: dict):
+        oauth_request = query_request(self.server.issuer, AUTHORIZE_PATH, params,
+                                      {k.lower(): v for k, v in request.headers.items()})
+        oauth_request.pushed = True  # built from a pushed request only (RFC 9126)
+        return oauth_request
+
+    def _consent(self, state: dict):
+        params = state["params"]
+        return from_record(self.server.consents.get(params["client_id"], params["consent_id"]))
+
+    def _reject(self, consent) -> None:
+        try:
+            move(self.server.consents, consent, Status.REJECTED)
+        except ConsentConflict:
+            pass  # already decided elsewhere (revoked, expired): a refusal changes nothing more
+
+    def _approve(self, state: dict, consent, chosen: list[str], call: Call):
+        """Code first (Authlib re-validates the pushed request), then bind the consent to that one authorisation."""
+        request = query_request(self.server.issuer, AUTHORIZE_PATH, state["params"], {})
+        request.pushed = True
+        customer_id = state["customer"]["id"]
+        grantee = new_grantee(customer_id, self.server.pseudonym(customer_id), consent.consent_id,
+                              state["params"].get("nonce"))
+        try:
+            grant = self.server.get_consent_grant(request)
+        except OAuth2Error as error:
+            return self._error_response(call, request, error)
+        response = self.server.create_authorization_response(request, grantee, grant)
+        if response.status >= 400 or "code=" not in (response.location or ""):
+            return self._from_oauth(call, response)
+        try:
+            move(self.server.consents, consent, Status.AUTHORISED, customer_id=customer_id,
+                 accounts=tuple(chosen), grant_id=grantee.grant_id)
+        except ConsentConflict as conflict:
+            error = InvalidRequestError(f"The consent is {conflict.found}.", redirect_uri=state["params"]["redirect_uri"],
+                                        state=state["params"].get("state"))
+            return self._error_response(call, request, error)
+        return self._from_oauth(call, response)
+
+    async def _deny_redirect(self, state: dict, call: Call, why: str):
+        params = state["params"]
+        request = query_request(self.server.issuer, AUTHORIZE_PATH, params, {})
+        request.pushed = True
+        error = AccessDeniedError(description=why, redirect_uri=params["redirect_uri"], state=params.get("state"))
+        return self._error_response(call, request, error)
+
+    def _error_response(self, call: Call, request, error: OAuth2Error):
+        """An error after the redirect URI is validated is a redirect with error, state and iss; before, a page."""
+        if not error.redirect_uri:
+            return self._error_page(call, f"oauth.{error.error}", error.get_error_description() or error.error)
+        return self._from_oauth(call, self.server.handle_error_response(request, error))
+
+    def _from_oauth(self, call: Call, response):
+        location = response.location
+        if "error=" in location and "code=" not in location:
+            query = dict(parse_qsl(location.split("?", 1)[1]))
+            _refused(call, f"oauth.{query.get('error', 'invalid_request')}")
+        if "iss=" not in location:  # RFC 9207 §2: every authorization response, error responses included
+            location = add_params_to_uri(location, {"iss": self.server.issuer})
+        return redirect(location, response.status)
+
+    def _error_page(self, call: Call, reason: str, message: str, status: int = 400):
+        call.decision, call.reason = ("error", reason) if status >= 500 else ("refuse", reason)
+        return page("error.html", status=status, message=message, interaction_id=call.interaction_id)
+
+    def _login_page(self, client, state: dict, error: str | None = None, status: int = 200):
+        return page("login.html", status=status, tpp_name=client.client_name if client else "An app",
+                    csrf_token=state["csrf"], action=LOGIN_PATH, error=error)
+
+    def _consent_page(self, client, consent, state: dict, error: str | None = None, status: int = 200):
+        accounts = [{"account_id": a, "label": label} for a, label in state["accounts"]]
+        payment = None
+        if consent.kind is Kind.DOMESTIC_PAYMENT and consent.initiation:
+            initiation = consent.initiation
+            amount = initiation.get("InstructedAmount", {})
+            payment = {"payee": initiation.get("CreditorAccount", {}).get("Name", ""),
+                       "amount": f"{amount.get('Amount', '')} {amount.get('Currency', '')}",
+                       "reference": initiation.get("RemittanceInformation", {}).get("Reference", "")}
+        window = None
+        if consent.transaction_from or consent.transaction_to:
+            window = f"from {consent.transaction_from or 'the start'} to {consent.transaction_to or 'now'}"
+        return page("consent.html", status=status, form_targets=(origin(state["params"]["redirect_uri"]),),
+                    tpp_name=client.client_name if client else "An app", customer_name=state["customer"]["name"],
+                    csrf_token=state["csrf"], action=DECISION_PATH, accounts=accounts, payment=payment,
+                    will_see=language.will_see(consent.permissions),
+                    will_not_see=language.will_not_see(consent.permissions),
+                    expires=consent.expires or "you withdraw it", window=window, error=error)

@@ -1,0 +1,57 @@
+"""Rendering customer pages with the headers every one of them carries, and the session cookie.
+
+- `Cache-Control: no-store` (a shared computer never shows a consent page from its cache);
+- anti-framing twice over: `X-Frame-Options: DENY` and CSP `frame-ancestors 'none'` (clickjacking);
+- a CSP that allows no script at all, styles only by a per-page nonce, and forms only to this origin and, on the
+  consent page, to the TPP's redirect origin (browsers apply `form-action` to the redirect that follows a POST);
+- the session cookie is `__Host-` prefixed, `Secure`, `HttpOnly` and `SameSite=Lax`.
+"""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+SESSION_COOKIE = "__Host-obgw-login"
+_TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                         autoescape=select_autoescape(default=True), auto_reload=False)
+
+
+def _security_headers(style_nonce: str | None, form_targets: tuple[str, ...] = ()) -> dict[str, str]:
+    styles = f"'nonce-{style_nonce}'" if style_nonce else "'none'"
+    forms = " ".join(("'self'", *form_targets))
+    return {
+        "Cache-Control": "no-store", "Pragma": "no-cache", "X-Frame-Options": "DENY",
+        "Content-Security-Policy": f"default-src 'none'; style-src {styles}; form-action {forms}; "
+                                   "frame-ancestors 'none'; base-uri 'none'",
+        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    }
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def page(template: str, status: int = 200, form_targets: tuple[str, ...] = (), **context) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(16)
+    html = _TEMPLATES.get_template(template).render(style_nonce=nonce, **context)
+    return HTMLResponse(html, status_code=status, headers=_security_headers(nonce, form_targets))
+
+
+def redirect(location: str, status: int = 302) -> Response:
+    return RedirectResponse(location, status_code=status, headers=_security_headers(None))
+
+
+def set_session(response: Response, session_id: str, seconds: int) -> Response:
+    response.set_cookie(SESSION_COOKIE, session_id, max_age=seconds, path="/", secure=True, httponly=True,
+                        samesite="lax")
+    return response
+
+
+def clear_session(response: Response) -> Response:
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+    return response

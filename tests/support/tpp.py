@@ -1,0 +1,164 @@
+"""A TPP built on Authlib's own OAuth 2.0 client (httpx), over real mutual TLS, and a customer's browser.
+
+    tpp = Tpp(gateway.base, pki, "tpp-demo", auth="private_key_jwt")
+    token = tpp.consent_token(["ReadAccountsBasic"])           # consent → PAR → login → approve → code → token
+    tpp.get("/open-banking/v3.1/aisp/accounts", token)
+
+Authlib is used as a TPP would: `OAuth2Client` with `PrivateKeyJWT` for private_key_jwt, and for tls_client_auth
+the client_id-only encoding the method prescribes (RFC 8705 §2.1), registered through the client's own hook.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from authlib.integrations.httpx_client import OAuth2Client
+from authlib.oauth2.auth import encode_none
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from joserfc.jwk import ECKey
+
+from support.forms import only_form
+from support.gateway import client_context
+
+ACCOUNTS = "/open-banking/v3.1/aisp/accounts"
+CONSENTS = "/open-banking/v3.1/aisp/account-access-consents"
+ALL_ACCOUNT_PERMISSIONS = ["ReadAccountsBasic", "ReadAccountsDetail", "ReadBalances", "ReadTransactionsBasic",
+                           "ReadTransactionsDetail", "ReadTransactionsCredits", "ReadTransactionsDebits"]
+
+
+@dataclass
+class Pushed:
+    request_uri: str
+    state: str
+    code_verifier: str
+
+
+class Tpp:
+    def __init__(self, base: str, pki: Path, name: str = "tpp-demo", auth: str = "tls_client_auth",
+                 cert_of: str | None = None) -> None:
+        """`cert_of` presents another TPP's certificate (to show it is refused)."""
+        registration = json.loads((pki / f"{name}.json").read_text())
+        self.base, self.pki, self.name = base, pki, name
+        self.client_id, self.redirect_uri = registration["client_id"], registration["redirect_uri"]
+        holder = cert_of or name
+        self.context = client_context(pki / "ca.pem", pki / f"{holder}.pem", pki / f"{holder}.key")
+        self.http = httpx.Client(verify=self.context, timeout=15)
+        self.metadata = self.http.get(base + "/.well-known/openid-configuration").json()
+        self.issuer = self.metadata["issuer"]
+        self.jwk = registration["private_jwk"]
+        self.auth = auth
+        if auth == "private_key_jwt":
+            self.oauth = OAuth2Client(self.client_id, client_secret=ECKey.import_key(self.jwk),
+                                      token_endpoint_auth_method="private_key_jwt", verify=self.context, timeout=15)
+            self.oauth.register_client_auth_method(
+                PrivateKeyJWT(self.issuer, alg="ES256", headers={"kid": self.jwk["kid"]}))
+        else:
+            self.oauth = OAuth2Client(self.client_id, token_endpoint_auth_method=auth, verify=self.context, timeout=15)
+            self.oauth.register_client_auth_method((auth, encode_none))
+
+    def close(self) -> None:
+        self.http.close()
+        self.oauth.close()
+
+    # Back channel
+    def client_credentials(self, scope: str = "accounts") -> dict:
+        return self.oauth.fetch_token(self.metadata["token_endpoint"], grant_type="client_credentials", scope=scope)
+
+    def create_consent(self, permissions=None, token: dict | None = None, **data) -> dict:
+        token = token or self.client_credentials()
+        body = {"Data": {"Permissions": permissions or ["ReadAccountsBasic"], **data}, "Risk": {}}
+        response = self.http.post(self.base + CONSENTS, json=body,
+                                  headers={"Authorization": f"Bearer {token['access_token']}"})
+        assert response.status_code == 201, response.text
+        return response.json()["Data"]
+
+    def post_form(self, endpoint: str, data: dict):
+        """A back-channel form POST authenticated the client's way (what Authlib does for token requests)."""
+        return self.oauth.request("POST", self.metadata[endpoint], data=data, withhold_token=True,
+                                  auth=self.oauth.client_auth(self.auth))
+
+    def push(self, consent_id: str, scope: str = "openid accounts", **overrides) -> tuple[object, Pushed]:
+        verifier = secrets.token_urlsafe(48)
+        state = secrets.token_urlsafe(16)
+        params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": self.redirect_uri,
+                  "scope": scope, "state": state, "nonce": secrets.token_urlsafe(16),
+                  "code_challenge": create_s256_code_challenge(verifier), "code_challenge_method": "S256",
+                  "consent_id": consent_id}
+        if self.auth == "tls_client_auth":
+            del params["client_id"]  # the tls_client_auth encoding adds it (a parameter may appear only once)
+        params.update(overrides)
+        params = {k: v for k, v in params.items() if v is not None}
+        response = self.post_form("pushed_authorization_request_endpoint", params)
+        pushed = Pushed(response.json().get("request_uri", ""), state, verifier) if response.status_code == 201 \
+            else Pushed("", state, verifier)
+        return response, pushed
+
+    def exchange(self, code: str, code_verifier: str | None, **extra) -> dict:
+        kwargs = {"code": code, "redirect_uri": self.redirect_uri, **extra}
+        if code_verifier is not None:
+            kwargs["code_verifier"] = code_verifier
+        return self.oauth.fetch_token(self.metadata["token_endpoint"], grant_type="authorization_code", **kwargs)
+
+    def get(self, path: str, token: dict | str, **kwargs) -> httpx.Response:
+        access = token if isinstance(token, str) else token["access_token"]
+        headers = {"Authorization": f"Bearer {access}", **kwargs.pop("headers", {})}
+        return self.http.get(self.base + path, headers=headers, **kwargs)
+
+    # The whole flow
+    def consent_token(self, permissions=None, customer: str = "alice", accounts: list[str] | None = None) -> dict:
+        consent = self.create_consent(permissions)
+        response, pushed = self.push(consent["ConsentId"])
+        assert response.status_code == 201, response.text
+        browser = Browser(self.base, self.pki)
+        try:
+            redirect = browser.authorize(self.client_id, pushed.request_uri, customer, accounts=accounts)
+        finally:
+            browser.close()
+        assert redirect["state"] == pushed.state and redirect["iss"] == self.issuer, redirect
+        token = self.exchange(redirect["code"], pushed.code_verifier)
+        token["consent_id"] = consent["ConsentId"]
+        return token
+
+
+class Browser:
+    """The customer's browser: no client certificate, cookies kept, redirects to the TPP not followed."""
+
+    def __init__(self, base: str, pki: Path) -> None:
+        self.base = base
+        self.http = httpx.Client(verify=client_context(pki / "ca.pem"), timeout=15)
+
+    def open(self, client_id: str, request_uri: str) -> httpx.Response:
+        return self.http.get(self.base + "/oauth2/authorize",
+                             params={"client_id": client_id, "request_uri": request_uri})
+
+    def submit(self, page: httpx.Response, fields: dict) -> httpx.Response:
+        form = only_form(page.text)
+        return self.http.post(self.base + form.action, data={**form.hidden, **fields})
+
+    def login(self, page: httpx.Response, customer: str, password: str | None = None) -> httpx.Response:
+        return self.submit(page, {"username": customer, "password": password or f"{customer}-pass"})
+
+    def authorize(self, client_id: str, request_uri: str, customer: str = "alice", decision: str = "approve",
+                  accounts: list[str] | None = None) -> dict:
+        """Log in, choose accounts (default: all offered), decide; returns the redirect's query parameters."""
+        login = self.open(client_id, request_uri)
+        assert login.status_code == 200, login.text
+        consent_page = self.login(login, customer)
+        assert consent_page.status_code == 200, consent_page.text
+        offered = only_form(consent_page.text).choices["account_ids"]
+        answer = self.submit(consent_page, {"account_ids": accounts or offered, "decision": decision})
+        assert answer.status_code in (302, 303), answer.text
+        return redirect_params(answer)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def redirect_params(response: httpx.Response) -> dict[str, str]:
+    query = urlsplit(response.headers["location"]).query
+    return {k: v[0] for k, v in parse_qs(query).items()}
