@@ -337,7 +337,7 @@ def init_dev_pki(
         written += [server_pem, server_key]
 
     directory_key, directory_jwks = out_dir / "directory.json", out_dir / "directory-jwks.json"
-    if force or not (directory_key.exists() and directory_jwks.exists()):
+    if new_ca or not (directory_key.exists() and directory_jwks.exists()):
         written += _write_directory(directory_key, directory_jwks)
 
     for name in tpps:

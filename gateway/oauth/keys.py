@@ -70,16 +70,15 @@ class SigningKeys:
         self._ring: KeyRing | None = None
         self._loaded = 0.0
 
-    def ensure(self) -> None:
-        """Make the first key if there is none (at start; two workers starting together still make one)."""
-        kid, record = new_key_record()
-        self._store.add_signing_key(kid, record, only_if_none=True)
-        self._ring = None
-
     def ring(self) -> KeyRing:
         if self._ring is None or time.monotonic() - self._loaded > self._refresh:
             self._ring = KeyRing(self._store.signing_keys(), self.overlap)
             self._loaded = time.monotonic()
+        if self._ring.signing is None and not self._ring.keys:
+            # The very first key, made on first use (two workers racing still make one; see add_signing_key).
+            kid, record = new_key_record()
+            self._store.add_signing_key(kid, record, only_if_none=True)
+            self._ring = KeyRing(self._store.signing_keys(), self.overlap)
         if self._ring.signing is None:
             raise RuntimeError("no signing key: run `obgw keys rotate`")
         return self._ring

@@ -171,5 +171,4 @@ def build_authorization_server(settings: Settings, redis) -> GatewayAuthorizatio
     server.register_endpoint(Revocation)
     server.register_endpoint(Introspection)
     server.register_extension(Issuer(server.issuer))
-    server.keys.ensure()
     return server

@@ -13,21 +13,28 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from conftest import write_policy
+from support.policies import write_policy
 from gateway import pki as pkimod
 from support.gateway import Gateway, gateway_env, tpp_client
+from support.tpp import access_token_for
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory, pki, backend):
+def gateway(tmp_path_factory, pki, backend, bank):
     root = tmp_path_factory.mktemp("gw")
-    write_policy(root / "policies", backend)
+    write_policy(root / "policies", backend, bank[0])
     # 127.0.0.2 plays a TLS-terminating proxy; every other address is an ordinary client.
     gw = Gateway(gateway_env(root / "var", pki, root / "policies", OBGW_TRUSTED_PROXIES="127.0.0.2/32"))
     yield gw
     assert gw.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def token(gateway, pki) -> str:
+    """tpp-demo's consent-bound access token (the routes here reach the echo back-end, not the bank)."""
+    return access_token_for(gateway, pki)
 
 
 def _assert_ob_error(response: httpx.Response, status: int, code: str) -> dict:
@@ -39,8 +46,8 @@ def _assert_ob_error(response: httpx.Response, status: int, code: str) -> dict:
     return body
 
 
-def test_a_tpp_with_a_valid_certificate_reaches_the_back_end(gateway, pki):
-    with tpp_client(pki) as tpp:
+def test_a_tpp_with_a_valid_certificate_reaches_the_back_end(gateway, pki, token):
+    with tpp_client(pki, token=token) as tpp:
         response = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts?page=2")
     assert response.status_code == 200
     echoed = response.json()
@@ -48,7 +55,7 @@ def test_a_tpp_with_a_valid_certificate_reaches_the_back_end(gateway, pki):
     uuid.UUID(response.headers["x-fapi-interaction-id"])
 
 
-def test_without_a_certificate_the_call_is_refused_and_audited(gateway, pki):
+def test_without_a_certificate_the_call_is_refused_and_audited(gateway, pki, token):
     with tpp_client(pki, name=None) as anonymous:
         response = anonymous.get(gateway.base + "/open-banking/v3.1/aisp/accounts")
     _assert_ob_error(response, 401, "UK.OBIE.Field.Missing")
@@ -60,7 +67,7 @@ def test_without_a_certificate_the_call_is_refused_and_audited(gateway, pki):
 
 
 @pytest.mark.parametrize("kind", ["unknown CA", "expired"])
-def test_a_certificate_the_gateway_does_not_trust_fails_the_handshake(gateway, pki, tmp_path, kind):
+def test_a_certificate_the_gateway_does_not_trust_fails_the_handshake(gateway, pki, token, tmp_path, kind):
     if kind == "unknown CA":
         issued = pkimod.issue_client_cert(pkimod.make_ca("rogue CA"), "tpp-demo")
     else:
@@ -76,9 +83,9 @@ def test_a_certificate_the_gateway_does_not_trust_fails_the_handshake(gateway, p
     assert len(gateway.audit()) == before  # no HTTP request ever reached the gateway's app
 
 
-def test_the_interaction_id_is_echoed_and_a_bad_one_replaced(gateway, pki):
+def test_the_interaction_id_is_echoed_and_a_bad_one_replaced(gateway, pki, token):
     mine = str(uuid.uuid4())
-    with tpp_client(pki) as tpp:
+    with tpp_client(pki, token=token) as tpp:
         echoed = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts", headers={"x-fapi-interaction-id": mine})
         replaced = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts",
                            headers={"x-fapi-interaction-id": "<script>"})
@@ -87,30 +94,32 @@ def test_the_interaction_id_is_echoed_and_a_bad_one_replaced(gateway, pki):
     uuid.UUID(replaced.headers["x-fapi-interaction-id"])
 
 
-def test_spoofable_and_hop_by_hop_headers_never_reach_the_bank_or_the_tpp(gateway, pki):
-    sent = {"authorization": "Bearer secret-token", "cookie": "session=1", "x-forwarded-for": "10.0.0.1",
-            "forwarded": "for=10.0.0.1", "client-cert": ":AAAA:", "x-bank-customer-id": "alice",
-            "x-fapi-customer-ip-address": "198.51.100.7", "te": "trailers"}
-    with tpp_client(pki) as tpp:
+def test_spoofable_and_hop_by_hop_headers_never_reach_the_bank_or_the_tpp(gateway, pki, token):
+    sent = {"cookie": "session=1", "x-forwarded-for": "10.0.0.1", "forwarded": "for=10.0.0.1",
+            "client-cert": ":AAAA:", "x-bank-customer-id": "bob", "x-fapi-customer-ip-address": "198.51.100.7",
+            "te": "trailers"}
+    with tpp_client(pki, token=token) as tpp:
         response = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts", headers=sent)
     received = response.json()["headers"]
-    for name in ("authorization", "cookie", "x-forwarded-for", "forwarded", "client-cert", "x-bank-customer-id", "te"):
+    for name in ("authorization", "cookie", "x-forwarded-for", "forwarded", "client-cert", "te"):
         assert name not in received
+    # The bank is told whose data from the consent (alice authorised it), never from what the TPP sent.
+    assert received["x-bank-customer-id"] == "alice"
     assert received["x-fapi-customer-ip-address"] == "198.51.100.7"
     assert "set-cookie" not in response.headers and "x-bank-internal" not in response.headers
 
 
-def test_path_parameters_cannot_escape_their_segment(gateway, pki):
-    with tpp_client(pki) as tpp:
+def test_path_parameters_cannot_escape_their_segment(gateway, pki, token):
+    with tpp_client(pki, token=token) as tpp:
         traversal = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts/..%2F..%2Fadmin")
         query = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts/a%3Fb%23c")
     _assert_ob_error(traversal, 404, "UK.OBIE.Resource.NotFound")  # a decoded '/' never matches a parameter
     assert query.json()["raw_path"] == "/echo/accounts/a%3Fb%23c" and query.json()["query"] == ""
 
 
-def test_a_post_body_is_forwarded_unchanged(gateway, pki):
+def test_a_post_body_is_forwarded_unchanged(gateway, pki, token):
     body = json.dumps({"Data": {"Initiation": {"InstructedAmount": {"Amount": "1.00", "Currency": "GBP"}}}})
-    with tpp_client(pki) as tpp:
+    with tpp_client(pki, token=token) as tpp:
         response = tpp.post(gateway.base + "/open-banking/v3.1/pisp/domestic-payments", content=body,
                             headers={"content-type": "application/json", "x-idempotency-key": "k1"})
     assert response.json()["body"] == body
@@ -122,8 +131,8 @@ def test_a_post_body_is_forwarded_unchanged(gateway, pki):
     ("/open-banking/v3.1/test/slow", 504, "backend.timeout"),
     ("/open-banking/v3.1/test/fail", 502, "backend.error"),
 ])
-def test_back_end_failures_become_ob_errors_without_internals(gateway, pki, path, status, reason):
-    with tpp_client(pki) as tpp:
+def test_back_end_failures_become_ob_errors_without_internals(gateway, pki, token, path, status, reason):
+    with tpp_client(pki, token=token) as tpp:
         response = tpp.get(gateway.base + path)
     _assert_ob_error(response, status, "UK.OBIE.UnexpectedError")
     assert "Traceback" not in response.text and "secret" not in response.text
@@ -132,14 +141,14 @@ def test_back_end_failures_become_ob_errors_without_internals(gateway, pki, path
     assert record["status"] == status and record["route"] == path
 
 
-def test_a_back_end_client_error_passes_through(gateway, pki):
-    with tpp_client(pki) as tpp:
+def test_a_back_end_client_error_passes_through(gateway, pki, token):
+    with tpp_client(pki, token=token) as tpp:
         response = tpp.get(gateway.base + "/open-banking/v3.1/test/teapot")
     assert response.status_code == 418
 
 
-def test_unknown_routes_and_methods_answer_in_the_ob_error_shape(gateway, pki):
-    with tpp_client(pki) as tpp:
+def test_unknown_routes_and_methods_answer_in_the_ob_error_shape(gateway, pki, token):
+    with tpp_client(pki, token=token) as tpp:
         unknown = tpp.get(gateway.base + "/open-banking/v3.1/aisp/nothing-here")
         outside = tpp.get(gateway.base + "/wp-admin")
         wrong_method = tpp.delete(gateway.base + "/open-banking/v3.1/aisp/accounts")
@@ -154,38 +163,42 @@ def _rfc9440(cert_path) -> str:
     return ":" + base64.b64encode(der).decode() + ":"
 
 
-def test_a_trusted_proxy_forwards_the_client_certificate(gateway, pki):
-    header = {"client-cert": _rfc9440(pki / "tpp-other.pem")}
-    with tpp_client(pki, name=None, local_address="127.0.0.2") as proxy:
+def test_a_trusted_proxy_forwards_the_client_certificate(gateway, pki, token):
+    header = {"client-cert": _rfc9440(pki / "tpp-demo.pem")}
+    with tpp_client(pki, name=None, token=token, local_address="127.0.0.2") as proxy:
         honoured = proxy.get(gateway.base + "/open-banking/v3.1/aisp/accounts", headers=header)
         garbage = proxy.get(gateway.base + "/open-banking/v3.1/aisp/accounts", headers={"client-cert": ":!!:"})
+        # tpp-demo's token with tpp-other's certificate: the token is bound to the certificate it was issued to.
+        other = proxy.get(gateway.base + "/open-banking/v3.1/aisp/accounts",
+                          headers={"client-cert": _rfc9440(pki / "tpp-other.pem")})
     assert honoured.status_code == 200
     assert "client-cert" not in honoured.json()["headers"]
     [record] = [r for r in gateway.audit() if r["interaction_id"] == honoured.headers["x-fapi-interaction-id"]]
     assert record["cert_thumbprint"] == pkimod.thumbprint_sha256(
-        x509.load_pem_x509_certificate((pki / "tpp-other.pem").read_bytes()))
+        x509.load_pem_x509_certificate((pki / "tpp-demo.pem").read_bytes()))
     _assert_ob_error(garbage, 401, "UK.OBIE.Field.Invalid")
+    _assert_ob_error(other, 401, "UK.OBIE.Header.Invalid")
 
 
-def test_a_trusted_proxy_cannot_forward_a_certificate_from_an_unknown_ca(gateway, pki, tmp_path):
+def test_a_trusted_proxy_cannot_forward_a_certificate_from_an_unknown_ca(gateway, pki, token, tmp_path):
     rogue = pkimod.issue_client_cert(pkimod.make_ca("rogue CA"), "tpp-demo")
     rogue.write(tmp_path / "r.pem", tmp_path / "r.key")
-    with tpp_client(pki, name=None, local_address="127.0.0.2") as proxy:
+    with tpp_client(pki, name=None, token=token, local_address="127.0.0.2") as proxy:
         response = proxy.get(gateway.base + "/open-banking/v3.1/aisp/accounts",
                              headers={"client-cert": _rfc9440(tmp_path / "r.pem")})
     _assert_ob_error(response, 401, "UK.OBIE.Field.Invalid")
 
 
-def test_the_header_is_ignored_from_anyone_but_a_trusted_proxy(gateway, pki):
-    with tpp_client(pki, name=None) as impostor:
+def test_the_header_is_ignored_from_anyone_but_a_trusted_proxy(gateway, pki, token):
+    with tpp_client(pki, name=None, token=token) as impostor:
         response = impostor.get(gateway.base + "/open-banking/v3.1/aisp/accounts",
                                 headers={"client-cert": _rfc9440(pki / "tpp-demo.pem")})
     _assert_ob_error(response, 401, "UK.OBIE.Field.Missing")
 
 
-def test_concurrent_calls_on_two_workers_leave_a_verifiable_log_and_metrics(gateway, pki):
+def test_concurrent_calls_on_two_workers_leave_a_verifiable_log_and_metrics(gateway, pki, token):
     def call(_):
-        with tpp_client(pki) as tpp:
+        with tpp_client(pki, token=token) as tpp:
             return [tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts").status_code for _ in range(10)]
     with ThreadPoolExecutor(8) as pool:
         statuses = [s for batch in pool.map(call, range(8)) for s in batch]
@@ -200,10 +213,11 @@ def test_concurrent_calls_on_two_workers_leave_a_verifiable_log_and_metrics(gate
         in metrics
     health = httpx.get(f"http://127.0.0.1:{gateway.admin_port}/healthz")
     assert health.status_code == 503  # the 'dead' service of this policy is unreachable
-    assert health.json() == {"status": "unhealthy", "redis": "ok", "services": {"echo": "ok", "dead": "unreachable"}}
+    assert health.json() == {"status": "unhealthy", "redis": "ok",
+                             "services": {"echo": "ok", "dead": "unreachable", "accounts": "ok"}}
 
 
-def test_a_request_body_cut_short_is_never_forwarded(gateway, pki):
+def test_a_request_body_cut_short_is_never_forwarded(gateway, pki, token):
     import socket
     context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
     context.load_cert_chain(str(pki / "tpp-demo.pem"), str(pki / "tpp-demo.key"))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import register_tpps
 from support.gateway import Gateway, gateway_env
 from support.processes import ROOT
 from support.tpp import ACCOUNTS, Tpp
@@ -17,7 +16,7 @@ def gateway(tmp_path_factory, pki, bank):
     accounts, payments = bank
     gw = Gateway(gateway_env(root / "var", pki, ROOT / "policies", OBGW_SERVICE_ACCOUNTS_URL=accounts,
                              OBGW_SERVICE_PAYMENTS_URL=payments, OBGW_DIRECTORY_JWKS=str(pki / "directory-jwks.json")))
-    register_tpps(gw, pki)
+    gw.register_tpps(pki)
     yield gw
     assert gw.stop() == 0
 

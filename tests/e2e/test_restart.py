@@ -8,34 +8,38 @@ import sys
 
 import pytest
 
-from conftest import write_policy
+from support.policies import write_policy
 from support.gateway import Gateway, gateway_env, tpp_client
 from support.ports import free_port
+from support.tpp import access_token_for
 
 pytestmark = pytest.mark.e2e
 
 
-def _calls(gw: Gateway, pki, count: int) -> list[str]:
-    with tpp_client(pki) as tpp:
+def _calls(gw: Gateway, pki, count: int, token: str) -> list[str]:
+    with tpp_client(pki, token=token) as tpp:
         responses = [tpp.get(gw.base + "/open-banking/v3.1/aisp/accounts") for _ in range(count)]
     assert {r.status_code for r in responses} == {200}
     return [r.headers["x-fapi-interaction-id"] for r in responses]
 
 
-def test_audit_records_survive_a_restart_and_a_crash(tmp_path, pki, backend):
-    write_policy(tmp_path / "policies", backend)
+def test_audit_records_and_tokens_survive_a_restart_and_a_crash(tmp_path, pki, backend, bank):
+    write_policy(tmp_path / "policies", backend, bank[0])
     env = gateway_env(tmp_path / "var", pki, tmp_path / "policies")
 
     first = Gateway(env, workers=1)
-    before = _calls(first, pki, 5)
+    token = access_token_for(first, pki)
+    before = _calls(first, pki, 5, token)
     assert first.stop() == 0
 
-    second = Gateway(env, workers=2)
-    after_restart = _calls(second, pki, 4)
+    # The same token still works: clients, consents and signing keys are persisted.
+    second = Gateway(env, workers=2, port=first.port)
+    after_restart = _calls(second, pki, 4, token)
     # A crash: every gateway process killed at once, right after the callers got their answers.
     second.process.stop(sig=signal.SIGKILL)
 
-    third = Gateway(env, workers=1)
+    third = Gateway(env, workers=1, port=first.port)
+    _calls(third, pki, 1, token)
     ids = {r["interaction_id"] for r in third.audit()}
     assert set(before) | set(after_restart) <= ids
     done = third.cli("audit", "verify")
@@ -49,8 +53,8 @@ def test_audit_records_survive_a_restart_and_a_crash(tmp_path, pki, backend):
     assert offline.stdout.startswith(f"audit log intact: {len(ids)} records")
 
 
-def test_a_bad_policy_stops_the_start_with_its_location(tmp_path, pki, backend):
-    write_policy(tmp_path / "policies", backend)
+def test_a_bad_policy_stops_the_start_with_its_location(tmp_path, pki, backend, bank):
+    write_policy(tmp_path / "policies", backend, bank[0])
     routes = tmp_path / "policies" / "routes.yaml"
     routes.write_text(routes.read_text().replace("service: echo\n    upstream_path: /echo/accounts\n",
                                                  "service: ecko\n    upstream_path: /echo/accounts\n", 1))
@@ -60,17 +64,17 @@ def test_a_bad_policy_stops_the_start_with_its_location(tmp_path, pki, backend):
                           timeout=60)
     assert done.returncode == 2
     assert done.stderr == (f"{tmp_path / 'policies' / 'routes.yaml'}:6:14: routes[0].service: unknown service "
-                           "'ecko' (services.yaml defines: dead, echo)\n1 error in 1 file\n")
+                           "'ecko' (services.yaml defines: accounts, dead, echo)\n1 error in 1 file\n")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))  # nothing was listening
 
 
-def test_workers_stop_when_the_main_process_dies(tmp_path, pki, backend):
+def test_workers_stop_when_the_main_process_dies(tmp_path, pki, backend, bank):
     import time
-    write_policy(tmp_path / "policies", backend)
+    write_policy(tmp_path / "policies", backend, bank[0])
     gw = Gateway(gateway_env(tmp_path / "var", pki, tmp_path / "policies"), workers=2)
     try:
-        _calls(gw, pki, 1)
+        _calls(gw, pki, 1, access_token_for(gw, pki))
         gw.process.popen.kill()  # SIGKILL to the main process only, not its group
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -84,8 +88,8 @@ def test_workers_stop_when_the_main_process_dies(tmp_path, pki, backend):
         gw.stop()
 
 
-def test_unusable_tls_files_stop_the_start_with_a_message(tmp_path, pki, backend):
-    write_policy(tmp_path / "policies", backend)
+def test_unusable_tls_files_stop_the_start_with_a_message(tmp_path, pki, backend, bank):
+    write_policy(tmp_path / "policies", backend, bank[0])
     env = gateway_env(tmp_path / "var", pki, tmp_path / "policies", OBGW_TLS_KEY=str(pki / "tpp-demo.key"),
                       OBGW_PORT=str(free_port()))
     done = subprocess.run([sys.executable, "-m", "gateway", "serve"], env=env, capture_output=True, text=True,

@@ -25,8 +25,9 @@ def gateway_env(var_dir: Path, pki: Path, policy_dir: Path, **extra: str) -> dic
 
 
 class Gateway:
-    def __init__(self, env: dict[str, str], workers: int = 2) -> None:
-        self.port, self.admin_port = free_port(), free_port()
+    def __init__(self, env: dict[str, str], workers: int = 2, port: int | None = None) -> None:
+        """`port`: reuse a port (a restart keeps the issuer URL, so tokens issued before still verify)."""
+        self.port, self.admin_port = port or free_port(), free_port()
         self.env = dict(env, OBGW_PORT=str(self.port), OBGW_ADMIN_PORT=str(self.admin_port),
                         OBGW_WORKERS=str(workers))
         self.base = f"https://127.0.0.1:{self.port}"
@@ -53,6 +54,12 @@ class Gateway:
         assert done.returncode == 0, done.stderr
         return [json.loads(line) for line in done.stdout.splitlines()]
 
+    def register_tpps(self, pki: Path, names=("tpp-demo", "tpp-other")) -> None:
+        """Register TPPs from their certs/dev-style JSON files, as `make demo` does."""
+        for name in names:
+            done = self.cli("clients", "add", name, "--from-json", str(pki / f"{name}.json"), "--replace")
+            assert done.returncode == 0, done.stderr
+
     def stop(self) -> int:
         return self.process.stop()
 
@@ -64,6 +71,9 @@ def client_context(ca: Path, cert: Path | None = None, key: Path | None = None) 
     return context
 
 
-def tpp_client(pki: Path, name: str | None = "tpp-demo", **transport_options) -> httpx.Client:
+def tpp_client(pki: Path, name: str | None = "tpp-demo", token: str | None = None, **transport_options) -> httpx.Client:
+    """An HTTPS client presenting `name`'s certificate (None: no certificate), sending `token` as its bearer."""
     context = client_context(pki / "ca.pem", pki / f"{name}.pem" if name else None, pki / f"{name}.key" if name else None)
-    return httpx.Client(transport=httpx.HTTPTransport(verify=context, **transport_options), timeout=10)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(transport=httpx.HTTPTransport(verify=context, **transport_options), timeout=10,
+                        headers=headers)

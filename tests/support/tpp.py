@@ -162,3 +162,13 @@ class Browser:
 def redirect_params(response: httpx.Response) -> dict[str, str]:
     query = urlsplit(response.headers["location"]).query
     return {k: v[0] for k, v in parse_qs(query).items()}
+
+
+def access_token_for(gateway, pki: Path, name: str = "tpp-demo", permissions=None) -> str:
+    """Register the demo TPPs and run the whole flow once: a consent-bound access token for `name`."""
+    gateway.register_tpps(pki)
+    tpp = Tpp(gateway.base, pki, name)
+    try:
+        return tpp.consent_token(permissions)["access_token"]
+    finally:
+        tpp.close()

@@ -23,7 +23,7 @@ from cryptography.x509.verification import DNSName, IPAddress, PolicyBuilder, St
 from gateway import pki
 
 TPPS = ("tpp-demo", "tpp-other")
-CONTRACT_FILES = {"ca.pem", "ca.key", "server.pem", "server.key"} | {
+CONTRACT_FILES = {"ca.pem", "ca.key", "server.pem", "server.key", "directory.json", "directory-jwks.json"} | {
     f"{name}{ext}" for name in TPPS for ext in (".pem", ".key", ".json")
 }
 

@@ -9,7 +9,7 @@ import pytest
 import gateway.cli
 from gateway.cli import CliError, certs
 
-CONTRACT_FILES = {"ca.pem", "ca.key", "server.pem", "server.key"} | {
+CONTRACT_FILES = {"ca.pem", "ca.key", "server.pem", "server.key", "directory.json", "directory-jwks.json"} | {
     f"{name}{ext}" for name in ("tpp-demo", "tpp-other") for ext in (".pem", ".key", ".json")
 }
 
@@ -48,7 +48,8 @@ def test_tpp_and_redirect_uri_options(tmp_path: Path, capsys: pytest.CaptureFixt
     argv = ["certs", "init", "--dir", str(tmp_path), "--tpp", "acme", "--tpp", "globex",
             "--redirect-uri", "https://acme.example/cb"]
     assert run(argv) == 0
-    assert {p.name for p in tmp_path.glob("*.json")} == {"acme.json", "globex.json"}
+    assert {p.name for p in tmp_path.glob("*.json")} == {"acme.json", "globex.json", "directory.json",
+                                                        "directory-jwks.json"}
     assert '"redirect_uri": "https://acme.example/cb"' in (tmp_path / "acme.json").read_text()
     # A later run with a new TPP adds only that TPP, signed by the same CA.
     capsys.readouterr()
