@@ -70,10 +70,11 @@ obgw demo is running (Ctrl-C stops everything)
   demo customers  alice / alice-pass, bob / bob-pass
   demo TPPs       tpp-demo, tpp-other (certs/dev/<name>.pem, .key, .json)
 
-Try (through the gateway to the sandbox bank):
+Try:
+  curl {base}/.well-known/openid-configuration --cacert {settings.client_ca}      # the authorization server
   curl --cert certs/dev/tpp-demo.pem --key certs/dev/tpp-demo.key --cacert {settings.client_ca} \\
-       {base}/open-banking/v3.1/aisp/accounts
-  curl --cacert {settings.client_ca} {base}/open-banking/v3.1/aisp/accounts      # no certificate: 401
+       {base}/oauth2/token -d grant_type=client_credentials -d scope=accounts -d client_id=tpp-demo
+  The whole TPP flow (consent, PAR, login as alice, approve, token, accounts): README.md, "Try it".
   obgw audit tail
 """, flush=True)
 
