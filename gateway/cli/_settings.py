@@ -5,6 +5,8 @@ import argparse
 
 from gateway.cli import CliError
 from gateway.settings import SETTINGS, Settings, SettingsError
+from gateway.store.embedded import EmbeddedRedisError, redis_url_for
+from gateway.store.redis import RedisError, sync_client
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -13,3 +15,20 @@ def settings_from(args: argparse.Namespace) -> Settings:
         return Settings.load(flags)
     except SettingsError as exc:
         raise CliError(str(exc)) from None
+
+
+def with_redis(args: argparse.Namespace, work, purpose: str = "reach Redis"):
+    """Run `work(client, settings)` with a sync Redis client: REDIS_URL, else the running gateway's embedded Redis,
+    else a temporary one on the same data. Connection problems become a CLI error saying what could not be done."""
+    settings = settings_from(args)
+    try:
+        with redis_url_for(settings.redis_url, settings.var_dir) as url:
+            client = sync_client(url)
+            try:
+                return work(client, settings)
+            finally:
+                client.close()
+    except EmbeddedRedisError as exc:
+        raise CliError(str(exc)) from None
+    except RedisError as exc:
+        raise CliError(f"cannot {purpose}: {exc}") from None

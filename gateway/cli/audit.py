@@ -11,10 +11,8 @@ import orjson
 from gateway.audit import query
 from gateway.audit.chain import iter_lines, read_checkpoints, verify
 from gateway.cli import CliError
-from gateway.cli._settings import settings_from
+from gateway.cli._settings import with_redis
 from gateway.settings import add_arguments
-from gateway.store.embedded import EmbeddedRedisError, redis_url_for
-from gateway.store.redis import RedisError, sync_client
 
 _CONNECTION = ("redis_url", "var_dir")
 
@@ -65,18 +63,7 @@ def _moment(text: str) -> datetime:
 
 
 def _with_client(args, work):
-    settings = settings_from(args)
-    try:
-        with redis_url_for(settings.redis_url, settings.var_dir) as url:
-            client = sync_client(url)
-            try:
-                return work(client, settings)
-            finally:
-                client.close()
-    except EmbeddedRedisError as exc:
-        raise CliError(str(exc)) from None
-    except RedisError as exc:
-        raise CliError(f"cannot read the audit log from Redis: {exc}") from None
+    return with_redis(args, work, "read the audit log from Redis")
 
 
 def _line(record: dict) -> str:

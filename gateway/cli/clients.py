@@ -10,14 +10,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.cli import CliError
-from gateway.cli._settings import settings_from
+from gateway.cli._settings import with_redis
 from gateway.oauth.models import AUTH_METHODS, ROLES, Client
 from gateway.pipeline.identity import thumbprint
 from gateway.pki import public_jwk
 from gateway.settings import add_arguments
 from gateway.store.clients import ClientStore
-from gateway.store.embedded import EmbeddedRedisError, redis_url_for
-from gateway.store.redis import RedisError, sync_client
 
 _CONNECTION = ("redis_url", "var_dir")
 
@@ -53,18 +51,7 @@ def register(subparsers) -> None:
 
 
 def _with_store(args, work):
-    settings = settings_from(args)
-    try:
-        with redis_url_for(settings.redis_url, settings.var_dir) as url:
-            client = sync_client(url)
-            try:
-                return work(ClientStore(client))
-            finally:
-                client.close()
-    except EmbeddedRedisError as exc:
-        raise CliError(str(exc)) from None
-    except RedisError as exc:
-        raise CliError(f"cannot reach Redis: {exc}") from None
+    return with_redis(args, lambda client, _settings: work(ClientStore(client)))
 
 
 def _read_json(path: Path) -> dict:

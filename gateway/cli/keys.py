@@ -4,14 +4,11 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-from gateway.cli import CliError
-from gateway.cli._settings import settings_from
+from gateway.cli._settings import with_redis
 from gateway.oauth import keys
 from gateway.oauth.server import KEY_OVERLAP_MARGIN
 from gateway.settings import add_arguments
-from gateway.store.embedded import EmbeddedRedisError, redis_url_for
 from gateway.store.oauth import AuthorizationStore
-from gateway.store.redis import RedisError, sync_client
 
 _SETTINGS = ("redis_url", "var_dir", "access_token_seconds")
 
@@ -28,18 +25,8 @@ def register(subparsers) -> None:
 
 
 def _with_store(args, work):
-    settings = settings_from(args)
-    try:
-        with redis_url_for(settings.redis_url, settings.var_dir) as url:
-            client = sync_client(url)
-            try:
-                return work(AuthorizationStore(client), settings.access_token_seconds + KEY_OVERLAP_MARGIN)
-            finally:
-                client.close()
-    except EmbeddedRedisError as exc:
-        raise CliError(str(exc)) from None
-    except RedisError as exc:
-        raise CliError(f"cannot reach Redis: {exc}") from None
+    return with_redis(args, lambda client, settings: work(
+        AuthorizationStore(client), settings.access_token_seconds + KEY_OVERLAP_MARGIN))
 
 
 def _when(seconds: float) -> str:

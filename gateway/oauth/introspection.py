@@ -4,18 +4,15 @@ from __future__ import annotations
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from gateway.oauth.models import AUTH_METHODS, AccessToken
+from gateway.oauth.token_lookup import ClientTokenLookup
 from gateway.oauth.tokens import INTENT_CLAIM
 
 
-class Introspection(IntrospectionEndpoint):
+class Introspection(ClientTokenLookup, IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = list(AUTH_METHODS)
 
-    def query_token(self, token_string, token_type_hint):
-        raise NotImplementedError("authenticate_token looks tokens up with the client")
-
     def authenticate_token(self, request, client):
-        self.check_params(request, client)
-        token = self.server.find_token(request.form["token"], request.form.get("token_type_hint"), client)
+        token = self.find_for(request, client)
         return token if token is not None and self.check_permission(token, client, request) else None
 
     def check_permission(self, token, client, request):

@@ -8,10 +8,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
 
-from gateway.pipeline.identity import ClientCertificate
+if TYPE_CHECKING:
+    from gateway.pipeline.identity import ClientCertificate
 
 ROLES = ("AISP", "PISP", "CBPII")
 ROLE_SCOPES = {"AISP": "accounts", "PISP": "payments"}

@@ -10,17 +10,14 @@ from authlib.oauth2.rfc6749 import InvalidGrantError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 
 from gateway.oauth.models import AUTH_METHODS, AccessToken
+from gateway.oauth.token_lookup import ClientTokenLookup
 
 
-class Revocation(RevocationEndpoint):
+class Revocation(ClientTokenLookup, RevocationEndpoint):
     CLIENT_AUTH_METHODS = list(AUTH_METHODS)
 
-    def query_token(self, token_string, token_type_hint):
-        raise NotImplementedError("authenticate_token looks tokens up with the client")
-
     def authenticate_token(self, request, client):
-        self.check_params(request, client)
-        token = self.server.find_token(request.form["token"], request.form.get("token_type_hint"), client)
+        token = self.find_for(request, client)
         # §2.1: a token of another client is refused; an unknown or invalid token is answered 200 (§2.2).
         if token is not None and not token.check_client(client):
             raise InvalidGrantError("The token was not issued to this client.")

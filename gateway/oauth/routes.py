@@ -5,7 +5,7 @@ Authlib runs in a worker thread (it is synchronous, with the sync Redis client);
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import orjson
 from authlib.oauth2.rfc6749 import OAuth2Error
@@ -58,7 +58,7 @@ class _Endpoint:
 class _Static:
     """A public, read-only document (discovery, JWKS)."""
 
-    def __init__(self, template: str, build: Callable[[], Awaitable[dict] | dict], cache: str) -> None:
+    def __init__(self, template: str, build: Callable[[], dict], cache: str) -> None:
         self.template, self.build, self.cache = template, build, cache
 
     async def __call__(self, scope, receive, send) -> None:
@@ -66,22 +66,12 @@ class _Static:
         await _json(await run_in_threadpool(self.build), self.cache)(scope, receive, send)
 
 
-class _Asgi:
-    """Starlette treats a bound method as a request→response function; this keeps it a raw ASGI endpoint."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        await self.app(scope, receive, send)
-
-
 def oauth_routes(server: GatewayAuthorizationServer, customer) -> list[Route]:
     """Every AS route; `customer` is the web.authorize endpoints (login and consent pages)."""
     document = metadata(server.issuer)
     registration = Registration(server)
 
-    def endpoint(name: str, template: str, work: Callable, adapt=form_request) -> Route:
+    def endpoint(template: str, work: Callable, adapt=form_request) -> Route:
         return Route(template, _Endpoint(template, server, adapt, work))
 
     return [
@@ -90,18 +80,16 @@ def oauth_routes(server: GatewayAuthorizationServer, customer) -> list[Route]:
         Route("/.well-known/oauth-authorization-server",
               _Static("/.well-known/oauth-authorization-server", lambda: document, "public, max-age=300")),
         Route(PATHS["jwks_uri"], _Static(PATHS["jwks_uri"], lambda: server.keys.ring().jwks(), "public, max-age=60")),
-        endpoint("token", PATHS["token_endpoint"], server.create_token_response),
-        endpoint("par", PATHS["pushed_authorization_request_endpoint"],
+        endpoint(PATHS["token_endpoint"], server.create_token_response),
+        endpoint(PATHS["pushed_authorization_request_endpoint"],
                  lambda request: server.create_endpoint_response("pushed_authorization", request)),
-        endpoint("revocation", PATHS["revocation_endpoint"],
+        endpoint(PATHS["revocation_endpoint"],
                  lambda request: server.create_endpoint_response("revocation", request)),
-        endpoint("introspection", PATHS["introspection_endpoint"],
+        endpoint(PATHS["introspection_endpoint"],
                  lambda request: server.create_endpoint_response("introspection", request)),
-        endpoint("registration", PATHS["registration_endpoint"], registration.register, adapt=json_request),
+        endpoint(PATHS["registration_endpoint"], registration.register, adapt=json_request),
         Route(PATHS["registration_endpoint"] + "/{client_id}",
               _Endpoint(PATHS["registration_endpoint"] + "/{client_id}", server, registration.adapt_management,
                         registration.manage)),
-        Route(PATHS["authorization_endpoint"], _Asgi(customer.start)),
-        Route(PATHS["authorization_endpoint"] + "/login", _Asgi(customer.login)),
-        Route(PATHS["authorization_endpoint"] + "/decision", _Asgi(customer.decide)),
+        *(Route(path, step) for path, step in customer.endpoints()),
     ]

@@ -13,12 +13,15 @@ import hmac
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import jwt
 
 from gateway.oauth.keys import ALGORITHM
-from gateway.oauth.models import Client, Grantee
+
+if TYPE_CHECKING:
+    from gateway.oauth.models import Client, Grantee
 
 ACCESS_TOKEN_TYPE = "at+jwt"
 INTENT_CLAIM = "openbanking_intent_id"
@@ -83,9 +86,6 @@ class TokenRejected(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
-
-
-KeyLookup = Callable[[str], object | None]
 
 
 class AccessTokenVerifier:

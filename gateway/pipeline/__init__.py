@@ -10,13 +10,13 @@ token proves has been checked without I/O.
 """
 from __future__ import annotations
 
+from gateway.oauth.tokens import AccessTokenVerifier
 from gateway.pipeline.admission import Admit, AdmitClient
 from gateway.pipeline.call import Call
 from gateway.pipeline.forward import Forward
 from gateway.pipeline.identity import RequireClientCertificate
 from gateway.pipeline.routing import MatchRoute
 from gateway.pipeline.token import KeyCache, VerifyAccessToken
-from gateway.oauth.tokens import AccessTokenVerifier
 from gateway.policy import PolicySet
 from gateway.store.admission import AdmissionStore
 

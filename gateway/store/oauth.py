@@ -17,6 +17,9 @@ import orjson
 from gateway.store import keys
 
 
+_ADD_FIRST_KEY = "if redis.call('HLEN', KEYS[1]) == 0 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
+
+
 def digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
@@ -86,8 +89,7 @@ class AuthorizationStore:
     def add_signing_key(self, kid: str, record: dict, *, only_if_none: bool = False) -> bool:
         """Add a key; with `only_if_none`, only when no key exists yet (two workers starting at once make one)."""
         if only_if_none:
-            script = "if redis.call('HLEN', KEYS[1]) == 0 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return 0"
-            return bool(self._redis.eval(script, 1, keys.SIGNING_KEYS, kid, orjson.dumps(record)))
+            return bool(self._redis.eval(_ADD_FIRST_KEY, 1, keys.SIGNING_KEYS, kid, orjson.dumps(record)))
         return bool(self._redis.hset(keys.SIGNING_KEYS, kid, orjson.dumps(record)))
 
     def update_signing_keys(self, updated: dict[str, dict], removed: list[str]) -> None:

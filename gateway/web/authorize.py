@@ -40,6 +40,19 @@ def _refused(call: Call, reason: str) -> None:
     call.decision, call.reason = "refuse", reason
 
 
+class _Step:
+    """One step as a raw ASGI app: names the audited route, then answers with what the handler returns."""
+
+    def __init__(self, template: str, handler) -> None:
+        self.template, self.handler = template, handler
+
+    async def __call__(self, scope, receive, send) -> None:
+        call: Call = scope[SCOPE_KEY]
+        call.route_template = self.template
+        response = await self.handler(Request(scope, receive), call)
+        await response(scope, receive, send)
+
+
 class CustomerAuthorization:
     """The three customer steps, as ASGI endpoints (see the module docstring)."""
 
@@ -48,13 +61,12 @@ class CustomerAuthorization:
         self.bank = bank
         self.login_seconds = login_seconds
 
-    # GET /oauth2/authorize
-    async def start(self, scope, receive, send) -> None:
-        call: Call = scope[SCOPE_KEY]
-        call.route_template = AUTHORIZE_PATH
-        response = await self._start(Request(scope, receive), call)
-        await response(scope, receive, send)
+    def endpoints(self) -> list[tuple[str, object]]:
+        """(path, ASGI app) of each step, for the router."""
+        return [(path, _Step(path, handler)) for path, handler in (
+            (AUTHORIZE_PATH, self._start), (LOGIN_PATH, self._login), (DECISION_PATH, self._decide))]
 
+    # GET /oauth2/authorize
     async def _start(self, request: Request, call: Call):
         if request.method != "GET":
             return self._error_page(call, "oauth.invalid_request", "Use GET.", 405)
@@ -84,14 +96,8 @@ class CustomerAuthorization:
         return set_session(self._login_page(grant.client, state), session_id, self.login_seconds)
 
     # POST /oauth2/authorize/login
-    async def login(self, scope, receive, send) -> None:
-        call: Call = scope[SCOPE_KEY]
-        call.route_template = LOGIN_PATH
-        response = await self._login(Request(scope, receive), scope, receive, call)
-        await response(scope, receive, send)
-
-    async def _login(self, request: Request, scope, receive, call: Call):
-        found = await self._session(request, scope, receive, call, "login")
+    async def _login(self, request: Request, call: Call):
+        found = await self._session(request, call, "login")
         if not isinstance(found, tuple):
             return found
         session_id, state, form = found
@@ -124,14 +130,8 @@ class CustomerAuthorization:
         return set_session(self._consent_page(client, consent, state), session_id, self.login_seconds)
 
     # POST /oauth2/authorize/decision
-    async def decide(self, scope, receive, send) -> None:
-        call: Call = scope[SCOPE_KEY]
-        call.route_template = DECISION_PATH
-        response = await self._decide(Request(scope, receive), scope, receive, call)
-        await response(scope, receive, send)
-
-    async def _decide(self, request: Request, scope, receive, call: Call):
-        found = await self._session(request, scope, receive, call, "consent")
+    async def _decide(self, request: Request, call: Call):
+        found = await self._session(request, call, "consent")
         if not isinstance(found, tuple):
             return found
         session_id, state, form = found
@@ -160,11 +160,11 @@ class CustomerAuthorization:
         return clear_session(response)
 
     # The steps' shared parts
-    async def _session(self, request: Request, scope, receive, call: Call, stage: str):
+    async def _session(self, request: Request, call: Call, stage: str):
         """(session id, state, form) of a live session at `stage` with a valid CSRF token, else the error page."""
         if request.method != "POST":
             return self._error_page(call, "oauth.invalid_request", "Use the form.", 405)
-        body = await read_body(receive, MAX_FORM_BYTES)
+        body = await read_body(request.receive, MAX_FORM_BYTES)
         form: dict[str, list[str]] = {}
         try:
             for key, value in parse_qsl(body.decode("utf-8"), keep_blank_values=True):
@@ -219,8 +219,9 @@ class CustomerAuthorization:
             move(self.server.consents, consent, Status.AUTHORISED, customer_id=customer_id,
                  accounts=tuple(chosen), grant_id=grantee.grant_id)
         except ConsentConflict as conflict:
-            error = InvalidRequestError(f"The consent is {conflict.found}.", redirect_uri=state["params"]["redirect_uri"],
-                                        state=state["params"].get("state"))
+            params = state["params"]
+            error = InvalidRequestError(f"The consent is {conflict.found}.", redirect_uri=params["redirect_uri"],
+                                        state=params.get("state"))
             return self._error_response(call, request, error)
         return self._from_oauth(call, response)
 

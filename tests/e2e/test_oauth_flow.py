@@ -88,3 +88,20 @@ def test_a_key_rotation_keeps_earlier_tokens_valid_on_every_worker(gateway, pki)
     # Several calls each, so both workers meet both keys.
     assert {tpp.get(ACCOUNTS, t).status_code for t in (before, after) for _ in range(6)} == {200}
     tpp.close()
+
+
+def test_a_disabled_client_is_refused_at_once_and_can_be_enabled_again(gateway, pki):
+    tpp = Tpp(gateway.base, pki, "tpp-other")
+    token = tpp.consent_token(["ReadAccountsBasic"])
+    assert tpp.get(ACCOUNTS, token).status_code == 200
+    assert gateway.cli("clients", "disable", "tpp-other").returncode == 0
+    try:
+        assert {tpp.get(ACCOUNTS, token).status_code for _ in range(4)} == {401}  # both workers, next call
+        refused = tpp.oauth.request("POST", tpp.metadata["token_endpoint"], withhold_token=True,
+                                    data={"grant_type": "client_credentials", "scope": "accounts"},
+                                    auth=tpp.oauth.client_auth("tls_client_auth"))
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+    finally:
+        assert gateway.cli("clients", "enable", "tpp-other").returncode == 0
+    assert tpp.get(ACCOUNTS, token).status_code == 200
+    tpp.close()
