@@ -85,7 +85,7 @@ def assert_oauth_error(response, status: int, error: str) -> dict:
     assert "location" not in response.headers
     body = response.json()
     assert body["error"] == error, body
-    assert isinstance(body.get("error_description", ""), str), body  # OPTIONAL (§5.2), human-readable if given
+    assert body.get("error_description"), body
     assert set(body) <= {"error", "error_description", "error_uri"}, body
     return body
 
@@ -549,3 +549,18 @@ def test_client_authentication_without_the_certificate_is_refused(gateway, pki, 
     assert_oauth_error(refused, 401, "invalid_client")
     assert_audited(gateway, (refused, 401, "oauth.invalid_client"))
     assert "access_token" in tpp.client_credentials()
+
+
+def test_TMP_probe(gateway, pki, tpps):
+    tpp = tpps(gateway, pki)
+    consent_id, code, verifier = authorized_code(tpp, pki)
+    print("wrong:", redeem(tpp, code, secrets.token_urlsafe(48)).text)
+    print("right after wrong:", redeem(tpp, code, verifier).text)
+    print("status:", consent_status(tpp, consent_id))
+    r = with_assertion(tpp, assertion(tpp, aud=tpp.metadata["token_endpoint"]))
+    print("aud=token endpoint:", r.status_code, r.text)
+    r = tpp.post_form("revocation_endpoint", {"token": "nonsense"})
+    print("revoke unknown:", r.status_code, r.text)
+    with httpx.Client(verify=client_context(pki / "ca.pem"), timeout=15) as anonymous:
+        r = anonymous.get(gateway.base + ACCOUNTS)
+    print("no cert:", r.status_code, r.headers, r.text)

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-# Workaround for the circular import reported by test_tokens.py::test_the_token_and_model_modules_import_on_their_own.
-import gateway.pipeline  # noqa: F401, I001
-
 import pytest
 
 from gateway.oauth.models import Client

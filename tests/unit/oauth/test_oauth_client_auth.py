@@ -6,9 +6,6 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
-# Workaround for the circular import reported by test_tokens.py::test_the_token_and_model_modules_import_on_their_own.
-import gateway.pipeline  # noqa: F401, I001
-
 import jwt
 import pytest
 from authlib.oauth2.rfc6749 import InvalidClientError

@@ -1,0 +1,120 @@
+"""The Admit script (store/scripts/admit.lua) through AdmissionStore against a real Redis: every verdict it gives."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from gateway.consents.model import Consent, Kind, Status, expires_ms, to_record
+from gateway.store import keys
+from gateway.store.admission import AdmissionStore, Verdict
+from gateway.store.consents import ConsentStore
+from gateway.store.redis import async_client, sync_client
+
+CLIENT_ID, CONSENT_ID, GRANT_ID, JTI = "tpp-demo", "aac-1", "grant-1", "jti-1"
+
+
+def _in(delta: timedelta) -> str:
+    return (datetime.now(timezone.utc) + delta).isoformat(timespec="milliseconds")
+
+
+def _consent(status: Status = Status.AUTHORISED, expires: str | None = None, grant_id: str | None = GRANT_ID,
+             customer_id: str | None = "customer-1", accounts: tuple[str, ...] = ("acc-1", "acc-2")) -> Consent:
+    return Consent(consent_id=CONSENT_ID, client_id=CLIENT_ID, kind=Kind.ACCOUNT_ACCESS, status=status,
+                   created="2026-06-01T11:00:00+00:00", status_updated="2026-06-01T11:05:00+00:00",
+                   permissions=("ReadAccountsBasic", "ReadBalances"), expires=expires, transaction_from=None,
+                   transaction_to=None, customer_id=customer_id, accounts=accounts, grant_id=grant_id)
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    client = sync_client(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def stored(redis_client):
+    """Store a consent as ConsentStore.create does (the record shape is consents.model.to_record)."""
+    def store(consent: Consent) -> Consent:
+        ConsentStore(redis_client).create(to_record(consent), expires_ms(consent))
+        return consent
+    return store
+
+
+def _admit(redis_url: str, client_id: str = CLIENT_ID, consent_id: str = CONSENT_ID, jti: str = JTI,
+           grant_id: str = GRANT_ID) -> Verdict:
+    async def go() -> Verdict:
+        client = async_client(redis_url)
+        try:
+            return await AdmissionStore(client).admit(client_id, consent_id, jti, grant_id)
+        finally:
+            await client.aclose()
+    return asyncio.run(go())
+
+
+def test_an_authorised_consent_of_the_client_with_its_grant_is_admitted(redis_url, stored):
+    stored(_consent())
+    assert _admit(redis_url) == Verdict(None, "customer-1", ("acc-1", "acc-2"))
+
+
+def test_a_consent_expiring_later_is_admitted(redis_url, stored):
+    stored(_consent(expires=_in(timedelta(minutes=5))))
+    assert _admit(redis_url).reason is None
+
+
+@pytest.mark.parametrize("marker", [
+    keys.revoked_token(CLIENT_ID, JTI), keys.revoked_grant(CLIENT_ID, GRANT_ID), keys.client_disabled(CLIENT_ID)],
+    ids=["revoked-token", "revoked-grant", "client-disabled"])
+def test_a_revocation_or_a_disabled_client_refuses_the_token(redis_url, redis_client, stored, marker):
+    stored(_consent())
+    redis_client.set(marker, b"1")
+    assert _admit(redis_url) == Verdict("token.revoked")
+
+
+def test_revocations_of_other_tokens_grants_and_clients_do_not_matter(redis_url, redis_client, stored):
+    stored(_consent())
+    redis_client.set(keys.revoked_token(CLIENT_ID, "jti-other"), b"1")
+    redis_client.set(keys.revoked_grant(CLIENT_ID, "grant-other"), b"1")
+    redis_client.set(keys.client_disabled("tpp-other"), b"1")
+    assert _admit(redis_url).reason is None
+
+
+def test_another_clients_consent_is_not_found(redis_url, stored):
+    stored(_consent())
+    assert _admit(redis_url, client_id="tpp-other") == Verdict("consent.not_found")
+
+
+def test_a_missing_consent_is_not_found(redis_url, stored):
+    stored(_consent())
+    assert _admit(redis_url, consent_id="aac-nope") == Verdict("consent.not_found")
+
+
+def test_a_consent_hash_naming_another_client_is_not_found(redis_url, redis_client, stored):
+    stored(_consent())
+    redis_client.hset(keys.consent(CLIENT_ID, CONSENT_ID), "client_id", "tpp-other")
+    assert _admit(redis_url) == Verdict("consent.not_found")
+
+
+@pytest.mark.parametrize("status", [Status.AWAITING_AUTHORISATION, Status.REJECTED, Status.REVOKED,
+                                    Status.CONSUMED])
+def test_a_consent_that_is_not_authorised_refuses(redis_url, stored, status):
+    stored(_consent(status=status, grant_id=None if status is Status.AWAITING_AUTHORISATION else GRANT_ID))
+    assert _admit(redis_url) == Verdict("consent.not_authorised")
+
+
+def test_a_token_of_an_earlier_authorisation_is_revoked(redis_url, stored):
+    stored(_consent(grant_id="grant-2"))
+    assert _admit(redis_url, grant_id=GRANT_ID) == Verdict("token.revoked")
+
+
+def test_an_expired_consent_refuses(redis_url, stored):
+    stored(_consent(expires=_in(timedelta(seconds=-1))))
+    assert _admit(redis_url) == Verdict("consent.expired")
+
+
+def test_revocation_is_checked_before_the_consent(redis_url, redis_client, stored):
+    stored(_consent(status=Status.AWAITING_AUTHORISATION, expires=_in(timedelta(seconds=-1))))
+    redis_client.set(keys.revoked_token(CLIENT_ID, JTI), b"1")
+    assert _admit(redis_url) == Verdict("token.revoked")
