@@ -80,7 +80,7 @@ class PushedAuthorizationCode(CertificateBoundTokens, grants.AuthorizationCodeGr
         }, self.server.settings.auth_code_seconds)
 
     def query_authorization_code(self, code, client):
-        record, earlier = self.server.store.take_code(code, self.server.settings.refresh_token_seconds)
+        record, earlier = self.server.store.take_code(code)
         if earlier and earlier["client_id"] == client.client_id:
             # RFC 6749 §4.1.2: a code used twice revokes what its first use produced.
             self.server.store.revoke_grant(client.client_id, earlier["grant_id"],
@@ -109,12 +109,14 @@ class RefreshTokenGrant(CertificateBoundTokens, grants.RefreshTokenGrant):
     def authenticate_refresh_token(self, refresh_token):
         client, server = self.request.client, self.server
         record = server.store.refresh_token(client.client_id, refresh_token)  # keyed by client: others' never match
-        if record is None or record["cnf"] != self.request.certificate.thumbprint:
-            return None
+        if record is None:
+            raise InvalidGrantError("Unknown or expired refresh token.")
+        if record["cnf"] != self.request.certificate.thumbprint:
+            raise InvalidGrantError("The refresh token is bound to another certificate.")
         if server.store.is_revoked(client.client_id, None, record["grant_id"]):
-            return None
+            raise InvalidGrantError("The refresh token has been revoked.")
         if not server.consent_usable(client.client_id, record["consent_id"], record["grant_id"]):
-            return None
+            raise InvalidGrantError("The consent is no longer authorised.")
         return RefreshToken(refresh_token, record)
 
     def authenticate_user(self, refresh_token):

@@ -87,7 +87,12 @@ class GatewayAuthorizationServer(AuthorizationServer):
         return client if client is not None and client.active else None
 
     def save_token(self, token, request):
-        """Nothing to do: access tokens are self-contained JWTs and refresh tokens are stored as they are issued."""
+        """Access tokens are self-contained JWTs and refresh tokens are stored as they are issued; what is left is
+        to remember that a code has given tokens, so that its replay revokes them (RFC 6749 §4.1.2)."""
+        if request.authorization_code is not None:
+            self.store.mark_code_redeemed(request.form["code"], request.client.client_id,
+                                          request.authorization_code.record["grant_id"],
+                                          self.settings.refresh_token_seconds)
 
     def create_oauth2_request(self, request):
         return request  # already adapted (oauth.requests), body read asynchronously

@@ -10,6 +10,7 @@ from __future__ import annotations
 from gateway.errors import Refusal
 from gateway.oauth.tokens import GRANT_CLAIM
 from gateway.pipeline.call import Call
+from gateway.pipeline.token import token_refusal
 from gateway.store.admission import AdmissionStore
 from gateway.store.redis import RedisError
 
@@ -25,7 +26,7 @@ class Admit:
         except (RedisError, OSError):
             raise Refusal("admission.unavailable", headers={"Retry-After": "1"}) from None
         if verdict.reason is not None:
-            raise Refusal(verdict.reason)
+            raise token_refusal(verdict.reason)
         call.customer_id, call.accounts = verdict.customer_id, verdict.accounts
 
 
@@ -41,4 +42,4 @@ class AdmitClient:
         except (RedisError, OSError):
             raise Refusal("admission.unavailable", headers={"Retry-After": "1"}) from None
         if not active:
-            raise Refusal("token.revoked")
+            raise token_refusal("token.revoked")

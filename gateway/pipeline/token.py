@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 
-from gateway.errors import Refusal
+from gateway.errors import REASONS, Refusal
 from gateway.oauth.keys import KeyRing
 from gateway.oauth.tokens import GRANT_CLAIM, INTENT_CLAIM, AccessTokenVerifier, TokenRejected
 from gateway.pipeline.call import Call
@@ -20,6 +20,12 @@ AUTHORIZATION = b"authorization"
 CHALLENGE = 'Bearer error="invalid_token"'
 CACHE_SIZE = 10_000
 KEY_REFRESH_SECONDS = 1.0
+
+
+def token_refusal(reason: str, message: str | None = None) -> Refusal:
+    """RFC 6750 §3: a 401 for a bad token carries the Bearer challenge (RFC 7235 §3.1: every 401 has one)."""
+    challenge = {"WWW-Authenticate": CHALLENGE} if REASONS[reason].status == 401 else None
+    return Refusal(reason, message, headers=challenge)
 
 
 class KeyCache:
@@ -54,7 +60,7 @@ class VerifyAccessToken:
             claims = await self._verify(token)
         # RFC 8705 §3.1: the token is only good with the certificate it was issued to.
         if claims["cnf"]["x5t#S256"] != call.certificate.thumbprint:
-            raise Refusal("token.cnf_mismatch", headers={"WWW-Authenticate": CHALLENGE})
+            raise token_refusal("token.cnf_mismatch")
         call.claims, call.client_id = claims, claims["client_id"]
         call.consent_id = claims.get(INTENT_CLAIM)
         if (INTENT_CLAIM in claims and GRANT_CLAIM in claims) != self._consent_bound:
@@ -68,7 +74,7 @@ class VerifyAccessToken:
         try:
             claims = self._verifier.verify(token, await self._keys.key(self._verifier.kid_of(token)))
         except TokenRejected as rejected:
-            raise Refusal(rejected.reason, str(rejected), headers={"WWW-Authenticate": CHALLENGE}) from None
+            raise token_refusal(rejected.reason, str(rejected)) from None
         if len(self._cache) >= CACHE_SIZE:
             self._cache.popitem(last=False)
         self._cache[token] = claims
@@ -82,4 +88,4 @@ def _bearer(headers) -> str:
     try:
         return values[0][7:].strip().decode("ascii")
     except UnicodeDecodeError:
-        raise Refusal("token.malformed", headers={"WWW-Authenticate": CHALLENGE}) from None
+        raise token_refusal("token.malformed") from None

@@ -36,24 +36,26 @@ class AuthorizationStore:
         raw = self._redis.getdel(keys.pushed_request(digest(request_uri)))
         return orjson.loads(raw) if raw else None
 
-    # Authorization codes (RFC 6749 §4.1.2: single-use; §10.5: short-lived). A redeemed code leaves a marker naming
-    # the grant it started, so a replay can revoke what the first redemption issued (§4.1.2).
+    # Authorization codes (RFC 6749 §4.1.2: single-use; §10.5: short-lived). A code that gave tokens leaves a marker
+    # naming its grant, so a replay revokes what the first redemption issued (§4.1.2). A code taken by a refused
+    # attempt (a wrong code_verifier, say) is gone too, but issued nothing, so there is nothing to revoke.
     def save_code(self, code: str, record: dict, seconds: int) -> None:
         self._redis.set(keys.authorization_code(digest(code)), orjson.dumps(record), ex=seconds)
 
-    def take_code(self, code: str, marker_seconds: int) -> tuple[dict | None, dict | None]:
-        """(the code's record if it was still unused, else the record of its earlier redemption, if any)."""
+    def take_code(self, code: str) -> tuple[dict | None, dict | None]:
+        """(the code's record if it was still unused, else the marker of a redemption that issued tokens, if any)."""
         key = digest(code)
         pipe = self._redis.pipeline()
         pipe.getdel(keys.authorization_code(key))
         pipe.get(keys.used_code(key))
         raw, used = pipe.execute()
         if raw:
-            record = orjson.loads(raw)
-            self._redis.set(keys.used_code(key), orjson.dumps({"client_id": record["client_id"],
-                                                               "grant_id": record["grant_id"]}), ex=marker_seconds)
-            return record, None
+            return orjson.loads(raw), None
         return None, orjson.loads(used) if used else None
+
+    def mark_code_redeemed(self, code: str, client_id: str, grant_id: str, seconds: int) -> None:
+        self._redis.set(keys.used_code(digest(code)), orjson.dumps({"client_id": client_id, "grant_id": grant_id}),
+                        ex=seconds)
 
     # private_key_jwt assertions (RFC 7523 §3 item 7: a jti may be used once).
     def claim_jti(self, client_id: str, jti: str, seconds: int) -> bool:

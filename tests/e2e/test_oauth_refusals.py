@@ -23,13 +23,11 @@ import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
-
 from support.gateway import Gateway, client_context, gateway_env
 from support.processes import ROOT
 from support.tpp import ACCOUNTS, CONSENTS, Browser, Tpp
 
 pytestmark = pytest.mark.e2e
-TMP = True
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ATTENDED = {"x-fapi-customer-ip-address": "127.0.0.1"}  # a customer-present call: no unattended-call quota
@@ -108,7 +106,7 @@ def assert_ob_error(response, status: int, code: str) -> dict:
 def assert_token_refused(response) -> None:
     """RFC 6750 §3: 401 with a Bearer challenge, in UK OB's error shape."""
     assert_ob_error(response, 401, "UK.OBIE.Header.Invalid")
-    assert TMP or response.headers.get("www-authenticate", "").startswith("Bearer"), response.headers
+    assert response.headers.get("www-authenticate", "").startswith("Bearer"), response.headers
 
 
 def assert_audited(gw: Gateway, *expected: tuple[object, int, str]) -> list[dict]:
@@ -550,17 +548,3 @@ def test_client_authentication_without_the_certificate_is_refused(gateway, pki, 
     assert_audited(gateway, (refused, 401, "oauth.invalid_client"))
     assert "access_token" in tpp.client_credentials()
 
-
-def test_TMP_probe(gateway, pki, tpps):
-    tpp = tpps(gateway, pki)
-    consent_id, code, verifier = authorized_code(tpp, pki)
-    print("wrong:", redeem(tpp, code, secrets.token_urlsafe(48)).text)
-    print("right after wrong:", redeem(tpp, code, verifier).text)
-    print("status:", consent_status(tpp, consent_id))
-    r = with_assertion(tpp, assertion(tpp, aud=tpp.metadata["token_endpoint"]))
-    print("aud=token endpoint:", r.status_code, r.text)
-    r = tpp.post_form("revocation_endpoint", {"token": "nonsense"})
-    print("revoke unknown:", r.status_code, r.text)
-    with httpx.Client(verify=client_context(pki / "ca.pem"), timeout=15) as anonymous:
-        r = anonymous.get(gateway.base + ACCOUNTS)
-    print("no cert:", r.status_code, r.headers, r.text)
