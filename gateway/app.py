@@ -59,7 +59,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     bank = Bank(accounts.url if accounts else None)
     admission = AdmissionStore(redis)
     keys = KeyCache(admission, overlap=server.keys.overlap)
-    resources = Pipeline(resource_stages(policy, forward, server.verifier, keys, admission))
+    resources = Pipeline(resource_stages(policy, forward, server.verifier, keys, admission, server.issuer))
     consent_api = Pipeline(consent_api_stages("accounts", server.verifier, keys, admission,
                                               AccountAccessConsents(server.consents, server.issuer)))
 

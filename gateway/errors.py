@@ -24,7 +24,8 @@ class Reason:
     message: str
 
 
-# The catalogue: every refusal the gateway can make. UK OB v3.1.11 OBError1.ErrorCode values only.
+# The catalogue: every refusal the gateway can make. UK OB v3.1.11 OBError1.ErrorCode values, and an `OBGW.*` code
+# only where UK OB has none.
 REASONS: Mapping[str, Reason] = {
     "identity.no_certificate": Reason(401, "UK.OBIE.Field.Missing", "A client certificate is required (mutual TLS)."),
     "identity.bad_certificate": Reason(401, "UK.OBIE.Field.Invalid", "The client certificate is not valid."),
@@ -56,6 +57,15 @@ REASONS: Mapping[str, Reason] = {
     "consent.not_found": Reason(403, "UK.OBIE.Resource.InvalidConsentStatus", "The consent does not exist."),
     "consent.not_authorised": Reason(403, "UK.OBIE.Resource.InvalidConsentStatus", "The consent is not authorised."),
     "consent.expired": Reason(403, "UK.OBIE.Resource.InvalidConsentStatus", "The consent has expired."),
+    "consent.permission_missing": Reason(403, "UK.OBIE.Resource.InvalidConsentStatus",
+                                         "The consent does not grant the permission this call needs."),
+    "consent.account_not_selected": Reason(403, "UK.OBIE.Resource.NotFound",
+                                           "The account is not one the customer selected for this consent."),
+    # UK OB defines no ErrorCode for 429; OBError1's x-namespaced-enum lets a bank use its own namespace.
+    "consent.unattended_limit": Reason(429, "OBGW.Rules.UnattendedAccessLimit",
+                                       "The consent's allowance of calls without the customer present is used up."),
+    "minimise.failed": Reason(502, "UK.OBIE.UnexpectedError", "The bank's answer could not be checked against the "
+                              "consent; nothing of it was sent."),
     "consent.field_missing": Reason(400, "UK.OBIE.Field.Missing", "The consent request lacks a required field."),
     "consent.field_invalid": Reason(400, "UK.OBIE.Field.Invalid", "The consent request is not valid."),
     "consent.invalid_date": Reason(400, "UK.OBIE.Field.InvalidDate", "A date in the consent request is not valid."),

@@ -4,9 +4,11 @@
 answer unwrap in the mirror order of the ones that checked the request (Envoy's filter chain). A stage refuses by
 raising `Refusal`; it never writes a response itself. The order is written once, here.
 
-Consent-bound calls carry the consent id in the signed token; the consent's live state (status, expiry, owner,
-the authorisation the token came from, revocations) is read by Admit in one round trip, after everything the
-token proves has been checked without I/O.
+Consent-bound calls carry the consent id in the signed token; everything the token proves is checked first, without
+I/O. The consent record is then the only source of what it grants: Admit reads it live in one round trip and
+decides status, expiry, permission, account and the unattended allowance together - in the script, because the
+allowance may only be charged for a call that passes the permission and account checks. The permissions, accounts
+and window it returns drive Forward (what the bank is asked for) and Minimise (what the TPP is given).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from gateway.pipeline.admission import Admit, AdmitClient
 from gateway.pipeline.call import Call
 from gateway.pipeline.forward import Forward
 from gateway.pipeline.identity import RequireClientCertificate
+from gateway.pipeline.minimise import Minimise
 from gateway.pipeline.routing import MatchRoute
 from gateway.pipeline.token import KeyCache, VerifyAccessToken
 from gateway.policy import PolicySet
@@ -22,13 +25,14 @@ from gateway.store.admission import AdmissionStore
 
 
 def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVerifier, keys: KeyCache,
-                    admission: AdmissionStore) -> tuple:
-    """The stages of every proxied `/open-banking/...` call, in order."""
+                    admission: AdmissionStore, issuer: str) -> tuple:
+    """The stages of every proxied `/open-banking/...` call, in order (Minimise acts on the way back)."""
     return (
         MatchRoute(policy),
         RequireClientCertificate(),
         VerifyAccessToken(verifier, keys, consent_bound=True),
-        Admit(admission),
+        Admit(admission, policy.unattended),
+        Minimise(issuer),
         forward,
     )
 

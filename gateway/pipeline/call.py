@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gateway.pipeline.identity import ClientCertificate
+    from gateway.policy.fields import Grant
     from gateway.policy import RoutePolicy
 
 SCOPE_KEY = "obgw.call"
@@ -37,7 +38,7 @@ class Call:
     consent_id: str | None = None
     claims: Mapping | None = None                    # the verified access token's claims
     customer_id: str | None = None                   # the bank's customer, from the consent (Admit); never audited
-    accounts: tuple[str, ...] = ()                   # the AccountIds the customer selected (Admit)
+    grant: Grant | None = None                       # what the consent grants (Admit), for Forward and Minimise
     body: bytes = b""
     upstream: Upstream | None = None
     status: int = 0

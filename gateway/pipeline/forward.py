@@ -8,6 +8,7 @@ refusals (502/504) and a back-end 5xx body (possibly a stack trace) is never pas
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 from yarl import URL
@@ -15,6 +16,7 @@ from yarl import URL
 from gateway.errors import Refusal
 from gateway.pipeline.call import Call, Upstream
 from gateway.policy import PolicySet
+from gateway.policy.fields import windows
 
 # What a TPP may say to the bank: content negotiation and the FAPI / UK OB headers. Anything else is dropped.
 REQUEST_HEADERS = frozenset({
@@ -26,6 +28,22 @@ CUSTOMER_HEADER = "x-bank-customer-id"
 RESPONSE_HEADERS = frozenset({
     "content-type", "content-language", "cache-control", "etag", "last-modified", "x-jws-signature",
 })
+
+
+def _scoped_query(call: Call) -> str:
+    """The TPP's query, with what the consent decides put in by the gateway: the selected accounts (so the bank
+    fetches no others) and the transaction window narrowed to the consent's (so it fetches no more)."""
+    route, grant = call.route, call.grant
+    if grant is None or (route.selected_accounts_param is None and (route.fields is None or not route.fields.window)):
+        return call.query.decode("latin-1")
+    asked = dict(parse_qsl(call.query.decode("latin-1"), keep_blank_values=True))
+    ours = windows(route.fields, asked, grant) if route.fields is not None else {}
+    if route.selected_accounts_param:
+        ours[route.selected_accounts_param] = ",".join(sorted(grant.accounts))
+    window = route.fields.window if route.fields is not None else None
+    theirs = {k: v for k, v in asked.items()
+              if k != route.selected_accounts_param and not (window and k in (window.from_param, window.to_param))}
+    return urlencode({**theirs, **ours})
 
 
 class Forward:
@@ -52,8 +70,9 @@ class Forward:
         route = call.route
         service = route.service
         target = route.upstream_target(call.path_params)
-        if call.query:
-            target += "?" + call.query.decode("latin-1")
+        query = _scoped_query(call)
+        if query:
+            target += "?" + query
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in call.headers if k in REQUEST_HEADERS}
         headers["x-fapi-interaction-id"] = call.interaction_id
         if call.customer_id:  # the bank learns whose data from the consent, never from anything the TPP sent

@@ -17,7 +17,16 @@ from types import MappingProxyType
 from typing import Any
 
 from gateway.policy.loader import INVALID, Document, PolicyError, PolicyProblem, load_file
-from gateway.policy.model import RoutePolicy, ServicePolicy, path_parameters
+from gateway.policy.model import (
+    FieldRule,
+    FieldSet,
+    RoutePolicy,
+    ServicePolicy,
+    UnattendedPolicy,
+    WindowPolicy,
+    build_field_tree,
+    path_parameters,
+)
 from gateway.policy.router import MethodNotAllowed, RouteMatch, Router
 from gateway.policy.schema import FILES, check_document, http_url_problem
 
@@ -34,12 +43,51 @@ def permission_codes() -> tuple[str, ...]:
 
 
 @functools.cache
-def response_types() -> frozenset[str]:
-    names: set[str] = set()
+def _schemas() -> Mapping[str, Any]:
+    """components.schemas of the vendored v3.1.11 APIs, by name."""
+    schemas: dict[str, Any] = {}
     for api in _RESPONSE_APIS:
         spec = json.loads((_SPECS / "v3.1.11" / f"{api}-openapi.json").read_text(encoding="utf-8"))
-        names.update(spec["components"]["schemas"])
-    return frozenset(names)
+        schemas.update(spec["components"]["schemas"])
+    return MappingProxyType(schemas)
+
+
+def response_types() -> frozenset[str]:
+    return frozenset(_schemas())
+
+
+def _resolve(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    while "$ref" in schema:
+        schema = _schemas()[schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _properties(schema: Mapping[str, Any]) -> dict[str, Any]:
+    schema = _resolve(schema)
+    found = dict(schema.get("properties", {}))
+    for part in schema.get("allOf", ()):
+        found.update(_properties(part))
+    return found
+
+
+def field_path_problem(response_type: str, path: str) -> str | None:
+    """Why `path` is not a field of the response type in the v3.1.11 schemas (list markers included), or None."""
+    schema: Mapping[str, Any] = _schemas()[response_type]
+    parts = path.split(".")
+    for position, part in enumerate(parts):
+        name, listed = part.removesuffix("[]"), part.endswith("[]")
+        properties = _properties(schema)
+        if name not in properties:
+            return f"{path!r} is not a field of {response_type} (v3.1.11)"
+        schema = _resolve(properties[name])
+        is_list = schema.get("type") == "array"
+        if listed and not is_list:
+            return f"{path!r}: {name} is not a list in {response_type} (v3.1.11); drop the []"
+        if is_list and not listed and position < len(parts) - 1:
+            return f"{path!r}: {name} is a list in {response_type} (v3.1.11); write {name}[]"
+        if is_list:
+            schema = _resolve(schema["items"])
+    return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,6 +97,8 @@ class PolicySet:
     services: Mapping[str, ServicePolicy]  # read-only, by name
     routes: tuple[RoutePolicy, ...]  # in the order of routes.yaml
     router: Router
+    fields: Mapping[str, FieldSet]  # field rules by response type
+    unattended: UnattendedPolicy
 
     def match(self, method: str, path: str) -> RouteMatch | MethodNotAllowed | None:
         return self.router.match(method, path)
@@ -109,6 +159,13 @@ class _Checked:
         routes = value.get("routes") if isinstance(value, dict) else None
         if isinstance(routes, list):
             yield from ((index, route) for index, route in enumerate(routes) if route is not INVALID)
+
+    def responses(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(response type, its field rules) for each valid entry of fields.yaml."""
+        value = self.values.get("fields.yaml")
+        responses = value.get("responses") if isinstance(value, dict) else None
+        if isinstance(responses, dict):
+            yield from ((name, spec) for name, spec in responses.items() if spec is not INVALID)
 
     def problem(self, file: str, loc: tuple[str | int, ...], message: str, *, at_key: bool = False) -> PolicyProblem:
         return self.documents[file].problem(loc, message, at_key=at_key)
@@ -230,6 +287,77 @@ def route_response_type_exists(policy: _Checked) -> Iterator[PolicyProblem]:
                                  f"payment-initiation API{'; ' + hint if hint else ''})")
 
 
+def _unknown_permission(code: str, codes: tuple[str, ...]) -> str:
+    hint = _did_you_mean(code, codes) or f"not one of the {len(codes)} UK Open Banking v3.1.11 permission codes"
+    return f"unknown permission {code!r} ({hint})"
+
+
+def field_permissions_are_uk_codes(policy: _Checked) -> Iterator[PolicyProblem]:
+    codes = permission_codes()
+    for name, response in policy.responses():
+        for index, rule in enumerate(response.get("fields", ())):
+            if rule is INVALID:
+                continue
+            for position, code in enumerate(rule.get("permissions", ())):
+                if code is not INVALID and code not in codes:
+                    yield policy.problem("fields.yaml", ("responses", name, "fields", index, "permissions", position),
+                                         _unknown_permission(code, codes))
+        for direction in ("Credit", "Debit"):
+            code = response.get("direction", {}).get(direction)
+            if code is not None and code not in codes:
+                yield policy.problem("fields.yaml", ("responses", name, "direction", direction),
+                                     _unknown_permission(code, codes))
+
+
+def field_paths_exist_in_the_schema(policy: _Checked) -> Iterator[PolicyProblem]:
+    known = response_types()
+    for name, response in policy.responses():
+        loc = ("responses", name)
+        if name not in known:
+            hint = _did_you_mean(name, known)
+            yield policy.problem("fields.yaml", loc, f"unknown response type {name!r} (not a schema of the v3.1.11 "
+                                 f"account-info or payment-initiation API{'; ' + hint if hint else ''})", at_key=True)
+            continue
+        seen: dict[str, int] = {}
+        for index, rule in enumerate(response.get("fields", ())):
+            if rule is INVALID or "path" not in rule:
+                continue
+            if (problem := field_path_problem(name, rule["path"])) is not None:
+                yield policy.problem("fields.yaml", (*loc, "fields", index, "path"), problem)
+            elif seen.setdefault(rule["path"], index) != index:
+                yield policy.problem("fields.yaml", (*loc, "fields", index, "path"),
+                                     f"{rule['path']!r} has a rule already (fields[{seen[rule['path']]}])")
+        records = response.get("records")
+        if records is None:
+            continue
+        if (problem := field_path_problem(name, records)) is not None:
+            yield policy.problem("fields.yaml", (*loc, "records"), problem)
+            continue
+        for key, field in (("account_field", response.get("account_field")),
+                           ("direction", response.get("direction", {}).get("field")),
+                           ("window", response.get("window", {}).get("field"))):
+            if field is not None and field_path_problem(name, f"{records}[].{field}") is not None:
+                yield policy.problem("fields.yaml", (*loc, key) if key == "account_field" else (*loc, key, "field"),
+                                     f"{field!r} is not a field of the records {records}[] of {name} (v3.1.11)")
+
+
+def data_routes_have_field_rules(policy: _Checked) -> Iterator[PolicyProblem]:
+    """A route that reads consented data must say what of it may leave: no rule, nothing would be passed."""
+    defined = {name for name, _ in policy.responses()}
+    for index, route in policy.routes():
+        if not route.get("permissions"):
+            continue
+        response_type = route.get("response_type")
+        if response_type is not None and response_type not in response_types():
+            continue  # reported by route_response_type_exists
+        if response_type is None:
+            yield policy.problem("routes.yaml", ("routes", index, "permissions"),
+                                 "a route with permissions needs a response_type (its field rules in fields.yaml)")
+        elif response_type not in defined:
+            yield policy.problem("routes.yaml", ("routes", index, "response_type"),
+                                 f"fields.yaml has no rules for {response_type!r}: nothing of the answer could leave")
+
+
 # Every rule that relates keys or files to each other, in the order they are run.
 VALIDATORS: tuple[Callable[[_Checked], Iterator[PolicyProblem]], ...] = (
     service_url_overrides_name_services,
@@ -241,6 +369,9 @@ VALIDATORS: tuple[Callable[[_Checked], Iterator[PolicyProblem]], ...] = (
     route_ids_are_unique,
     route_method_and_path_are_unique,
     route_response_type_exists,
+    field_permissions_are_uk_codes,
+    field_paths_exist_in_the_schema,
+    data_routes_have_field_rules,
 )
 
 
@@ -250,6 +381,8 @@ def _compile(values: Mapping[str, Any], service_urls: Mapping[str, str]) -> Poli
                             service["timeout_ms"], service["max_connections"])
         for name, service in values["services.yaml"]["services"].items()
     }
+    field_sets = {name: _field_set(name, response)
+                  for name, response in values.get("fields.yaml", {}).get("responses", {}).items()}
     routes = tuple(
         RoutePolicy(
             id=route["id"], method=route["method"], path=route["path"], service=services[route["service"]],
@@ -257,7 +390,25 @@ def _compile(values: Mapping[str, Any], service_urls: Mapping[str, str]) -> Poli
             permissions=frozenset(route.get("permissions", ())), account_param=route.get("account_param"),
             response_type=route.get("response_type"),
             timeout_ms=route.get("timeout_ms", services[route["service"]].timeout_ms),
+            selected_accounts_param=route.get("selected_accounts_param"),
+            fields=field_sets.get(route["response_type"]) if route.get("permissions") else None,
         )
         for route in values["routes.yaml"]["routes"]
     )
-    return PolicySet(MappingProxyType(services), routes, Router(routes))
+    unattended = values.get("limits.yaml", {}).get("unattended", {"calls": 4, "window_seconds": 86_400})
+    return PolicySet(MappingProxyType(services), routes, Router(routes), MappingProxyType(field_sets),
+                     UnattendedPolicy(unattended["calls"], unattended["window_seconds"]))
+
+
+def _field_set(name: str, response: Mapping[str, Any]) -> FieldSet:
+    rules = tuple(FieldRule(rule["path"], frozenset(rule.get("permissions", ())), rule.get("mask"),
+                            rule.get("rewrite")) for rule in response["fields"])
+    direction = response.get("direction")
+    window = response.get("window")
+    return FieldSet(
+        response_type=name, root=build_field_tree(rules), rules=rules,
+        records=tuple(response["records"].replace("[]", "").split(".")) if "records" in response else None,
+        account_field=response.get("account_field"),
+        direction=(direction["field"], MappingProxyType({"Credit": direction["Credit"], "Debit": direction["Debit"]}))
+        if direction else None,
+        window=WindowPolicy(window["field"], window["from_param"], window["to_param"]) if window else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 from urllib.parse import quote
 
 _PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -35,6 +36,8 @@ class RoutePolicy:
     account_param: str | None
     response_type: str | None
     timeout_ms: int  # effective: the route's own, else the service's
+    selected_accounts_param: str | None = None  # query parameter naming the selected accounts to the back-end
+    fields: FieldSet | None = None              # what of the answer may leave (None: passed as it is)
 
     def upstream_target(self, path_params: Mapping[str, str]) -> str:
         """The absolute back-end URL for a call with these path parameters.
@@ -49,3 +52,64 @@ class RoutePolicy:
 
 def _segment(value: str) -> str:
     return value.replace(".", "%2E") if value in (".", "..") else quote(value, safe="")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FieldRule:
+    path: str
+    permissions: frozenset[str]  # any one exposes the field; empty: every consent that reaches the route
+    mask: str | None
+    rewrite: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FieldNode:
+    """One name in the field tree; `rule` is None for a mere container of ruled fields."""
+    rule: FieldRule | None
+    children: Mapping[str, FieldNode]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WindowPolicy:
+    field: str
+    from_param: str
+    to_param: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FieldSet:
+    """What may leave for one UK OB response type: the field tree and the record filters."""
+    response_type: str
+    root: FieldNode
+    rules: tuple[FieldRule, ...]           # in the order of fields.yaml (for `policy explain`)
+    records: tuple[str, ...] | None        # path of the record list, e.g. ("Data", "Transaction")
+    account_field: str | None
+    direction: tuple[str, Mapping[str, str]] | None  # (field, {"Credit": permission, "Debit": permission})
+    window: WindowPolicy | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnattendedPolicy:
+    calls: int
+    window_seconds: int
+
+
+def field_names(path: str) -> list[str]:
+    """`Data.Account[].Nickname` → ["Data", "Account", "Nickname"] (list markers are for readers and the checks)."""
+    return [part.removesuffix("[]") for part in path.split(".")]
+
+
+def build_field_tree(rules: tuple[FieldRule, ...]) -> FieldNode:
+    """The rules as a tree of names; each rule sits on the node its path ends at."""
+    tree: dict = {}
+    for rule in rules:
+        node = tree
+        names = field_names(rule.path)
+        for name in names[:-1]:
+            node = node.setdefault(name, {"rule": None, "children": {}})["children"]
+        node.setdefault(names[-1], {"rule": None, "children": {}})["rule"] = rule
+
+    def freeze(children: dict) -> Mapping[str, FieldNode]:
+        return MappingProxyType({name: FieldNode(entry["rule"], freeze(entry["children"]))
+                                 for name, entry in children.items()})
+    return FieldNode(None, freeze(tree))

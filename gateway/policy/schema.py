@@ -286,6 +286,7 @@ PATH_TEMPLATE = rf"/|(?:/{_SEGMENT})+"
 _PATH_RULE = "must start with /; each segment literal or one {Name} parameter"
 _TIMEOUT = Integer(1, 300_000)
 
+_PERMISSION_CODE = Text("permission", "must be UK Open Banking v3.1.11 permission codes")
 _FORMAT_VERSION = Key("format_version", Version(1), "Version of the policy format; every file states it.",
                       required=True)
 
@@ -310,8 +311,7 @@ ROUTE = Record("route", (
     Key("upstream_path", Text("upstream path", _PATH_RULE + "; only parameters of path", PATH_TEMPLATE),
         "Path template on the back-end.", default_text="the route's `path`"),
     Key("scope", OneOf(("accounts", "payments", "fundsconfirmations")), "OAuth scope the access token needs."),
-    Key("permissions",
-        ListOf(Text("permission", "must be UK Open Banking v3.1.11 permission codes"), min_items=1, unique=True),
+    Key("permissions", ListOf(_PERMISSION_CODE, min_items=1, unique=True),
         "The consent must grant at least one of these permissions."),
     Key("account_param", Text("account parameter", "must be a {Name} parameter of path"),
         "Path parameter naming the account; it must be one of the consent's selected accounts."),
@@ -320,6 +320,54 @@ ROUTE = Record("route", (
         "UK Open Banking response schema of the answer, e.g. `OBReadAccount6`."),
     Key("timeout_ms", _TIMEOUT, "Total time allowed for the back-end's answer on this route.",
         default_text="the service's `timeout_ms`"),
+    Key("selected_accounts_param", Text("query parameter", "must match [A-Za-z][A-Za-z0-9_]*", r"[A-Za-z][A-Za-z0-9_]*"),
+        "Query parameter that tells the back-end the consent's selected accounts (list endpoints), so it fetches "
+        "no others."),
+))
+
+_PERMISSION = _PERMISSION_CODE
+# A field path: names joined by dots, `[]` after a name whose value is a list (its items follow).
+FIELD_PATH = r"[A-Za-z][A-Za-z0-9]*(?:\[\])?(?:\.[A-Za-z][A-Za-z0-9]*(?:\[\])?)*"
+_FIELD_PATH_RULE = "names joined by dots, [] after a list, e.g. Data.Account[].Nickname"
+
+FIELD_RULE = Record("field rule", (
+    Key("path", Text("field path", _FIELD_PATH_RULE, FIELD_PATH),
+        "The field (and everything under it) this rule lets through; a field of the v3.1.11 response type.",
+        required=True),
+    Key("permissions", ListOf(_PERMISSION, min_items=1, unique=True),
+        "Any one of these exposes the field; without the key, every consent that reaches the route does."),
+    Key("mask", OneOf(("pan",)),
+        "`pan`: a card number (its `SchemeName` is `UK.OBIE.PAN`, or absent) shows only its last 4 digits unless "
+        "the consent grants `ReadPAN`."),
+    Key("rewrite", OneOf(("public_url",)), "`public_url`: replaced by the URL the TPP called (never the back-end's)."),
+))
+
+_RECORD_FIELD = Text("record field", "a field name of the record", r"[A-Za-z][A-Za-z0-9]*")
+RESPONSE = Record("response", (
+    Key("records", Text("records path", _FIELD_PATH_RULE, FIELD_PATH),
+        "The list whose items are records (e.g. `Data.Transaction`): the record filters below apply to its items."),
+    Key("account_field", _RECORD_FIELD, "Record field naming the account; records of accounts the customer did "
+        "not select are dropped."),
+    Key("direction", Record("direction", (
+        Key("field", _RECORD_FIELD, "Record field holding `Credit` or `Debit`.", required=True),
+        Key("Credit", _PERMISSION, "Permission that lets credit records through.", required=True),
+        Key("Debit", _PERMISSION, "Permission that lets debit records through.", required=True),
+    )), "Records are passed only in the directions the consent grants."),
+    Key("window", Record("window", (
+        Key("field", _RECORD_FIELD, "Record field with the record's date-time.", required=True),
+        Key("from_param", Text("query parameter", "must match [A-Za-z][A-Za-z0-9_]*", r"[A-Za-z][A-Za-z0-9_]*"),
+            "Query parameter asking the back-end for records from a date-time.", required=True),
+        Key("to_param", Text("query parameter", "must match [A-Za-z][A-Za-z0-9_]*", r"[A-Za-z][A-Za-z0-9_]*"),
+            "Query parameter asking the back-end for records up to a date-time.", required=True),
+    )), "The consent's TransactionFromDateTime..ToDateTime: asked of the back-end, and enforced on what it returns."),
+    Key("fields", ListOf(FIELD_RULE, min_items=1), "What may leave: anything no rule allows is dropped.",
+        required=True),
+))
+
+UNATTENDED = Record("unattended", (
+    Key("calls", Integer(1, 100_000), "Calls a consent may make without the customer present, per window.",
+        default=4),
+    Key("window_seconds", Integer(60, 31_536_000), "The rolling window.", default=86_400),
 ))
 
 
@@ -343,6 +391,20 @@ FILES: tuple[PolicyFile, ...] = (
                    _FORMAT_VERSION,
                    Key("routes", ListOf(ROUTE), "The routes; a literal segment wins over a parameter.", required=True),
                ))),
+    PolicyFile("fields.yaml", False,
+               "What data may leave: per UK Open Banking response type, the fields each permission exposes (an "
+               "allow-list) and the record filters. A route with `permissions` needs its `response_type` here.",
+               Record("fields.yaml", (
+                   _FORMAT_VERSION,
+                   Key("responses", MapOf(Text("response type", "must match OB[A-Za-z0-9]+", r"OB[A-Za-z0-9]+"),
+                                          RESPONSE, "type"), "Field rules by response type.", required=True),
+               ))),
+    PolicyFile("limits.yaml", False, "Limits on how consents are used.", Record("limits.yaml", (
+        _FORMAT_VERSION,
+        Key("unattended", UNATTENDED, "PSD2 RTS Art. 36(5): calls without the customer present (no "
+            "`x-fapi-customer-ip-address`) per consent and rolling window; over it, 429.",
+            default={"calls": 4, "window_seconds": 86_400}),
+    ))),
 )
 
 

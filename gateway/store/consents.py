@@ -1,7 +1,8 @@
 """ConsentStore: consent records in Redis, one hash each, with status changes as atomic compare-and-set.
 
 The hash carries the fields the Admit script reads on every call (`client_id`, `status`, `expires_ms`,
-`customer_id`, `grant_id`, `accounts`), next to the whole record as JSON. Callers: `consents.api`, `oauth.par` and
+`customer_id`, `grant_id`, `accounts`, `permissions`, `window`), next to the whole record as JSON. A customer's
+consents are indexed by customer (the dashboard), written when the consent is authorised. Callers: `consents.api`, `oauth.par` and
 `web.authorize` (through `oauth.consent_grant`), `cli.consents`.
 """
 from __future__ import annotations
@@ -28,6 +29,15 @@ class ConsentStore:
         raw = self._redis.hget(keys.consent(client_id, consent_id), "record")
         return orjson.loads(raw) if raw else None
 
+    def index_for_customer(self, customer_id: str, client_id: str, consent_id: str) -> None:
+        self._redis.sadd(keys.customer_consents(customer_id), f"{client_id} {consent_id}")
+
+    def of_customer(self, customer_id: str) -> list[dict]:
+        """Every consent the customer has authorised, newest first."""
+        members = sorted(m.decode() for m in self._redis.smembers(keys.customer_consents(customer_id)))
+        records = [self.get(*member.split(" ", 1)) for member in members]
+        return sorted((r for r in records if r), key=lambda r: r["created"], reverse=True)
+
     def owner(self, consent_id: str) -> str | None:
         raw = self._redis.get(keys.consent_owner(consent_id))
         return raw.decode() if raw else None
@@ -48,6 +58,8 @@ def _fields(record: dict, expires_ms: int | None) -> dict:
         "expires_ms": "" if expires_ms is None else str(expires_ms),
         "customer_id": record.get("customer_id") or "", "grant_id": record.get("grant_id") or "",
         "accounts": orjson.dumps(record.get("accounts") or []),
+        "permissions": orjson.dumps(record.get("permissions") or []),
+        "window": orjson.dumps([record.get("transaction_from"), record.get("transaction_to")]),
         "record": orjson.dumps(record),
     }
 

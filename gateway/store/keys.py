@@ -73,3 +73,12 @@ def consent_owner(consent_id: str) -> str:
 def client_disabled(client_id: str) -> str:
     """Present while a client is disabled or deleted: Admit refuses its tokens on the next call."""
     return f"obgw:{_tag(client_id)}:disabled"
+
+
+def customer_consents(customer_id: str) -> str:
+    return f"obgw:customer-consents:{customer_id}"
+
+
+def unattended_calls(client_id: str, consent_id: str) -> str:
+    """The consent's unattended calls in the rolling window (a sorted set of call times)."""
+    return f"obgw:{_tag(client_id)}:unattended:{consent_id}"

@@ -44,11 +44,11 @@ def stored(redis_client):
 
 
 def _admit(redis_url: str, client_id: str = CLIENT_ID, consent_id: str = CONSENT_ID, jti: str = JTI,
-           grant_id: str = GRANT_ID) -> Verdict:
+           grant_id: str = GRANT_ID, **call) -> Verdict:
     async def go() -> Verdict:
         client = async_client(redis_url)
         try:
-            return await AdmissionStore(client).admit(client_id, consent_id, jti, grant_id)
+            return await AdmissionStore(client).admit(client_id, consent_id, jti, grant_id, **call)
         finally:
             await client.aclose()
     return asyncio.run(go())
@@ -56,7 +56,8 @@ def _admit(redis_url: str, client_id: str = CLIENT_ID, consent_id: str = CONSENT
 
 def test_an_authorised_consent_of_the_client_with_its_grant_is_admitted(redis_url, stored):
     stored(_consent())
-    assert _admit(redis_url) == Verdict(None, "customer-1", ("acc-1", "acc-2"))
+    assert _admit(redis_url) == Verdict(None, None, "customer-1", ("acc-1", "acc-2"),
+                                        ("ReadAccountsBasic", "ReadBalances"), (None, None))
 
 
 def test_a_consent_expiring_later_is_admitted(redis_url, stored):
@@ -118,3 +119,38 @@ def test_revocation_is_checked_before_the_consent(redis_url, redis_client, store
     stored(_consent(status=Status.AWAITING_AUTHORISATION, expires=_in(timedelta(seconds=-1))))
     redis_client.set(keys.revoked_token(CLIENT_ID, JTI), b"1")
     assert _admit(redis_url) == Verdict("token.revoked")
+
+
+def test_a_permission_the_consent_lacks_is_refused_and_any_one_of_the_routes_suffices(redis_url, stored):
+    stored(_consent())
+    assert _admit(redis_url, permissions={"ReadTransactionsBasic", "ReadTransactionsDetail"}).reason == \
+        "consent.permission_missing"
+    assert _admit(redis_url, permissions={"ReadAccountsBasic", "ReadAccountsDetail"}).reason is None
+
+
+def test_an_account_the_customer_did_not_select_is_refused(redis_url, stored):
+    stored(_consent())
+    assert _admit(redis_url, account_id="acc-3").reason == "consent.account_not_selected"
+    assert _admit(redis_url, account_id="acc-2").reason is None
+
+
+def test_the_unattended_allowance_counts_only_unattended_calls_that_pass(redis_url, stored):
+    stored(_consent())
+    for _ in range(3):
+        assert _admit(redis_url, unattended=True, allowance=3).reason is None
+    refused = _admit(redis_url, unattended=True, allowance=3)
+    assert refused.reason == "consent.unattended_limit" and 86_000_000 < refused.retry_ms <= 86_400_000
+    assert _admit(redis_url, unattended=False, allowance=3).reason is None      # customer present: never counted
+    # A refused call is not charged: with a fresh allowance of 5, two more unattended calls pass.
+    assert _admit(redis_url, unattended=True, allowance=5, account_id="acc-9").reason == "consent.account_not_selected"
+    assert [_admit(redis_url, unattended=True, allowance=5).reason for _ in range(3)] == [None, None,
+                                                                                          "consent.unattended_limit"]
+
+
+def test_the_unattended_window_rolls(redis_url, stored):
+    import time
+    stored(_consent())
+    assert _admit(redis_url, unattended=True, allowance=1, window_seconds=1).reason is None
+    assert _admit(redis_url, unattended=True, allowance=1, window_seconds=1).reason == "consent.unattended_limit"
+    time.sleep(1.1)
+    assert _admit(redis_url, unattended=True, allowance=1, window_seconds=1).reason is None

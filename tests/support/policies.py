@@ -31,7 +31,6 @@ routes:
     path: /open-banking/v3.1/aisp/accounts/{AccountId}
     service: echo
     upstream_path: /echo/accounts/{AccountId}
-    account_param: AccountId
   - id: pis.payments.create
     method: POST
     path: /open-banking/v3.1/pisp/domestic-payments

@@ -27,6 +27,7 @@ from support.gateway import client_context
 
 ACCOUNTS = "/open-banking/v3.1/aisp/accounts"
 CONSENTS = "/open-banking/v3.1/aisp/account-access-consents"
+CUSTOMER_PRESENT = {"x-fapi-customer-ip-address": "198.51.100.7"}
 ALL_ACCOUNT_PERMISSIONS = ["ReadAccountsBasic", "ReadAccountsDetail", "ReadBalances", "ReadTransactionsBasic",
                            "ReadTransactionsDetail", "ReadTransactionsCredits", "ReadTransactionsDebits"]
 
@@ -104,9 +105,12 @@ class Tpp:
             kwargs["code_verifier"] = code_verifier
         return self.oauth.fetch_token(self.metadata["token_endpoint"], grant_type="authorization_code", **kwargs)
 
-    def get(self, path: str, token: dict | str, **kwargs) -> httpx.Response:
+    def get(self, path: str, token: dict | str, unattended: bool = False, **kwargs) -> httpx.Response:
+        """A resource call; by default with the customer present (FAPI x-fapi-customer-ip-address), so it does
+        not count against the consent's unattended allowance."""
         access = token if isinstance(token, str) else token["access_token"]
-        headers = {"Authorization": f"Bearer {access}", **kwargs.pop("headers", {})}
+        headers = {"Authorization": f"Bearer {access}", **({} if unattended else CUSTOMER_PRESENT),
+                   **kwargs.pop("headers", {})}
         return self.http.get(self.base + path, headers=headers, **kwargs)
 
     # The whole flow

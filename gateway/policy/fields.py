@@ -1,0 +1,186 @@
+"""The one evaluator of field rules: `minimise` (what the TPP gets) and `exposure` (what `policy explain` says it
+gets) both read the same compiled FieldSet, so the two cannot drift.
+
+Allow-list semantics: a field leaves only if a rule names it (or a field above it) and the consent grants one of the
+rule's permissions; a rule on an object lets its whole content through, except where deeper rules say otherwise.
+Record filters run first: records of unselected accounts, of directions not granted (Credits/Debits), or outside
+the consent's transaction window are dropped. Anything malformed raises MinimiseError: the caller sends no body.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from gateway.policy.model import FieldNode, FieldRule, FieldSet
+
+PAN_SCHEME = "UK.OBIE.PAN"
+_DROP = object()
+
+
+class MinimiseError(Exception):
+    """The answer cannot be cut to the policy (not the shape the rules expect)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a consent grants, as the minimiser needs it."""
+    permissions: frozenset[str]
+    accounts: frozenset[str]
+    window: tuple[datetime | None, datetime | None] = (None, None)
+    public_url: str = ""
+
+
+def parse_moment(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def minimise(document: object, fields: FieldSet, grant: Grant) -> dict:
+    if not isinstance(document, dict):
+        raise MinimiseError("the answer is not a JSON object")
+    if fields.records is not None:
+        document = _filter_records(document, fields, grant)
+    result = _apply(document, fields.root, grant, whole=False, parent=None)
+    if result is _DROP or not isinstance(result, dict):
+        raise MinimiseError("nothing of the answer is allowed")
+    return result
+
+
+def _filter_records(document: dict, fields: FieldSet, grant: Grant) -> dict:
+    container: object = document
+    for name in fields.records:
+        container = container.get(name) if isinstance(container, dict) else None
+    if container is None:
+        return document
+    if not isinstance(container, list):
+        raise MinimiseError(f"{'.'.join(fields.records)} is not a list")
+    return _replace_at(document, fields.records, [r for r in container if _record_allowed(r, fields, grant)])
+
+
+def _replace_at(document: dict, path: tuple[str, ...], value: object) -> dict:
+    """A copy of `document` with the value at `path` replaced; the original is never changed in place."""
+    head, *rest = path
+    return {**document, head: _replace_at(document[head], tuple(rest), value) if rest else value}
+
+
+def _record_allowed(record: object, fields: FieldSet, grant: Grant) -> bool:
+    if not isinstance(record, dict):
+        raise MinimiseError("a record is not an object")
+    if fields.account_field is not None and record.get(fields.account_field) not in grant.accounts:
+        return False
+    if fields.direction is not None:
+        field, permissions = fields.direction
+        permission = permissions.get(record.get(field))
+        if permission is None or permission not in grant.permissions:
+            return False
+    if fields.window is not None:
+        since, until = grant.window
+        try:
+            moment = parse_moment(record.get(fields.window.field))
+        except (TypeError, ValueError):
+            return False  # a record whose date cannot be read cannot be shown to be inside the window
+        if moment is None or (since and moment < since) or (until and moment > until):
+            return False
+    return True
+
+
+def _allowed(rule: FieldRule, grant: Grant) -> bool:
+    return not rule.permissions or bool(rule.permissions & grant.permissions)
+
+
+def _apply(value: object, node: FieldNode | None, grant: Grant, *, whole: bool, parent: dict | None) -> object:
+    if isinstance(value, list):
+        return [item for item in (_apply(v, node, grant, whole=whole, parent=parent) for v in value)
+                if item is not _DROP]
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            child = node.children.get(key) if node is not None else None
+            if child is None:
+                if whole:
+                    out[key] = item
+                continue
+            if child.rule is not None and not _allowed(child.rule, grant):
+                continue
+            result = _apply(item, child, grant, whole=whole or child.rule is not None, parent=value)
+            if result is not _DROP:
+                out[key] = _transform(result, child.rule, grant, value) if child.rule else result
+        return out
+    return value if whole else _DROP
+
+
+def _transform(value: object, rule: FieldRule, grant: Grant, parent: dict) -> object:
+    if rule.mask == "pan" and "ReadPAN" not in grant.permissions and isinstance(value, str):
+        if parent.get("SchemeName", PAN_SCHEME) == PAN_SCHEME:
+            return mask_pan(value)
+    if rule.rewrite == "public_url":
+        return grant.public_url
+    return value
+
+
+def mask_pan(pan: str) -> str:
+    """UK OB (ReadPAN): without the permission, a masked PAN showing at most the last 4 digits."""
+    return "*" * max(len(pan) - 4, 0) + pan[-4:]
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    exposed: tuple[str, ...]
+    masked: tuple[str, ...]
+    hidden: tuple[str, ...]
+    records: tuple[str, ...]      # what the record filters keep, in words
+
+
+def exposure(fields: FieldSet, permissions: Iterable[str]) -> Exposure:
+    """What a consent with `permissions` gets of this response type, rule by rule (for `obgw policy explain`)."""
+    grant = Grant(frozenset(permissions), frozenset())
+    exposed, masked, hidden = [], [], []
+    for rule in fields.rules:
+        if not _path_allowed(fields.root, rule.path, grant):
+            hidden.append(rule.path)
+        elif rule.mask == "pan" and "ReadPAN" not in grant.permissions:
+            masked.append(rule.path)
+        else:
+            exposed.append(rule.path)
+    notes = []
+    if fields.account_field:
+        notes.append("only the accounts the customer selected")
+    if fields.direction:
+        field, by_direction = fields.direction
+        kept = [d for d, permission in by_direction.items() if permission in grant.permissions]
+        notes.append(f"{' and '.join(kept) or 'no'} records ({field})")
+    if fields.window:
+        notes.append(f"only {fields.window.field} within the consent's TransactionFromDateTime..ToDateTime")
+    return Exposure(tuple(exposed), tuple(masked), tuple(hidden), tuple(notes))
+
+
+def _path_allowed(root: FieldNode, path: str, grant: Grant) -> bool:
+    """Every rule on the way down to `path` (its own included) is granted."""
+    node: FieldNode | None = root
+    for name in (part.removesuffix("[]") for part in path.split(".")):
+        node = node.children[name]
+        if node.rule is not None and not _allowed(node.rule, grant):
+            return False
+    return True
+
+
+def windows(fields: FieldSet, query: Mapping[str, str], grant: Grant) -> dict[str, str]:
+    """The window query parameters to send the back-end: the TPP's own, narrowed to the consent's window."""
+    if fields.window is None:
+        return {}
+    since, until = grant.window
+    asked_since, asked_until = (parse_moment(query.get(fields.window.from_param)),
+                                parse_moment(query.get(fields.window.to_param)))
+    if asked_since and (since is None or asked_since > since):
+        since = asked_since
+    if asked_until and (until is None or asked_until < until):
+        until = asked_until
+    params = {}
+    if since:
+        params[fields.window.from_param] = since.isoformat()
+    if until:
+        params[fields.window.to_param] = until.isoformat()
+    return params
