@@ -19,6 +19,7 @@ import sys
 from starlette.routing import Mount, Route, Router
 
 from gateway.admin import metrics
+from gateway.audit import query
 from gateway.audit.chain import AuditChain
 from gateway.bank import Bank
 from gateway.children import die_with_parent
@@ -38,6 +39,7 @@ from gateway.settings import Settings
 from gateway.store.admission import AdmissionStore
 from gateway.store.redis import async_client, sync_client
 from gateway.web.authorize import CustomerAuthorization
+from gateway.web.dashboard import Dashboard
 
 log = logging.getLogger("obgw")
 
@@ -60,8 +62,12 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     admission = AdmissionStore(redis)
     keys = KeyCache(admission, overlap=server.keys.overlap)
     resources = Pipeline(resource_stages(policy, forward, server.verifier, keys, admission, server.issuer))
+    notify = _notifier_placeholder
     consent_api = Pipeline(consent_api_stages("accounts", server.verifier, keys, admission,
-                                              AccountAccessConsents(server.consents, server.issuer)))
+                                              AccountAccessConsents(server.consents, server.issuer,
+                                                                    settings.consent_authorise_seconds, notify)))
+    dashboard = Dashboard(server.store, server.consents, server.clients, bank,
+                          lambda consent_id: query.recent_accesses(sync_redis, consent_id), notify)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -80,6 +86,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
 
     routes = [
         *oauth_routes(server, CustomerAuthorization(server, bank, settings.login_seconds)),
+        *(Route(path, endpoint) for path, endpoint in dashboard.endpoints()),
         Route(ACCOUNT_ACCESS_CONSENTS, ResourceEndpoint(consent_api, template=ACCOUNT_ACCESS_CONSENTS)),
         Route(ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}",
               ResourceEndpoint(consent_api, template=ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}")),
@@ -101,6 +108,10 @@ async def _checkpoint_every(chain: AuditChain, seconds: int) -> None:
             await chain.checkpoint()
         except OSError:
             log.exception("could not write the audit checkpoint")
+
+
+def _notifier_placeholder(consent) -> None:
+    """Replaced by the notification outbox (in progress)."""
 
 
 SUPERVISOR_PID = "OBGW_SUPERVISOR_PID"

@@ -96,6 +96,8 @@ SETTINGS: tuple[Setting, ...] = (
             "lifetime of authorization codes (FAPI: at most 60)"),
     Setting("par_seconds", "OBGW_PAR_SECONDS", "90", _seconds_up_to(90),
             "lifetime of pushed authorization request_uris (RFC 9126; at most 90)"),
+    Setting("consent_authorise_seconds", "OBGW_CONSENT_AUTHORISE_SECONDS", "600", _seconds_up_to(86_400),
+            "how long a new consent may await the customer's authorisation before it lapses (reads as Rejected)"),
     Setting("login_seconds", "OBGW_LOGIN_SECONDS", "600", _seconds_up_to(3600),
             "how long a customer has to log in and decide on the consent page"),
     Setting("directory_jwks", "OBGW_DIRECTORY_JWKS", "certs/dev/directory-jwks.json", Path,
@@ -123,6 +125,7 @@ class Settings:
     refresh_token_seconds: int
     auth_code_seconds: int
     par_seconds: int
+    consent_authorise_seconds: int
     login_seconds: int
     directory_jwks: Path
     # Back-end URL overrides, `OBGW_SERVICE_<NAME>_URL`, applied over policies/services.yaml.

@@ -48,6 +48,16 @@ def seal(record: AuditRecord, chain: str, seq: int, prev: str) -> dict[str, obje
     return fields
 
 
+def is_access(record: AuditRecord) -> bool:
+    """A call made under a consent to read or change the customer's data (what the dashboard lists)."""
+    return bool(record.consent_id and record.route and record.route.startswith("/open-banking/")
+                and "-consents" not in record.route)
+
+
+def access_entry(record: AuditRecord) -> bytes:
+    return orjson.dumps({"ts": record.ts, "method": record.method, "route": record.route, "status": record.status})
+
+
 def new_chain_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
@@ -103,9 +113,11 @@ class AuditChain:
             fields = seal(record, self.chain_id, seq, prev)
             prev = str(fields["hash"])
             sealed.append(orjson.dumps(fields))
+        accesses = [(keys.consent_accesses(r.consent_id), access_entry(r)) for r in records if is_access(r)]
         try:
-            await self._script(keys=[keys.AUDIT_STREAM, keys.AUDIT_HEADS],
-                               args=[self.chain_id, expected, _format_head(seq, prev), *sealed])
+            await self._script(keys=[keys.AUDIT_STREAM, keys.AUDIT_HEADS, *(key for key, _ in accesses)],
+                               args=[self.chain_id, expected, _format_head(seq, prev), len(sealed), *sealed,
+                                     *(entry for _, entry in accesses)])
         except ResponseError as exc:
             if str(exc).startswith("STALEHEAD"):
                 raise AuditChainError(f"audit chain {self.chain_id}: head moved under us ({exc})") from None

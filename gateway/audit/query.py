@@ -56,3 +56,8 @@ def follow(client, after: str = "$", block_ms: int = 1000) -> Iterator[dict]:
             for stream_id, fields in entries:
                 last = stream_id.decode()
                 yield orjson.loads(fields[b"r"])
+
+
+def recent_accesses(client, consent_id: str, count: int = 10) -> list[dict]:
+    """The consent's latest accesses, newest first (kept by the audit append script)."""
+    return [orjson.loads(raw) for raw in client.lrange(keys.consent_accesses(consent_id), 0, count - 1)]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from gateway.cli._settings import settings_from
 from gateway.policy import PolicyError, PolicySet, load_policy
-from gateway.policy.explain import render_routes
+from gateway.policy.compile import permission_codes
+from gateway.policy.explain import render_exposure, render_routes
 from gateway.policy.loader import plural
 
 
@@ -29,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         command.add_argument("policy_dir", nargs="?", default=None, metavar="DIR",
                              help="policy directory (default: env OBGW_POLICY_DIR, else policies)")
         command.set_defaults(func=handler)
+        if name == "explain":
+            command.add_argument("--permissions", type=_permissions, metavar="P1,P2,...",
+                                 help="show, per endpoint, what a consent with these UK OB permissions exposes "
+                                      "and hides")
 
 
 def _load(args: argparse.Namespace) -> tuple[Path, PolicySet | None]:
@@ -49,9 +54,17 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _permissions(text: str) -> tuple[str, ...]:
+    codes = [code.strip() for code in text.split(",") if code.strip()]
+    unknown = [code for code in codes if code not in permission_codes()]
+    if not codes or unknown:
+        raise argparse.ArgumentTypeError(f"not UK Open Banking v3.1.11 permission codes: {', '.join(unknown) or text!r}")
+    return tuple(codes)
+
+
 def _explain(args: argparse.Namespace) -> int:
     _, policy = _load(args)
     if policy is None:
         return 2
-    print(render_routes(policy))
+    print(render_exposure(policy, args.permissions) if args.permissions else render_routes(policy))
     return 0

@@ -6,12 +6,13 @@ Answered by the gateway itself, after the consent-API stages (certificate, clien
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import orjson
 from starlette.concurrency import run_in_threadpool
 
 from gateway.consents import validate
-from gateway.consents.lifecycle import ConsentConflict, move, now_iso
+from gateway.consents.lifecycle import ConsentConflict, revoke
 from gateway.consents.model import Consent, Kind, Status, expires_ms, from_record, to_record
 from gateway.errors import Refusal
 from gateway.pipeline.call import Call, Upstream
@@ -23,8 +24,9 @@ _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")
 class AccountAccessConsents:
     """The last stage of the consent API: answers the call itself (sets `call.upstream`)."""
 
-    def __init__(self, store, issuer: str) -> None:
-        self._store, self._issuer = store, issuer
+    def __init__(self, store, issuer: str, authorise_seconds: int, notify) -> None:
+        self._store, self._issuer, self._authorise_seconds = store, issuer, authorise_seconds
+        self._notify = notify  # tells the TPP of a revocation (the durable outbox)
 
     async def on_request(self, call: Call) -> None:
         consent_id = call.path_params.get("ConsentId")
@@ -39,7 +41,7 @@ class AccountAccessConsents:
             call.upstream = Upstream(200, list(_JSON), self._document(consent))
             return
         try:
-            await run_in_threadpool(lambda: move(self._store, consent, Status.REVOKED, deleted=True))
+            await run_in_threadpool(lambda: revoke(self._store, consent, self._notify, deleted=True))
         except ConsentConflict:
             raise Refusal("consent.conflict", f"The consent is {consent.status}.") from None
         call.upstream = Upstream(204, [(b"cache-control", b"no-store")], b"")
@@ -50,12 +52,14 @@ class AccountAccessConsents:
         except orjson.JSONDecodeError:
             raise Refusal("request.invalid_json") from None
         asked = validate.account_access(body)
-        now = now_iso()
+        now = datetime.now(timezone.utc)
+        created = now.isoformat(timespec="seconds")
         consent = Consent(
             consent_id=f"aac-{uuid.uuid4()}", client_id=call.client_id, kind=Kind.ACCOUNT_ACCESS,
-            status=Status.AWAITING_AUTHORISATION, created=now, status_updated=now, permissions=asked.permissions,
-            expires=asked.expires, transaction_from=asked.transaction_from, transaction_to=asked.transaction_to,
-            customer_id=None, accounts=())
+            status=Status.AWAITING_AUTHORISATION, created=created, status_updated=created,
+            permissions=asked.permissions, expires=asked.expires, transaction_from=asked.transaction_from,
+            transaction_to=asked.transaction_to, customer_id=None, accounts=(),
+            authorise_by=(now + timedelta(seconds=self._authorise_seconds)).isoformat(timespec="milliseconds"))
         await run_in_threadpool(self._store.create, to_record(consent), expires_ms(consent))
         call.consent_id = consent.consent_id
         call.upstream = Upstream(201, list(_JSON), self._document(consent))

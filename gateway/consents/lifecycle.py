@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timezone
 
-from gateway.consents.model import Consent, Status, expires_ms, sources_of, to_record
+from gateway.consents.model import TRANSITIONS, Consent, Status, expires_ms, sources_of, to_record
 
 
 class ConsentConflict(Exception):
@@ -21,9 +21,23 @@ def now_iso() -> str:
 
 
 def move(store, consent: Consent, target: Status, **changes) -> Consent:
-    """The consent in `target` status with `changes` stored, or ConsentConflict (nothing changed)."""
+    """The consent in `target` status with `changes` stored, or ConsentConflict (nothing changed).
+
+    `consent` is as read (a lapsed one is already Rejected), so the table is checked here, and again in Redis
+    against the stored status, which may have moved on since it was read.
+    """
+    if target not in TRANSITIONS[consent.status]:
+        raise ConsentConflict(str(consent.status))
     moved = dataclasses.replace(consent, status=target, status_updated=now_iso(), **changes)
     found = store.transition(to_record(moved), sorted(str(s) for s in sources_of(target)), expires_ms(moved))
     if found is not None:
         raise ConsentConflict(found)
     return moved
+
+
+def revoke(store, consent: Consent, notify, **changes) -> Consent:
+    """Revoked from any place (customer dashboard, the TPP's DELETE, `obgw consents revoke`): its tokens fail from
+    the next call (Admit reads the status live) and the TPP is told (`notify`, the durable outbox)."""
+    revoked = move(store, consent, Status.REVOKED, **changes)
+    notify(revoked)
+    return revoked

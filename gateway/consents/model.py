@@ -1,11 +1,13 @@
 """Consents as data: the status enum, the allowed transitions (a table, checked by one function) and the record.
 
 UK OB v3.1.11 Account and Transaction API, "Consent Status": AwaitingAuthorisation → Authorised | Rejected;
-Authorised → Revoked. A payment consent (Payment Initiation API) ends Consumed once used. Expiry is not a stored
-status: it is computed from `ExpirationDateTime` whenever the consent is read, so it takes effect to the millisecond.
+Authorised → Revoked. A payment consent (Payment Initiation API) ends Consumed once used. Time is never a stored
+status: an authorised consent expires at its `ExpirationDateTime` and one never authorised lapses at `authorise_by`
+(it then reads as Rejected), both computed whenever the consent is read, so they take effect to the millisecond.
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -60,11 +62,29 @@ class Consent:
     initiation: dict | None = None  # a payment consent's Initiation, as given
     grant_id: str | None = None   # the one authorisation whose tokens this consent accepts
     deleted: bool = False         # revoked by the TPP's DELETE: gone for the TPP, kept for the customer's history
+    authorise_by: str | None = None  # an AwaitingAuthorisation consent lapses at this time (Rejected from then on)
+    authorised_at: str | None = None  # when the customer agreed
 
     def expired(self, now: datetime | None = None) -> bool:
         if self.expires is None:
             return False
         return datetime.fromisoformat(self.expires) <= (now or datetime.now(timezone.utc))
+
+    def lapsed(self, now: datetime | None = None) -> bool:
+        """Never authorised in the time allowed: from then on it reads as Rejected and can no longer be authorised."""
+        return (self.status is Status.AWAITING_AUTHORISATION and self.authorise_by is not None
+                and datetime.fromisoformat(self.authorise_by) <= (now or datetime.now(timezone.utc)))
+
+    def current(self, now: datetime | None = None) -> Consent:
+        """The consent as of now: a lapsed one is Rejected, at the moment it lapsed (computed, no sweep)."""
+        if self.lapsed(now):
+            return dataclasses.replace(self, status=Status.REJECTED, status_updated=self.authorise_by)
+        return self
+
+    @property
+    def shown_status(self) -> str:
+        """The status as people read it: an authorised consent past its ExpirationDateTime is Expired."""
+        return "Expired" if self.status is Status.AUTHORISED and self.expired() else str(self.status)
 
     @property
     def usable(self) -> bool:
@@ -73,6 +93,11 @@ class Consent:
 
 
 def from_record(record: dict) -> Consent:
+    """The stored record as a Consent, as it stands now (see `Consent.current`)."""
+    return _from_record(record).current()
+
+
+def _from_record(record: dict) -> Consent:
     return Consent(
         consent_id=record["consent_id"], client_id=record["client_id"], kind=Kind(record["kind"]),
         status=Status(record["status"]), created=record["created"], status_updated=record["status_updated"],
@@ -80,7 +105,8 @@ def from_record(record: dict) -> Consent:
         transaction_from=record.get("transaction_from"), transaction_to=record.get("transaction_to"),
         customer_id=record.get("customer_id"), accounts=tuple(record.get("accounts") or ()),
         initiation=record.get("initiation"), grant_id=record.get("grant_id"),
-        deleted=bool(record.get("deleted")))
+        deleted=bool(record.get("deleted")), authorise_by=record.get("authorise_by"),
+        authorised_at=record.get("authorised_at"))
 
 
 def to_record(consent: Consent) -> dict:
@@ -90,7 +116,8 @@ def to_record(consent: Consent) -> dict:
         "permissions": list(consent.permissions), "expires": consent.expires,
         "transaction_from": consent.transaction_from, "transaction_to": consent.transaction_to,
         "customer_id": consent.customer_id, "accounts": list(consent.accounts), "initiation": consent.initiation,
-        "grant_id": consent.grant_id, "deleted": consent.deleted,
+        "grant_id": consent.grant_id, "deleted": consent.deleted, "authorise_by": consent.authorise_by,
+        "authorised_at": consent.authorised_at,
     }
 
 

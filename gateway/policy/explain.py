@@ -1,7 +1,10 @@
-"""What a policy set does, rendered for people (`obgw policy explain`): one line per route."""
+"""What a policy set does, rendered for people (`obgw policy explain`): the routes, or what a consent gets."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from gateway.policy.compile import PolicySet
+from gateway.policy.fields import exposure
 
 _HEADER = ("METHOD", "PATH", "ROUTE", "SERVICE → UPSTREAM", "SCOPE", "PERMISSIONS (any of)", "TIMEOUT")
 
@@ -15,3 +18,27 @@ def render_routes(policy: PolicySet) -> str:
     ]
     widths = [max(len(row[column]) for row in rows) for column in range(len(_HEADER))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def render_exposure(policy: PolicySet, permissions: Iterable[str]) -> str:
+    """Per endpoint, what a consent granting `permissions` exposes, masks and hides, and which it cannot call.
+
+    Computed by `policy.fields.exposure`, from the same compiled rules the gateway cuts answers with.
+    """
+    granted = frozenset(permissions)
+    lines = [f"A consent with {', '.join(sorted(granted))}:"]
+    for route in policy.routes:
+        if not route.permissions:
+            continue
+        head = f"{route.method} {route.path}"
+        if not route.permissions & granted:
+            lines += ["", f"{head}: refused (needs one of {', '.join(sorted(route.permissions))})"]
+            continue
+        seen = exposure(route.fields, granted)
+        lines += ["", f"{head} ({route.fields.response_type})"]
+        lines += [f"  exposes  {path}" for path in seen.exposed]
+        lines += [f"  masks    {path} (last 4 digits; ReadPAN shows it)" for path in seen.masked]
+        lines += [f"  hides    {path}" for path in seen.hidden]
+        lines += [f"  records  {note}" for note in seen.records]
+        lines.append("  drops    anything else the bank returns")
+    return "\n".join(lines)

@@ -38,6 +38,15 @@ class ConsentStore:
         records = [self.get(*member.split(" ", 1)) for member in members]
         return sorted((r for r in records if r), key=lambda r: r["created"], reverse=True)
 
+    def all(self):
+        """Every consent (for operators: `obgw consents list`); a SCAN over the owner index, never on a request."""
+        for key in self._redis.scan_iter(match=keys.consent_owner("*"), count=1000):
+            consent_id = key.decode().rsplit(":", 1)[1]
+            client_id = self.owner(consent_id)
+            record = self.get(client_id, consent_id) if client_id else None
+            if record is not None:
+                yield record
+
     def owner(self, consent_id: str) -> str | None:
         raw = self._redis.get(keys.consent_owner(consent_id))
         return raw.decode() if raw else None

@@ -56,8 +56,8 @@ def revoked_grant(client_id: str, grant_id: str) -> str:
     return f"obgw:{_tag(client_id)}:revoked-grant:{grant_id}"
 
 
-def login_session(digest: str) -> str:
-    return f"obgw:login:{digest}"
+def customer_session(kind: str, digest: str) -> str:
+    return f"obgw:session:{kind}:{digest}"
 
 
 # Consents: the record carries its TPP's hash tag (Admit reads it with the token's revocation keys in one script);
@@ -82,3 +82,8 @@ def customer_consents(customer_id: str) -> str:
 def unattended_calls(client_id: str, consent_id: str) -> str:
     """The consent's unattended calls in the rolling window (a sorted set of call times)."""
     return f"obgw:{_tag(client_id)}:unattended:{consent_id}"
+
+
+def consent_accesses(consent_id: str) -> str:
+    """The consent's latest accesses (newest first, capped), written with the audit records in one script."""
+    return f"obgw:{{audit}}:consent-accesses:{consent_id}"

@@ -107,14 +107,14 @@ class AuthorizationStore:
         self._redis.set(keys.PSEUDONYM_SECRET, secrets.token_bytes(32), nx=True)
         return self._redis.get(keys.PSEUDONYM_SECRET)
 
-    # The customer's login and consent steps at the authorization endpoint (server-side session).
-    def save_login(self, session_id: str, state: dict, seconds: int) -> None:
-        self._redis.set(keys.login_session(digest(session_id)), orjson.dumps(state), ex=seconds)
+    # The customer's server-side sessions: "authorize" (login and consent steps), "dashboard" (consent dashboard).
+    def save_session(self, kind: str, session_id: str, state: dict, seconds: int) -> None:
+        self._redis.set(keys.customer_session(kind, digest(session_id)), orjson.dumps(state), ex=seconds)
 
-    def login(self, session_id: str) -> dict | None:
-        raw = self._redis.get(keys.login_session(digest(session_id)))
+    def session(self, kind: str, session_id: str) -> dict | None:
+        raw = self._redis.get(keys.customer_session(kind, digest(session_id)))
         return orjson.loads(raw) if raw else None
 
-    def end_login(self, session_id: str) -> dict | None:
-        raw = self._redis.getdel(keys.login_session(digest(session_id)))
+    def end_session(self, kind: str, session_id: str) -> dict | None:
+        raw = self._redis.getdel(keys.customer_session(kind, digest(session_id)))
         return orjson.loads(raw) if raw else None

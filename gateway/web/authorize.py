@@ -10,7 +10,6 @@ redirects with `error`, `state` and `iss` (RFC 9207).
 """
 from __future__ import annotations
 
-import hmac
 import secrets
 from urllib.parse import parse_qsl
 
@@ -20,20 +19,20 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from gateway.bank import Bank, BankUnavailable
-from gateway.consents.lifecycle import ConsentConflict, move
+from gateway.consents.lifecycle import ConsentConflict, move, now_iso
 from gateway.consents.model import Kind, Status, from_record
 from gateway.oauth.grants import new_grantee
 from gateway.oauth.requests import query_request, single_values
 from gateway.pipeline.call import SCOPE_KEY, Call
-from gateway.pipeline.endpoint import read_body
 from gateway.web import language
+from gateway.web.forms import csrf_matches, one, read_form
 from gateway.web.pages import SESSION_COOKIE, clear_session, origin, page, redirect, set_session
 
 AUTHORIZE_PATH = "/oauth2/authorize"
 LOGIN_PATH = "/oauth2/authorize/login"
 DECISION_PATH = "/oauth2/authorize/decision"
 MAX_LOGIN_ATTEMPTS = 5
-MAX_FORM_BYTES = 16 * 1024
+SESSION = "authorize"
 
 
 def _refused(call: Call, reason: str) -> None:
@@ -92,7 +91,7 @@ class CustomerAuthorization:
         call.consent_id = consent.consent_id
         session_id = secrets.token_urlsafe(32)
         state = {"params": pushed, "csrf": secrets.token_urlsafe(32), "stage": "login", "attempts": 0}
-        await run_in_threadpool(self.server.store.save_login, session_id, state, self.login_seconds)
+        await run_in_threadpool(self.server.store.save_session, SESSION, session_id, state, self.login_seconds)
         return set_session(self._login_page(grant.client, state), session_id, self.login_seconds)
 
     # POST /oauth2/authorize/login
@@ -103,28 +102,28 @@ class CustomerAuthorization:
         session_id, state, form = found
         client = self.server.query_client(state["params"]["client_id"])
         try:
-            customer = await self.bank.authenticate(form.get("username", [""])[0], form.get("password", [""])[0])
+            customer = await self.bank.authenticate(one(form, "username"), one(form, "password"))
         except BankUnavailable:
             return self._error_page(call, "backend.unavailable", "Your bank cannot be reached. Try again later.", 502)
         if customer is None:
             state["attempts"] += 1
             _refused(call, "web.login_failed")
             if state["attempts"] >= MAX_LOGIN_ATTEMPTS:
-                await run_in_threadpool(self.server.store.end_login, session_id)
+                await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
                 return clear_session(await self._deny_redirect(state, call, "Too many failed log-in attempts."))
-            await run_in_threadpool(self.server.store.save_login, session_id, state, self.login_seconds)
+            await run_in_threadpool(self.server.store.save_session, SESSION, session_id, state, self.login_seconds)
             return self._login_page(client, state, error="The username or password is not right.", status=401)
         try:
             choices = await self.bank.accounts(customer.customer_id)
         except BankUnavailable:
             return self._error_page(call, "backend.unavailable", "Your bank cannot be reached. Try again later.", 502)
         # A new session id and CSRF token once the customer is known: a session fixed before login is worthless.
-        await run_in_threadpool(self.server.store.end_login, session_id)
+        await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
         session_id = secrets.token_urlsafe(32)
         state |= {"stage": "consent", "csrf": secrets.token_urlsafe(32),
                   "customer": {"id": customer.customer_id, "name": customer.display_name},
                   "accounts": [[c.account_id, c.label] for c in choices]}
-        await run_in_threadpool(self.server.store.save_login, session_id, state, self.login_seconds)
+        await run_in_threadpool(self.server.store.save_session, SESSION, session_id, state, self.login_seconds)
         consent = await run_in_threadpool(self._consent, state)
         call.consent_id = consent.consent_id
         return set_session(self._consent_page(client, consent, state), session_id, self.login_seconds)
@@ -143,7 +142,7 @@ class CustomerAuthorization:
         consent = await run_in_threadpool(self._consent, state)
         call.consent_id = consent.consent_id
         if decision[0] == "deny":
-            await run_in_threadpool(self.server.store.end_login, session_id)
+            await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
             response = await self._deny_redirect(state, call, "The customer did not agree.")
             await run_in_threadpool(self._reject, consent)
             return clear_session(response)
@@ -155,7 +154,7 @@ class CustomerAuthorization:
             message = "Choose the account to pay from." if single else "Choose at least one account."
             return self._consent_page(self.server.query_client(call.client_id), consent, state, error=message,
                                       status=400)
-        await run_in_threadpool(self.server.store.end_login, session_id)
+        await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
         response = await run_in_threadpool(self._approve, state, consent, chosen, call)
         return clear_session(response)
 
@@ -164,22 +163,17 @@ class CustomerAuthorization:
         """(session id, state, form) of a live session at `stage` with a valid CSRF token, else the error page."""
         if request.method != "POST":
             return self._error_page(call, "oauth.invalid_request", "Use the form.", 405)
-        body = await read_body(request.receive, MAX_FORM_BYTES)
-        form: dict[str, list[str]] = {}
-        try:
-            for key, value in parse_qsl(body.decode("utf-8"), keep_blank_values=True):
-                form.setdefault(key, []).append(value)
-        except (UnicodeDecodeError, ValueError):
+        form = await read_form(request)
+        if form is None:
             return self._error_page(call, "oauth.invalid_request", "The form could not be read.")
         session_id = request.cookies.get(SESSION_COOKIE)
-        state = await run_in_threadpool(self.server.store.login, session_id) if session_id else None
+        state = await run_in_threadpool(self.server.store.session, SESSION, session_id) if session_id else None
         if state is None:
             return self._error_page(call, "web.session_missing",
                                     "Your session has expired. Go back to the app and start again.")
         call.client_id = state["params"]["client_id"]
-        token = form.get("csrf_token", [""])
-        # Synchroniser token: the value in the form must be the one this session holds (OWASP CSRF, RFC 6749 §10.12).
-        if len(token) != 1 or not hmac.compare_digest(token[0].encode(), state["csrf"].encode()):
+        # RFC 6749 §10.12: the form must carry this session's CSRF token.
+        if not csrf_matches(form, state["csrf"]):
             return self._error_page(call, "web.csrf_invalid", "This form has expired. Go back and try again.", 403)
         if state["stage"] != stage:
             return self._error_page(call, "web.session_missing", "This step is out of order. Start again.")
@@ -217,7 +211,8 @@ class CustomerAuthorization:
             return self._from_oauth(call, response)
         try:
             move(self.server.consents, consent, Status.AUTHORISED, customer_id=customer_id,
-                 accounts=tuple(chosen), grant_id=grantee.grant_id)
+                 accounts=tuple(chosen), grant_id=grantee.grant_id, authorised_at=now_iso())
+            self.server.consents.index_for_customer(customer_id, consent.client_id, consent.consent_id)
         except ConsentConflict as conflict:
             params = state["params"]
             error = InvalidRequestError(f"The consent is {conflict.found}.", redirect_uri=params["redirect_uri"],

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-SESSION_COOKIE = "__Host-obgw-login"
+SESSION_COOKIE = "__Host-obgw-login"       # the authorization endpoint's login and consent steps
+DASHBOARD_COOKIE = "__Host-obgw-dashboard"  # the consent dashboard
 _TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                          autoescape=select_autoescape(default=True), auto_reload=False)
 
@@ -46,12 +47,11 @@ def redirect(location: str, status: int = 302) -> Response:
     return RedirectResponse(location, status_code=status, headers=_security_headers(None))
 
 
-def set_session(response: Response, session_id: str, seconds: int) -> Response:
-    response.set_cookie(SESSION_COOKIE, session_id, max_age=seconds, path="/", secure=True, httponly=True,
-                        samesite="lax")
+def set_session(response: Response, session_id: str, seconds: int, cookie: str = SESSION_COOKIE) -> Response:
+    response.set_cookie(cookie, session_id, max_age=seconds, path="/", secure=True, httponly=True, samesite="lax")
     return response
 
 
-def clear_session(response: Response) -> Response:
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+def clear_session(response: Response, cookie: str = SESSION_COOKIE) -> Response:
+    response.delete_cookie(cookie, path="/", secure=True, httponly=True, samesite="lax")
     return response

@@ -114,8 +114,10 @@ class Tpp:
         return self.http.get(self.base + path, headers=headers, **kwargs)
 
     # The whole flow
-    def consent_token(self, permissions=None, customer: str = "alice", accounts: list[str] | None = None) -> dict:
-        consent = self.create_consent(permissions)
+    def consent_token(self, permissions=None, customer: str = "alice", accounts: list[str] | None = None,
+                      **data) -> dict:
+        """The whole flow; `data` goes into the consent's Data (ExpirationDateTime, TransactionFromDateTime...)."""
+        consent = self.create_consent(permissions, **data)
         response, pushed = self.push(consent["ConsentId"])
         assert response.status_code == 201, response.text
         browser = Browser(self.base, self.pki)

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
-from jsonschema import Draft4Validator
-from referencing import Registry
-from referencing.jsonschema import DRAFT4
 from starlette.applications import Starlette
 
 from gateway.sandbox.app import create_accounts_app, create_payments_app
 from gateway.sandbox.data import Bank, build_bank
+from support.openapi import assert_conforms
 
 ANCHOR = datetime(2026, 6, 1, tzinfo=UTC)
 SEED = 7
-SPECS = Path(__file__).resolve().parents[3] / "gateway" / "specs" / "ob-uk" / "v3.1.11"
-_SPEC_FILES = {"aisp": "account-info-openapi.json", "pisp": "payment-initiation-openapi.json"}
 
 
 @pytest.fixture(scope="session")
@@ -84,39 +78,8 @@ def fresh_accounts_client(fresh_bank: Bank) -> Client:
 
 @pytest.fixture(scope="session")
 def assert_ob() -> Callable[[object, str, str], None]:
-    """assert_ob(body, "aisp" | "pisp", schema_name): the body validates against the UK OB v3.1.11 schema.
-
-    The OpenAPI 3.0 documents are registered whole so `#/components/schemas/...` references resolve;
-    their schemas use no `nullable`, so JSON Schema draft 4 reads them as written. Draft 4 does not
-    check `format`, so date-times are checked here: ISO 8601 with a zone.
-    """
-    registry: Registry = Registry()
-    for api, name in _SPEC_FILES.items():
-        document = json.loads((SPECS / name).read_text())
-        registry = registry.with_resource(f"urn:ob:{api}", DRAFT4.create_resource(document))
-    validators: dict[tuple[str, str], Draft4Validator] = {}
-
-    def check(body: object, api: str, schema: str) -> None:
-        key = (api, schema)
-        if key not in validators:
-            ref = {"$ref": f"urn:ob:{api}#/components/schemas/{schema}"}
-            validators[key] = Draft4Validator(ref, registry=registry)
-        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validators[key].iter_errors(body)]
-        assert not errors, "\n".join(errors[:10])
-        _check_datetimes(body)
-
-    return check
-
-
-def _check_datetimes(node: object) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key.endswith("DateTime") or key == "OpeningDate":
-                assert datetime.fromisoformat(value).tzinfo is not None, (key, value)
-            _check_datetimes(value)
-    elif isinstance(node, list):
-        for item in node:
-            _check_datetimes(item)
+    """assert_ob(body, "aisp" | "pisp", schema_name): the body validates against the UK OB v3.1.11 schema."""
+    return lambda body, api, schema: assert_conforms(body, schema, api)
 
 
 @pytest.fixture

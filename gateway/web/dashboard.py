@@ -1,0 +1,175 @@
+"""The customer's consent dashboard (CONTRACT §6): log in through the bank, see every consent given, withdraw one.
+
+    GET  /login, POST /login           the bank checks the password; a fresh session id after login (no fixation)
+    GET  /consents                     each consent: the TPP, what it may see, accounts, dates, status, accesses
+    POST /consents/{ConsentId}/revoke  withdraws it (CSRF token), effective on the next call of any of its tokens
+    POST /logout
+
+A customer sees and withdraws only consents they authorised themselves (the customer index, never an id guessed).
+"""
+from __future__ import annotations
+
+import secrets
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.bank import Bank, BankUnavailable
+from gateway.consents.lifecycle import ConsentConflict, revoke
+from gateway.consents.model import Consent, from_record
+from gateway.pipeline.call import SCOPE_KEY, Call
+from gateway.web import language
+from gateway.web.forms import csrf_matches, one, read_form
+from gateway.web.pages import DASHBOARD_COOKIE, clear_session, page, redirect, set_session
+
+SESSION = "dashboard"
+SESSION_SECONDS = 900
+
+
+def _refused(call: Call, reason: str) -> None:
+    call.decision, call.reason = "refuse", reason
+
+
+class _Page:
+    """One dashboard route as a raw ASGI app; `handlers` maps the method to the handler."""
+
+    def __init__(self, template: str, handlers: dict) -> None:
+        self.template, self.handlers = template, handlers
+
+    async def __call__(self, scope, receive, send) -> None:
+        call: Call = scope[SCOPE_KEY]
+        call.route_template = self.template
+        request = Request(scope, receive)
+        handler = self.handlers.get(request.method)
+        if handler is None:
+            _refused(call, "route.method_not_allowed")
+            response: Response = page("error.html", status=405, message="Not here.", interaction_id=call.interaction_id)
+        else:
+            response = await handler(request, call)
+        await response(scope, receive, send)
+
+
+class Dashboard:
+    def __init__(self, sessions, consents, clients, bank: Bank, accesses, notify) -> None:
+        """`accesses(consent_id)` lists recent accesses; `notify(consent)` tells the TPP of a revocation."""
+        self.sessions, self.consents, self.clients, self.bank = sessions, consents, clients, bank
+        self.accesses, self.notify = accesses, notify
+
+    def endpoints(self) -> list[tuple[str, object]]:
+        return [("/login", _Page("/login", {"GET": self._login_form, "POST": self._login})),
+                ("/consents", _Page("/consents", {"GET": self._list})),
+                ("/consents/{ConsentId}/revoke", _Page("/consents/{ConsentId}/revoke", {"POST": self._revoke})),
+                ("/logout", _Page("/logout", {"POST": self._logout}))]
+
+    # Sessions
+    async def _new_session(self, state: dict) -> str:
+        session_id = secrets.token_urlsafe(32)
+        await run_in_threadpool(self.sessions.save_session, SESSION, session_id, state, SESSION_SECONDS)
+        return session_id
+
+    async def _state(self, request: Request) -> tuple[str | None, dict | None]:
+        session_id = request.cookies.get(DASHBOARD_COOKIE)
+        state = await run_in_threadpool(self.sessions.session, SESSION, session_id) if session_id else None
+        return session_id, state
+
+    async def _posted(self, request: Request, call: Call):
+        """(session id, state, form) for a POST carrying its session's CSRF token, else the refusal page."""
+        session_id, state = await self._state(request)
+        form = await read_form(request)
+        if state is None or form is None or not csrf_matches(form, state["csrf"]):
+            _refused(call, "web.csrf_invalid" if state else "web.session_missing")
+            return page("error.html", status=403, message="This form has expired. Log in again.",
+                        interaction_id=call.interaction_id)
+        return session_id, state, form
+
+    # GET /login, POST /login
+    async def _login_form(self, request: Request, call: Call, error: str | None = None, status: int = 200):
+        state = {"csrf": secrets.token_urlsafe(32), "customer": None}
+        session_id = await self._new_session(state)
+        return set_session(page("dashboard_login.html", status=status, csrf_token=state["csrf"], error=error),
+                           session_id, SESSION_SECONDS, DASHBOARD_COOKIE)
+
+    async def _login(self, request: Request, call: Call):
+        found = await self._posted(request, call)
+        if not isinstance(found, tuple):
+            return found
+        session_id, _, form = found
+        try:
+            customer = await self.bank.authenticate(one(form, "username"), one(form, "password"))
+        except BankUnavailable:
+            call.decision, call.reason = "error", "backend.unavailable"
+            return page("error.html", status=502, message="Your bank cannot be reached. Try again later.",
+                        interaction_id=call.interaction_id)
+        await run_in_threadpool(self.sessions.end_session, SESSION, session_id)
+        if customer is None:
+            _refused(call, "web.login_failed")
+            return await self._login_form(request, call, "The username or password is not right.", 401)
+        state = {"csrf": secrets.token_urlsafe(32),
+                 "customer": {"id": customer.customer_id, "name": customer.display_name}}
+        return set_session(redirect("/consents", 303), await self._new_session(state), SESSION_SECONDS,
+                           DASHBOARD_COOKIE)
+
+    # GET /consents
+    async def _list(self, request: Request, call: Call):
+        _, state = await self._state(request)
+        if state is None or state["customer"] is None:
+            return redirect("/login", 303)
+        customer = state["customer"]
+        try:
+            labels = {a.account_id: a.label for a in await self.bank.accounts(customer["id"])}
+        except BankUnavailable:
+            labels = {}
+        consents = await run_in_threadpool(self._describe_all, customer["id"], labels)
+        notice = "The consent has been withdrawn." if request.query_params.get("revoked") else None
+        return page("consents.html", customer_name=customer["name"], consents=consents, csrf_token=state["csrf"],
+                    notice=notice)
+
+    def _describe_all(self, customer_id: str, labels: dict[str, str]) -> list[dict]:
+        described = []
+        for record in self.consents.of_customer(customer_id):
+            consent = from_record(record)
+            client = self.clients.get(consent.client_id) or {}
+            described.append({
+                "consent_id": consent.consent_id, "tpp_name": client.get("client_name", consent.client_id),
+                "status": consent.shown_status, "granted": consent.authorised_at, "expires": consent.expires,
+                "will_see": language.will_see(consent.permissions),
+                "accounts": [labels.get(a, a) for a in consent.accounts],
+                "accesses": self.accesses(consent.consent_id), "revocable": consent.usable,
+            })
+        return described
+
+    # POST /consents/{ConsentId}/revoke
+    async def _revoke(self, request: Request, call: Call):
+        found = await self._posted(request, call)
+        if not isinstance(found, tuple):
+            return found
+        _, state, _ = found
+        if state["customer"] is None:
+            return redirect("/login", 303)
+        consent = await run_in_threadpool(self._own_consent, state["customer"]["id"],
+                                          request.path_params["ConsentId"])
+        if consent is None:
+            _refused(call, "consent.unknown")
+            return page("error.html", status=404, message="There is no such consent of yours.",
+                        interaction_id=call.interaction_id)
+        call.client_id, call.consent_id = consent.client_id, consent.consent_id
+        try:
+            await run_in_threadpool(revoke, self.consents, consent, self.notify)
+        except ConsentConflict:
+            _refused(call, "consent.conflict")
+        return redirect("/consents?revoked=1", 303)
+
+    def _own_consent(self, customer_id: str, consent_id: str) -> Consent | None:
+        for record in self.consents.of_customer(customer_id):
+            if record["consent_id"] == consent_id:
+                return from_record(record)
+        return None
+
+    # POST /logout
+    async def _logout(self, request: Request, call: Call):
+        found = await self._posted(request, call)
+        if not isinstance(found, tuple):
+            return found
+        await run_in_threadpool(self.sessions.end_session, SESSION, found[0])
+        return clear_session(redirect("/login", 303), DASHBOARD_COOKIE)

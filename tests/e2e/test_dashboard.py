@@ -1,0 +1,135 @@
+"""The customer's consent dashboard and revocation from each of its three places, each stopping the very next call
+on every worker: the dashboard, the TPP's DELETE and `obgw consents revoke` (CONTRACT §5, §6)."""
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from support.forms import forms, only_form
+from support.gateway import Gateway, gateway_env
+from support.processes import ROOT
+from support.tpp import ACCOUNTS, CONSENTS, CUSTOMER_PRESENT, Browser, Tpp
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, pki, bank):
+    root = tmp_path_factory.mktemp("gw")
+    gw = Gateway(gateway_env(root / "var", pki, ROOT / "policies", OBGW_SERVICE_ACCOUNTS_URL=bank[0],
+                             OBGW_SERVICE_PAYMENTS_URL=bank[1]))
+    gw.register_tpps(pki)
+    yield gw
+    assert gw.stop() == 0
+
+
+@pytest.fixture
+def tpp(gateway, pki):
+    client = Tpp(gateway.base, pki, "tpp-demo")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def browser(gateway, pki):
+    client = Browser(gateway.base, pki)
+    yield client
+    client.close()
+
+
+def _log_in(browser: Browser, customer: str = "alice"):
+    login = browser.http.get(browser.base + "/login")
+    assert login.status_code == 200 and login.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in login.headers["content-security-policy"]
+    answer = browser.submit(login, {"username": customer, "password": f"{customer}-pass"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/consents"
+    page = browser.http.get(browser.base + "/consents")
+    assert page.status_code == 200
+    return page
+
+
+def _revoke_form(page, consent_id: str):
+    [form] = [f for f in forms(page.text) if f.action == f"/consents/{consent_id}/revoke"]
+    return form
+
+
+def _fresh_connection_call(tpp, token):
+    """A call on a new connection: the two workers share the listening socket, so calls spread over both."""
+    with httpx.Client(verify=tpp.context, timeout=15) as http:
+        return http.get(tpp.base + ACCOUNTS, headers={"Authorization": f"Bearer {token['access_token']}",
+                                                      **CUSTOMER_PRESENT})
+
+
+def _stopped_on_every_worker(gateway, tpp, token) -> None:
+    """The very next call and every one after it is refused, whichever worker serves it."""
+    answers = [_fresh_connection_call(tpp, token) for _ in range(16)]
+    assert {a.status_code for a in answers} == {403}, [a.text for a in answers]
+    ids = {a.headers["x-fapi-interaction-id"] for a in answers}
+    records = [r for r in gateway.audit("--client", "tpp-demo") if r["interaction_id"] in ids]
+    assert {r["reason"] for r in records} == {"consent.not_authorised"}
+    assert len({r["chain"] for r in records}) == 2  # both worker processes refused it
+
+
+def test_the_dashboard_lists_the_consent_with_its_accesses_and_withdraws_it(gateway, tpp, browser):
+    token = tpp.consent_token(["ReadAccountsBasic", "ReadBalances"], accounts=["acc-alice-current"])
+    assert tpp.get(ACCOUNTS, token).status_code == 200
+    page = _log_in(browser)
+    assert "tpp-demo" in page.text and token["consent_id"] in page.text
+    assert "the balances of those accounts" in page.text and "Everyday" in page.text  # plain words, the account
+    assert "GET /open-banking/v3.1/aisp/accounts" in page.text                        # a recent access
+    assert browser.http.cookies.get("__Host-obgw-dashboard")
+    form = _revoke_form(page, token["consent_id"])
+    answer = browser.http.post(browser.base + form.action, data=form.hidden)
+    assert answer.status_code == 303
+    _stopped_on_every_worker(gateway, tpp, token)
+    after = browser.http.get(browser.base + "/consents")
+    assert "Revoked" in after.text and f"/consents/{token['consent_id']}/revoke" not in after.text
+    # The refresh token of a revoked consent gives nothing either.
+    refused = tpp.oauth.request("POST", tpp.metadata["token_endpoint"], withhold_token=True,
+                                data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+                                auth=tpp.oauth.client_auth("tls_client_auth"))
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("csrf", [None, "forged"])
+def test_a_withdrawal_without_the_sessions_csrf_token_changes_nothing(gateway, tpp, browser, csrf):
+    token = tpp.consent_token(["ReadAccountsBasic"], accounts=["acc-alice-current"])
+    form = _revoke_form(_log_in(browser), token["consent_id"])
+    answer = browser.http.post(browser.base + form.action, data={"csrf_token": csrf} if csrf else {})
+    assert answer.status_code == 403
+    assert tpp.get(ACCOUNTS, token).status_code == 200
+
+
+def test_a_customer_cannot_withdraw_another_customers_consent(gateway, tpp, pki):
+    token = tpp.consent_token(["ReadAccountsBasic"], accounts=["acc-alice-current"])
+    bob = Browser(gateway.base, pki)
+    try:
+        page = _log_in(bob, "bob")
+        assert token["consent_id"] not in page.text
+        csrf = only_form(page.text).hidden["csrf_token"] if len(forms(page.text)) == 1 else \
+            forms(page.text)[-1].hidden["csrf_token"]
+        answer = bob.http.post(f"{gateway.base}/consents/{token['consent_id']}/revoke", data={"csrf_token": csrf})
+        assert answer.status_code == 404
+    finally:
+        bob.close()
+    assert tpp.get(ACCOUNTS, token).status_code == 200
+
+
+def test_the_login_form_needs_its_csrf_token_and_a_wrong_password_is_refused(gateway, browser):
+    login = browser.http.get(browser.base + "/login")
+    no_token = browser.http.post(browser.base + "/login", data={"username": "alice", "password": "alice-pass"})
+    assert no_token.status_code == 403
+    wrong = browser.submit(browser.http.get(browser.base + "/login"), {"username": "alice", "password": "nope"})
+    assert wrong.status_code == 401 and "not right" in wrong.text
+    assert login.status_code == 200
+    assert browser.http.get(browser.base + "/consents").headers.get("location") == "/login"
+
+
+def test_the_tpps_delete_stops_the_very_next_call_on_every_worker(gateway, tpp):
+    token = tpp.consent_token(["ReadAccountsBasic"], accounts=["acc-alice-current"])
+    assert tpp.get(ACCOUNTS, token).status_code == 200
+    cc = tpp.client_credentials()
+    deleted = tpp.http.delete(tpp.base + f"{CONSENTS}/{token['consent_id']}",
+                              headers={"Authorization": f"Bearer {cc['access_token']}"})
+    assert deleted.status_code == 204
+    _stopped_on_every_worker(gateway, tpp, token)

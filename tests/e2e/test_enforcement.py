@@ -1,0 +1,157 @@
+"""Every resource call is held to its consent, through `obgw serve --workers 2` with real tokens and the sandbox bank:
+permissions, selected accounts, field-level minimisation, the transaction window, the unattended allowance, expiry,
+and every answer (errors too) valid against the UK OB v3.1.11 schemas."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from support.gateway import Gateway, gateway_env
+from support.openapi import assert_conforms
+from support.processes import ROOT
+from support.tpp import ACCOUNTS, Tpp
+
+pytestmark = pytest.mark.e2e
+
+CURRENT, SAVINGS, CARD = "acc-alice-current", "acc-alice-savings", "acc-alice-card"
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, pki, bank):
+    root = tmp_path_factory.mktemp("gw")
+    gw = Gateway(gateway_env(root / "var", pki, ROOT / "policies", OBGW_SERVICE_ACCOUNTS_URL=bank[0],
+                             OBGW_SERVICE_PAYMENTS_URL=bank[1]))
+    gw.register_tpps(pki)
+    yield gw
+    assert gw.stop() == 0
+
+
+@pytest.fixture
+def tpp(gateway, pki):
+    client = Tpp(gateway.base, pki, "tpp-demo")
+    yield client
+    client.close()
+
+
+def _ok(response, schema: str) -> dict:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert_conforms(body, schema)
+    return body
+
+
+def _refused(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert_conforms(body, "OBErrorResponse1")
+    assert body["Errors"][0]["ErrorCode"] == code
+    return body
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def test_basic_accounts_show_only_the_selected_accounts_and_no_identification(gateway, tpp):
+    token = tpp.consent_token(["ReadAccountsBasic"], accounts=[CURRENT, CARD])
+    body = _ok(tpp.get(ACCOUNTS, token), "OBReadAccount6")
+    accounts = body["Data"]["Account"]
+    assert {a["AccountId"] for a in accounts} == {CURRENT, CARD}
+    assert all("Account" not in a and "Servicer" not in a for a in accounts)
+    assert {"AccountId", "Currency", "AccountSubType", "Nickname"} <= set(accounts[0])
+    assert body["Links"]["Self"] == gateway.base + ACCOUNTS  # never the bank's own URL
+    one = _ok(tpp.get(f"{ACCOUNTS}/{CARD}", token), "OBReadAccount6")
+    assert [a["AccountId"] for a in one["Data"]["Account"]] == [CARD]
+
+
+@pytest.mark.parametrize("read_pan", [False, True])
+def test_detail_accounts_show_identification_with_the_pan_masked_unless_read_pan(gateway, tpp, read_pan):
+    permissions = ["ReadAccountsDetail"] + (["ReadPAN"] if read_pan else [])
+    token = tpp.consent_token(permissions, accounts=[CURRENT, CARD])
+    accounts = {a["AccountId"]: a for a in _ok(tpp.get(ACCOUNTS, token), "OBReadAccount6")["Data"]["Account"]}
+    [current] = accounts[CURRENT]["Account"]
+    [card] = accounts[CARD]["Account"]
+    assert current["SchemeName"] == "UK.OBIE.SortCodeAccountNumber" and current["Identification"].isdigit()
+    assert accounts[CARD]["Servicer"]["SchemeName"] == "UK.OBIE.BICFI"
+    assert card["SchemeName"] == "UK.OBIE.PAN"
+    if read_pan:
+        assert card["Identification"].isdigit() and len(card["Identification"]) == 16
+    else:
+        assert card["Identification"][:12] == "*" * 12 and card["Identification"][12:].isdigit()
+
+
+@pytest.mark.parametrize("permissions, direction, detail", [
+    (["ReadAccountsBasic", "ReadTransactionsBasic", "ReadTransactionsCredits"], {"Credit"}, False),
+    (["ReadAccountsBasic", "ReadTransactionsBasic", "ReadTransactionsDebits"], {"Debit"}, False),
+    (["ReadAccountsBasic", "ReadTransactionsDetail", "ReadTransactionsCredits", "ReadTransactionsDebits"],
+     {"Credit", "Debit"}, True),
+])
+def test_transactions_show_the_granted_directions_and_detail(gateway, tpp, permissions, direction, detail):
+    token = tpp.consent_token(permissions, accounts=[CURRENT])
+    records = _ok(tpp.get(f"{ACCOUNTS}/{CURRENT}/transactions", token), "OBReadTransaction6")["Data"]["Transaction"]
+    assert len(records) > 10
+    assert {r["CreditDebitIndicator"] for r in records} == direction
+    detail_fields = {"TransactionInformation", "Balance", "MerchantDetails", "CreditorAccount", "DebtorAccount"}
+    present = set().union(*(r.keys() for r in records))
+    assert bool(present & detail_fields) == detail
+    assert {"TransactionId", "BookingDateTime", "Amount", "Status"} <= present
+
+
+def test_the_consents_transaction_window_bounds_what_leaves(gateway, tpp):
+    now = datetime.now(timezone.utc)
+    since, until = now - timedelta(days=60), now - timedelta(days=20)
+    token = tpp.consent_token(["ReadAccountsBasic", "ReadTransactionsBasic", "ReadTransactionsCredits",
+                               "ReadTransactionsDebits"], accounts=[CURRENT], TransactionFromDateTime=_iso(since),
+                              TransactionToDateTime=_iso(until))
+
+    def booked(**params) -> list[datetime]:
+        body = _ok(tpp.get(f"{ACCOUNTS}/{CURRENT}/transactions", token, params=params), "OBReadTransaction6")
+        return [datetime.fromisoformat(r["BookingDateTime"]) for r in body["Data"]["Transaction"]]
+
+    inside = booked()
+    assert inside and all(since - timedelta(seconds=1) <= t <= until for t in inside)
+    # Asking for more than the consent allows gets no more; asking for less gets less.
+    assert sorted(booked(fromBookingDateTime=_iso(now - timedelta(days=180)), toBookingDateTime=_iso(now))) == \
+        sorted(inside)
+    narrower = booked(fromBookingDateTime=_iso(now - timedelta(days=40)))
+    assert narrower and all(t >= now - timedelta(days=40, seconds=1) for t in narrower) and len(narrower) < len(inside)
+
+
+def test_an_unselected_or_another_customers_account_is_refused(gateway, tpp):
+    token = tpp.consent_token(["ReadAccountsBasic", "ReadBalances"], accounts=[CURRENT])
+    for account in (SAVINGS, "acc-bob-current"):
+        _refused(tpp.get(f"{ACCOUNTS}/{account}", token), 403, "UK.OBIE.Resource.NotFound")
+        _refused(tpp.get(f"{ACCOUNTS}/{account}/balances", token), 403, "UK.OBIE.Resource.NotFound")
+    balances = _ok(tpp.get(f"{ACCOUNTS}/{CURRENT}/balances", token), "OBReadBalance1")["Data"]["Balance"]
+    assert {b["AccountId"] for b in balances} == {CURRENT}
+
+
+def test_a_call_needing_a_permission_the_consent_lacks_is_refused(gateway, tpp):
+    token = tpp.consent_token(["ReadAccountsBasic"], accounts=[CURRENT])
+    body = _refused(tpp.get(f"{ACCOUNTS}/{CURRENT}/balances", token), 403, "UK.OBIE.Resource.InvalidConsentStatus")
+    records = [r for r in gateway.audit("--client", "tpp-demo") if r["interaction_id"] == body["Id"]]
+    assert records[0]["reason"] == "consent.permission_missing"
+
+
+def test_the_fifth_unattended_call_in_a_day_is_refused_while_customer_present_calls_go_on(gateway, tpp):
+    token = tpp.consent_token(["ReadAccountsBasic"], accounts=[CURRENT])
+    assert [tpp.get(ACCOUNTS, token, unattended=True).status_code for _ in range(4)] == [200] * 4
+    refused = tpp.get(ACCOUNTS, token, unattended=True)
+    _refused(refused, 429, "OBGW.Rules.UnattendedAccessLimit")
+    assert 86_000 < int(refused.headers["retry-after"]) <= 86_400
+    assert tpp.get(ACCOUNTS, token).status_code == 200                       # the customer is present
+    assert tpp.get(ACCOUNTS, token, unattended=True).status_code == 429      # ... and changed nothing
+
+
+def test_a_consent_expires_to_the_second(gateway, tpp):
+    expires = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=4)
+    token = tpp.consent_token(["ReadAccountsBasic"], accounts=[CURRENT], ExpirationDateTime=_iso(expires))
+    while datetime.now(timezone.utc) < expires - timedelta(seconds=0.5):
+        assert tpp.get(ACCOUNTS, token).status_code == 200
+        time.sleep(0.2)
+    time.sleep(max(0.0, (expires - datetime.now(timezone.utc)).total_seconds()) + 0.05)
+    body = _refused(tpp.get(ACCOUNTS, token), 403, "UK.OBIE.Resource.InvalidConsentStatus")
+    [record] = [r for r in gateway.audit("--client", "tpp-demo") if r["interaction_id"] == body["Id"]]
+    assert record["reason"] == "consent.expired"

@@ -1,0 +1,50 @@
+"""assert_conforms(body, "OBReadAccount6"): a body validates against the vendored UK OB v3.1.11 OpenAPI schemas.
+
+The OpenAPI 3.0 documents are registered whole so `#/components/schemas/...` references resolve; their schemas
+use no `nullable`, so JSON Schema draft 4 reads them as written. Draft 4 does not check `format`, so date-times are
+checked here: ISO 8601 with a zone.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from datetime import datetime
+from pathlib import Path
+
+from jsonschema import Draft4Validator
+from referencing import Registry
+from referencing.jsonschema import DRAFT4
+
+SPECS = Path(__file__).resolve().parents[2] / "gateway" / "specs" / "ob-uk" / "v3.1.11"
+SPEC_FILES = {"aisp": "account-info-openapi.json", "pisp": "payment-initiation-openapi.json"}
+
+
+@functools.cache
+def _registry() -> Registry:
+    registry: Registry = Registry()
+    for api, name in SPEC_FILES.items():
+        document = json.loads((SPECS / name).read_text())
+        registry = registry.with_resource(f"urn:ob:{api}", DRAFT4.create_resource(document))
+    return registry
+
+
+@functools.cache
+def _validator(api: str, schema: str) -> Draft4Validator:
+    return Draft4Validator({"$ref": f"urn:ob:{api}#/components/schemas/{schema}"}, registry=_registry())
+
+
+def assert_conforms(body: object, schema: str, api: str = "aisp") -> None:
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _validator(api, schema).iter_errors(body)]
+    assert not errors, "\n".join(errors[:10])
+    _check_datetimes(body)
+
+
+def _check_datetimes(node: object) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key.endswith("DateTime") or key == "OpeningDate":
+                assert datetime.fromisoformat(value).tzinfo is not None, (key, value)
+            _check_datetimes(value)
+    elif isinstance(node, list):
+        for item in node:
+            _check_datetimes(item)
