@@ -101,23 +101,30 @@ class NotificationOutbox:
         return [_entry(entry_id, fields, 1) for rows in streams for entry_id, fields in (rows or ())
                 if fields is not None]
 
-    async def claim_due(self, backoff_ms: Callable[[int], int], lease_ms: int, count: int = 64) -> list[Entry]:
-        """Pending entries whose wait is over, now held by this consumer.
+    async def claim_due(self, backoff_ms: Callable[[int], int], lease_ms: int, limit: int,
+                        scan: int = 256) -> list[Entry]:
+        """Up to `limit` pending entries whose wait is over, now held by this consumer.
 
         `backoff_ms(n)` is how long a parked entry waits after its n-th attempt failed; an entry a worker holds
-        waits `lease_ms`. One call scans up to `count` pending entries; the next call continues after them, so a
-        long list of entries still waiting does not hide the due ones behind it.
+        waits `lease_ms`. One call scans up to `scan` pending entries; the next call continues after the last
+        one it looked at, so a long list of entries still waiting does not hide the due ones behind it.
         """
         floor = min(backoff_ms(1), lease_ms)
         rows = await self._redis.xpending_range(NOTIFY_OUTBOX, NOTIFY_GROUP, min=self._cursor, max="+",
-                                                count=count, idle=max(int(floor), 0))
-        self._cursor = "(" + _text(rows[-1]["message_id"]) if len(rows) == count else "-"
+                                                count=scan, idle=max(int(floor), 0))
         due: list[tuple[str, int, int]] = []
+        last = None
         for row in rows:
+            if len(due) == limit:
+                break
+            last = row
             attempts = int(row["times_delivered"])
             wait = backoff_ms(attempts) if _text(row["consumer"]) == NOTIFY_PARKED else lease_ms
             if int(row["time_since_delivered"]) >= wait:
                 due.append((_text(row["message_id"]), max(int(wait), 0), attempts))
+        # Continue after the last row looked at, or from the start once the scan reached the end of the list.
+        self._cursor = "(" + _text(last["message_id"]) if last is not None and (
+            len(rows) == scan or last is not rows[-1]) else "-"
         if not due:
             return []
         pipe = self._redis.pipeline(transaction=False)

@@ -155,3 +155,31 @@ def test_a_consent_expires_to_the_second(gateway, tpp):
     body = _refused(tpp.get(ACCOUNTS, token), 403, "UK.OBIE.Resource.InvalidConsentStatus")
     [record] = [r for r in gateway.audit("--client", "tpp-demo") if r["interaction_id"] == body["Id"]]
     assert record["reason"] == "consent.expired"
+
+
+@pytest.fixture(scope="module")
+def hurried(tmp_path_factory, pki, bank):
+    """A gateway whose new consents lapse after 2 s unless authorised."""
+    root = tmp_path_factory.mktemp("gw")
+    gw = Gateway(gateway_env(root / "var", pki, ROOT / "policies", OBGW_SERVICE_ACCOUNTS_URL=bank[0],
+                             OBGW_SERVICE_PAYMENTS_URL=bank[1], OBGW_CONSENT_AUTHORISE_SECONDS="2"), workers=1)
+    gw.register_tpps(pki)
+    yield gw
+    assert gw.stop() == 0
+
+
+def test_a_consent_never_authorised_lapses_into_rejected(hurried, pki):
+    tpp = Tpp(hurried.base, pki, "tpp-demo")
+    consent = tpp.create_consent(["ReadAccountsBasic"])
+    token = tpp.client_credentials()
+    path = f"/open-banking/v3.1/aisp/account-access-consents/{consent['ConsentId']}"
+    fresh = tpp.get(path, token).json()
+    assert_conforms(fresh, "OBReadConsentResponse1")
+    assert fresh["Data"]["Status"] == "AwaitingAuthorisation"
+    time.sleep(2.2)
+    lapsed = tpp.get(path, token).json()
+    assert_conforms(lapsed, "OBReadConsentResponse1")
+    assert lapsed["Data"]["Status"] == "Rejected"
+    response, _ = tpp.push(consent["ConsentId"])
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    tpp.close()

@@ -23,6 +23,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc.jwk import ECKey
 
 from support.forms import only_form
+from support.openapi import assert_conforms
 from support.gateway import client_context
 
 ACCOUNTS = "/open-banking/v3.1/aisp/accounts"
@@ -76,6 +77,7 @@ class Tpp:
         response = self.http.post(self.base + CONSENTS, json=body,
                                   headers={"Authorization": f"Bearer {token['access_token']}"})
         assert response.status_code == 201, response.text
+        assert_conforms(response.json(), "OBReadConsentResponse1")
         return response.json()["Data"]
 
     def post_form(self, endpoint: str, data: dict):
