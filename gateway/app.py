@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import Mount, Route, Router
 
 from gateway.admin import metrics
@@ -25,6 +26,7 @@ from gateway.bank import Bank
 from gateway.children import die_with_parent
 from gateway.consents.api import BASE as ACCOUNT_ACCESS_CONSENTS
 from gateway.consents.api import AccountAccessConsents
+from gateway.consents.notify import Notifier, outbox_notifier, signer
 from gateway.errors import Refusal
 from gateway.oauth.routes import oauth_routes
 from gateway.oauth.server import build_authorization_server
@@ -62,7 +64,14 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     admission = AdmissionStore(redis)
     keys = KeyCache(admission, overlap=server.keys.overlap)
     resources = Pipeline(resource_stages(policy, forward, server.verifier, keys, admission, server.issuer))
-    notify = _notifier_placeholder
+    notify = outbox_notifier(sync_redis)
+
+    async def notification_url_of(client_id: str) -> str | None:
+        document = await run_in_threadpool(server.clients.get, client_id)
+        return document.get("notification_url") if document else None
+
+    notifier = Notifier(redis, notification_url_of, signer(server.keys.ring), chain.append, issuer=server.issuer,
+                        api_base=server.issuer)
     consent_api = Pipeline(consent_api_stages("accounts", server.verifier, keys, admission,
                                               AccountAccessConsents(server.consents, server.issuer,
                                                                     settings.consent_authorise_seconds, notify)))
@@ -73,11 +82,13 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     async def lifespan(app):
         await forward.start()
         await bank.start()
+        await notifier.start()
         anchoring = asyncio.create_task(_checkpoint_every(chain, settings.audit_checkpoint_seconds))
         try:
             yield
         finally:
             anchoring.cancel()
+            await notifier.close()
             await chain.close()
             await bank.close()
             await forward.close()
@@ -108,10 +119,6 @@ async def _checkpoint_every(chain: AuditChain, seconds: int) -> None:
             await chain.checkpoint()
         except OSError:
             log.exception("could not write the audit checkpoint")
-
-
-def _notifier_placeholder(consent) -> None:
-    """Replaced by the notification outbox (in progress)."""
 
 
 SUPERVISOR_PID = "OBGW_SUPERVISOR_PID"

@@ -87,6 +87,8 @@ OAUTH_ERRORS = (
 )
 # The customer pages' own refusals (shown as pages, audited like every refusal).
 WEB_REASONS = ("web.login_failed", "web.session_missing", "web.csrf_invalid")
+# Each attempt to notify a TPP of a revoked consent is audited under a `notify.*` reason, catalogued with the
+# decision it stands for in `consents.notify.REASONS` (they are outcomes of a delivery, not refusals of a call).
 
 
 def oauth_reason(error: str) -> str:

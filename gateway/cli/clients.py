@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.cli import CliError
 from gateway.cli._settings import with_redis
+from gateway.consents.notify import notification_url_allowed
 from gateway.oauth.models import AUTH_METHODS, ROLES, Client
 from gateway.pipeline.identity import thumbprint
 from gateway.pki import public_jwk
@@ -35,6 +36,8 @@ def register(subparsers) -> None:
     a.add_argument("--auth-method", action="append", choices=AUTH_METHODS,
                    help="tls_client_auth and/or private_key_jwt (default: both when a JWKS is given)")
     a.add_argument("--name", help="the name customers see on the consent page (default CLIENT_ID)")
+    a.add_argument("--notification-url", help="the TPP's event-notification endpoint (https; http only to loopback): "
+                                              "it is told when a consent is revoked")
     a.add_argument("--replace", action="store_true", help="replace an existing registration")
     a.set_defaults(func=add)
 
@@ -75,7 +78,7 @@ def _jwks(path: Path) -> dict:
 
 
 def build_client(client_id: str, *, cert: Path, redirect_uris: list[str], jwks: dict | None, roles: list[str],
-                 auth_methods: list[str] | None, name: str | None) -> Client:
+                 auth_methods: list[str] | None, name: str | None, notification_url: str | None = None) -> Client:
     """A registration from files, as `clients add` and `obgw demo` make it."""
     try:
         certificate = x509.load_pem_x509_certificate(cert.read_bytes())
@@ -88,11 +91,13 @@ def build_client(client_id: str, *, cert: Path, redirect_uris: list[str], jwks: 
     methods = auth_methods or (list(AUTH_METHODS) if jwks else ["tls_client_auth"])
     if "private_key_jwt" in methods and not (jwks and jwks["keys"]):
         raise CliError("private_key_jwt needs --jwks (or --from-json)")
+    if notification_url is not None and not notification_url_allowed(notification_url):
+        raise CliError(f"--notification-url {notification_url!r}: must be https (http only to 127.0.0.1/localhost)")
     return Client(
         client_id=client_id, client_name=name or client_id, roles=tuple(roles), redirect_uris=tuple(redirect_uris),
         auth_methods=tuple(methods), cert_thumbprint=thumbprint(certificate.public_bytes(Encoding.DER)),
         subject_dn=certificate.subject.rfc4514_string(), issuer_dn=certificate.issuer.rfc4514_string(),
-        jwks=jwks or {"keys": []}, created_at=int(time.time()), origin="cli")
+        jwks=jwks or {"keys": []}, created_at=int(time.time()), origin="cli", notification_url=notification_url)
 
 
 def from_registration_file(path: Path) -> tuple[Path, list[str], dict]:
@@ -113,7 +118,8 @@ def client_from_args(args) -> Client:
     if cert is None:
         raise CliError("give --cert (or --from-json)")
     return build_client(args.client_id, cert=cert, redirect_uris=redirect_uris, jwks=jwks,
-                        roles=args.role or ["AISP", "PISP"], auth_methods=args.auth_method, name=args.name)
+                        roles=args.role or ["AISP", "PISP"], auth_methods=args.auth_method, name=args.name,
+                        notification_url=args.notification_url)
 
 
 def add(args) -> int:

@@ -23,8 +23,10 @@ Where obgw departs from the OB text, on purpose:
 - OB "Event Notification Retry Policy": exponential backoff and a maximum number of attempts, both arguments of
   `Notifier`.
 
-The claims are made once, when the revocation is enqueued, so every attempt and every worker sends the same `jti`
-(RFC 8417 §2.2), which lets the TPP drop the duplicate an at-least-once outbox can produce.
+The outbox holds facts only (ids, kind, the event's time, and the `jti`, `txn` and `iat` fixed when it is
+enqueued), so the enqueuing side needs nothing but Redis (the CLI has no issuer), and no URL or token sits in Redis.
+The worker builds the claims from them with its issuer and public origin: every attempt, on every worker, sends the
+same claims, so the TPP can drop by `jti` (RFC 8417 §2.2) the duplicate an at-least-once outbox can produce.
 """
 from __future__ import annotations
 
@@ -50,8 +52,8 @@ from gateway.store.notifications import Entry, NotificationOutbox
 if TYPE_CHECKING:
     from gateway.oauth.keys import KeyRing, SigningKey
 
-__all__ = ["CONSENT_REVOKED", "REASONS", "Notifier", "RevocationOutbox", "notification_url_allowed",
-           "revocation_event", "sign_set", "signer"]
+__all__ = ["CONSENT_REVOKED", "REASONS", "Notifier", "claims_of", "notification_url_allowed", "outbox_notifier",
+           "revocation_entry", "revocation_event", "sign_set", "signer"]
 
 log = logging.getLogger("obgw.notify")
 
@@ -86,17 +88,17 @@ RETRY_STATUSES = frozenset({0, 408, 425, 429})  # 0: no answer (timeout, connect
 
 def revocation_event(client_id: str, consent_id: str, issuer: str, self_url: str, *,
                      resource_type: str = "account-access-consent", occurred_at: datetime | None = None,
-                     txn: str | None = None) -> dict:
+                     txn: str | None = None, jti: str | None = None, iat: int | None = None) -> dict:
     """The SET claims (RFC 8417 §2.2, UK OB OBEventNotification2) telling `client_id` its consent was revoked.
 
     `self_url` is the consent's URL at this gateway; `txn` correlates SETs of one transaction (the revoking
-    call's interaction id is a good one), a new uuid by default.
+    call's interaction id is a good one). `jti`, `txn` and `iat` default to two new uuids and now.
     """
     occurred = occurred_at or datetime.now(timezone.utc)
     return {
         "iss": issuer,
-        "iat": int(time.time()),
-        "jti": str(uuid.uuid4()),
+        "iat": int(time.time()) if iat is None else iat,
+        "jti": jti or str(uuid.uuid4()),
         "aud": client_id,
         "sub": self_url,
         "txn": txn or str(uuid.uuid4()),
@@ -126,27 +128,39 @@ def signer(ring_of: Callable[[], KeyRing]) -> Callable[[dict], str]:
     return sign
 
 
-class RevocationOutbox:
-    """The `notify(consent)` that `consents.lifecycle.revoke` calls: enqueue the SET in the durable outbox.
+def revocation_entry(consent: Consent, *, txn: str | None = None) -> dict:
+    """The outbox event of a revoked consent: the facts its SET is built from (see the module docstring)."""
+    occurred = _parse_time(consent.status_updated) or datetime.now(timezone.utc)
+    return {
+        "type": CONSENT_REVOKED, "client_id": consent.client_id, "consent_id": consent.consent_id,
+        "kind": str(consent.kind), "occurred_at": occurred.isoformat(timespec="milliseconds"),
+        "jti": str(uuid.uuid4()), "txn": txn or str(uuid.uuid4()), "iat": int(time.time()),
+    }
 
-    Sync (it runs where revoke runs: `run_in_threadpool`, Authlib's threads, the CLI). `api_base` is the resource
-    server's public origin, e.g. https://obgw.example:8443; `issuer` the authorization server's issuer.
+
+def outbox_notifier(redis_sync) -> Callable[[Consent], str]:
+    """The `notify(consent)` that `consents.lifecycle.revoke` calls: put the revocation in the durable outbox.
+
+    Sync: it runs where revoke runs (`run_in_threadpool`, Authlib's threads, the CLI). Returns the stream id.
     """
+    def notify(consent: Consent, *, txn: str | None = None) -> str:
+        return notifications.enqueue(redis_sync, revocation_entry(consent, txn=txn))
+    return notify
 
-    def __init__(self, redis_sync, issuer: str, api_base: str) -> None:
-        self._redis, self._issuer, self._api_base = redis_sync, issuer, api_base.rstrip("/")
 
-    def __call__(self, consent: Consent, *, txn: str | None = None) -> str:
-        resource_type, path = RESOURCES[consent.kind]
-        occurred = _parse_time(consent.status_updated)
-        claims = revocation_event(consent.client_id, consent.consent_id, self._issuer,
-                                  f"{self._api_base}{path}/{consent.consent_id}", resource_type=resource_type,
-                                  occurred_at=occurred, txn=txn)
-        return notifications.enqueue(self._redis, {
-            "type": CONSENT_REVOKED, "client_id": consent.client_id, "consent_id": consent.consent_id,
-            "occurred_at": (occurred or datetime.now(timezone.utc)).isoformat(timespec="milliseconds"),
-            "claims": claims,
-        })
+def claims_of(event: dict, issuer: str, api_base: str) -> dict | None:
+    """The SET claims of an outbox event, or None if it is not one this gateway wrote."""
+    try:
+        resource_type, path = RESOURCES[Kind(event["kind"])]
+        client_id, consent_id, jti, txn = (event[k] for k in ("client_id", "consent_id", "jti", "txn"))
+        occurred, iat = datetime.fromisoformat(event["occurred_at"]), int(event["iat"])
+    except (KeyError, ValueError, TypeError):
+        return None
+    if event.get("type") != CONSENT_REVOKED or not all(
+            isinstance(v, str) and v for v in (client_id, consent_id, jti, txn)):
+        return None
+    return revocation_event(client_id, consent_id, issuer, f"{api_base.rstrip('/')}{path}/{consent_id}",
+                            resource_type=resource_type, occurred_at=occurred, txn=txn, jti=jti, iat=iat)
 
 
 def notification_url_allowed(url: str) -> bool:
@@ -168,6 +182,8 @@ def notification_url_allowed(url: str) -> bool:
 class Notifier:
     """One per worker process: delivers the outbox's events to the TPPs, retrying with backoff, auditing each try.
 
+    - `issuer`: the `iss` of the SETs (the authorization server's issuer); `api_base`: the resource server's
+      public origin, e.g. https://obgw.example:8443, the start of the consent's URL (`sub`, `rlk`).
     - `notification_url_of(client_id)` (async): the TPP's registered URL, or None if it has none.
     - `sign(claims)` (sync, run in a thread): the compact JWS; see `signer`.
     - `record(AuditRecord)` (async): the audit sink, `AuditChain.append`.
@@ -176,14 +192,16 @@ class Notifier:
     fails, the entry stays held and is picked up again after the lease (delivered again, same `jti`).
     `backoff_seconds[n - 1]` is the wait after the n-th failed attempt (the last value repeats); an entry is
     given up after `max_attempts` attempts. `lease_s` (default `timeout_s` + 10) is how long an entry held by a
-    worker is left alone before another worker takes it over: it must exceed an attempt.
+    worker is left alone before another worker takes it over: it must exceed an attempt. `poll_s` is the
+    longest wait for new entries (one XREADGROUP BLOCK): keep it below the Redis client's socket timeout.
     """
 
     def __init__(self, outbox_redis, notification_url_of: Callable[[str], Awaitable[str | None]],
                  sign: Callable[[dict], str], record: Callable[[AuditRecord], Awaitable[None]], *,
-                 max_attempts: int = 5, backoff_seconds: Sequence[float] = (5, 30, 120, 600),
-                 timeout_s: float = 5.0, lease_s: float | None = None, poll_s: float = 1.0, batch: int = 16,
-                 consumer: str | None = None, ssl: _ssl.SSLContext | None = None) -> None:
+                 issuer: str, api_base: str, max_attempts: int = 5,
+                 backoff_seconds: Sequence[float] = (5, 30, 120, 600), timeout_s: float = 5.0,
+                 lease_s: float | None = None, poll_s: float = 1.0, batch: int = 16, consumer: str | None = None,
+                 ssl: _ssl.SSLContext | None = None) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
         if not backoff_seconds or min(backoff_seconds) < 0:
@@ -195,6 +213,7 @@ class Notifier:
             raise ValueError(f"lease_s must be > 0, not {lease_s}")
         self._outbox = NotificationOutbox(outbox_redis, consumer)
         self._url_of, self._sign, self._record = notification_url_of, sign, record
+        self._issuer, self._api_base = issuer, api_base
         self.max_attempts = max_attempts
         self._backoff_ms = tuple(int(b * 1000) for b in backoff_seconds)
         self._timeout_s, self._lease_ms, self._poll_ms, self._batch = timeout_s, int(lease_s * 1000), \
@@ -254,8 +273,10 @@ class Notifier:
                                                                None if entries else self._poll_ms)
                     finally:
                         self._waiting = False
-                if entries:
-                    await asyncio.gather(*(self._handle(entry) for entry in entries))
+                for outcome in await asyncio.gather(*(self._handle(entry) for entry in entries),
+                                                    return_exceptions=True):
+                    if isinstance(outcome, Exception):  # a bug: the entry stays held, retried after the lease
+                        log.error("notifier: attempt failed unexpectedly", exc_info=outcome)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis unreachable, or the stream was deleted (NOGROUP): wait, start over
@@ -296,16 +317,14 @@ class Notifier:
 
     async def _attempt(self, entry: Entry, interaction_id: str) -> tuple[int, str]:
         """(HTTP status or 0, reason) of one attempt."""
-        event = entry.event
-        claims = event.get("claims") if event else None
-        client_id = event.get("client_id") if event else None
-        if not isinstance(claims, dict) or not isinstance(client_id, str) or claims.get("aud") != client_id:
+        claims = claims_of(entry.event, self._issuer, self._api_base) if entry.event else None
+        if claims is None:
             log.warning("notifier: dropping outbox entry %s: not a notification event", entry.entry_id)
             return 0, "notify.malformed"
         if entry.attempt > self.max_attempts:  # its last attempt was cut short (a worker died during it)
             return 0, "notify.failed"
         try:
-            url = await self._url_of(client_id)
+            url = await self._url_of(claims["aud"])
             if not url:
                 return 0, "notify.no_url"
             if not notification_url_allowed(url):

@@ -36,6 +36,7 @@ class Client(ClientMixin):
     software_id: str | None = None
     created_at: int = 0
     origin: str = "cli"                  # "cli" (obgw clients add) or "dcr" (RFC 7591)
+    notification_url: str | None = None  # where the TPP takes event notifications (a revoked consent)
 
     @classmethod
     def from_document(cls, document: Mapping) -> Client:
@@ -45,7 +46,8 @@ class Client(ClientMixin):
             cert_thumbprint=document.get("cert_thumbprint"), subject_dn=document.get("subject_dn"),
             issuer_dn=document.get("issuer_dn"), jwks=document.get("jwks") or {"keys": []},
             status=document.get("status", "active"), software_id=document.get("software_id"),
-            created_at=document.get("created_at", 0), origin=document.get("origin", "cli"))
+            created_at=document.get("created_at", 0), origin=document.get("origin", "cli"),
+            notification_url=document.get("notification_url"))
 
     def to_document(self) -> dict:
         return {
@@ -53,7 +55,7 @@ class Client(ClientMixin):
             "redirect_uris": list(self.redirect_uris), "auth_methods": list(self.auth_methods),
             "cert_thumbprint": self.cert_thumbprint, "subject_dn": self.subject_dn, "issuer_dn": self.issuer_dn,
             "jwks": dict(self.jwks), "status": self.status, "software_id": self.software_id,
-            "created_at": self.created_at, "origin": self.origin,
+            "created_at": self.created_at, "origin": self.origin, "notification_url": self.notification_url,
         }
 
     @property

@@ -87,3 +87,9 @@ def unattended_calls(client_id: str, consent_id: str) -> str:
 def consent_accesses(consent_id: str) -> str:
     """The consent's latest accesses (newest first, capped), written with the audit records in one script."""
     return f"obgw:{{audit}}:consent-accesses:{consent_id}"
+
+
+# Notifications to TPPs (revoked consents): a durable outbox stream read by every worker through one consumer group.
+NOTIFY_OUTBOX = "obgw:{notify}:outbox"
+NOTIFY_GROUP = "notifiers"
+NOTIFY_PARKED = "parked"  # the pseudo-consumer holding entries that wait for their next attempt

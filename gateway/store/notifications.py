@@ -1,6 +1,6 @@
 """NotificationOutbox: the durable queue of events a TPP must be told about, on one Redis Stream and one group.
 
-Callers: `consents.notify.RevocationOutbox` (`enqueue`, sync: the CLI, Authlib's threads, `run_in_threadpool`),
+Callers: `consents.notify.outbox_notifier` (`enqueue`, sync: the CLI, Authlib's threads, `run_in_threadpool`),
 `consents.notify.Notifier` (everything else, async: one per worker process).
 
 How an entry travels (Redis Streams, consumer group `notifiers`):
@@ -36,12 +36,10 @@ from dataclasses import dataclass
 
 import orjson
 
+from gateway.store.keys import NOTIFY_GROUP, NOTIFY_OUTBOX, NOTIFY_PARKED
 from gateway.store.redis import ResponseError
 
-# Key names (to move into keys.py): one hash tag, so the stream and its group stay on one Cluster slot.
-NOTIFY_OUTBOX = "obgw:{notify}:outbox"
-NOTIFY_GROUP = "notifiers"
-NOTIFY_PARKED = "parked"          # the pseudo-consumer holding entries that wait for their next attempt
+__all__ = ["NOTIFY_GROUP", "NOTIFY_OUTBOX", "NOTIFY_PARKED", "NotificationOutbox", "enqueue"]
 NOTIFY_MAXLEN = 100_000           # approximate (MAXLEN ~): trimming whole macro-nodes is O(1) amortised
 
 FIELD = b"event"                  # the one stream field: the event as JSON
@@ -51,8 +49,9 @@ REQUIRED = ("client_id", "consent_id", "type", "occurred_at")
 def enqueue(redis_sync, event: dict) -> str:
     """Add one event (JSON) to the outbox; returns its stream id. Sync: callers are threads and the CLI.
 
-    `event` carries at least client_id, consent_id, type and occurred_at (ISO 8601); anything else the
-    notifier needs (the SET claims) rides along. ValueError, before anything is written, if one is missing.
+    `event` carries at least client_id, consent_id, type and occurred_at (ISO 8601); what else the notifier
+    needs rides along (ids only: see `consents.notify.revocation_entry`). ValueError, before anything is
+    written, if one is missing.
     """
     missing = [name for name in REQUIRED if not event.get(name)]
     if missing:
@@ -113,18 +112,18 @@ class NotificationOutbox:
         rows = await self._redis.xpending_range(NOTIFY_OUTBOX, NOTIFY_GROUP, min=self._cursor, max="+",
                                                 count=scan, idle=max(int(floor), 0))
         due: list[tuple[str, int, int]] = []
-        last = None
+        looked = 0
         for row in rows:
             if len(due) == limit:
                 break
-            last = row
+            looked += 1
             attempts = int(row["times_delivered"])
             wait = backoff_ms(attempts) if _text(row["consumer"]) == NOTIFY_PARKED else lease_ms
             if int(row["time_since_delivered"]) >= wait:
                 due.append((_text(row["message_id"]), max(int(wait), 0), attempts))
-        # Continue after the last row looked at, or from the start once the scan reached the end of the list.
-        self._cursor = "(" + _text(last["message_id"]) if last is not None and (
-            len(rows) == scan or last is not rows[-1]) else "-"
+        # The next scan goes on after the last row looked at, or starts over once this one reached the end.
+        more = looked < len(rows) or len(rows) == scan
+        self._cursor = "(" + _text(rows[looked - 1]["message_id"]) if more and looked else "-"
         if not due:
             return []
         pipe = self._redis.pipeline(transaction=False)

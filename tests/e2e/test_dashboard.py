@@ -2,12 +2,16 @@
 on every worker: the dashboard, the TPP's DELETE and `obgw consents revoke` (CONTRACT §5, §6)."""
 from __future__ import annotations
 
+import time
+
 import httpx
+import jwt
 import pytest
 
 from support.forms import forms, only_form
 from support.gateway import Gateway, gateway_env
 from support.processes import ROOT
+from support.receiver import receiver_in_thread
 from support.tpp import ACCOUNTS, CONSENTS, CUSTOMER_PRESENT, Browser, Tpp
 
 pytestmark = pytest.mark.e2e
@@ -133,3 +137,38 @@ def test_the_tpps_delete_stops_the_very_next_call_on_every_worker(gateway, tpp):
                               headers={"Authorization": f"Bearer {cc['access_token']}"})
     assert deleted.status_code == 204
     _stopped_on_every_worker(gateway, tpp, token)
+
+
+def test_obgw_consents_revoke_stops_the_next_call_and_the_tpp_is_told_with_a_signed_event(gateway, tpp, pki):
+    with receiver_in_thread() as receiver:
+        done = gateway.cli("clients", "add", "tpp-demo", "--from-json", str(pki / "tpp-demo.json"),
+                           "--notification-url", receiver.url, "--replace")
+        assert done.returncode == 0, done.stderr
+        token = tpp.consent_token(["ReadAccountsBasic"], accounts=["acc-alice-current"])
+        listed = gateway.cli("consents", "list", "--client", "tpp-demo")
+        assert any(line.startswith(token["consent_id"] + "\t") and "\tAuthorised\t" in line
+                   for line in listed.stdout.splitlines()), listed.stdout
+        revoked = gateway.cli("consents", "revoke", token["consent_id"])
+        assert revoked.returncode == 0, revoked.stderr
+        _stopped_on_every_worker(gateway, tpp, token)
+        deadline = time.monotonic() + 10
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.1)
+    gateway.register_tpps(pki)  # back to the demo registration (no notification URL)
+    [event] = receiver.requests
+    assert event.headers["content-type"] == "application/secevent+jwt"
+    keys = jwt.PyJWKClient(tpp.metadata["jwks_uri"], ssl_context=tpp.context)
+    header = jwt.get_unverified_header(event.body)
+    assert header["typ"] == "secevent+jwt"
+    claims = jwt.decode(event.body, keys.get_signing_key_from_jwt(event.body).key, algorithms=["ES256"],
+                        audience="tpp-demo", issuer=tpp.issuer)
+    [(kind, detail)] = claims["events"].items()
+    assert kind == "urn:uk:org:openbanking:events:consent-authorization-revoked"
+    assert detail["subject"]["http://openbanking.org.uk/rid"] == token["consent_id"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        delivered = [r for r in gateway.audit("--consent", token["consent_id"]) if r["reason"] == "notify.delivered"]
+        if delivered:
+            break
+        time.sleep(0.2)
+    assert len(delivered) == 1 and delivered[0]["route"] == "event-notification"
