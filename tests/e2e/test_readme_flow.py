@@ -32,3 +32,5 @@ def test_the_readme_tpp_flow_reads_alices_accounts(tmp_path, pki, bank):
         assert gw.stop() == 0
     assert done.returncode == 0, done.stderr
     assert '"AccountId":"acc-alice-current"' in done.stdout
+    # What the README promises: the one account alice chose, without its identification (ReadAccountsBasic only).
+    assert "acc-alice-savings" not in done.stdout and "Identification" not in done.stdout
