@@ -1,7 +1,6 @@
 """`obgw clients add|list|show|disable|enable`: the TPP registry (the same store the authorization server reads)."""
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path

@@ -58,7 +58,8 @@ def _permissions(text: str) -> tuple[str, ...]:
     codes = [code.strip() for code in text.split(",") if code.strip()]
     unknown = [code for code in codes if code not in permission_codes()]
     if not codes or unknown:
-        raise argparse.ArgumentTypeError(f"not UK Open Banking v3.1.11 permission codes: {', '.join(unknown) or text!r}")
+        named = ", ".join(unknown) or repr(text)
+        raise argparse.ArgumentTypeError(f"not UK Open Banking v3.1.11 permission codes: {named}")
     return tuple(codes)
 
 

@@ -322,11 +322,13 @@ def field_paths_exist_in_the_schema(policy: _Checked) -> Iterator[PolicyProblem]
         for index, rule in enumerate(response.get("fields", ())):
             if rule is INVALID or "path" not in rule:
                 continue
+            # One field, however its list markers are written (a list may be named with or without its []).
+            field = rule["path"].replace("[]", "")
             if (problem := field_path_problem(name, rule["path"])) is not None:
                 yield policy.problem("fields.yaml", (*loc, "fields", index, "path"), problem)
-            elif seen.setdefault(rule["path"], index) != index:
+            elif seen.setdefault(field, index) != index:
                 yield policy.problem("fields.yaml", (*loc, "fields", index, "path"),
-                                     f"{rule['path']!r} has a rule already (fields[{seen[rule['path']]}])")
+                                     f"{rule['path']!r} has a rule already (fields[{seen[field]}])")
         records = response.get("records")
         if records is None:
             continue

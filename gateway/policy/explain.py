@@ -37,7 +37,7 @@ def render_exposure(policy: PolicySet, permissions: Iterable[str]) -> str:
         seen = exposure(route.fields, granted)
         lines += ["", f"{head} ({route.fields.response_type})"]
         lines += [f"  exposes  {path}" for path in seen.exposed]
-        lines += [f"  masks    {path} (last 4 digits; ReadPAN shows it)" for path in seen.masked]
+        lines += [f"  masks    {path} (card numbers: last 4 digits; ReadPAN shows them)" for path in seen.masked]
         lines += [f"  hides    {path}" for path in seen.hidden]
         lines += [f"  records  {note}" for note in seen.records]
         lines.append("  drops    anything else the bank returns")

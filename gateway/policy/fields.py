@@ -52,9 +52,12 @@ def minimise(document: object, fields: FieldSet, grant: Grant) -> dict:
 def _filter_records(document: dict, fields: FieldSet, grant: Grant) -> dict:
     container: object = document
     for name in fields.records:
-        container = container.get(name) if isinstance(container, dict) else None
-    if container is None:
-        return document
+        # Anything but objects on the way down would let the records past their filters: refuse it.
+        if not isinstance(container, dict):
+            raise MinimiseError(f"{'.'.join(fields.records)}: {name} is not inside an object")
+        if name not in container:
+            return document  # no records at all
+        container = container[name]
     if not isinstance(container, list):
         raise MinimiseError(f"{'.'.join(fields.records)} is not a list")
     return _replace_at(document, fields.records, [r for r in container if _record_allowed(r, fields, grant)])
@@ -69,8 +72,11 @@ def _replace_at(document: dict, path: tuple[str, ...], value: object) -> dict:
 def _record_allowed(record: object, fields: FieldSet, grant: Grant) -> bool:
     if not isinstance(record, dict):
         raise MinimiseError("a record is not an object")
+    for field in (fields.account_field, fields.direction[0] if fields.direction else None):
+        if field is not None and record.get(field) is not None and not isinstance(record[field], str):
+            raise MinimiseError(f"a record's {field} is not a string")
     if fields.account_field is not None and record.get(fields.account_field) not in grant.accounts:
-        return False
+        return False  # a record of another account, or of none, is not the customer's to share
     if fields.direction is not None:
         field, permissions = fields.direction
         permission = permissions.get(record.get(field))
@@ -113,9 +119,10 @@ def _apply(value: object, node: FieldNode | None, grant: Grant, *, whole: bool, 
 
 
 def _transform(value: object, rule: FieldRule, grant: Grant, parent: dict) -> object:
-    if rule.mask == "pan" and "ReadPAN" not in grant.permissions and isinstance(value, str):
-        if parent.get("SchemeName", PAN_SCHEME) == PAN_SCHEME:
-            return mask_pan(value)
+    if rule.mask == "pan" and "ReadPAN" not in grant.permissions and parent.get("SchemeName", PAN_SCHEME) == PAN_SCHEME:
+        if not isinstance(value, str):
+            raise MinimiseError("a card number is not a string")  # never let one leave unmasked
+        return mask_pan(value)
     if rule.rewrite == "public_url":
         return grant.public_url
     return value

@@ -286,6 +286,7 @@ PATH_TEMPLATE = rf"/|(?:/{_SEGMENT})+"
 _PATH_RULE = "must start with /; each segment literal or one {Name} parameter"
 _TIMEOUT = Integer(1, 300_000)
 
+_QUERY_PARAMETER = Text("query parameter", "must match [A-Za-z][A-Za-z0-9_]*", r"[A-Za-z][A-Za-z0-9_]*")
 _PERMISSION_CODE = Text("permission", "must be UK Open Banking v3.1.11 permission codes")
 _FORMAT_VERSION = Key("format_version", Version(1), "Version of the policy format; every file states it.",
                       required=True)
@@ -320,7 +321,7 @@ ROUTE = Record("route", (
         "UK Open Banking response schema of the answer, e.g. `OBReadAccount6`."),
     Key("timeout_ms", _TIMEOUT, "Total time allowed for the back-end's answer on this route.",
         default_text="the service's `timeout_ms`"),
-    Key("selected_accounts_param", Text("query parameter", "must match [A-Za-z][A-Za-z0-9_]*", r"[A-Za-z][A-Za-z0-9_]*"),
+    Key("selected_accounts_param", _QUERY_PARAMETER,
         "Query parameter that tells the back-end the consent's selected accounts (list endpoints), so it fetches "
         "no others."),
 ))
@@ -355,9 +356,9 @@ RESPONSE = Record("response", (
     )), "Records are passed only in the directions the consent grants."),
     Key("window", Record("window", (
         Key("field", _RECORD_FIELD, "Record field with the record's date-time.", required=True),
-        Key("from_param", Text("query parameter", "must match [A-Za-z][A-Za-z0-9_]*", r"[A-Za-z][A-Za-z0-9_]*"),
+        Key("from_param", _QUERY_PARAMETER,
             "Query parameter asking the back-end for records from a date-time.", required=True),
-        Key("to_param", Text("query parameter", "must match [A-Za-z][A-Za-z0-9_]*", r"[A-Za-z][A-Za-z0-9_]*"),
+        Key("to_param", _QUERY_PARAMETER,
             "Query parameter asking the back-end for records up to a date-time.", required=True),
     )), "The consent's TransactionFromDateTime..ToDateTime: asked of the back-end, and enforced on what it returns."),
     Key("fields", ListOf(FIELD_RULE, min_items=1), "What may leave: anything no rule allows is dropped.",

@@ -2,8 +2,8 @@
 
 The hash carries the fields the Admit script reads on every call (`client_id`, `status`, `expires_ms`,
 `customer_id`, `grant_id`, `accounts`, `permissions`, `window`), next to the whole record as JSON. A customer's
-consents are indexed by customer (the dashboard), written when the consent is authorised. Callers: `consents.api`, `oauth.par` and
-`web.authorize` (through `oauth.consent_grant`), `cli.consents`.
+consents are indexed by customer (the dashboard), written when the consent is authorised.
+Callers: `consents.api`, `oauth.server` (PAR, tokens), `web.authorize`, `web.dashboard`, `cli.consents`.
 """
 from __future__ import annotations
 
