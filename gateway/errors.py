@@ -35,6 +35,13 @@ REASONS: Mapping[str, Reason] = {
     "backend.unavailable": Reason(502, "UK.OBIE.UnexpectedError", "The bank's service could not be reached."),
     "backend.error": Reason(502, "UK.OBIE.UnexpectedError", "The bank's service failed to answer."),
     "backend.timeout": Reason(504, "UK.OBIE.UnexpectedError", "The bank's service did not answer in time."),
+    "backend.busy": Reason(503, "UK.OBIE.UnexpectedError",
+                           "The bank's service has as many calls in flight as it takes; try again shortly."),
+    "backend.circuit_open": Reason(503, "UK.OBIE.UnexpectedError",
+                                   "The bank's service is failing; calls resume after a pause."),
+    # Per-TPP rate limits (limits.yaml). UK OB defines no ErrorCode for 429 (see consent.unattended_limit).
+    "ratelimit.exceeded": Reason(429, "OBGW.Rules.RateLimitExceeded",
+                                 "Too many calls: the TPP's rate limit is used up; see Retry-After."),
     "request.incomplete": Reason(400, "UK.OBIE.Field.Invalid", "The request body ended before its declared length."),
     "audit.unavailable": Reason(503, "UK.OBIE.UnexpectedError",
                                 "The call could not be recorded in the audit log; try again later."),

@@ -4,15 +4,22 @@ Design (measured in FACTS.md: SHA-256 in Redis Lua costs ~0.24 ms per append and
 each worker process writes its own chain, hashing in Python; the append is one `audit_append.lua` call that adds
 the batch to a shared stream and moves the chain's head only if it is still the head the batch was chained to, so
 two writers can never fork a chain and no worker waits for another. Concurrent requests in one worker share one
-round trip (group commit), and a request's response is released only after its record is in Redis.
+round trip (group commit), and a request's response is released only after its record is durable.
+
+Durable means in Redis or, while Redis cannot be reached, in this worker's spool file (`spool.py`): the batch is
+sealed first, so it continues the chain wherever it is written, and a background task replays the spool into Redis
+in order once Redis answers. Batches after a spooled one are spooled too, so the order (and the chain) is kept.
+A head that moved under us is never spooled: a forked chain fails the append (`AuditChainError`).
 
 Each record carries `chain`, `seq` (1, 2, ...), `prev` (the previous record's hash, GENESIS first) and `hash`
 (SHA-256 of the canonical JSON of every other field). The heads live in Redis; each worker also appends its head to
 `checkpoints.jsonl` outside Redis every few seconds and at exit, so rewriting Redis alone cannot hide a truncation.
+Only a head known to be stored in Redis is checkpointed, so records waiting in a spool never look truncated.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -26,10 +33,15 @@ from pathlib import Path
 import orjson
 
 from gateway.audit.record import CHAIN_FIELDS, FIELDS, AuditRecord
+from gateway.audit.spool import Batch, Orphan, Spool, claim_orphans
 from gateway.store import keys
-from gateway.store.redis import ResponseError, async_script
+from gateway.store.redis import RedisError, ResponseError, async_script
 
 GENESIS = "0" * 64
+REPLAY_SECONDS = 0.5  # how often a spool is retried while Redis is away
+# What "Redis cannot take the batch now" looks like: redis-py's errors, and the builtin ConnectionError/TimeoutError
+# (OSError). Not AuditChainError: a forked chain is not an outage and must fail loudly.
+UNREACHABLE = (RedisError, OSError)
 log = logging.getLogger("obgw.audit")
 
 
@@ -67,32 +79,57 @@ class AuditChainError(RuntimeError):
 
 
 class AuditChain:
-    """This worker's chain. `append` returns once the record is stored in Redis."""
+    """This worker's chain. `append` returns once the record is stored in Redis, or spooled on disk while Redis is away.
+
+    With a `checkpoint_file`, the spool lives in `<its directory>/spool/`, and the first `append` also adopts the spool
+    files of workers that died (replays them, then deletes them). Without one there is no spool: `append` raises
+    whenever Redis cannot take the record. Nothing here needs Redis (or the disk) before the first `append`.
+    """
 
     def __init__(self, redis, checkpoint_file: Path | None, chain_id: str | None = None) -> None:
         self.chain_id = chain_id or new_chain_id()
         self._redis = redis
         self._script = async_script(redis, "audit_append")
         self._checkpoint_file = checkpoint_file
-        self._head: tuple[int, str] | None = (0, GENESIS)  # None: unknown after a failed write; reloaded from Redis
+        # The head the next batch is chained to: stored in Redis or spooled. None: unknown (after a fork, or a failed
+        # write that could not be spooled either); the next batch reloads it from Redis.
+        self._head: tuple[int, str] | None = (0, GENESIS)
+        self._stored: tuple[int, str] = (0, GENESIS)  # the head known to be in Redis: the one a checkpoint anchors
         self._checkpointed: tuple[int, str] = (0, GENESIS)
         self._pending: list[tuple[AuditRecord, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._spool = Spool(checkpoint_file.parent / "spool", self.chain_id) if checkpoint_file else None
+        self._spooled: list[Batch] = []  # this chain's batches in the spool file and not yet known to be in Redis
+        self._orphans: list[Orphan] = []  # other chains' spool files we hold the lock of, until replayed
+        self._lock = asyncio.Lock()  # flusher vs replayer: what is spooled, what is stored, when the file is cut
+        self._replaying = False
+        self._replayer: asyncio.Task[None] | None = None
+        self._replay_failing = False
+        self._adopt_on_first_append = self._spool is not None
+        self._closing = asyncio.Event()
+
+    @property
+    def spool_path(self) -> Path | None:
+        """This worker's spool file, once something has been spooled (for operators and tests)."""
+        return self._spool.path if self._spool is not None else None
 
     async def append(self, record: AuditRecord) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((record, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
+        if self._adopt_on_first_append:  # look for spools that dead workers left, in the background
+            self._adopt_on_first_append = False
+            self._start_replayer()
         await future
 
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await self._write([record for record, _ in batch])
-            except Exception as exc:  # every waiter learns the batch failed; the next batch starts from Redis's head
-                self._head = None
+                async with self._lock:
+                    await self._write([record for record, _ in batch])
+            except Exception as exc:  # every waiter learns the batch failed
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -102,9 +139,39 @@ class AuditChain:
                         future.set_result(None)
 
     async def _write(self, records: list[AuditRecord]) -> None:
+        """Store one batch in Redis, or spool it: durable either way when this returns. Called under `_lock`."""
         if self._head is None:
             stored = await self._redis.hget(keys.AUDIT_HEADS, self.chain_id)
-            self._head = _parse_head(stored.decode()) if stored else (0, GENESIS)
+            self._head = self._stored = _parse_head(stored.decode()) if stored else (0, GENESIS)
+        batch, head = self._seal(records)
+        if not self._spooled:  # while anything is spooled, later batches queue behind it
+            try:
+                await self._store(batch)
+            except AuditChainError:
+                self._head = None
+                raise
+            except UNREACHABLE as exc:
+                if self._spool is None:
+                    self._head = None
+                    raise
+                log.warning("audit chain %s: Redis cannot take the batch (%s: %s); spooling it",
+                            self.chain_id, type(exc).__name__, exc)
+            else:
+                self._head = self._stored = head
+                return
+        assert self._spool is not None
+        try:
+            await asyncio.to_thread(self._spool.append, batch)
+        except BaseException:
+            if not self._spooled:  # the failed send may have been stored after all (a lost reply): ask Redis next time
+                self._head = None
+            raise
+        self._spooled.append(batch)
+        self._head = head
+        self._start_replayer()
+
+    def _seal(self, records: list[AuditRecord]) -> tuple[Batch, tuple[int, str]]:
+        assert self._head is not None
         seq, prev = self._head
         expected = _format_head(seq, prev) if seq else ""
         sealed = []
@@ -113,21 +180,127 @@ class AuditChain:
             fields = seal(record, self.chain_id, seq, prev)
             prev = str(fields["hash"])
             sealed.append(orjson.dumps(fields))
-        accesses = [(keys.consent_accesses(r.consent_id), access_entry(r)) for r in records if is_access(r)]
+        accesses = tuple((keys.consent_accesses(r.consent_id), access_entry(r)) for r in records if is_access(r))
+        return Batch(self.chain_id, expected, _format_head(seq, prev), tuple(sealed), accesses), (seq, prev)
+
+    async def _store(self, batch: Batch) -> None:
+        """One `audit_append.lua` call. 0 (already stored, a retry after a lost reply) counts as success."""
         try:
-            await self._script(keys=[keys.AUDIT_STREAM, keys.AUDIT_HEADS, *(key for key, _ in accesses)],
-                               args=[self.chain_id, expected, _format_head(seq, prev), len(sealed), *sealed,
-                                     *(entry for _, entry in accesses)])
+            await self._script(keys=[keys.AUDIT_STREAM, keys.AUDIT_HEADS, *(key for key, _ in batch.accesses)],
+                               args=[batch.chain, batch.expected, batch.head, len(batch.records), *batch.records,
+                                     *(entry for _, entry in batch.accesses)])
         except ResponseError as exc:
             if str(exc).startswith("STALEHEAD"):
-                raise AuditChainError(f"audit chain {self.chain_id}: head moved under us ({exc})") from None
+                raise AuditChainError(f"audit chain {batch.chain}: head moved under us ({exc})") from None
             raise
-        self._head = (seq, prev)
+
+    # ------------------------------------------------------------ replay of spooled batches
+
+    async def _replay(self, batches: list[Batch]) -> int:
+        """Store one chain's spooled batches in order, skipping those up to the head Redis already holds.
+
+        A batch can be in Redis already: its reply was lost, or a worker died after replaying it but before cutting
+        its spool. Returns how many batches were sent.
+        """
+        stored = await self._redis.hget(keys.AUDIT_HEADS, batches[0].chain)
+        stored_head = stored.decode() if stored else ""
+        start = next((i + 1 for i in range(len(batches) - 1, -1, -1) if batches[i].head == stored_head), 0)
+        for batch in batches[start:]:
+            await self._store(batch)
+        return len(batches) - start
+
+    def _start_replayer(self) -> None:
+        if self._spool is None or self._replaying or self._closing.is_set():
+            return
+        self._replaying = True
+        self._replayer = asyncio.create_task(self._replay_until_done(), name=f"obgw-audit-replay-{self.chain_id}")
+
+    async def _replay_until_done(self) -> None:
+        try:
+            while True:
+                try:
+                    if await self._replay_pass(adopt=True):
+                        return  # no await between the pass's verdict (under the lock) and clearing the flag
+                except Exception:  # a bug or a broken disk: keep the records, keep trying
+                    log.exception("audit chain %s: replaying the spool failed", self.chain_id)
+                if self._closing.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), REPLAY_SECONDS)
+        finally:
+            self._replaying = False
+
+    async def _replay_pass(self, *, adopt: bool) -> bool:
+        """One attempt at everything waiting: this chain's spool, then orphans. True when nothing is left."""
+        async with self._lock:
+            pending = list(self._spooled)
+        try:
+            if pending:
+                try:
+                    await self._replay(pending)
+                except AuditChainError as exc:
+                    await self._set_own_spool_aside(exc)
+                    pending = []
+            if adopt:
+                self._orphans.extend(await asyncio.to_thread(claim_orphans, self._spool.directory))
+            while self._orphans:
+                await self._replay_orphan(self._orphans[0])
+                self._orphans.pop(0)
+        except UNREACHABLE as exc:
+            if not self._replay_failing:
+                log.warning("audit chain %s: the spool waits for Redis (%s: %s); retrying every %.1f s",
+                            self.chain_id, type(exc).__name__, exc, REPLAY_SECONDS)
+            self._replay_failing = True
+            return False
+        if self._replay_failing:
+            log.warning("audit chain %s: Redis answers again; the spool is replayed", self.chain_id)
+        self._replay_failing = False
+        async with self._lock:
+            if pending and len(self._spooled) >= len(pending) and all(
+                    a is b for a, b in zip(self._spooled, pending, strict=False)):
+                self._stored = _parse_head(pending[-1].head)
+                if len(self._spooled) > len(pending):  # spooled meanwhile: the file is cut once those are in too
+                    del self._spooled[:len(pending)]
+                else:
+                    try:
+                        await asyncio.to_thread(self._spool.clear)
+                    except OSError:  # keep them listed (re-sent as no-ops) until the file can be cut
+                        log.exception("audit chain %s: could not empty the spool", self.chain_id)
+                        return False
+                    self._spooled = []
+            return not self._spooled and not self._orphans
+
+    async def _replay_orphan(self, orphan: Orphan) -> None:
+        chain = orphan.batches[0].chain
+        try:
+            sent = await self._replay(orphan.batches)
+        except AuditChainError as exc:
+            target = await asyncio.to_thread(orphan.set_aside)
+            log.error("audit chain %s: the spool %s left by a stopped worker cannot be appended (%s); kept in %s",
+                      chain, orphan.path, exc, target)
+            return
+        await asyncio.to_thread(orphan.remove)
+        log.warning("audit chain %s: adopted the spool %s left by a stopped worker; %d of %d batches replayed",
+                    chain, orphan.path, sent, len(orphan.batches))
+
+    async def _set_own_spool_aside(self, exc: AuditChainError) -> None:
+        """This chain's head in Redis is not the one its spool continues: the spool can never be appended."""
+        async with self._lock:
+            if not self._spooled:
+                return
+            count = len(self._spooled)
+            target = await asyncio.to_thread(self._spool.set_aside)
+            self._spooled = []
+            self._head = None  # the next batch starts from the head Redis holds, as after any fork
+        log.error("%s: its %d spooled batches cannot be appended; kept in %s", exc, count, target)
 
     async def checkpoint(self) -> None:
-        """Anchor the head outside Redis (append-only file, one line per checkpoint; atomic for lines < PIPE_BUF)."""
-        head = self._head
-        if self._checkpoint_file is None or head is None or head == self._checkpointed or head[0] == 0:
+        """Anchor the stored head outside Redis (append-only file, one line each; atomic for lines < PIPE_BUF).
+
+        Never a spooled head: `verify` would report those records as truncated until the spool is replayed.
+        """
+        head = self._stored
+        if self._checkpoint_file is None or head == self._checkpointed or head[0] == 0:
             return
         line = orjson.dumps({"chain": self.chain_id, "seq": head[0], "hash": head[1],
                              "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + b"\n"
@@ -141,8 +314,25 @@ class AuditChain:
         self._checkpointed = head
 
     async def close(self) -> None:
+        """Finish the batch in flight, try the spool one last time, release the spool (kept if Redis is still away)."""
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
+        self._closing.set()
+        if self._replayer is not None:
+            await asyncio.gather(self._replayer, return_exceptions=True)
+        if self._spool is not None:
+            if self._spooled or self._orphans:
+                try:
+                    await self._replay_pass(adopt=False)
+                except Exception:
+                    log.exception("audit chain %s: the last replay failed", self.chain_id)
+            for orphan in self._orphans:
+                orphan.release()
+            self._orphans = []
+            if self._spooled:
+                log.warning("audit chain %s: %d batches stay spooled in %s until a worker adopts it",
+                            self.chain_id, len(self._spooled), self._spool.path)
+            await asyncio.to_thread(self._spool.close)
         await self.checkpoint()
 
 

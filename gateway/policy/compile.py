@@ -18,8 +18,11 @@ from typing import Any
 
 from gateway.policy.loader import INVALID, Document, PolicyError, PolicyProblem, load_file
 from gateway.policy.model import (
+    GATEWAY_ROUTE_IDS,
     FieldRule,
     FieldSet,
+    Limit,
+    RateLimits,
     RoutePolicy,
     ServicePolicy,
     UnattendedPolicy,
@@ -99,6 +102,7 @@ class PolicySet:
     router: Router
     fields: Mapping[str, FieldSet]  # field rules by response type
     unattended: UnattendedPolicy
+    limits: RateLimits
 
     def match(self, method: str, path: str) -> RouteMatch | MethodNotAllowed | None:
         return self.router.match(method, path)
@@ -360,6 +364,57 @@ def data_routes_have_field_rules(policy: _Checked) -> Iterator[PolicyProblem]:
                                  f"fields.yaml has no rules for {response_type!r}: nothing of the answer could leave")
 
 
+def _limits(policy: _Checked) -> dict[str, Any]:
+    value = policy.values.get("limits.yaml")
+    return value if isinstance(value, dict) else {}
+
+
+def tiers_are_whole(policy: _Checked) -> Iterator[PolicyProblem]:
+    for name, tier in _limits(policy).get("tiers", {}).items():
+        if tier is INVALID:
+            continue
+        rated = {"rate_per_second", "burst"} & set(tier)
+        if tier.get("unlimited") is True and rated:
+            yield policy.problem("limits.yaml", ("tiers", name, "unlimited"),
+                                 "an unlimited tier takes no rate_per_second or burst")
+        elif tier.get("unlimited") is not True and rated != {"rate_per_second", "burst"}:
+            yield policy.problem("limits.yaml", ("tiers", name), "a tier needs rate_per_second and burst "
+                                 "(or unlimited: true)", at_key=True)
+
+
+def limit_tiers_exist(policy: _Checked) -> Iterator[PolicyProblem]:
+    limits = _limits(policy)
+    tiers = limits.get("tiers", {})
+    defined = f"limits.yaml defines: {', '.join(sorted(tiers))}" if tiers else "limits.yaml defines no tiers"
+    if "default_tier" in limits and limits["default_tier"] not in tiers:
+        yield policy.problem("limits.yaml", ("default_tier",), f"unknown tier {limits['default_tier']!r} ({defined})")
+    for group, spec in limits.get("route_groups", {}).items():
+        if spec is INVALID:
+            continue
+        for tier in spec.get("tiers", {}):
+            if tier not in tiers:
+                yield policy.problem("limits.yaml", ("route_groups", group, "tiers", tier),
+                                     f"unknown tier {tier!r} ({defined})", at_key=True)
+
+
+def route_group_routes_exist(policy: _Checked) -> Iterator[PolicyProblem]:
+    known = {route["id"] for _, route in policy.routes() if "id" in route} | set(GATEWAY_ROUTE_IDS)
+    first: dict[str, str] = {}
+    for group, spec in _limits(policy).get("route_groups", {}).items():
+        if spec is INVALID:
+            continue
+        for index, route_id in enumerate(spec.get("routes", ())):
+            if route_id is INVALID:
+                continue
+            loc = ("route_groups", group, "routes", index)
+            if route_id not in known:
+                hint = _did_you_mean(route_id, known) or "not a route id of routes.yaml nor of the gateway's own API"
+                yield policy.problem("limits.yaml", loc, f"unknown route {route_id!r} ({hint})")
+            elif first.setdefault(route_id, group) != group:
+                yield policy.problem("limits.yaml", loc, f"route {route_id!r} is in group {first[route_id]!r} "
+                                     "already; a route has one bucket")
+
+
 # Every rule that relates keys or files to each other, in the order they are run.
 VALIDATORS: tuple[Callable[[_Checked], Iterator[PolicyProblem]], ...] = (
     service_url_overrides_name_services,
@@ -374,13 +429,18 @@ VALIDATORS: tuple[Callable[[_Checked], Iterator[PolicyProblem]], ...] = (
     field_permissions_are_uk_codes,
     field_paths_exist_in_the_schema,
     data_routes_have_field_rules,
+    tiers_are_whole,
+    limit_tiers_exist,
+    route_group_routes_exist,
 )
 
 
 def _compile(values: Mapping[str, Any], service_urls: Mapping[str, str]) -> PolicySet:
     services = {
         name: ServicePolicy(name, service_urls.get(name, service["url"]).rstrip("/"), service["connect_timeout_ms"],
-                            service["timeout_ms"], service["max_connections"])
+                            service["timeout_ms"], service["max_connections"],
+                            service.get("max_concurrent", service["max_connections"]),
+                            service["breaker"]["failures"], service["breaker"]["open_seconds"])
         for name, service in values["services.yaml"]["services"].items()
     }
     field_sets = {name: _field_set(name, response)
@@ -392,14 +452,33 @@ def _compile(values: Mapping[str, Any], service_urls: Mapping[str, str]) -> Poli
             permissions=frozenset(route.get("permissions", ())), account_param=route.get("account_param"),
             response_type=route.get("response_type"),
             timeout_ms=route.get("timeout_ms", services[route["service"]].timeout_ms),
-            selected_accounts_param=route.get("selected_accounts_param"),
+            max_body_bytes=route["max_body_bytes"], selected_accounts_param=route.get("selected_accounts_param"),
             fields=field_sets.get(route["response_type"]) if route.get("permissions") else None,
         )
         for route in values["routes.yaml"]["routes"]
     )
-    unattended = values.get("limits.yaml", {}).get("unattended", {"calls": 4, "window_seconds": 86_400})
+    limits = values.get("limits.yaml") or _default_limits()
+    unattended = limits["unattended"]
     return PolicySet(MappingProxyType(services), routes, Router(routes), MappingProxyType(field_sets),
-                     UnattendedPolicy(unattended["calls"], unattended["window_seconds"]))
+                     UnattendedPolicy(unattended["calls"], unattended["window_seconds"]), _rate_limits(limits))
+
+
+def _default_limits() -> dict[str, Any]:
+    """limits.yaml's defaults, for a policy directory without one (the schema declares them once)."""
+    spec = next(spec for spec in FILES if spec.name == "limits.yaml")
+    return {key.name: key.default for key in spec.root.keys if key.default is not None}
+
+
+def _rate_limits(limits: Mapping[str, Any]) -> RateLimits:
+    def limit(spec: Mapping[str, Any]) -> Limit | None:
+        return None if spec.get("unlimited") is True else Limit(spec["rate_per_second"], spec["burst"])
+    groups = limits["route_groups"]
+    return RateLimits(
+        tiers=MappingProxyType({name: limit(tier) for name, tier in limits["tiers"].items()}),
+        default_tier=limits["default_tier"],
+        groups=MappingProxyType({g: MappingProxyType({t: limit(spec) for t, spec in group["tiers"].items()})
+                                 for g, group in groups.items()}),
+        group_of=MappingProxyType({route: g for g, group in groups.items() for route in group["routes"]}))
 
 
 def _field_set(name: str, response: Mapping[str, Any]) -> FieldSet:

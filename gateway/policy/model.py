@@ -22,6 +22,9 @@ class ServicePolicy:
     connect_timeout_ms: int
     timeout_ms: int
     max_connections: int
+    max_concurrent: int = 100      # calls in flight per worker; one more is 503 at once
+    breaker_failures: int = 5      # consecutive failures that open the circuit
+    breaker_open_seconds: int = 10 # open for this long, then one probe (half-open)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,6 +39,7 @@ class RoutePolicy:
     account_param: str | None
     response_type: str | None
     timeout_ms: int  # effective: the route's own, else the service's
+    max_body_bytes: int = 65_536
     selected_accounts_param: str | None = None  # query parameter naming the selected accounts to the back-end
     fields: FieldSet | None = None              # what of the answer may leave (None: passed as it is)
 
@@ -113,3 +117,32 @@ def build_field_tree(rules: tuple[FieldRule, ...]) -> FieldNode:
         return MappingProxyType({name: FieldNode(entry["rule"], freeze(entry["children"]))
                                  for name, entry in children.items()})
     return FieldNode(None, freeze(tree))
+
+
+# The routes the gateway answers itself (consents/api.py): route groups in limits.yaml may name them too.
+GATEWAY_ROUTE_IDS = ("ais.consents.create", "ais.consents.get", "ais.consents.delete")
+DEFAULT_GROUP = "default"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limit:
+    rate_per_second: int
+    burst: int
+
+    @property
+    def window_seconds(self) -> int:
+        """RateLimit-Policy `w`: the time an empty bucket takes to fill to its whole quota again."""
+        return max(1, -(-self.burst // self.rate_per_second))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RateLimits:
+    tiers: Mapping[str, Limit | None]               # None: unlimited
+    default_tier: str
+    groups: Mapping[str, Mapping[str, Limit]]       # group → tier → the group's own limit
+    group_of: Mapping[str, str]                     # route id → its group
+
+    def for_route(self, route_id: str) -> tuple[str, Mapping[str, Limit | None]]:
+        """(bucket group, tier → limit) that apply to a route: the group's limits over the tiers' own."""
+        group = self.group_of.get(route_id, DEFAULT_GROUP)
+        return group, MappingProxyType({**self.tiers, **self.groups.get(group, {})})

@@ -82,6 +82,20 @@ class Integer(Type):
 
 
 @dataclasses.dataclass(frozen=True)
+class Boolean(Type):
+    name = "boolean"
+    noun = "true or false"
+
+    def check(self, value: Any, loc: Loc, checker: _Checker) -> Any:
+        if type(value) is not bool:
+            return checker.report(loc, f"expected {self.noun}, got {describe(value)}")
+        return value
+
+    def constraint(self) -> str:
+        return "`true` or `false`"
+
+
+@dataclasses.dataclass(frozen=True)
 class Version(Type):
     """`format_version`: the one version of the format this code reads."""
 
@@ -299,6 +313,14 @@ SERVICE = Record("service", (
     Key("connect_timeout_ms", Integer(1, 60_000), "Time allowed to open a connection to the back-end.", default=1000),
     Key("timeout_ms", _TIMEOUT, "Total time allowed for the back-end's answer.", default=5000),
     Key("max_connections", Integer(1, 10_000), "Connection pool size to this back-end, per worker.", default=100),
+    Key("max_concurrent", Integer(1, 10_000), "Calls in flight to this back-end per worker; one more is answered "
+        "503 at once (with Retry-After) instead of queueing.", default_text="`max_connections`"),
+    Key("breaker", Record("breaker", (
+        Key("failures", Integer(1, 1000), "Consecutive failures (5xx, timeouts, refused connections) that open it.",
+            default=5),
+        Key("open_seconds", Integer(1, 3600), "How long it stays open (503 at once) before one probe call may try "
+            "again (half-open).", default=10),
+    )), "Circuit breaker, per worker.", default={"failures": 5, "open_seconds": 10}),
 ))
 
 ROUTE = Record("route", (
@@ -321,6 +343,8 @@ ROUTE = Record("route", (
         "UK Open Banking response schema of the answer, e.g. `OBReadAccount6`."),
     Key("timeout_ms", _TIMEOUT, "Total time allowed for the back-end's answer on this route.",
         default_text="the service's `timeout_ms`"),
+    Key("max_body_bytes", Integer(0, 10_485_760), "Largest request body accepted on this route; more is 413.",
+        default=65_536),
     Key("selected_accounts_param", _QUERY_PARAMETER,
         "Query parameter that tells the back-end the consent's selected accounts (list endpoints), so it fetches "
         "no others."),
@@ -365,6 +389,24 @@ RESPONSE = Record("response", (
         required=True),
 ))
 
+_LIMIT = Record("limit", (
+    Key("rate_per_second", Integer(1, 1_000_000), "Sustained calls per second.", required=True),
+    Key("burst", Integer(1, 1_000_000), "Calls that may come at once, on top of nothing used (the quota `q`).",
+        required=True),
+))
+_TIER_NAME = Text("tier name", "must match [a-z][a-z0-9_-]*", r"[a-z][a-z0-9_-]*")
+_TIER = Record("tier", (
+    Key("rate_per_second", Integer(1, 1_000_000), "Sustained calls per second."),
+    Key("burst", Integer(1, 1_000_000), "Calls that may come at once (the quota `q` of RateLimit-Policy)."),
+    Key("unlimited", Boolean(), "`true`: no rate limit at all (internal or test clients)."),
+))
+ROUTE_GROUP = Record("route group", (
+    Key("routes", ListOf(Text("route id", "must be a route id of routes.yaml or of the gateway's own API"),
+                         min_items=1, unique=True), "The routes that share this group's limits.", required=True),
+    Key("tiers", MapOf(_TIER_NAME, _LIMIT, "tier"), "The group's limit for each tier; a tier not named here "
+        "keeps its own limit.", required=True),
+))
+
 UNATTENDED = Record("unattended", (
     Key("calls", Integer(1, 100_000), "Calls a consent may make without the customer present, per window.",
         default=4),
@@ -400,8 +442,17 @@ FILES: tuple[PolicyFile, ...] = (
                    Key("responses", MapOf(Text("response type", "must match OB[A-Za-z0-9]+", r"OB[A-Za-z0-9]+"),
                                           RESPONSE, "type"), "Field rules by response type.", required=True),
                ))),
-    PolicyFile("limits.yaml", False, "Limits on how consents are used.", Record("limits.yaml", (
+    PolicyFile("limits.yaml", False, "Rate limits per TPP (tiers, route-group overrides) and the unattended "
+               "allowance per consent.", Record("limits.yaml", (
         _FORMAT_VERSION,
+        Key("tiers", MapOf(_TIER_NAME, _TIER, "tier"), "Rate-limit tiers by name: GCRA (a token bucket) per TPP, "
+            "exact across workers. A client is on `default_tier` until `obgw clients set-tier` moves it.",
+            default={"standard": {"rate_per_second": 20, "burst": 100}, "unlimited": {"unlimited": True}}),
+        Key("default_tier", _TIER_NAME, "The tier of a client that has not been given one.", default="standard"),
+        Key("route_groups", MapOf(Text("group name", "must match [a-z][a-z0-9_-]*", r"[a-z][a-z0-9_-]*"),
+                                  ROUTE_GROUP, "group"),
+            "Routes with limits of their own (e.g. consent creation tighter than reads), each group a bucket of "
+            "its own; every other route shares the TPP's `default` bucket.", default={}),
         Key("unattended", UNATTENDED, "PSD2 RTS Art. 36(5): calls without the customer present (no "
             "`x-fapi-customer-ip-address`) per consent and rolling window; over it, 429.",
             default={"calls": 4, "window_seconds": 86_400}),

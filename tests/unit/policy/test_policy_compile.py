@@ -37,7 +37,7 @@ def test_the_shipped_policy_routes_the_sandbox_bank():
 def test_defaults_fill_what_the_good_fixture_leaves_out():
     policy = load_policy(GOOD)
     assert policy.services["payments"] == ServicePolicy("payments", "http://127.0.0.1:8082", 1000, 5000, 100)
-    assert policy.services["core"] == ServicePolicy("core", "https://core.bank.example:8443/api", 250, 2000, 20)
+    assert policy.services["core"] == ServicePolicy("core", "https://core.bank.example:8443/api", 250, 2000, 20, 20)  # max_concurrent: max_connections
     summary = route(policy, "ais.accounts.summary")
     assert (summary.upstream_path, summary.scope, summary.permissions, summary.account_param,
             summary.response_type) == (summary.path, None, frozenset(), None, None)
