@@ -72,9 +72,10 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
 
     notifier = Notifier(redis, notification_url_of, signer(server.keys.ring), chain.append, issuer=server.issuer,
                         api_base=server.issuer)
-    consent_api = Pipeline(consent_api_stages("accounts", server.verifier, keys, admission,
-                                              AccountAccessConsents(server.consents, server.issuer,
-                                                                    settings.consent_authorise_seconds, notify)))
+    consents = AccountAccessConsents(server.consents, server.issuer, settings.consent_authorise_seconds, notify)
+
+    def consent_api(route_ids: dict[str, str]) -> Pipeline:
+        return Pipeline(consent_api_stages("accounts", server.verifier, keys, admission, policy, route_ids, consents))
     dashboard = Dashboard(server.store, server.consents, server.clients, bank,
                           lambda consent_id: query.recent_accesses(sync_redis, consent_id), notify)
 
@@ -98,9 +99,11 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     routes = [
         *oauth_routes(server, CustomerAuthorization(server, bank, settings.login_seconds)),
         *(Route(path, endpoint) for path, endpoint in dashboard.endpoints()),
-        Route(ACCOUNT_ACCESS_CONSENTS, ResourceEndpoint(consent_api, template=ACCOUNT_ACCESS_CONSENTS)),
+        Route(ACCOUNT_ACCESS_CONSENTS, ResourceEndpoint(consent_api({"POST": "ais.consents.create"}),
+                                                        template=ACCOUNT_ACCESS_CONSENTS)),
         Route(ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}",
-              ResourceEndpoint(consent_api, template=ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}")),
+              ResourceEndpoint(consent_api({"GET": "ais.consents.get", "DELETE": "ais.consents.delete"}),
+                               template=ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}")),
         Mount("/open-banking", app=ResourceEndpoint(resources)),
     ]
     router = Router(routes=routes, default=_not_found, redirect_slashes=False, lifespan=lifespan)

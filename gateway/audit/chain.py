@@ -248,7 +248,7 @@ class AuditChain:
                 self._orphans.pop(0)
         except UNREACHABLE as exc:
             if not self._replay_failing:
-                log.warning("audit chain %s: the spool waits for Redis (%s: %s); retrying every %.1f s",
+                log.warning("audit chain %s: the spool cannot be replayed yet (%s: %s); retrying every %.1f s",
                             self.chain_id, type(exc).__name__, exc, REPLAY_SECONDS)
             self._replay_failing = True
             return False

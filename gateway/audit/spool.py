@@ -215,7 +215,7 @@ def claim_orphans(directory: Path) -> list[Orphan]:
     """
     try:
         names = sorted(os.listdir(directory))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing was ever spooled here (or it cannot be: see append)
         return []
     orphans = []
     for name in names:

@@ -1,4 +1,5 @@
-"""`obgw clients add|list|show|disable|enable`: the TPP registry (the same store the authorization server reads)."""
+"""`obgw clients add|list|show|set-tier|disable|enable`: the TPP registry (what the authorization server reads),
+and each client's rate-limit tier and usage."""
 from __future__ import annotations
 
 import json
@@ -9,15 +10,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.cli import CliError
-from gateway.cli._settings import with_redis
+from gateway.cli._settings import settings_from, with_redis
 from gateway.consents.notify import notification_url_allowed
 from gateway.oauth.models import AUTH_METHODS, ROLES, Client
 from gateway.pipeline.identity import thumbprint
 from gateway.pki import public_jwk
+from gateway.policy import PolicyError, load_policy
 from gateway.settings import add_arguments
 from gateway.store.clients import ClientStore
 
-_CONNECTION = ("redis_url", "var_dir")
+_CONNECTION = ("redis_url", "var_dir", "policy_dir")
 
 
 def register(subparsers) -> None:
@@ -42,7 +44,12 @@ def register(subparsers) -> None:
 
     ls = sub.add_parser("list", help="every registered client, one a line")
     ls.set_defaults(func=list_clients)
-    for name, func, text in (("show", show, "one client's registration as JSON"),
+    t = sub.add_parser("set-tier", help="move a client to another rate-limit tier of the policy (next call, every "
+                                        "worker)")
+    t.add_argument("client_id", metavar="CLIENT_ID")
+    t.add_argument("tier", metavar="TIER")
+    t.set_defaults(func=set_tier)
+    for name, func, text in (("show", show, "one client's registration as JSON, then its tier and rate-limit usage"),
                              ("disable", disable, "stop a client: its tokens fail from the next call"),
                              ("enable", enable, "allow a disabled client again")):
         c = sub.add_parser(name, help=text)
@@ -143,12 +150,55 @@ def list_clients(args) -> int:
     return _with_store(args, work)
 
 
+def _policy(args):
+    settings = settings_from(args)
+    try:
+        return load_policy(settings.policy_dir, settings.service_urls)
+    except PolicyError as exc:
+        raise CliError(f"the policy in {settings.policy_dir} has problems:\n{exc}") from None
+
+
 def show(args) -> int:
+    limits = _policy(args).limits
+
     def work(store: ClientStore) -> int:
         document = store.get(args.client_id)
         if document is None:
             raise CliError(f"no client {args.client_id}")
         print(json.dumps(document, indent=2, sort_keys=True))
+        tier = store.tier(args.client_id) or limits.default_tier
+        print(f"rate-limit tier: {tier}" + ("" if store.tier(args.client_id) else " (the policy's default)"))
+        for group in ("default", *limits.groups):
+            limit = limits.for_route_group(group).get(tier)
+            if limit is None:
+                print(f"  {group}: unlimited")
+                continue
+            print(f"  {group}: {describe_usage(limit, store.rate_state(args.client_id, group))}")
+        return 0
+    return _with_store(args, work)
+
+
+def describe_usage(limit, state) -> str:
+    """"57 of 100 left (20/s, burst 100); whole again in 3 s" from a GCRA bucket's arrival time."""
+    head = f"{limit.rate_per_second}/s, burst {limit.burst}"
+    if state is None:
+        return f"{limit.burst} of {limit.burst} left ({head})"
+    tat, now = state
+    interval = 1_000_000 / limit.rate_per_second
+    left = max(0, min(limit.burst, int((now + interval * limit.burst - max(tat, now)) // interval)))
+    return f"{left} of {limit.burst} left ({head}); whole again in {max(0, math.ceil((tat - now) / 1e6))} s"
+
+
+def set_tier(args) -> int:
+    tiers = _policy(args).limits.tiers
+    if args.tier not in tiers:
+        raise CliError(f"unknown tier {args.tier!r} (the policy defines: {', '.join(sorted(tiers))})")
+
+    def work(store: ClientStore) -> int:
+        if store.get(args.client_id) is None:
+            raise CliError(f"no client {args.client_id}")
+        store.set_tier(args.client_id, args.tier)
+        print(f"{args.client_id} is on tier {args.tier} from its next call")
         return 0
     return _with_store(args, work)
 

@@ -13,7 +13,9 @@ and window it returns drive Forward (what the bank is asked for) and Minimise (w
 from __future__ import annotations
 
 from gateway.oauth.tokens import AccessTokenVerifier
-from gateway.pipeline.admission import Admit, AdmitClient
+from collections.abc import Mapping
+
+from gateway.pipeline.admission import Admit, AdmitClient, RateLimitArgs
 from gateway.pipeline.call import Call
 from gateway.pipeline.forward import Forward
 from gateway.pipeline.identity import RequireClientCertificate
@@ -31,19 +33,20 @@ def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVe
         MatchRoute(policy),
         RequireClientCertificate(),
         VerifyAccessToken(verifier, keys, consent_bound=True),
-        Admit(admission, policy.unattended),
+        Admit(admission, policy.unattended, RateLimitArgs(policy.limits)),
         Minimise(issuer),
         forward,
     )
 
 
 def consent_api_stages(scope: str, verifier: AccessTokenVerifier, keys: KeyCache, admission: AdmissionStore,
-                       resource) -> tuple:
-    """The stages of a consent-resource call (created with a client-credentials token), ending in `resource`."""
+                       policy: PolicySet, route_ids: Mapping[str, str], resource) -> tuple:
+    """The stages of a consent-resource call (made with a client-credentials token), ending in `resource`;
+    `route_ids` names the gateway route of each method (for its rate-limit group)."""
     return (
         RequireClientCertificate(),
         VerifyAccessToken(verifier, keys, consent_bound=False, scope=scope),
-        AdmitClient(admission),
+        AdmitClient(admission, RateLimitArgs(policy.limits), route_ids),
         resource,
     )
 

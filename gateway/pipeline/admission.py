@@ -1,6 +1,7 @@
 """Admit: everything about a consent-bound call that lives in Redis, decided in one round trip (`admit.lua`).
 
-The script is the single home of these rules, checked in this order: the token (and its grant) not revoked, the
+The script is the single home of these rules, checked in this order: the TPP's rate limit (GCRA, exact across
+workers; every call that reaches it counts), the token (and its grant) not revoked, the
 client not disabled, the consent this TPP's, `Authorised` by the grant the token came from, not expired (on Redis's
 clock, to the millisecond), the route's permission granted, the account one the customer selected, and - for a call
 without the customer present - the unattended allowance (PSD2 RTS Art. 36(5)), charged only for a call that passes
@@ -10,54 +11,93 @@ Redis cannot answer, nothing is forwarded (503).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from gateway.errors import Refusal
 from gateway.oauth.tokens import GRANT_CLAIM
 from gateway.pipeline.call import Call
 from gateway.pipeline.token import token_refusal
 from gateway.policy.fields import Grant, parse_moment
-from gateway.policy.model import UnattendedPolicy
-from gateway.store.admission import AdmissionStore
+from gateway.policy.model import RateLimits, UnattendedPolicy
+from gateway.store.admission import AdmissionStore, RateArgs, Verdict
 from gateway.store.redis import RedisError
 
 
 CUSTOMER_IP = b"x-fapi-customer-ip-address"  # FAPI: present when the customer is, absent for an unattended call
+_WAIT_REASONS = ("ratelimit.exceeded", "consent.unattended_limit")  # refusals that say when to come back
+
+
+class RateLimitArgs:
+    """The rate policy of each route as the scripts take it, built once per route id."""
+
+    def __init__(self, limits: RateLimits) -> None:
+        self._limits = limits
+        self._by_route: dict[str, RateArgs] = {}
+
+    def __call__(self, route_id: str) -> RateArgs:
+        args = self._by_route.get(route_id)
+        if args is None:
+            group, tiers = self._limits.for_route(route_id)
+            text = ";".join(f"{tier} {limit.rate_per_second if limit else 0} {limit.burst if limit else 0}"
+                            for tier, limit in sorted(tiers.items()))
+            args = self._by_route[route_id] = RateArgs(group, self._limits.default_tier, text)
+        return args
+
+
+def _conclude(call: Call, verdict: Verdict) -> None:
+    """Put the rate headers on the answer (IETF httpapi rate-limit headers), then refuse if the verdict says so."""
+    if verdict.rate is not None:
+        rate = verdict.rate
+        call.response_headers += [
+            (b"ratelimit-policy", f'"{rate.policy}";q={rate.quota};w={rate.window}'.encode()),
+            (b"ratelimit", f'"{rate.policy}";r={rate.remaining};t={rate.reset}'.encode())]
+    if verdict.reason in _WAIT_REASONS:
+        # RFC 9110 §10.2.3: whole seconds; a retry at that moment is admitted (the scripts compute the exact wait).
+        raise Refusal(verdict.reason, headers={"Retry-After": str(max(1, math.ceil(verdict.retry_ms / 1000)))})
+    if verdict.reason is not None:
+        raise token_refusal(verdict.reason)
 
 
 class Admit:
-    def __init__(self, store: AdmissionStore, unattended: UnattendedPolicy) -> None:
+    def __init__(self, store: AdmissionStore, unattended: UnattendedPolicy, rate: RateLimitArgs) -> None:
         self._store = store
         self._unattended = unattended
+        self._rate = rate
 
     async def on_request(self, call: Call) -> None:
         claims, route = call.claims, call.route
         try:
             verdict = await self._store.admit(
-                call.client_id, call.consent_id, claims["jti"], claims[GRANT_CLAIM], permissions=route.permissions,
+                call.client_id, call.consent_id, claims["jti"], claims[GRANT_CLAIM], self._rate(route.id),
+                permissions=route.permissions,
                 account_id=call.path_params.get(route.account_param) if route.account_param else None,
                 unattended=not any(k == CUSTOMER_IP for k, _ in call.headers), allowance=self._unattended.calls,
                 window_seconds=self._unattended.window_seconds)
         except (RedisError, OSError):
             raise Refusal("admission.unavailable", headers={"Retry-After": "1"}) from None
-        if verdict.reason == "consent.unattended_limit":
-            raise Refusal(verdict.reason, headers={"Retry-After": str(max(1, math.ceil(verdict.retry_ms / 1000)))})
-        if verdict.reason is not None:
-            raise token_refusal(verdict.reason)
+        _conclude(call, verdict)
         call.customer_id = verdict.customer_id
         call.grant = Grant(frozenset(verdict.permissions), frozenset(verdict.accounts),
                            (parse_moment(verdict.window[0]), parse_moment(verdict.window[1])))
 
 
 class AdmitClient:
-    """The client-credentials counterpart (consent API): the client enabled and the token not revoked."""
+    """The client-credentials counterpart (consent API): the rate limit, the client enabled, the token not revoked.
 
-    def __init__(self, store: AdmissionStore) -> None:
+    `route_ids` names the gateway's own route of each method (model.GATEWAY_ROUTE_IDS), for its rate-limit group.
+    """
+
+    def __init__(self, store: AdmissionStore, rate: RateLimitArgs, route_ids: Mapping[str, str]) -> None:
         self._store = store
+        self._rate = rate
+        self._route_ids = route_ids
 
     async def on_request(self, call: Call) -> None:
+        route_id = self._route_ids.get(call.method)
+        if route_id is None:
+            raise Refusal("route.method_not_allowed", headers={"Allow": ", ".join(sorted(self._route_ids))})
         try:
-            active = await self._store.client_active(call.client_id, call.claims["jti"])
+            verdict = await self._store.admit_client(call.client_id, call.claims["jti"], self._rate(route_id))
         except (RedisError, OSError):
             raise Refusal("admission.unavailable", headers={"Retry-After": "1"}) from None
-        if not active:
-            raise token_refusal("token.revoked")
+        _conclude(call, verdict)

@@ -41,6 +41,7 @@ class Call:
     grant: Grant | None = None                       # what the consent grants (Admit), for Forward and Minimise
     body: bytes = b""
     upstream: Upstream | None = None
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # on the answer, refusals too
     status: int = 0
     reason: str | None = None                        # the refusal's reason id, when refused
     decision: str = "allow"                          # "allow" | "refuse" | "error"

@@ -33,7 +33,8 @@ def _valid_uuid(value: bytes) -> str | None:
 
 
 class InteractionId:
-    """Creates the Call; echoes `x-fapi-interaction-id` (FAPI 1 Baseline §6.2.1-11) or sets a new UUID on every answer.
+    """Creates the Call; echoes `x-fapi-interaction-id` (FAPI 1 Baseline §6.2.1-11) or sets a new UUID on every answer,
+    with the headers the stages put on `call.response_headers`.
 
     A value that is not a UUID (RFC 4122, as FAPI requires) is replaced, so nothing the caller sent is reflected.
     """
@@ -50,11 +51,14 @@ class InteractionId:
         scope[SCOPE_KEY] = Call(interaction_id=interaction_id, ts=now.isoformat(timespec="milliseconds"),
                                 started=time.perf_counter(), method=scope["method"])
         header = (INTERACTION_ID, interaction_id.encode())
+        call = scope[SCOPE_KEY]
 
         async def send_with_id(message) -> None:
+            # Every answer, refusals included, carries the interaction id and what the stages decided belongs on
+            # it (the RateLimit headers), set once here.
             if message["type"] == "http.response.start":
                 message["headers"] = [*(h for h in message.get("headers", ()) if h[0].lower() != INTERACTION_ID),
-                                      header]
+                                      *call.response_headers, header]
             await send(message)
 
         await self.app(scope, receive, send_with_id)

@@ -7,6 +7,7 @@ to the certificate and the scope are checked on every call, and revocation is Ad
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -35,13 +36,20 @@ class KeyCache:
         self._store, self._overlap = store, overlap
         self._ring = KeyRing({}, overlap)
         self._loaded = float("-inf")
+        self._refreshing = asyncio.Lock()
 
     async def key(self, kid: str):
         key = self._ring.verification_key(kid)
-        if key is None and time.monotonic() - self._loaded >= KEY_REFRESH_SECONDS:
-            self._loaded = time.monotonic()
-            self._ring = KeyRing(await self._store.signing_keys(), self._overlap)
+        if key is not None:
+            return key
+        # Calls that meet the same new kid at once wait for one re-read instead of being refused meanwhile; an
+        # unknown kid causes at most one re-read a second (a TPP sending made-up kids cannot flood Redis).
+        async with self._refreshing:
             key = self._ring.verification_key(kid)
+            if key is None and time.monotonic() - self._loaded >= KEY_REFRESH_SECONDS:
+                self._ring = KeyRing(await self._store.signing_keys(), self._overlap)
+                self._loaded = time.monotonic()
+                key = self._ring.verification_key(kid)
         return key
 
 

@@ -145,4 +145,7 @@ class RateLimits:
     def for_route(self, route_id: str) -> tuple[str, Mapping[str, Limit | None]]:
         """(bucket group, tier → limit) that apply to a route: the group's limits over the tiers' own."""
         group = self.group_of.get(route_id, DEFAULT_GROUP)
-        return group, MappingProxyType({**self.tiers, **self.groups.get(group, {})})
+        return group, self.for_route_group(group)
+
+    def for_route_group(self, group: str) -> Mapping[str, Limit | None]:
+        return MappingProxyType({**self.tiers, **self.groups.get(group, {})})

@@ -13,39 +13,78 @@ from gateway.store.redis import async_script
 
 
 @dataclass(frozen=True, slots=True)
+class RateState:
+    """The TPP's bucket after this call, as the RateLimit headers tell it (IETF httpapi rate-limit headers)."""
+    policy: str        # "" when the tier is unlimited: no headers then
+    quota: int         # q: the burst
+    window: int        # w: seconds to refill the whole quota
+    remaining: int     # r
+    reset: int         # t: seconds until the quota is whole again
+
+
+@dataclass(frozen=True, slots=True)
+class RateArgs:
+    """What the scripts need of the rate policy for one route (built once per route, see pipeline.admission)."""
+    group: str
+    default_tier: str
+    limits: str        # "tier rate burst;..." (rate 0: unlimited)
+
+
+UNLIMITED = RateArgs("default", "unlimited", "unlimited 0 0")  # no rate limit (tests of the other rules)
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     reason: str | None                 # None: admitted
-    retry_ms: int | None = None        # consent.unattended_limit: until a slot frees
+    retry_ms: int | None = None        # ratelimit.exceeded / consent.unattended_limit: until a call may pass
     customer_id: str | None = None
     accounts: tuple[str, ...] = ()
     permissions: tuple[str, ...] = ()
     window: tuple[str | None, str | None] = (None, None)
+    rate: RateState | None = None
 
 
 class AdmissionStore:
     def __init__(self, redis) -> None:
         self._redis = redis
-        self._admit = async_script(redis, "admit")
+        self._admit = async_script(redis, "admit", preludes=("gcra",))
+        self._admit_client = async_script(redis, "admit_client", preludes=("gcra",))
 
-    async def admit(self, client_id: str, consent_id: str, jti: str, grant_id: str, *, permissions=(),
-                    account_id: str | None = None, unattended: bool = False, allowance: int = 4,
+    async def admit(self, client_id: str, consent_id: str, jti: str, grant_id: str, rate: RateArgs = UNLIMITED, *,
+                    permissions=(), account_id: str | None = None, unattended: bool = False, allowance: int = 4,
                     window_seconds: int = 86_400) -> Verdict:
         """One EVALSHA of admit.lua (its header lists the checks and their order)."""
         answer = await self._admit(
             keys=[keys.consent(client_id, consent_id), keys.revoked_token(client_id, jti),
                   keys.revoked_grant(client_id, grant_id), keys.client_disabled(client_id),
-                  keys.unattended_calls(client_id, consent_id)],
+                  keys.unattended_calls(client_id, consent_id), keys.rate_bucket(client_id, rate.group),
+                  keys.client_tier(client_id)],
             args=[client_id, grant_id, " ".join(sorted(permissions)), account_id or "", "1" if unattended else "0",
-                  allowance, window_seconds * 1000, jti])
-        if answer[0] != b"ok":
-            return Verdict(answer[0].decode(), int(answer[1]) if len(answer) > 1 else None)
-        since, until = orjson.loads(answer[4])
-        return Verdict(None, None, answer[1].decode(), tuple(orjson.loads(answer[2])), tuple(orjson.loads(answer[3])),
-                       (since, until))
+                  allowance, window_seconds * 1000, jti, rate.default_tier, rate.limits, rate.group])
+        verdict, state, retry = _common(answer)
+        if verdict is not None:
+            return Verdict(verdict, retry, rate=state)
+        since, until = orjson.loads(answer[10])
+        return Verdict(None, None, answer[7].decode(), tuple(orjson.loads(answer[8])), tuple(orjson.loads(answer[9])),
+                       (since, until), state)
 
-    async def client_active(self, client_id: str, jti: str) -> bool:
-        """For client-credentials calls (consent API): the client is enabled and the token not revoked."""
-        return not await self._redis.exists(keys.client_disabled(client_id), keys.revoked_token(client_id, jti))
+    async def admit_client(self, client_id: str, jti: str, rate: RateArgs = UNLIMITED) -> Verdict:
+        """For client-credentials calls (consent API): the rate limit, the client enabled, the token not revoked."""
+        answer = await self._admit_client(
+            keys=[keys.revoked_token(client_id, jti), keys.client_disabled(client_id),
+                  keys.rate_bucket(client_id, rate.group), keys.client_tier(client_id)],
+            args=[rate.default_tier, rate.limits, rate.group])
+        verdict, state, retry = _common(answer)
+        return Verdict(verdict, retry, rate=state)
 
     async def signing_keys(self) -> dict[str, dict]:
         return {kid.decode(): orjson.loads(raw) for kid, raw in (await self._redis.hgetall(keys.SIGNING_KEYS)).items()}
+
+
+
+def _common(answer: list) -> tuple[str | None, RateState | None, int | None]:
+    """(refusal reason or None, the rate state, retry ms) from the head every admission script answers with."""
+    verdict = answer[0].decode()
+    name = answer[1].decode()
+    state = RateState(name, int(answer[2]), int(answer[3]), int(answer[4]), int(answer[5])) if name else None
+    return (None if verdict == "ok" else verdict), state, int(answer[6]) or None

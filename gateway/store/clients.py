@@ -51,6 +51,23 @@ class ClientStore:
         pipe.set(keys.client_disabled(client_id), b"1")
         return bool(pipe.execute()[0])
 
+    def tier(self, client_id: str) -> str | None:
+        """The client's rate-limit tier, if it has been given one (else the policy's default applies)."""
+        raw = self._redis.get(keys.client_tier(client_id))
+        return raw.decode() if raw else None
+
+    def set_tier(self, client_id: str, tier: str) -> None:
+        """Read by the admission scripts on every call, so it holds from the client's next call on every worker."""
+        self._redis.set(keys.client_tier(client_id), tier)
+
+    def rate_state(self, client_id: str, group: str) -> tuple[float, float] | None:
+        """(the group bucket's theoretical arrival time in µs, Redis's time now in µs), or None if unused lately."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(keys.rate_bucket(client_id, group))
+        pipe.time()
+        tat, (seconds, micros) = pipe.execute()
+        return (float(tat), seconds * 1_000_000 + micros) if tat else None
+
     def all(self) -> Iterator[dict]:
         for client_id in sorted(member.decode() for member in self._redis.smembers(keys.CLIENTS)):
             document = self.get(client_id)

@@ -93,3 +93,13 @@ def consent_accesses(consent_id: str) -> str:
 NOTIFY_OUTBOX = "obgw:{notify}:outbox"
 NOTIFY_GROUP = "notifiers"
 NOTIFY_PARKED = "parked"  # the pseudo-consumer holding entries that wait for their next attempt
+
+
+def rate_bucket(client_id: str, group: str) -> str:
+    """The TPP's GCRA state (its theoretical arrival time, µs) for one route group."""
+    return f"obgw:{_tag(client_id)}:rate:{group}"
+
+
+def client_tier(client_id: str) -> str:
+    """The TPP's rate-limit tier, read by the admission scripts on every call (`obgw clients set-tier`)."""
+    return f"obgw:{_tag(client_id)}:tier"

@@ -16,8 +16,10 @@ RedisError = redis.RedisError
 ResponseError = redis.ResponseError
 
 
-def _script_source(name: str) -> str:
-    return resources.files("gateway.store").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
+def _script_source(name: str, preludes: tuple[str, ...] = ()) -> str:
+    """The script's Lua, after the shared functions it uses (a prelude is one more file in scripts/)."""
+    files = resources.files("gateway.store").joinpath("scripts")
+    return "\n".join(files.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in (*preludes, name))
 
 
 def async_client(url: str, max_connections: int = 64) -> aioredis.Redis:
@@ -32,8 +34,8 @@ def sync_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=10.0, decode_responses=False)
 
 
-def async_script(client: aioredis.Redis, name: str):
-    return client.register_script(_script_source(name))
+def async_script(client: aioredis.Redis, name: str, preludes: tuple[str, ...] = ()):
+    return client.register_script(_script_source(name, preludes))
 
 
 def sync_script(client: redis.Redis, name: str):

@@ -1,5 +1,6 @@
 -- Admit one consent-bound resource call: everything about it that lives in Redis, decided in one round trip,
 -- on Redis's own clock, in the order the consent rules are read (each refusal names its reason id):
+--   the TPP's rate limit (gcra.lua, prepended)        → ratelimit.exceeded (+ ms until a call may pass)
 --   token or its grant revoked, client disabled      → token.revoked
 --   the consent is this TPP's                        → consent.not_found
 --   Authorised, by the grant the token came from      → consent.not_authorised / token.revoked
@@ -9,28 +10,37 @@
 --   an unattended call within the rolling allowance   → consent.unattended_limit (+ ms until a slot frees)
 -- Only a call that passes everything is counted against the unattended allowance.
 -- KEYS[1] consent hash, KEYS[2] revoked-token marker, KEYS[3] revoked-grant marker, KEYS[4] client-disabled marker,
--- KEYS[5] the consent's unattended-calls sorted set
+-- KEYS[5] the consent's unattended-calls sorted set, KEYS[6] the TPP's rate bucket, KEYS[7] the TPP's tier
 -- ARGV[1] client id, ARGV[2] grant id, ARGV[3] required permissions (space-separated, any one; "" = none),
--- ARGV[4] account id ("" = none), ARGV[5] "1" if unattended, ARGV[6] allowance, ARGV[7] window ms, ARGV[8] jti
--- Returns {reason[, retry_ms]} when refused, else {"ok", customer_id, accounts_json, permissions_json, window_json}.
+-- ARGV[4] account id ("" = none), ARGV[5] "1" if unattended, ARGV[6] allowance, ARGV[7] window ms, ARGV[8] jti,
+-- ARGV[9] default tier, ARGV[10] the route group's limits, ARGV[11] the route group
+-- Returns {verdict, rate policy name, q, w, r, t, retry_ms, customer_id, accounts_json, permissions_json,
+-- window_json}: verdict "ok" or the reason id; the rate fields describe the TPP's bucket after this call.
+local now = now_us()
+local allowed, name, q, w, r, reset, retry = rate_limit(KEYS[6], KEYS[7], ARGV[9], ARGV[10], ARGV[11], now)
+local function answer(verdict, retry_ms, ...)
+  return {verdict, name, q, w, r, reset, retry_ms or 0, ...}
+end
+if not allowed then
+  return answer('ratelimit.exceeded', retry)
+end
+now = math.floor(now / 1000)  -- the consent rules are in milliseconds
 if redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) > 0 then
-  return {'token.revoked'}
+  return answer('token.revoked')
 end
 local c = redis.call('HMGET', KEYS[1], 'client_id', 'status', 'expires_ms', 'customer_id', 'accounts', 'grant_id',
                      'permissions', 'window')
 if not c[1] or c[1] ~= ARGV[1] then
-  return {'consent.not_found'}
+  return answer('consent.not_found')
 end
 if c[2] ~= 'Authorised' then
-  return {'consent.not_authorised'}
+  return answer('consent.not_authorised')
 end
 if c[6] ~= ARGV[2] then
-  return {'token.revoked'}  -- authorised again since: only the newest authorisation's tokens work
+  return answer('token.revoked')  -- authorised again since: only the newest authorisation's tokens work
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if c[3] ~= '' and tonumber(c[3]) <= now then
-  return {'consent.expired'}
+  return answer('consent.expired')
 end
 if ARGV[3] ~= '' then
   local granted = {}
@@ -39,23 +49,23 @@ if ARGV[3] ~= '' then
   for p in string.gmatch(ARGV[3], '%S+') do
     if granted[p] then any = true end
   end
-  if not any then return {'consent.permission_missing'} end
+  if not any then return answer('consent.permission_missing') end
 end
 if ARGV[4] ~= '' then
   local selected = false
   for _, a in ipairs(cjson.decode(c[5])) do
     if a == ARGV[4] then selected = true end
   end
-  if not selected then return {'consent.account_not_selected'} end
+  if not selected then return answer('consent.account_not_selected') end
 end
 if ARGV[5] == '1' then
   local window = tonumber(ARGV[7])
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - window)
   if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[6]) then
     local oldest = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
-    return {'consent.unattended_limit', tostring(tonumber(oldest[2]) + window - now)}
+    return answer('consent.unattended_limit', tonumber(oldest[2]) + window - now)
   end
-  redis.call('ZADD', KEYS[5], now, t[1] .. t[2] .. ARGV[8])
+  redis.call('ZADD', KEYS[5], now, tostring(now) .. ARGV[8])
   redis.call('PEXPIRE', KEYS[5], window)
 end
-return {'ok', c[4], c[5], c[7], c[8]}
+return answer('ok', 0, c[4], c[5], c[7], c[8])
