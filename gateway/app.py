@@ -81,6 +81,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        chain.start()  # adopts the spools of workers that died before they could replay them
         await forward.start()
         await bank.start()
         await notifier.start()

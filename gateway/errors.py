@@ -82,6 +82,8 @@ REASONS: Mapping[str, Reason] = {
                                "The consent's status does not allow this."),
     "admission.unavailable": Reason(503, "UK.OBIE.UnexpectedError",
                                     "The consent could not be checked; try again later."),
+    "store.unavailable": Reason(503, "UK.OBIE.UnexpectedError",
+                                "The gateway's store cannot be reached; nothing was done. Try again later."),
 }
 
 # The authorization server answers in OAuth 2.0 error JSON (RFC 6749 §5.2) rendered by Authlib itself; these are

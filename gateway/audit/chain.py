@@ -113,14 +113,21 @@ class AuditChain:
         """This worker's spool file, once something has been spooled (for operators and tests)."""
         return self._spool.path if self._spool is not None else None
 
+    def start(self) -> None:
+        """Adopt the spools of dead workers now, in the background, rather than at the first `append`.
+
+        Optional (the first `append` does it otherwise); needs a running event loop, never waits for Redis.
+        """
+        if self._adopt_on_first_append:
+            self._adopt_on_first_append = False
+            self._start_replayer()
+
     async def append(self, record: AuditRecord) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((record, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        if self._adopt_on_first_append:  # look for spools that dead workers left, in the background
-            self._adopt_on_first_append = False
-            self._start_replayer()
+        self.start()  # the first append looks for spools that dead workers left, in the background
         await future
 
     async def _flush(self) -> None:
@@ -232,15 +239,8 @@ class AuditChain:
 
     async def _replay_pass(self, *, adopt: bool) -> bool:
         """One attempt at everything waiting: this chain's spool, then orphans. True when nothing is left."""
-        async with self._lock:
-            pending = list(self._spooled)
         try:
-            if pending:
-                try:
-                    await self._replay(pending)
-                except AuditChainError as exc:
-                    await self._set_own_spool_aside(exc)
-                    pending = []
+            await self._replay_own()
             if adopt:
                 self._orphans.extend(await asyncio.to_thread(claim_orphans, self._spool.directory))
             while self._orphans:
@@ -256,19 +256,32 @@ class AuditChain:
             log.warning("audit chain %s: Redis answers again; the spool is replayed", self.chain_id)
         self._replay_failing = False
         async with self._lock:
-            if pending and len(self._spooled) >= len(pending) and all(
-                    a is b for a, b in zip(self._spooled, pending, strict=False)):
-                self._stored = _parse_head(pending[-1].head)
-                if len(self._spooled) > len(pending):  # spooled meanwhile: the file is cut once those are in too
-                    del self._spooled[:len(pending)]
-                else:
-                    try:
-                        await asyncio.to_thread(self._spool.clear)
-                    except OSError:  # keep them listed (re-sent as no-ops) until the file can be cut
-                        log.exception("audit chain %s: could not empty the spool", self.chain_id)
-                        return False
-                    self._spooled = []
             return not self._spooled and not self._orphans
+
+    async def _replay_own(self) -> None:
+        """Send this chain's spooled batches without holding the lock (appends keep spooling meanwhile); then, under
+        the lock, forget those sent and cut the file once nothing is left in it that Redis lacks."""
+        async with self._lock:
+            pending = list(self._spooled)
+        if not pending:
+            return
+        try:
+            await self._replay(pending)
+        except AuditChainError as exc:
+            await self._set_own_spool_aside(exc)
+            return
+        async with self._lock:
+            if self._spooled[:len(pending)] != pending:  # set aside meanwhile: nothing to forget
+                return
+            self._stored = _parse_head(pending[-1].head)
+            if len(self._spooled) > len(pending):  # spooled meanwhile: the file is cut once those are in too
+                del self._spooled[:len(pending)]
+                return
+            try:
+                await asyncio.to_thread(self._spool.clear)
+            except OSError as exc:  # keep them listed (re-sent as no-ops) until the file can be cut
+                raise OSError(f"could not empty the spool {self._spool.path}: {exc}") from exc
+            self._spooled = []
 
     async def _replay_orphan(self, orphan: Orphan) -> None:
         chain = orphan.batches[0].chain

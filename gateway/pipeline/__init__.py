@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 from gateway.pipeline.admission import Admit, AdmitClient, RateLimitArgs
 from gateway.pipeline.call import Call
+from gateway.pipeline.endpoint import ReadBody
 from gateway.pipeline.forward import Forward
 from gateway.pipeline.identity import RequireClientCertificate
 from gateway.pipeline.minimise import Minimise
@@ -31,6 +32,7 @@ def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVe
     """The stages of every proxied `/open-banking/...` call, in order (Minimise acts on the way back)."""
     return (
         MatchRoute(policy),
+        ReadBody(),
         RequireClientCertificate(),
         VerifyAccessToken(verifier, keys, consent_bound=True),
         Admit(admission, policy.unattended, RateLimitArgs(policy.limits)),

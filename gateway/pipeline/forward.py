@@ -4,16 +4,22 @@ aiohttp, not httpx: 6-7x the throughput as a proxy client on this machine (FACTS
 both directions, so hop-by-hop headers (RFC 9110 §7.6.1), the TPP's token, cookies, forwarding and identity headers
 never reach the bank, and the bank's internal headers never reach the TPP. Back-end failures become catalogued
 refusals (502/504) and a back-end 5xx body (possibly a stack trace) is never passed on.
+
+Each service is guarded per worker (breaker.py): a concurrency cap and a circuit breaker are asked before any I/O,
+so a call to a back-end that is full or failing is answered 503 at once instead of waiting; every outcome is
+recorded, and the slot is freed however the call ends. The route's `timeout_ms` bounds the whole exchange.
 """
 from __future__ import annotations
 
 import asyncio
+import time
 from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 from yarl import URL
 
 from gateway.errors import Refusal
+from gateway.pipeline.breaker import BackendGuard, Clock
 from gateway.pipeline.call import Call, Upstream
 from gateway.policy import PolicySet
 from gateway.policy.fields import windows
@@ -49,9 +55,10 @@ def _scoped_query(call: Call) -> str:
 class Forward:
     """Sends the call to the route's service and stores the answer on `call.upstream`."""
 
-    def __init__(self, policy: PolicySet) -> None:
+    def __init__(self, policy: PolicySet, clock: Clock = time.monotonic) -> None:
         self._policy = policy
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._guards = {name: BackendGuard(service, clock) for name, service in policy.services.items()}
 
     async def start(self) -> None:
         for name, service in self._policy.services.items():
@@ -78,15 +85,19 @@ class Forward:
         if call.customer_id:  # the bank learns whose data from the consent, never from anything the TPP sent
             headers[CUSTOMER_HEADER] = call.customer_id
         timeout = aiohttp.ClientTimeout(total=route.timeout_ms / 1000, sock_connect=service.connect_timeout_ms / 1000)
-        try:
-            async with self._sessions[service.name].request(
-                    call.method, URL(target, encoded=True), data=call.body or None, headers=headers,
-                    timeout=timeout, allow_redirects=False) as response:
-                body = await response.read()
-        except TimeoutError:
-            raise Refusal("backend.timeout") from None
-        except aiohttp.ClientError:
-            raise Refusal("backend.unavailable") from None
+        with self._guards[service.name].admit() as admission:  # may refuse (503) before any I/O
+            try:
+                async with self._sessions[service.name].request(
+                        call.method, URL(target, encoded=True), data=call.body or None, headers=headers,
+                        timeout=timeout, allow_redirects=False) as response:
+                    body = await response.read()
+            except TimeoutError:
+                admission.record(ok=False)
+                raise Refusal("backend.timeout") from None
+            except aiohttp.ClientError:
+                admission.record(ok=False)
+                raise Refusal("backend.unavailable") from None
+            admission.record(ok=response.status < 500)  # a 4xx is the back-end answering
         if response.status >= 500:
             raise Refusal("backend.error", f"The bank's service answered {response.status}.")
         call.upstream = Upstream(

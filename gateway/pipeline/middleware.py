@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from gateway.audit.record import AuditRecord
 from gateway.errors import Refusal, oauth_error_body, ob_error_body
+from gateway.store.redis import RedisError
 from gateway.pipeline.call import SCOPE_KEY, Call
 from gateway.pipeline.identity import (
     CLIENT_CERT,
@@ -160,6 +161,12 @@ class RenderErrors:
             call.reason, call.decision = refusal.reason, "refuse"
             if not started:
                 await self._render(scope, call, refusal, send)
+        except RedisError:
+            # Fail closed: whatever needed Redis did not happen (no session, no consent change, nothing forwarded).
+            log.warning("Redis unavailable in interaction %s", call.interaction_id)
+            call.reason, call.decision = "store.unavailable", "error"
+            if not started:
+                await self._render(scope, call, Refusal("store.unavailable", headers={"Retry-After": "1"}), send)
         except Exception:
             log.exception("unexpected error in interaction %s", call.interaction_id)
             call.reason, call.decision = "error.unexpected", "error"

@@ -107,8 +107,8 @@ class Network:
 
 
 def _record(n: int, client_id: str = "tpp-demo") -> AuditRecord:
-    return AuditRecord(ts=f"2026-11-23T10:00:{n % 60:02d}.000+00:00", interaction_id=f"00000000-0000-4000-8000-{n:012d}",
-                       method="GET", route="/open-banking/v3.1/aisp/accounts", status=503, decision="refuse",
+    return AuditRecord(ts=f"2026-11-23T10:00:{n % 60:02d}.000+00:00", interaction_id=_ids(n)[0], method="GET",
+                       route="/open-banking/v3.1/aisp/accounts", status=503, decision="refuse",
                        reason="admission.unavailable", latency_ms=1.5, client_id=client_id, consent_id=CONSENT,
                        cert_thumbprint="abc")
 
@@ -290,6 +290,41 @@ def test_a_forked_chain_still_fails_the_append_and_is_not_spooled(server, tmp_pa
     assert (result.records, result.breach) == (1, None)
 
 
+def test_a_spool_that_redis_can_no_longer_take_is_kept_aside_loudly(server, tmp_path, caplog):
+    checkpoints = tmp_path / "audit" / "checkpoints.jsonl"
+    caplog.set_level(logging.WARNING, logger="obgw.audit")
+
+    async def go() -> Path:
+        client = async_client(server.url)
+        chain = AuditChain(client, checkpoints)
+        network = Network(chain)
+        try:
+            for n in range(3):
+                await chain.append(_record(n))
+            await chain.checkpoint()
+            network.down = True
+            for n in range(3, 5):
+                await chain.append(_record(n))
+            spool_dir = chain.spool_path.parent
+            sync = redis.Redis.from_url(server.url)
+            sync.flushall()  # Redis comes back without its data: the spool continues a head Redis no longer has
+            sync.close()
+            network.down = False
+            await _eventually(lambda: any("cannot be appended" in r.getMessage() for r in caplog.records))
+            await chain.append(_record(5))  # the worker goes on, from the head Redis holds
+        finally:
+            await chain.close()
+            await client.aclose()
+        return spool_dir
+
+    spool_dir = asyncio.run(go())
+    [kept] = spool_dir.iterdir()
+    assert ".jsonl.stale-" in kept.name
+    assert [r["interaction_id"] for line in _lines(kept) for r in line["records"]] == _ids(3, 4)
+    result, _ = _stored(server.url, read_checkpoints(checkpoints))
+    assert result.breach is not None and "truncated" in result.breach.message  # and `verify` says so
+
+
 def test_a_spool_that_cannot_be_written_fails_the_append(tmp_path):
     (tmp_path / "audit").mkdir()
     (tmp_path / "audit" / "spool").write_text("a file where the spool directory should be")
@@ -368,7 +403,8 @@ def test_a_spool_left_at_close_is_adopted_exactly_once_by_the_next_workers(serve
         server.start()
         first, second = AuditChain(client, checkpoints), AuditChain(client, checkpoints)
         try:
-            await asyncio.gather(first.append(_record(10)), second.append(_record(11)))  # both look for orphans
+            first.start()  # one looks for orphans at start, the other at its first append: together
+            await asyncio.gather(first.append(_record(10)), second.append(_record(11)))
         finally:
             await first.close()
             await second.close()

@@ -19,7 +19,9 @@ def test_add_from_the_demo_file_registers_both_methods_and_the_certificate(capsy
                        "--redis-url", redis_url)
     assert code == 0 and out.startswith("registered tpp-demo: tls_client_auth, private_key_jwt")
     code, out, _ = run(capsys, "clients", "show", "tpp-demo", "--redis-url", redis_url)
-    shown = json.loads(out)
+    document, _, usage = out.partition("\nrate-limit tier: ")
+    shown = json.loads(document)
+    assert usage.startswith("standard (the policy's default)") and "100 of 100 left (20/s, burst 100)" in usage
     assert shown["redirect_uris"] == ["https://tpp.example.com/callback"] and shown["roles"] == ["AISP", "PISP"]
     assert shown["subject_dn"] == "O=obgw demo TPP,CN=tpp-demo" and len(shown["cert_thumbprint"]) == 43
     assert all("d" not in key for key in shown["jwks"]["keys"])  # only the public half is registered
