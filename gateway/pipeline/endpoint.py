@@ -4,11 +4,12 @@ and ReadBody, the stage that reads a proxied call's body with its route's limit.
 Why a stage reads the body: the limit is the route's `max_body_bytes`, and the route is known only once MatchRoute
 has run inside the pipeline. So the endpoint does not read ahead. ReadBody, right after MatchRoute, reads with the
 route's limit. A declared Content-Length over the limit is refused before a byte is read; a chunked body is refused
-as soon as what has arrived passes it. A call refused earlier (no such route) has nothing read at all. It comes
-before the token checks only because a body cut short must be reported as such (`request.incomplete`) whoever sent it.
-The bound on what an anonymous caller can make the gateway read is the route's limit, 64 KiB unless a route says
-otherwise. A pipeline without ReadBody (the consent API: routed by Starlette, no RoutePolicy) has its body read
-here, before the pipeline, with the fixed `MAX_BODY_BYTES`.
+as soon as what has arrived passes it. A call refused earlier (no such route) has nothing read at all. It must come
+before Admit, so that a call refused for its body is never charged to a rate limit or an unattended allowance; it
+comes before the token checks too, as the whole body used to be read before anything, so a body cut short is
+`request.incomplete` whoever sent it. What an anonymous caller can make the gateway read is bounded by the route's
+limit, 64 KiB unless a route says otherwise. A pipeline without ReadBody (the consent API: routed by Starlette, no
+RoutePolicy) has its body read here, before the pipeline, with the fixed `MAX_BODY_BYTES`.
 
 The ASGI `receive` reaches ReadBody through a context variable set while the pipeline runs (each request runs in
 its own asyncio task, so the value is that request's). Call holds what the stages decide; `receive` is the
