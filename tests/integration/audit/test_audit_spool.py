@@ -9,7 +9,6 @@ import asyncio
 import errno
 import logging
 import os
-import secrets
 import stat
 import subprocess
 import sys
@@ -25,56 +24,12 @@ from gateway.audit import query
 from gateway.audit import spool as spool_module
 from gateway.audit.chain import AuditChain, AuditChainError, read_checkpoints, verify
 from gateway.audit.record import AuditRecord
-from gateway.children import die_with_parent, stop
-from gateway.store.embedded import find_binary
+from gateway.children import stop
 from gateway.store.redis import async_client
 from support.ports import free_port
+from support.redis_server import RedisServer
 
 CONSENT = "c-spool"
-
-
-class RedisServer:
-    """redis-server on one address for the whole test: `stop()` is an outage, `start()` brings the same data back."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.password = secrets.token_urlsafe(16)
-        self.url = f"redis://:{self.password}@127.0.0.1:{self.port}/0"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 10.0) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        config = "\n".join([
-            "bind 127.0.0.1", f"port {self.port}", f"dir {self.directory}", "appendonly yes", "appendfsync always",
-            'save ""', "daemonize no", "loglevel warning", f"logfile {self.directory / 'redis.log'}",
-            f"requirepass {self.password}",
-        ])
-        self._process = subprocess.Popen([find_binary(), "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
-                                         start_new_session=True)
-        self._process.stdin.write(config.encode())
-        self._process.stdin.close()
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=0.5)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                if self._process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited: {(self.directory / 'redis.log').read_text()}")
-                try:
-                    if client.ping():
-                        return
-                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-                    time.sleep(0.05)
-        finally:
-            client.close()
-        self.stop()
-        raise RuntimeError(f"redis-server on port {self.port} did not answer within {timeout} s")
-
-    def stop(self) -> None:
-        if self._process is not None:
-            stop(self._process)  # SIGTERM: Redis fsyncs its append-only file and exits; SIGKILL after 10 s
-            self._process = None
 
 
 @pytest.fixture

@@ -1,0 +1,60 @@
+"""Redis stopped mid-run: the gateway fails closed (503, nothing forwarded unchecked), records every refusal in its
+local spool, and, when Redis returns, appends them to the same chains: `obgw audit verify` passes (issue: traffic
+protection, item 4)."""
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from support.gateway import Gateway, gateway_env, tpp_client
+from support.policies import write_policy
+from support.redis_server import RedisServer
+from support.tpp import access_token_for
+
+pytestmark = pytest.mark.e2e
+
+ACCOUNTS = "/open-banking/v3.1/aisp/accounts"
+
+
+def _seen(backend: str) -> int:
+    return httpx.get(backend + "/control/seen", timeout=5).json().get("/echo/accounts", 0)
+
+
+def test_with_redis_gone_nothing_is_forwarded_and_every_refusal_is_chained_when_it_returns(tmp_path, pki, backend,
+                                                                                           bank):
+    redis_server = RedisServer(tmp_path / "redis")
+    redis_server.start()
+    write_policy(tmp_path / "policies", backend, bank[0])
+    gw = Gateway(gateway_env(tmp_path / "var", pki, tmp_path / "policies", REDIS_URL=redis_server.url), workers=2)
+    try:
+        token = access_token_for(gw, pki)
+        with tpp_client(pki, token=token) as tpp:
+            assert tpp.get(gw.base + ACCOUNTS).status_code == 200
+            forwarded = _seen(backend)
+
+            redis_server.stop()
+            refused = [tpp.get(gw.base + ACCOUNTS) for _ in range(10)]
+            assert {r.status_code for r in refused} == {503}
+            assert all(r.headers["retry-after"] == "1" for r in refused)
+            assert _seen(backend) == forwarded  # not one call reached the bank unchecked
+
+            redis_server.start()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and tpp.get(gw.base + ACCOUNTS).status_code != 200:
+                time.sleep(0.2)
+            assert tpp.get(gw.base + ACCOUNTS).status_code == 200  # it recovered by itself
+        ids = {r.headers["x-fapi-interaction-id"] for r in refused}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            chained = [r for r in gw.audit() if r["interaction_id"] in ids]
+            if len(chained) == len(ids):
+                break
+            time.sleep(0.3)
+        assert len(chained) == 10 and {r["reason"] for r in chained} == {"admission.unavailable"}
+        done = gw.cli("audit", "verify")
+        assert done.returncode == 0, done.stderr
+    finally:
+        assert gw.stop() == 0
+        redis_server.stop()
