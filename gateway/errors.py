@@ -42,6 +42,7 @@ REASONS: Mapping[str, Reason] = {
     # Per-TPP rate limits (limits.yaml). UK OB defines no ErrorCode for 429 (see consent.unattended_limit).
     "ratelimit.exceeded": Reason(429, "OBGW.Rules.RateLimitExceeded",
                                  "Too many calls: the TPP's rate limit is used up; see Retry-After."),
+    "request.invalid_date": Reason(400, "UK.OBIE.Field.InvalidDate", "A date-time parameter is not valid."),
     "request.incomplete": Reason(400, "UK.OBIE.Field.Invalid", "The request body ended before its declared length."),
     "audit.unavailable": Reason(503, "UK.OBIE.UnexpectedError",
                                 "The call could not be recorded in the audit log; try again later."),
@@ -95,7 +96,7 @@ OAUTH_ERRORS = (
     "invalid_token", "server_error",
 )
 # The customer pages' own refusals (shown as pages, audited like every refusal).
-WEB_REASONS = ("web.login_failed", "web.session_missing", "web.csrf_invalid")
+WEB_REASONS = ("web.login_failed", "web.login_locked", "web.session_missing", "web.csrf_invalid")
 # Each attempt to notify a TPP of a revoked consent is audited under a `notify.*` reason, catalogued with the
 # decision it stands for in `consents.notify.REASONS` (they are outcomes of a delivery, not refusals of a call).
 

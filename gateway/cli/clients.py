@@ -3,6 +3,7 @@ and each client's rate-limit tier and usage."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 

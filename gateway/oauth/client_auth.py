@@ -85,7 +85,7 @@ class PrivateKeyJwt:
         try:
             header = jwt.get_unverified_header(assertion)
             unverified = jwt.decode(assertion, options={"verify_signature": False})
-        except jwt.DecodeError:
+        except jwt.PyJWTError:
             raise _refuse("The client assertion is not a JWT.") from None
         # RFC 7523 §3 item 2: sub (and, for client authentication, iss) is the client_id.
         client_id = unverified.get("sub")
@@ -106,6 +106,8 @@ class PrivateKeyJwt:
             raise _refuse(f"The client assertion's aud must be the issuer {self.issuer}.") from None
         except jwt.InvalidTokenError as exc:
             raise _refuse(f"The client assertion is not valid: {exc}.") from None
+        if not all(type(claims[name]) in (int, float) for name in ("exp", "iat")):
+            raise _refuse("The assertion's exp and iat must be NumericDate values (RFC 7519 §2).")
         now = time.time()
         if claims["exp"] - claims["iat"] > MAX_ASSERTION_SECONDS:
             raise _refuse(f"The client assertion may live at most {MAX_ASSERTION_SECONDS} s from its iat.")

@@ -80,15 +80,13 @@ class PushedAuthorizationCode(CertificateBoundTokens, grants.AuthorizationCodeGr
         }, self.server.settings.auth_code_seconds)
 
     def query_authorization_code(self, code, client):
-        record, earlier = self.server.store.take_code(code)
+        record, earlier = self.server.store.take_code(code, client.client_id)
         if earlier and earlier["client_id"] == client.client_id:
             # RFC 6749 §4.1.2: a code used twice revokes what its first use produced.
             self.server.store.revoke_grant(client.client_id, earlier["grant_id"],
                                            self.server.settings.refresh_token_seconds)
             return None
-        if record is None or record["client_id"] != client.client_id:
-            return None
-        return AuthorizationCode(record)
+        return AuthorizationCode(record) if record is not None else None
 
     def delete_authorization_code(self, authorization_code):
         """Nothing to do: `query_authorization_code` took the code out of the store already (single use)."""

@@ -45,6 +45,7 @@ def new_key_record(now: float | None = None) -> tuple[str, dict]:
 class KeyRing:
     def __init__(self, records: dict[str, dict], overlap: float, now: float | None = None) -> None:
         now = now or time.time()
+        self.overlap = overlap
         self.keys: dict[str, SigningKey] = {}
         for kid, record in records.items():
             if record.get("retired_at") is not None and record["retired_at"] + overlap < now:
@@ -54,9 +55,13 @@ class KeyRing:
         live = [k for k in self.keys.values() if k.retired_at is None]
         self.signing: SigningKey | None = max(live, key=lambda k: k.created) if live else None
 
-    def verification_key(self, kid: str):
+    def verification_key(self, kid: str, now: float | None = None):
+        """The public key of `kid`, unless it is unknown or retired longer than the overlap: a rotated-out key
+        stops verifying even where this ring was loaded long ago."""
         key = self.keys.get(kid)
-        return key.private.public_key() if key else None
+        if key is None or (key.retired_at is not None and key.retired_at + self.overlap < (now or time.time())):
+            return None
+        return key.private.public_key()
 
     def jwks(self) -> dict:
         return {"keys": [key.public_jwk for key in sorted(self.keys.values(), key=lambda k: -k.created)]}

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import jwt
 import orjson
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error
 from authlib.oauth2.rfc7591 import (
     InvalidClientMetadataError,
@@ -30,14 +32,18 @@ _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _JSON = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), ("Pragma", "no-cache")]
 
 
-def load_directory_keys(path: Path) -> dict[str, object]:
-    """kid → public key of the directory's JWKS; missing file: no directory trusted (every statement refused)."""
+_KEY_ALGORITHM = {"EC": ("ES256", ECAlgorithm), "RSA": ("PS256", RSAPSSAlgorithm)}
+
+
+def load_directory_keys(path: Path) -> dict[str, tuple[str, object]]:
+    """kid → (its algorithm, public key) of the directory's JWKS; missing file: no directory trusted."""
     if not Path(path).exists():
         return {}
     keys = {}
     for jwk in orjson.loads(Path(path).read_bytes()).get("keys", []):
-        loader = ECAlgorithm if jwk.get("kty") == "EC" else RSAPSSAlgorithm
-        keys[jwk.get("kid", "")] = loader.from_jwk(orjson.dumps(jwk).decode())
+        if jwk.get("kty") in _KEY_ALGORITHM:
+            alg, loader = _KEY_ALGORITHM[jwk["kty"]]
+            keys[jwk.get("kid", "")] = (alg, loader.from_jwk(orjson.dumps(jwk).decode()))
     return keys
 
 
@@ -67,6 +73,11 @@ class Registration:
             raise InvalidClientError(status_code=401, description="Registration needs mutual TLS.")
         metadata = dict(request.payload.data)
         statement = self._software_statement(metadata.pop("software_statement", None))
+        # UK OB DCR: the transport certificate is the software's own (its CN is the software_id), so a statement
+        # cannot be registered by another TPP's certificate.
+        if _common_name(request.certificate.subject) != statement["software_id"]:
+            raise InvalidSoftwareStatementError("The software_statement's software_id is not the client "
+                                                "certificate's common name.")
         method = metadata.get("token_endpoint_auth_method")
         if method not in AUTH_METHODS:
             raise InvalidClientMetadataError(f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}.")
@@ -109,18 +120,23 @@ class Registration:
             raise InvalidSoftwareStatementError("A software_statement signed by the directory is required.")
         try:
             header = jwt.get_unverified_header(statement)
-        except jwt.DecodeError:
+        except jwt.PyJWTError:
             raise InvalidSoftwareStatementError("The software_statement is not a JWT.") from None
         if header.get("alg") not in ASSERTION_ALGORITHMS:
             raise InvalidSoftwareStatementError("The software_statement must be signed (ES256 or PS256).")
-        key = self.directory.get(header.get("kid", ""))
-        if key is None:
+        trusted = self.directory.get(header.get("kid")) if isinstance(header.get("kid"), str) else None
+        if trusted is None:
             raise UnapprovedSoftwareStatementError("The software_statement is not signed by a trusted directory.")
+        alg, key = trusted
+        if header["alg"] != alg:  # the key decides the algorithm, never the header (RFC 8725 §3.1)
+            raise InvalidSoftwareStatementError(f"The directory's key {header['kid']} signs with {alg}.")
         try:
-            claims = jwt.decode(statement, key, algorithms=[header["alg"]],
+            claims = jwt.decode(statement, key, algorithms=[alg],
                                 options={"require": ["iss", "iat", "software_id"], "verify_aud": False})
-        except jwt.InvalidTokenError as exc:
+        except jwt.PyJWTError as exc:
             raise InvalidSoftwareStatementError(f"The software_statement is not valid: {exc}.") from None
+        if not isinstance(claims["software_id"], str) or type(claims["iat"]) not in (int, float):
+            raise InvalidSoftwareStatementError("software_id must be a string and iat a NumericDate.")
         return claims
 
     def _describe(self, client: Client) -> dict:
@@ -164,6 +180,11 @@ class Registration:
                 or token.claims["cnf"]["x5t#S256"] != getattr(request.certificate, "thumbprint", None)):
             raise InvalidClientError(status_code=401, description="Use the client's certificate and access token.")
         return client
+
+
+def _common_name(subject: str) -> str | None:
+    names = x509.Name.from_rfc4514_string(subject).get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
 
 
 def _strings(value, name: str) -> list[str]:

@@ -96,7 +96,7 @@ class AccessTokenVerifier:
         """The key id of a token that is shaped like ours; TokenRejected for anything else."""
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
+        except jwt.PyJWTError:  # not a JWT, or a header PyJWT refuses (a kid that is not a string, unknown crit)
             raise TokenRejected("token.malformed", "The access token is not a JWT.") from None
         # RFC 8725 §3.1: only the algorithm we sign with; `none`, HS256 (with our public key as the secret) and
         # every other algorithm are refused before any key is used.

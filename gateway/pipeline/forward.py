@@ -22,7 +22,7 @@ from gateway.errors import Refusal
 from gateway.pipeline.breaker import BackendGuard, Clock
 from gateway.pipeline.call import Call, Upstream
 from gateway.policy import PolicySet
-from gateway.policy.fields import windows
+from gateway.policy.fields import WindowError, windows
 
 # What a TPP may say to the bank: content negotiation and the FAPI / UK OB headers. Anything else is dropped.
 REQUEST_HEADERS = frozenset({
@@ -43,7 +43,10 @@ def _scoped_query(call: Call) -> str:
     if grant is None or (route.selected_accounts_param is None and (route.fields is None or not route.fields.window)):
         return call.query.decode("latin-1")
     asked = dict(parse_qsl(call.query.decode("latin-1"), keep_blank_values=True))
-    ours = windows(route.fields, asked, grant) if route.fields is not None else {}
+    try:
+        ours = windows(route.fields, asked, grant) if route.fields is not None else {}
+    except WindowError as bad:
+        raise Refusal("request.invalid_date", str(bad), path=bad.param) from None
     if route.selected_accounts_param:
         ours[route.selected_accounts_param] = ",".join(sorted(grant.accounts))
     window = route.fields.window if route.fields is not None else None

@@ -13,6 +13,9 @@ from gateway.pipeline.call import Call
 from gateway.policy.fields import Grant, MinimiseError, minimise
 
 
+_BODY_HEADERS = frozenset({b"x-jws-signature", b"etag", b"last-modified", b"cache-control"})
+
+
 class Minimise:
     def __init__(self, issuer: str) -> None:
         self._issuer = issuer  # Links.Self names the gateway's URL, never the back-end's
@@ -29,3 +32,7 @@ class Minimise:
         except (orjson.JSONDecodeError, MinimiseError):
             raise Refusal("minimise.failed") from None
         upstream.body = body
+        # What described the bank's bytes describes them no more (a signature, an ETag); consented data is never
+        # kept by a shared cache.
+        upstream.headers = [(k, v) for k, v in upstream.headers if k not in _BODY_HEADERS] + [
+            (b"cache-control", b"no-store")]

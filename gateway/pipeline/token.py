@@ -20,7 +20,8 @@ from gateway.pipeline.call import Call
 AUTHORIZATION = b"authorization"
 CHALLENGE = 'Bearer error="invalid_token"'
 CACHE_SIZE = 10_000
-KEY_REFRESH_SECONDS = 1.0
+KEY_REFRESH_SECONDS = 1.0     # at most one re-read a second on an unknown kid
+KEY_RELOAD_SECONDS = 60.0     # and one a minute anyway, so keys dropped from Redis are dropped here too
 
 
 def token_refusal(reason: str, message: str | None = None) -> Refusal:
@@ -40,13 +41,14 @@ class KeyCache:
 
     async def key(self, kid: str):
         key = self._ring.verification_key(kid)
-        if key is not None:
+        if key is not None and time.monotonic() - self._loaded < KEY_RELOAD_SECONDS:
             return key
         # Calls that meet the same new kid at once wait for one re-read instead of being refused meanwhile; an
         # unknown kid causes at most one re-read a second (a TPP sending made-up kids cannot flood Redis).
         async with self._refreshing:
             key = self._ring.verification_key(kid)
-            if key is None and time.monotonic() - self._loaded >= KEY_REFRESH_SECONDS:
+            stale = time.monotonic() - self._loaded >= KEY_RELOAD_SECONDS
+            if (key is None and time.monotonic() - self._loaded >= KEY_REFRESH_SECONDS) or stale:
                 self._ring = KeyRing(await self._store.signing_keys(), self._overlap)
                 self._loaded = time.monotonic()
                 key = self._ring.verification_key(kid)

@@ -8,6 +8,7 @@ the consent's transaction window are dropped. Anything malformed raises Minimise
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -174,13 +175,39 @@ def _path_allowed(root: FieldNode, path: str, grant: Grant) -> bool:
     return True
 
 
+class WindowError(ValueError):
+    """A date-time query parameter the gateway cannot pass on; `param` names it."""
+
+    def __init__(self, param: str) -> None:
+        super().__init__(f"{param} is not an ISO 8601 date-time between 1970 and 2100")
+        self.param = param
+
+
+_SPACED_OFFSET = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
+_EARLIEST, _LATEST = datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+
+def _asked(query: Mapping[str, str], param: str) -> datetime | None:
+    """A TPP's date-time parameter, checked: an unencoded "+" of the offset arrives as a space; anything the
+    gateway cannot read, or outside 1970..2100, is refused here rather than handed to the bank."""
+    raw = query.get(param)
+    if not raw:
+        return None  # absent, or given empty: not asked
+    try:
+        moment = parse_moment(_SPACED_OFFSET.sub(r"\1+\2", raw))
+    except ValueError:
+        raise WindowError(param) from None
+    if moment is None or not _EARLIEST <= moment < _LATEST:
+        raise WindowError(param)
+    return moment
+
+
 def windows(fields: FieldSet, query: Mapping[str, str], grant: Grant) -> dict[str, str]:
     """The window query parameters to send the back-end: the TPP's own, narrowed to the consent's window."""
     if fields.window is None:
         return {}
     since, until = grant.window
-    asked_since, asked_until = (parse_moment(query.get(fields.window.from_param)),
-                                parse_moment(query.get(fields.window.to_param)))
+    asked_since, asked_until = _asked(query, fields.window.from_param), _asked(query, fields.window.to_param)
     if asked_since and (since is None or asked_since > since):
         since = asked_since
     if asked_until and (until is None or asked_until < until):

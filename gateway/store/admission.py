@@ -4,6 +4,7 @@ Callers: `pipeline.admission.Admit` (every resource call), `pipeline.token.Verif
 """
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import orjson
@@ -60,7 +61,8 @@ class AdmissionStore:
                   keys.unattended_calls(client_id, consent_id), keys.rate_bucket(client_id, rate.group),
                   keys.client_tier(client_id)],
             args=[client_id, grant_id, " ".join(sorted(permissions)), account_id or "", "1" if unattended else "0",
-                  allowance, window_seconds * 1000, jti, rate.default_tier, rate.limits, rate.group])
+                  allowance, window_seconds * 1000, jti, rate.default_tier, rate.limits, rate.group,
+                  secrets.token_hex(8)])
         verdict, state, retry = _common(answer)
         if verdict is not None:
             return Verdict(verdict, retry, rate=state)

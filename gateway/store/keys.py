@@ -56,6 +56,11 @@ def revoked_grant(client_id: str, grant_id: str) -> str:
     return f"obgw:{_tag(client_id)}:revoked-grant:{grant_id}"
 
 
+def login_failures(digest: str) -> str:
+    """Failed password checks of one username (by its hash) in the current window."""
+    return f"obgw:login-failures:{digest}"
+
+
 def customer_session(kind: str, digest: str) -> str:
     return f"obgw:session:{kind}:{digest}"
 

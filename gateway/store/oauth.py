@@ -15,6 +15,7 @@ import secrets
 import orjson
 
 from gateway.store import keys
+from gateway.store.redis import sync_script
 
 
 _ADD_FIRST_KEY = "if redis.call('HLEN', KEYS[1]) == 0 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
@@ -27,14 +28,25 @@ def digest(value: str) -> str:
 class AuthorizationStore:
     def __init__(self, redis) -> None:
         self._redis = redis
+        self._take = sync_script(redis, "take_owned")
+
+    def _take_owned(self, key: str, marker: str, client_id: str) -> tuple[dict | None, dict | None]:
+        """(the record if this client's and still there, else the redemption marker if any); see take_owned.lua."""
+        answer = self._take(keys=[key, marker], args=[client_id])
+        if answer[0] == b"taken":
+            return orjson.loads(answer[1]), None
+        if answer[0] == b"gone" and answer[1]:
+            return None, orjson.loads(answer[1])
+        return None, None
 
     # Pushed authorization requests (RFC 9126 §2.2: the request_uri is single-use and short-lived).
     def push_request(self, request_uri: str, params: dict, seconds: int) -> None:
         self._redis.set(keys.pushed_request(digest(request_uri)), orjson.dumps(params), ex=seconds)
 
-    def take_request(self, request_uri: str) -> dict | None:
-        raw = self._redis.getdel(keys.pushed_request(digest(request_uri)))
-        return orjson.loads(raw) if raw else None
+    def take_request(self, request_uri: str, client_id: str) -> dict | None:
+        """The pushed request, taken (single use) - only by the client that pushed it."""
+        key = keys.pushed_request(digest(request_uri))
+        return self._take_owned(key, key, client_id)[0]  # no redemption marker: a pushed request issues nothing
 
     # Authorization codes (RFC 6749 §4.1.2: single-use; §10.5: short-lived). A code that gave tokens leaves a marker
     # naming its grant, so a replay revokes what the first redemption issued (§4.1.2). A code taken by a refused
@@ -42,16 +54,11 @@ class AuthorizationStore:
     def save_code(self, code: str, record: dict, seconds: int) -> None:
         self._redis.set(keys.authorization_code(digest(code)), orjson.dumps(record), ex=seconds)
 
-    def take_code(self, code: str) -> tuple[dict | None, dict | None]:
-        """(the code's record if it was still unused, else the marker of a redemption that issued tokens, if any)."""
+    def take_code(self, code: str, client_id: str) -> tuple[dict | None, dict | None]:
+        """(the code's record if it was unused and this client's, else the marker of a redemption that issued
+        tokens, if any). Another client's attempt leaves the code as it was."""
         key = digest(code)
-        pipe = self._redis.pipeline()
-        pipe.getdel(keys.authorization_code(key))
-        pipe.get(keys.used_code(key))
-        raw, used = pipe.execute()
-        if raw:
-            return orjson.loads(raw), None
-        return None, orjson.loads(used) if used else None
+        return self._take_owned(keys.authorization_code(key), keys.used_code(key), client_id)
 
     def mark_code_redeemed(self, code: str, client_id: str, grant_id: str, seconds: int) -> None:
         self._redis.set(keys.used_code(digest(code)), orjson.dumps({"client_id": client_id, "grant_id": grant_id}),
@@ -106,6 +113,19 @@ class AuthorizationStore:
         """The key of the customers' pseudonyms: made once, then the same for every worker and restart."""
         self._redis.set(keys.PSEUDONYM_SECRET, secrets.token_bytes(32), nx=True)
         return self._redis.get(keys.PSEUDONYM_SECRET)
+
+    # Password guessing: failures counted per username across sessions and workers (INCR + TTL: one window).
+    def login_failures(self, username: str) -> int:
+        return int(self._redis.get(keys.login_failures(digest(username))) or 0)
+
+    def count_login_failure(self, username: str, window_seconds: int) -> int:
+        pipe = self._redis.pipeline()
+        pipe.incr(keys.login_failures(digest(username)))
+        pipe.expire(keys.login_failures(digest(username)), window_seconds, nx=True)
+        return int(pipe.execute()[0])
+
+    def clear_login_failures(self, username: str) -> None:
+        self._redis.delete(keys.login_failures(digest(username)))
 
     # The customer's server-side sessions: "authorize" (login and consent steps), "dashboard" (consent dashboard).
     def save_session(self, kind: str, session_id: str, state: dict, seconds: int) -> None:

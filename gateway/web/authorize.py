@@ -26,6 +26,7 @@ from gateway.oauth.requests import query_request, single_values
 from gateway.pipeline.call import SCOPE_KEY, Call
 from gateway.web import language
 from gateway.web.forms import csrf_matches, one, read_form
+from gateway.web.login import TooManyAttempts, check_password
 from gateway.web.pages import SESSION_COOKIE, clear_session, origin, page, redirect, set_session
 
 AUTHORIZE_PATH = "/oauth2/authorize"
@@ -77,8 +78,8 @@ class CustomerAuthorization:
         if set(params) != {"client_id", "request_uri"}:
             return self._error_page(call, "oauth.invalid_request",
                                     "The authorization request was not pushed: send only client_id and request_uri.")
-        pushed = await run_in_threadpool(self.server.store.take_request, params["request_uri"])
-        if pushed is None or pushed.get("client_id") != params["client_id"]:
+        pushed = await run_in_threadpool(self.server.store.take_request, params["request_uri"], params["client_id"])
+        if pushed is None:
             return self._error_page(call, "oauth.invalid_request_uri",
                                     "This link has expired or was used already.")
         call.client_id = pushed["client_id"]
@@ -102,7 +103,10 @@ class CustomerAuthorization:
         session_id, state, form = found
         client = self.server.query_client(state["params"]["client_id"])
         try:
-            customer = await self.bank.authenticate(one(form, "username"), one(form, "password"))
+            customer = await check_password(self.bank, self.server.store, one(form, "username"), one(form, "password"))
+        except TooManyAttempts:
+            _refused(call, "web.login_locked")
+            return self._login_page(client, state, error="Too many failed attempts: try again later.", status=429)
         except BankUnavailable:
             return self._error_page(call, "backend.unavailable", "Your bank cannot be reached. Try again later.", 502)
         if customer is None:
@@ -209,10 +213,12 @@ class CustomerAuthorization:
         response = self.server.create_authorization_response(request, grantee, grant)
         if response.status >= 400 or "code=" not in (response.location or ""):
             return self._from_oauth(call, response)
+        # Indexed first: should the process die between the two writes, the customer still sees (and can withdraw)
+        # an authorised consent on the dashboard; an index entry for a consent that lost the race shows its status.
+        self.server.consents.index_for_customer(customer_id, consent.client_id, consent.consent_id)
         try:
             move(self.server.consents, consent, Status.AUTHORISED, customer_id=customer_id,
                  accounts=tuple(chosen), grant_id=grantee.grant_id, authorised_at=now_iso())
-            self.server.consents.index_for_customer(customer_id, consent.client_id, consent.consent_id)
         except ConsentConflict as conflict:
             params = state["params"]
             error = InvalidRequestError(f"The consent is {conflict.found}.", redirect_uri=params["redirect_uri"],

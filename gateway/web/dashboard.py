@@ -21,6 +21,7 @@ from gateway.consents.model import Consent, from_record
 from gateway.pipeline.call import SCOPE_KEY, Call
 from gateway.web import language
 from gateway.web.forms import csrf_matches, one, read_form
+from gateway.web.login import TooManyAttempts, check_password
 from gateway.web.pages import DASHBOARD_COOKIE, clear_session, page, redirect, set_session
 
 SESSION = "dashboard"
@@ -96,7 +97,11 @@ class Dashboard:
             return found
         session_id, _, form = found
         try:
-            customer = await self.bank.authenticate(one(form, "username"), one(form, "password"))
+            customer = await check_password(self.bank, self.sessions, one(form, "username"), one(form, "password"))
+        except TooManyAttempts:
+            _refused(call, "web.login_locked")
+            await run_in_threadpool(self.sessions.end_session, SESSION, session_id)
+            return await self._login_form(request, call, "Too many failed attempts: try again later.", 429)
         except BankUnavailable:
             call.decision, call.reason = "error", "backend.unavailable"
             return page("error.html", status=502, message="Your bank cannot be reached. Try again later.",

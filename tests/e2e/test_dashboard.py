@@ -172,3 +172,13 @@ def test_obgw_consents_revoke_stops_the_next_call_and_the_tpp_is_told_with_a_sig
             break
         time.sleep(0.2)
     assert len(delivered) == 1 and delivered[0]["route"] == "event-notification"
+
+
+def test_repeated_wrong_passwords_lock_the_username_for_a_while(gateway, browser):
+    answers = []
+    for _ in range(6):
+        login = browser.http.get(browser.base + "/login")
+        answers.append(browser.submit(login, {"username": "mallory", "password": "guess"}))
+    assert [a.status_code for a in answers] == [401] * 5 + [429]
+    records = [r for r in gateway.audit() if r["interaction_id"] == answers[-1].headers["x-fapi-interaction-id"]]
+    assert records[0]["reason"] == "web.login_locked"

@@ -183,3 +183,31 @@ def test_a_consent_never_authorised_lapses_into_rejected(hurried, pki):
     response, _ = tpp.push(consent["ConsentId"])
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"
     tpp.close()
+
+
+@pytest.mark.parametrize("value", ["garbage", "9999-12-31T23:59:59-23:59", "1066-10-14T09:00:00+00:00"])
+def test_a_window_parameter_the_gateway_cannot_read_is_refused_before_the_bank(gateway, tpp, value):
+    token = tpp.consent_token(["ReadAccountsBasic", "ReadTransactionsBasic", "ReadTransactionsCredits"],
+                              accounts=[CURRENT])
+    body = _refused(tpp.get(f"{ACCOUNTS}/{CURRENT}/transactions", token, params={"toBookingDateTime": value}), 400,
+                    "UK.OBIE.Field.InvalidDate")
+    assert body["Errors"][0]["Path"] == "toBookingDateTime"
+
+
+def test_an_unencoded_plus_in_a_window_offset_is_read_as_the_plus_it_was(gateway, tpp):
+    token = tpp.consent_token(["ReadAccountsBasic", "ReadTransactionsBasic", "ReadTransactionsCredits"],
+                              accounts=[CURRENT])
+    since = (datetime.now(timezone.utc) - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%S+01:00")
+    answer = tpp.http.get(f"{tpp.base}{ACCOUNTS}/{CURRENT}/transactions?fromBookingDateTime={since}",
+                          headers={"Authorization": f"Bearer {token['access_token']}",
+                                   "x-fapi-customer-ip-address": "198.51.100.7"})
+    records = _ok(answer, "OBReadTransaction6")["Data"]["Transaction"]
+    assert records and answer.headers["cache-control"] == "no-store"
+
+
+def test_many_unattended_calls_at_once_are_still_four(gateway, tpp):
+    import concurrent.futures
+    token = tpp.consent_token(["ReadAccountsBasic"], accounts=[CURRENT])
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(lambda _: Tpp.get(tpp, ACCOUNTS, token, unattended=True).status_code, range(24)))
+    assert statuses.count(200) == 4 and statuses.count(429) == 20

@@ -548,3 +548,24 @@ def test_client_authentication_without_the_certificate_is_refused(gateway, pki, 
     assert_audited(gateway, (refused, 401, "oauth.invalid_client"))
     assert "access_token" in tpp.client_credentials()
 
+
+
+# From the review: hostile headers, and codes of other clients.
+@pytest.mark.parametrize("header", [{"kid": 123}, {"crit": ["x"]}], ids=["kid-not-a-string", "unknown-crit"])
+def test_a_jwt_header_pyjwt_refuses_is_a_clean_401_everywhere(gateway, pki, tpps, real_token, header):
+    tpp = tpps(gateway, pki)
+    claims = jwt.decode(real_token["access_token"], options={"verify_signature": False})
+    forged = unsigned_parts({"alg": "ES256", "typ": "at+jwt", **header}, claims) + ".c2ln"
+    assert_token_refused(tpp.get(ACCOUNTS, forged, headers=ATTENDED))
+    assertion_like = unsigned_parts({"alg": "ES256", **header}, {"iss": tpp.client_id, "sub": tpp.client_id}) + ".c2ln"
+    assert_oauth_error(with_assertion(tpp, assertion_like), 401, "invalid_client")
+
+
+def test_another_client_cannot_redeem_or_burn_a_code(gateway, pki, tpps):
+    owner = tpps(gateway, pki)
+    _, code, verifier = authorized_code(owner, pki)
+    thief = tpps(gateway, pki, "tpp-other")
+    stolen = thief.post_form("token_endpoint", {"grant_type": "authorization_code", "code": code,
+                                                "redirect_uri": owner.redirect_uri, "code_verifier": verifier})
+    assert_oauth_error(stolen, 400, "invalid_grant")
+    assert redeem(owner, code, verifier).status_code == 200  # the code was not burnt by the other client's try

@@ -42,7 +42,7 @@ def newcomer(tmp_path, pki):
 def _statement(pki, signing_jwk, *, key=None, kid=None, **claims) -> str:
     directory = json.loads((pki / "directory.json").read_text())
     private = key or ECAlgorithm.from_jwk(json.dumps(directory["private_jwk"]))
-    body = {"iss": directory["iss"], "iat": int(time.time()), "jti": str(uuid.uuid4()), "software_id": "acme-app",
+    body = {"iss": directory["iss"], "iat": int(time.time()), "jti": str(uuid.uuid4()), "software_id": "acme",
             "software_client_name": "Acme Budgeting", "software_roles": ["AISP"],
             "software_redirect_uris": ["https://acme.example/cb"],
             "software_jwks": {"keys": [pkimod.public_jwk(signing_jwk)]}, **claims}
@@ -105,6 +105,8 @@ def _unsigned() -> str:
     ("tampered", "invalid_software_statement"),
     ("redirect not in the statement", "invalid_client_metadata"),
     ("client secret method", "invalid_client_metadata"),
+    ("another TPP's software", "invalid_software_statement"),
+    ("algorithm the key does not use", "invalid_software_statement"),
 ])
 def test_a_bad_registration_is_refused_with_the_rfc_error_and_registers_nothing(gateway, pki, newcomer, case, error):
     directory, signing = newcomer
@@ -125,6 +127,13 @@ def test_a_bad_registration_is_refused_with_the_rfc_error_and_registers_nothing(
         body["redirect_uris"] = ["https://evil.example/cb"]
     elif case == "client secret method":
         body["token_endpoint_auth_method"] = "client_secret_basic"
+    elif case == "another TPP's software":
+        body["software_statement"] = _statement(pki, signing, software_id="tpp-demo")
+    elif case == "algorithm the key does not use":
+        head, claims, sig = body["software_statement"].split(".")
+        header = {**json.loads(jwt.utils.base64url_decode(head)), "alg": "PS256"}
+        body["software_statement"] = ".".join((jwt.utils.base64url_encode(json.dumps(header).encode()).decode(),
+                                               claims, sig))
     before = gateway.cli("clients", "list").stdout
     response = _register(gateway, directory, body)
     assert response.status_code == 400, response.text

@@ -13,7 +13,7 @@
 -- KEYS[5] the consent's unattended-calls sorted set, KEYS[6] the TPP's rate bucket, KEYS[7] the TPP's tier
 -- ARGV[1] client id, ARGV[2] grant id, ARGV[3] required permissions (space-separated, any one; "" = none),
 -- ARGV[4] account id ("" = none), ARGV[5] "1" if unattended, ARGV[6] allowance, ARGV[7] window ms, ARGV[8] jti,
--- ARGV[9] default tier, ARGV[10] the route group's limits, ARGV[11] the route group
+-- ARGV[9] default tier, ARGV[10] the route group's limits, ARGV[11] the route group, ARGV[12] a nonce of this call
 -- Returns {verdict, rate policy name, q, w, r, t, retry_ms, customer_id, accounts_json, permissions_json,
 -- window_json}: verdict "ok" or the reason id; the rate fields describe the TPP's bucket after this call.
 local now = now_us()
@@ -65,7 +65,7 @@ if ARGV[5] == '1' then
     local oldest = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
     return answer('consent.unattended_limit', tonumber(oldest[2]) + window - now)
   end
-  redis.call('ZADD', KEYS[5], now, tostring(now) .. ARGV[8])
+  redis.call('ZADD', KEYS[5], now, tostring(now) .. ':' .. ARGV[12])  -- one member per call, however many a ms
   redis.call('PEXPIRE', KEYS[5], window)
 end
 return answer('ok', 0, c[4], c[5], c[7], c[8])

@@ -150,3 +150,10 @@ def test_signing_keys_makes_the_first_key_on_first_use():
     store = _KeyStore()
     ring = SigningKeys(store, OVERLAP).ring()
     assert list(store.records) == [ring.signing.kid]
+
+
+def test_a_key_retired_longer_than_the_overlap_stops_verifying_even_in_an_old_ring():
+    kid, record = new_key_record(now=1_000.0)
+    ring = KeyRing({kid: record | {"retired_at": 2_000.0}}, overlap=600, now=2_100.0)
+    assert ring.verification_key(kid, now=2_500.0) is not None   # within the overlap
+    assert ring.verification_key(kid, now=2_601.0) is None       # past it, though the ring still holds the key
