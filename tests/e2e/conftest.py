@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import pytest
-
-from support.ports import free_port
 from support.processes import Process, python
+from support.tpp import Browser, Tpp
 
 
 @pytest.fixture(scope="module")
@@ -22,3 +21,19 @@ def bank():
     words = process.wait_for_line("sandbox bank:").split()
     yield words[words.index("accounts") + 1], words[words.index("payments") + 1]
     process.stop()
+
+
+@pytest.fixture
+def tpp(gateway, pki):
+    """tpp-demo, on Authlib's client, against the module's `gateway`."""
+    client = Tpp(gateway.base, pki, "tpp-demo")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def browser(gateway, pki):
+    """A customer's cookie-keeping HTTP client against the module's `gateway`."""
+    client = Browser(gateway.base, pki)
+    yield client
+    client.close()

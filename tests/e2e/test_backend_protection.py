@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-
 from support.gateway import Gateway, client_context, gateway_env, tpp_client
 from support.ports import free_port
 from support.tpp import access_token_for

@@ -19,11 +19,9 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
-
 from support import chromium
-from support.gateway import Gateway, gateway_env
-from support.processes import ROOT
-from support.tpp import ACCOUNTS, Tpp
+from support.gateway import bank_gateway
+from support.tpp import ACCOUNTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser,
               pytest.mark.skipif(not chromium.installed(), reason=chromium.MISSING)]
@@ -33,19 +31,10 @@ CALLBACK = "https://tpp.example.com/callback"
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, pki, bank):
-    root = tmp_path_factory.mktemp("gw")
-    gw = Gateway(gateway_env(root / "var", pki, ROOT / "policies", OBGW_SERVICE_ACCOUNTS_URL=bank[0],
-                             OBGW_SERVICE_PAYMENTS_URL=bank[1]), workers=2)
-    gw.register_tpps(pki)
+    gw = bank_gateway(tmp_path_factory.mktemp("gw"), pki, bank)
     yield gw
     assert gw.stop() == 0
 
-
-@pytest.fixture
-def tpp(gateway, pki):
-    client = Tpp(gateway.base, pki, "tpp-demo")
-    yield client
-    client.close()
 
 
 @pytest.fixture
@@ -60,7 +49,10 @@ def browser(tmp_path, pki, monkeypatch):
 
 
 def _wait(driver, condition, message: str):
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
     # Elements found while a page is being replaced may vanish or go stale: look again until the deadline.

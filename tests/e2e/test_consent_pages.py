@@ -2,37 +2,20 @@
 from __future__ import annotations
 
 import pytest
-
 from support.forms import only_form
-from support.gateway import Gateway, gateway_env
-from support.processes import ROOT
-from support.tpp import ACCOUNTS, CONSENTS, Browser, Tpp, redirect_params
+from support.gateway import bank_gateway
+from support.tpp import ACCOUNTS, CONSENTS, Tpp, redirect_params
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, pki, bank):
-    root = tmp_path_factory.mktemp("gw")
-    gw = Gateway(gateway_env(root / "var", pki, ROOT / "policies", OBGW_SERVICE_ACCOUNTS_URL=bank[0],
-                             OBGW_SERVICE_PAYMENTS_URL=bank[1]))
-    gw.register_tpps(pki)
+    gw = bank_gateway(tmp_path_factory.mktemp("gw"), pki, bank)
     yield gw
     assert gw.stop() == 0
 
 
-@pytest.fixture
-def tpp(gateway, pki):
-    client = Tpp(gateway.base, pki, "tpp-demo")
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def browser(gateway, pki):
-    client = Browser(gateway.base, pki)
-    yield client
-    client.close()
 
 
 def _pushed(tpp, permissions=("ReadAccountsBasic", "ReadBalances")):

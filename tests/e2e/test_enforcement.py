@@ -7,10 +7,8 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
-from support.gateway import Gateway, gateway_env
+from support.gateway import bank_gateway
 from support.openapi import assert_conforms
-from support.processes import ROOT
 from support.tpp import ACCOUNTS, Tpp
 
 pytestmark = pytest.mark.e2e
@@ -20,19 +18,10 @@ CURRENT, SAVINGS, CARD = "acc-alice-current", "acc-alice-savings", "acc-alice-ca
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, pki, bank):
-    root = tmp_path_factory.mktemp("gw")
-    gw = Gateway(gateway_env(root / "var", pki, ROOT / "policies", OBGW_SERVICE_ACCOUNTS_URL=bank[0],
-                             OBGW_SERVICE_PAYMENTS_URL=bank[1]))
-    gw.register_tpps(pki)
+    gw = bank_gateway(tmp_path_factory.mktemp("gw"), pki, bank)
     yield gw
     assert gw.stop() == 0
 
-
-@pytest.fixture
-def tpp(gateway, pki):
-    client = Tpp(gateway.base, pki, "tpp-demo")
-    yield client
-    client.close()
 
 
 def _ok(response, schema: str) -> dict:
@@ -160,10 +149,7 @@ def test_a_consent_expires_to_the_second(gateway, tpp):
 @pytest.fixture(scope="module")
 def hurried(tmp_path_factory, pki, bank):
     """A gateway whose new consents lapse after 2 s unless authorised."""
-    root = tmp_path_factory.mktemp("gw")
-    gw = Gateway(gateway_env(root / "var", pki, ROOT / "policies", OBGW_SERVICE_ACCOUNTS_URL=bank[0],
-                             OBGW_SERVICE_PAYMENTS_URL=bank[1], OBGW_CONSENT_AUTHORISE_SECONDS="2"), workers=1)
-    gw.register_tpps(pki)
+    gw = bank_gateway(tmp_path_factory.mktemp("gw"), pki, bank, workers=1, OBGW_CONSENT_AUTHORISE_SECONDS="2")
     yield gw
     assert gw.stop() == 0
 

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-
-from support.policies import write_policy
-from gateway import pki as pkimod
 from support.gateway import Gateway, gateway_env, tpp_client
+from support.policies import write_policy
 from support.tpp import access_token_for
+
+from gateway import pki as pkimod
 
 pytestmark = pytest.mark.e2e
 

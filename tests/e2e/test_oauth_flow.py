@@ -6,22 +6,17 @@ import time
 import jwt
 import pytest
 from cryptography import x509
+from support.gateway import bank_gateway
+from support.tpp import ACCOUNTS, Tpp
 
 from gateway import pki as pkimod
-from support.gateway import Gateway, gateway_env
-from support.processes import ROOT
-from support.tpp import ACCOUNTS, Tpp
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, pki, bank):
-    root = tmp_path_factory.mktemp("gw")
-    accounts, payments = bank
-    gw = Gateway(gateway_env(root / "var", pki, ROOT / "policies", OBGW_SERVICE_ACCOUNTS_URL=accounts,
-                             OBGW_SERVICE_PAYMENTS_URL=payments, OBGW_DIRECTORY_JWKS=str(pki / "directory-jwks.json")))
-    gw.register_tpps(pki)
+    gw = bank_gateway(tmp_path_factory.mktemp("gw"), pki, bank)
     yield gw
     assert gw.stop() == 0
 

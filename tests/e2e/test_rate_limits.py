@@ -9,7 +9,6 @@ import time
 
 import httpx
 import pytest
-
 from support.gateway import Gateway, client_context, gateway_env
 from support.processes import ROOT
 from support.tpp import ACCOUNTS, CONSENTS, CUSTOMER_PRESENT, Tpp

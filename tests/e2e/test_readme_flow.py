@@ -6,7 +6,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from support.gateway import Gateway, gateway_env
 from support.processes import ROOT
 

@@ -7,7 +7,6 @@ import time
 
 import httpx
 import pytest
-
 from support.gateway import Gateway, gateway_env, tpp_client
 from support.policies import write_policy
 from support.redis_server import RedisServer

@@ -11,20 +11,17 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
+from support.gateway import bank_gateway, client_context
+from support.tpp import Tpp
 
 from gateway import pki as pkimod
-from support.gateway import Gateway, client_context, gateway_env
-from support.processes import ROOT
-from support.tpp import Tpp
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, pki, bank):
-    root = tmp_path_factory.mktemp("gw")
-    gw = Gateway(gateway_env(root / "var", pki, ROOT / "policies", OBGW_SERVICE_ACCOUNTS_URL=bank[0],
-                             OBGW_SERVICE_PAYMENTS_URL=bank[1], OBGW_DIRECTORY_JWKS=str(pki / "directory-jwks.json")))
+    gw = bank_gateway(tmp_path_factory.mktemp("gw"), pki, bank, register=False)
     yield gw
     assert gw.stop() == 0
 

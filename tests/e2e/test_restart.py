@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
-from support.policies import write_policy
 from support.gateway import Gateway, gateway_env, tpp_client
+from support.policies import write_policy
 from support.ports import free_port
 from support.tpp import access_token_for
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import httpx
-
 from support.ports import free_port
 from support.processes import Process, python
 
@@ -78,3 +77,17 @@ def tpp_client(pki: Path, name: str | None = "tpp-demo", token: str | None = Non
     headers = {"Authorization": f"Bearer {token}", "x-fapi-customer-ip-address": "198.51.100.7"} if token else {}
     return httpx.Client(transport=httpx.HTTPTransport(verify=context, **transport_options), timeout=10,
                         headers=headers)
+
+
+def bank_gateway(root: Path, pki: Path, bank: tuple[str, str], workers: int = 2, register: bool = True,
+                 **extra: str) -> Gateway:
+    """`obgw serve` with the shipped policies/ in front of the sandbox bank (`bank`: accounts and payments URLs),
+    the dev PKI's directory trusted for DCR, and the demo TPPs registered."""
+    from support.processes import ROOT
+    env = gateway_env(root / "var", pki, ROOT / "policies", OBGW_SERVICE_ACCOUNTS_URL=bank[0],
+                      OBGW_SERVICE_PAYMENTS_URL=bank[1], OBGW_DIRECTORY_JWKS=str(pki / "directory-jwks.json"),
+                      **extra)
+    gw = Gateway(env, workers=workers)
+    if register:
+        gw.register_tpps(pki)
+    return gw

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import redis
+from support.ports import free_port
 
 from gateway.children import die_with_parent, stop
 from gateway.store.embedded import find_binary
-from support.ports import free_port
 
 
 class RedisServer:

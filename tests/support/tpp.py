@@ -21,10 +21,9 @@ from authlib.oauth2.auth import encode_none
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc.jwk import ECKey
-
 from support.forms import only_form
-from support.openapi import assert_conforms
 from support.gateway import client_context
+from support.openapi import assert_conforms
 
 ACCOUNTS = "/open-banking/v3.1/aisp/accounts"
 CONSENTS = "/open-banking/v3.1/aisp/account-access-consents"
