@@ -38,6 +38,11 @@ def test_with_redis_gone_nothing_is_forwarded_and_every_refusal_is_chained_when_
             assert {r.status_code for r in refused} == {503}
             assert all(r.headers["retry-after"] == "1" for r in refused)
             assert _seen(backend) == forwarded  # not one call reached the bank unchecked
+            # The authorization server and the customer pages fail closed too: 503, never a 500 or a half-done step.
+            token_request = tpp.post(gw.base + "/oauth2/token", data={"grant_type": "client_credentials",
+                                                                      "scope": "accounts", "client_id": "tpp-demo"})
+            assert token_request.status_code == 503 and token_request.json()["error"] == "server_error"
+            assert tpp.get(gw.base + "/login").status_code == 503
 
             redis_server.start()
             deadline = time.monotonic() + 20
