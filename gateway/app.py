@@ -25,7 +25,8 @@ from gateway.audit.chain import AuditChain
 from gateway.bank import Bank
 from gateway.children import die_with_parent
 from gateway.consents.api import BASE as ACCOUNT_ACCESS_CONSENTS
-from gateway.consents.api import AccountAccessConsents
+from gateway.consents.api import PAYMENT_BASE as PAYMENT_CONSENTS
+from gateway.consents.api import AccountAccessConsents, DomesticPaymentConsents
 from gateway.consents.notify import Notifier, outbox_notifier, signer
 from gateway.errors import Refusal
 from gateway.oauth.routes import oauth_routes
@@ -72,10 +73,14 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
 
     notifier = Notifier(redis, notification_url_of, signer(server.keys.ring), chain.append, issuer=server.issuer,
                         api_base=server.issuer)
-    consents = AccountAccessConsents(server.consents, server.issuer, settings.consent_authorise_seconds, notify)
+    consent_resources = {
+        "accounts": AccountAccessConsents(server.consents, server.issuer, settings.consent_authorise_seconds, notify),
+        "payments": DomesticPaymentConsents(server.consents, server.issuer, settings.consent_authorise_seconds,
+                                            notify)}
 
-    def consent_api(route_ids: dict[str, str]) -> Pipeline:
-        return Pipeline(consent_api_stages("accounts", server.verifier, keys, admission, policy, route_ids, consents))
+    def consent_api(scope: str, route_ids: dict[str, str]) -> Pipeline:
+        return Pipeline(consent_api_stages(scope, server.verifier, keys, admission, policy, route_ids,
+                                           consent_resources[scope]))
     dashboard = Dashboard(server.store, server.consents, server.clients, bank,
                           lambda consent_id: query.recent_accesses(sync_redis, consent_id), notify)
 
@@ -100,11 +105,16 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     routes = [
         *oauth_routes(server, CustomerAuthorization(server, bank, settings.login_seconds)),
         *(Route(path, endpoint) for path, endpoint in dashboard.endpoints()),
-        Route(ACCOUNT_ACCESS_CONSENTS, ResourceEndpoint(consent_api({"POST": "ais.consents.create"}),
+        Route(ACCOUNT_ACCESS_CONSENTS, ResourceEndpoint(consent_api("accounts", {"POST": "ais.consents.create"}),
                                                         template=ACCOUNT_ACCESS_CONSENTS)),
         Route(ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}",
-              ResourceEndpoint(consent_api({"GET": "ais.consents.get", "DELETE": "ais.consents.delete"}),
+              ResourceEndpoint(consent_api("accounts", {"GET": "ais.consents.get", "DELETE": "ais.consents.delete"}),
                                template=ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}")),
+        Route(PAYMENT_CONSENTS, ResourceEndpoint(consent_api("payments", {"POST": "pis.consents.create"}),
+                                                 template=PAYMENT_CONSENTS)),
+        Route(PAYMENT_CONSENTS + "/{ConsentId}",
+              ResourceEndpoint(consent_api("payments", {"GET": "pis.consents.get"}),
+                               template=PAYMENT_CONSENTS + "/{ConsentId}")),
         Mount("/open-banking", app=ResourceEndpoint(resources)),
     ]
     router = Router(routes=routes, default=_not_found, redirect_slashes=False, lifespan=lifespan)

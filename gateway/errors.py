@@ -78,6 +78,8 @@ REASONS: Mapping[str, Reason] = {
     "consent.field_invalid": Reason(400, "UK.OBIE.Field.Invalid", "The consent request is not valid."),
     "consent.invalid_date": Reason(400, "UK.OBIE.Field.InvalidDate", "A date in the consent request is not valid."),
     "request.invalid_json": Reason(400, "UK.OBIE.Resource.InvalidFormat", "The body is not a JSON object."),
+    "payment.currency_unsupported": Reason(400, "UK.OBIE.Unsupported.Currency", "The currency is not supported."),
+    "payment.scheme_unsupported": Reason(400, "UK.OBIE.Unsupported.Scheme", "The account scheme is not supported."),
     "consent.unknown": Reason(400, "UK.OBIE.Resource.NotFound", "No such consent."),
     "consent.conflict": Reason(400, "UK.OBIE.Resource.InvalidConsentStatus",
                                "The consent's status does not allow this."),

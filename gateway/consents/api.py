@@ -1,7 +1,9 @@
-"""The account-access-consents resource (UK OB v3.1.11 Account and Transaction API): POST, GET, DELETE.
+"""The consent resources the gateway answers itself (UK OB v3.1.11): account-access-consents (POST, GET, DELETE;
+Account and Transaction API) and domestic-payment-consents (POST, GET; Payment Initiation API).
 
-Answered by the gateway itself, after the consent-API stages (certificate, client-credentials token with scope
-`accounts`, client active). A TPP only ever sees its own consents: another TPP's id is simply not found.
+Each runs after the consent-API stages (certificate, client-credentials token with the resource's scope, rate
+limit, client active; for payment consents also the idempotency key). A TPP only ever sees its own consents:
+another TPP's id is simply not found.
 """
 from __future__ import annotations
 
@@ -18,11 +20,17 @@ from gateway.errors import Refusal
 from gateway.pipeline.call import Call, Upstream
 
 BASE = "/open-banking/v3.1/aisp/account-access-consents"
+PAYMENT_BASE = "/open-banking/v3.1/pisp/domestic-payment-consents"
 _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 
 
-class AccountAccessConsents:
-    """The last stage of the consent API: answers the call itself (sets `call.upstream`)."""
+class _Consents:
+    """The last stage of a consent API: answers the call itself (sets `call.upstream`)."""
+
+    kind: Kind
+    base: str
+    prefix: str
+    methods = ("GET",)                 # on /{ConsentId}
 
     def __init__(self, store, issuer: str, authorise_seconds: int, notify) -> None:
         self._store, self._issuer, self._authorise_seconds = store, issuer, authorise_seconds
@@ -30,7 +38,7 @@ class AccountAccessConsents:
 
     async def on_request(self, call: Call) -> None:
         consent_id = call.path_params.get("ConsentId")
-        allowed = ("GET", "DELETE") if consent_id else ("POST",)
+        allowed = self.methods if consent_id else ("POST",)
         if call.method not in allowed:
             raise Refusal("route.method_not_allowed", headers={"Allow": ", ".join(allowed)})
         if call.method == "POST":
@@ -51,15 +59,15 @@ class AccountAccessConsents:
             body = orjson.loads(call.body)
         except orjson.JSONDecodeError:
             raise Refusal("request.invalid_json") from None
-        asked = validate.account_access(body)
         now = datetime.now(timezone.utc)
         created = now.isoformat(timespec="seconds")
+        fields = {"permissions": (), "expires": None, "transaction_from": None, "transaction_to": None,
+                  **self._asked(body)}
         consent = Consent(
-            consent_id=f"aac-{uuid.uuid4()}", client_id=call.client_id, kind=Kind.ACCOUNT_ACCESS,
-            status=Status.AWAITING_AUTHORISATION, created=created, status_updated=created,
-            permissions=asked.permissions, expires=asked.expires, transaction_from=asked.transaction_from,
-            transaction_to=asked.transaction_to, customer_id=None, accounts=(),
-            authorise_by=(now + timedelta(seconds=self._authorise_seconds)).isoformat(timespec="milliseconds"))
+            consent_id=f"{self.prefix}-{uuid.uuid4()}", client_id=call.client_id, kind=self.kind,
+            status=Status.AWAITING_AUTHORISATION, created=created, status_updated=created, customer_id=None,
+            accounts=(), authorise_by=(now + timedelta(seconds=self._authorise_seconds)).isoformat(
+                timespec="milliseconds"), **fields)
         await run_in_threadpool(self._store.create, to_record(consent), expires_ms(consent))
         call.consent_id = consent.consent_id
         call.upstream = Upstream(201, list(_JSON), self._document(consent))
@@ -67,17 +75,51 @@ class AccountAccessConsents:
     def _owned(self, client_id: str, consent_id: str) -> Consent:
         record = self._store.get(client_id, consent_id)
         # A deleted consent is gone for the TPP (UK OB: GET after DELETE is a 400), though kept for the customer.
-        if record is None or record["kind"] != Kind.ACCOUNT_ACCESS or record.get("deleted"):
+        if record is None or record["kind"] != self.kind or record.get("deleted"):
             raise Refusal("consent.unknown", path="ConsentId")
         return from_record(record)
 
+    def _asked(self, body: object) -> dict:
+        """The consent's fields from the request body (validated)."""
+        raise NotImplementedError
+
+    def _data(self, consent: Consent) -> dict:
+        raise NotImplementedError
+
     def _document(self, consent: Consent) -> bytes:
-        """OBReadConsentResponse1."""
         data = {"ConsentId": consent.consent_id, "CreationDateTime": consent.created, "Status": str(consent.status),
-                "StatusUpdateDateTime": consent.status_updated, "Permissions": list(consent.permissions)}
+                "StatusUpdateDateTime": consent.status_updated, **self._data(consent)}
+        return orjson.dumps({"Data": data, "Risk": consent.risk or {},
+                             "Links": {"Self": f"{self._issuer}{self.base}/{consent.consent_id}"}, "Meta": {}})
+
+
+class AccountAccessConsents(_Consents):
+    """OBReadConsent1 in, OBReadConsentResponse1 out."""
+
+    kind, base, prefix, methods = Kind.ACCOUNT_ACCESS, BASE, "aac", ("GET", "DELETE")
+
+    def _asked(self, body: object) -> dict:
+        asked = validate.account_access(body)
+        return {"permissions": asked.permissions, "expires": asked.expires,
+                "transaction_from": asked.transaction_from, "transaction_to": asked.transaction_to}
+
+    def _data(self, consent: Consent) -> dict:
+        data: dict = {"Permissions": list(consent.permissions)}
         for name, value in (("ExpirationDateTime", consent.expires), ("TransactionFromDateTime",
                             consent.transaction_from), ("TransactionToDateTime", consent.transaction_to)):
             if value:
                 data[name] = value
-        return orjson.dumps({"Data": data, "Risk": {},
-                             "Links": {"Self": f"{self._issuer}{BASE}/{consent.consent_id}"}, "Meta": {}})
+        return data
+
+
+class DomesticPaymentConsents(_Consents):
+    """OBWriteDomesticConsent4 in, OBWriteDomesticConsentResponse5 out."""
+
+    kind, base, prefix = Kind.DOMESTIC_PAYMENT, PAYMENT_BASE, "pdc"
+
+    def _asked(self, body: object) -> dict:
+        asked = validate.domestic_payment(body)
+        return {"initiation": asked.initiation, "risk": asked.risk}
+
+    def _data(self, consent: Consent) -> dict:
+        return {"Initiation": consent.initiation}

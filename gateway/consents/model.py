@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+import orjson
 
 
 class Status(enum.StrEnum):
@@ -60,6 +63,7 @@ class Consent:
     customer_id: str | None       # set when the customer authorises
     accounts: tuple[str, ...]     # the AccountIds the customer selected
     initiation: dict | None = None  # a payment consent's Initiation, as given
+    risk: dict | None = None        # ... and its Risk: the payment must repeat both exactly
     grant_id: str | None = None   # the one authorisation whose tokens this consent accepts
     deleted: bool = False         # revoked by the TPP's DELETE: gone for the TPP, kept for the customer's history
     authorise_by: str | None = None  # an AwaitingAuthorisation consent lapses at this time (Rejected from then on)
@@ -104,7 +108,7 @@ def _from_record(record: dict) -> Consent:
         permissions=tuple(record.get("permissions") or ()), expires=record.get("expires"),
         transaction_from=record.get("transaction_from"), transaction_to=record.get("transaction_to"),
         customer_id=record.get("customer_id"), accounts=tuple(record.get("accounts") or ()),
-        initiation=record.get("initiation"), grant_id=record.get("grant_id"),
+        initiation=record.get("initiation"), risk=record.get("risk"), grant_id=record.get("grant_id"),
         deleted=bool(record.get("deleted")), authorise_by=record.get("authorise_by"),
         authorised_at=record.get("authorised_at"))
 
@@ -115,7 +119,7 @@ def to_record(consent: Consent) -> dict:
         "status": str(consent.status), "created": consent.created, "status_updated": consent.status_updated,
         "permissions": list(consent.permissions), "expires": consent.expires,
         "transaction_from": consent.transaction_from, "transaction_to": consent.transaction_to,
-        "customer_id": consent.customer_id, "accounts": list(consent.accounts), "initiation": consent.initiation,
+        "customer_id": consent.customer_id, "accounts": list(consent.accounts), "initiation": consent.initiation, "risk": consent.risk,
         "grant_id": consent.grant_id, "deleted": consent.deleted, "authorise_by": consent.authorise_by,
         "authorised_at": consent.authorised_at,
     }
@@ -123,3 +127,12 @@ def to_record(consent: Consent) -> dict:
 
 def expires_ms(consent: Consent) -> int | None:
     return None if consent.expires is None else int(datetime.fromisoformat(consent.expires).timestamp() * 1000)
+
+
+def payment_digest(initiation: dict | None, risk: dict | None) -> str:
+    """What a payment must repeat exactly (Payment Initiation API: Initiation and Risk as in the consent), as the
+    SHA-256 of its canonical JSON, so the Admit script can compare it without reading JSON."""
+    if initiation is None:
+        return ""
+    return hashlib.sha256(orjson.dumps({"Initiation": initiation, "Risk": risk or {}},
+                                       option=orjson.OPT_SORT_KEYS)).hexdigest()

@@ -1,4 +1,5 @@
-"""The UK Open Banking v3.1.11 rules for a new account-access consent (OBReadConsent1), each above its check.
+"""The UK Open Banking v3.1.11 rules for a new consent, each above its check: account access (OBReadConsent1) and
+domestic payments (OBWriteDomesticConsent4).
 
 Every failure is a Refusal naming the field (OBError1.Path), so the TPP sees exactly what to fix.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from gateway.consents.openapi import first_problem
 from gateway.errors import Refusal
 from gateway.policy.compile import permission_codes
 
@@ -76,3 +78,39 @@ def account_access(body: object) -> AccountAccessRequest:
         raise Refusal("consent.invalid_date", "Data.TransactionFromDateTime is after TransactionToDateTime.",
                       path="Data.TransactionFromDateTime")
     return AccountAccessRequest(tuple(permissions), expires, since, until)
+
+
+@dataclass(frozen=True)
+class DomesticPaymentRequest:
+    initiation: dict
+    risk: dict
+
+
+# What this bank's domestic payments support (the sandbox's, UK Faster Payments): pounds to a sort code and number.
+DOMESTIC_CURRENCY = "GBP"
+DOMESTIC_SCHEMES = ("UK.OBIE.SortCodeAccountNumber",)
+
+
+def domestic_payment(body: object, schema: str = "OBWriteDomesticConsent4") -> DomesticPaymentRequest:
+    """A payment consent (OBWriteDomesticConsent4) or, with schema OBWriteDomestic2, the payment itself."""
+    if not isinstance(body, dict):
+        raise Refusal("request.invalid_json")
+    # The schema first: required fields, patterns (ActiveOrHistoricCurrencyAndAmount), lengths, no extra keys.
+    problem = first_problem(body, schema)
+    if problem is not None:
+        path, message, missing = problem
+        raise Refusal("consent.field_missing" if missing else "consent.field_invalid", message, path=path)
+    initiation = body["Data"]["Initiation"]
+    amount = initiation["InstructedAmount"]
+    # Payment Initiation API, InstructedAmount: a positive amount.
+    if float(amount["Amount"]) <= 0:
+        raise Refusal("consent.field_invalid", "The amount must be more than zero.",
+                      path="Data.Initiation.InstructedAmount.Amount")
+    # Domestic payments: "a single domestic payment" moves pounds sterling between UK accounts.
+    if amount["Currency"] != DOMESTIC_CURRENCY:
+        raise Refusal("payment.currency_unsupported", f"Domestic payments are in {DOMESTIC_CURRENCY}.",
+                      path="Data.Initiation.InstructedAmount.Currency")
+    if initiation["CreditorAccount"]["SchemeName"] not in DOMESTIC_SCHEMES:
+        raise Refusal("payment.scheme_unsupported", f"The creditor account must be a {DOMESTIC_SCHEMES[0]}.",
+                      path="Data.Initiation.CreditorAccount.SchemeName")
+    return DomesticPaymentRequest(initiation, body["Risk"])

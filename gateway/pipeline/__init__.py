@@ -12,6 +12,7 @@ and window it returns drive Forward (what the bank is asked for) and Minimise (w
 """
 from __future__ import annotations
 
+from gateway.errors import Refusal
 from gateway.oauth.tokens import AccessTokenVerifier
 from collections.abc import Mapping
 
@@ -54,13 +55,31 @@ def consent_api_stages(scope: str, verifier: AccessTokenVerifier, keys: KeyCache
 
 
 class Pipeline:
+    """Runs `on_request` forward, then `on_response` backward over the stages that ran.
+
+    A stage may answer the call itself by setting `call.upstream` (an idempotent replay, the consent API): the
+    request hooks stop there, as an Envoy filter that sends a local reply stops the chain. A refusal raised by a
+    stage is first shown, with `on_abort(call, refusal)`, to the stages that ran before it (to undo a claim they
+    made), then goes on to be rendered.
+    """
+
     def __init__(self, stages: tuple) -> None:
         self.stages = stages
-        self._request_hooks = tuple(s.on_request for s in stages if hasattr(s, "on_request"))
-        self._response_hooks = tuple(s.on_response for s in reversed(stages) if hasattr(s, "on_response"))
 
     async def run(self, call: Call) -> None:
-        for hook in self._request_hooks:
-            await hook(call)
-        for hook in self._response_hooks:
-            await hook(call)
+        ran = []
+        try:
+            for stage in self.stages:
+                if hasattr(stage, "on_request"):
+                    await stage.on_request(call)
+                ran.append(stage)
+                if call.upstream is not None:
+                    break
+        except Refusal as refusal:
+            for stage in reversed(ran):
+                if hasattr(stage, "on_abort"):
+                    await stage.on_abort(call, refusal)
+            raise
+        for stage in reversed(ran):
+            if hasattr(stage, "on_response"):
+                await stage.on_response(call)

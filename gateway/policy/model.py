@@ -120,7 +120,8 @@ def build_field_tree(rules: tuple[FieldRule, ...]) -> FieldNode:
 
 
 # The routes the gateway answers itself (consents/api.py): route groups in limits.yaml may name them too.
-GATEWAY_ROUTE_IDS = ("ais.consents.create", "ais.consents.get", "ais.consents.delete")
+GATEWAY_ROUTE_IDS = ("ais.consents.create", "ais.consents.get", "ais.consents.delete", "pis.consents.create",
+                     "pis.consents.get")
 DEFAULT_GROUP = "default"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import orjson
 
+from gateway.consents.model import payment_digest
 from gateway.store import keys
 from gateway.store.redis import sync_script
 
@@ -69,6 +70,7 @@ def _fields(record: dict, expires_ms: int | None) -> dict:
         "accounts": orjson.dumps(record.get("accounts") or []),
         "permissions": orjson.dumps(record.get("permissions") or []),
         "window": orjson.dumps([record.get("transaction_from"), record.get("transaction_to")]),
+        "payment_digest": payment_digest(record.get("initiation"), record.get("risk")),
         "record": orjson.dumps(record),
     }
 

@@ -1,0 +1,1 @@
+"""Payment initiation: what the gateway checks of a PISP's payment requests before the bank sees them."""
