@@ -40,6 +40,7 @@ from gateway.pipeline.token import KeyCache
 from gateway.policy import PolicySet, load_policy
 from gateway.settings import Settings
 from gateway.store.admission import AdmissionStore
+from gateway.store.idempotency import IdempotencyStore
 from gateway.store.redis import async_client, sync_client
 from gateway.web.authorize import CustomerAuthorization
 from gateway.web.dashboard import Dashboard
@@ -64,7 +65,9 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     bank = Bank(accounts.url if accounts else None)
     admission = AdmissionStore(redis)
     keys = KeyCache(admission, overlap=server.keys.overlap)
-    resources = Pipeline(resource_stages(policy, forward, server.verifier, keys, admission, server.issuer))
+    idempotency = IdempotencyStore(redis)
+    resources = Pipeline(resource_stages(policy, forward, server.verifier, keys, admission, server.issuer,
+                                         clients=server.clients, consents=server.consents, idempotency=idempotency))
     notify = outbox_notifier(sync_redis)
 
     async def notification_url_of(client_id: str) -> str | None:
@@ -80,7 +83,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
 
     def consent_api(scope: str, route_ids: dict[str, str]) -> Pipeline:
         return Pipeline(consent_api_stages(scope, server.verifier, keys, admission, policy, route_ids,
-                                           consent_resources[scope]))
+                                           consent_resources[scope], idempotency if scope == "payments" else None))
     dashboard = Dashboard(server.store, server.consents, server.clients, bank,
                           lambda consent_id: query.recent_accesses(sync_redis, consent_id), notify)
 

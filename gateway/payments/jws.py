@@ -153,8 +153,6 @@ def _parse(header_value: str) -> tuple[str, dict, bytes]:
     encoded_header, payload, encoded_signature = parts
     if payload:
         raise _malformed(f"The {HEADER} header must be a detached JWS: its payload part must be empty.")
-    if not encoded_header or not encoded_signature:
-        raise _malformed(f"The {HEADER} header lacks its JOSE header or its signature.")
     raw_header = _b64url_decode(encoded_header, "JOSE header")
     signature = _b64url_decode(encoded_signature, "signature")
     try:
@@ -205,8 +203,10 @@ def _verification_key(jwks: Mapping, kid: str, alg: str):
     if len(named) != 1:
         raise _invalid("The kid does not name exactly one of the client's registered keys.", "kid")
     jwk = named[0]
-    if jwk.get("use", "sig") != "sig" or ("key_ops" in jwk and not (isinstance(jwk["key_ops"], list)
-                                                                     and "verify" in jwk["key_ops"])):
+    # RFC 7517 §4.2-4.3: a signature key (`use` sig; `key_ops`, if given, for signatures: PyJWT and other tools
+    # write `sign` into the JWK a public key is published from, so `sign` counts as well as `verify`).
+    ops = jwk.get("key_ops", ["verify"])
+    if jwk.get("use", "sig") != "sig" or not (isinstance(ops, list) and {"sign", "verify"} & set(map(str, ops))):
         raise _invalid("The key the kid names is not registered for signatures.", "kid")
     if jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
         key_alg = "ES256"

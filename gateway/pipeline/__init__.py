@@ -16,6 +16,10 @@ from gateway.errors import Refusal
 from gateway.oauth.tokens import AccessTokenVerifier
 from collections.abc import Mapping
 
+from gateway.payments.check import CheckPayment
+from gateway.payments.consume import ConsumeConsent
+from gateway.payments.idempotency import Idempotency
+from gateway.payments.signature import VerifySignature
 from gateway.pipeline.admission import Admit, AdmitClient, RateLimitArgs
 from gateway.pipeline.call import Call
 from gateway.pipeline.endpoint import ReadBody
@@ -26,30 +30,43 @@ from gateway.pipeline.routing import MatchRoute
 from gateway.pipeline.token import KeyCache, VerifyAccessToken
 from gateway.policy import PolicySet
 from gateway.store.admission import AdmissionStore
+from gateway.store.idempotency import IdempotencyStore
 
 
 def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVerifier, keys: KeyCache,
-                    admission: AdmissionStore, issuer: str) -> tuple:
-    """The stages of every proxied `/open-banking/...` call, in order (Minimise acts on the way back)."""
+                    admission: AdmissionStore, issuer: str, *, clients, consents,
+                    idempotency: IdempotencyStore) -> tuple:
+    """The stages of every proxied `/open-banking/...` call, in order (the `on_response` hooks run backwards:
+    Minimise cuts the answer, ConsumeConsent settles a payment consent, Idempotency keeps the answer).
+
+    The payment stages act only where the route's policy says so (`signature`, `idempotency`, `uses_consent`).
+    """
     return (
         MatchRoute(policy),
         ReadBody(),
         RequireClientCertificate(),
         VerifyAccessToken(verifier, keys, consent_bound=True),
+        VerifySignature(clients),
+        Idempotency(idempotency),
+        CheckPayment(),
         Admit(admission, policy.unattended, RateLimitArgs(policy.limits)),
+        ConsumeConsent(consents, admission),
         Minimise(issuer),
         forward,
     )
 
 
 def consent_api_stages(scope: str, verifier: AccessTokenVerifier, keys: KeyCache, admission: AdmissionStore,
-                       policy: PolicySet, route_ids: Mapping[str, str], resource) -> tuple:
+                       policy: PolicySet, route_ids: Mapping[str, str], resource,
+                       idempotency: IdempotencyStore | None = None) -> tuple:
     """The stages of a consent-resource call (made with a client-credentials token), ending in `resource`;
-    `route_ids` names the gateway route of each method (for its rate-limit group)."""
+    `route_ids` names the gateway route of each method (for its rate-limit group); with `idempotency`, a POST
+    needs its x-idempotency-key (payment consents)."""
     return (
         RequireClientCertificate(),
         VerifyAccessToken(verifier, keys, consent_bound=False, scope=scope),
         AdmitClient(admission, RateLimitArgs(policy.limits), route_ids),
+        *((Idempotency(idempotency, always=True),) if idempotency is not None else ()),
         resource,
     )
 

@@ -71,12 +71,14 @@ class Admit:
                 call.client_id, call.consent_id, claims["jti"], claims[GRANT_CLAIM], self._rate(route.id),
                 permissions=route.permissions,
                 account_id=call.path_params.get(route.account_param) if route.account_param else None,
-                unattended=not any(k == CUSTOMER_IP for k, _ in call.headers), allowance=self._unattended.calls,
-                window_seconds=self._unattended.window_seconds)
+                # PSD2 RTS Art. 36(5) limits account information: routes that read consented data.
+                unattended=bool(route.permissions) and not any(k == CUSTOMER_IP for k, _ in call.headers),
+                allowance=self._unattended.calls, window_seconds=self._unattended.window_seconds,
+                payment_digest=call.payment_digest, allows_consumed=route.allows_consumed)
         except (RedisError, OSError):
             raise Refusal("admission.unavailable", headers={"Retry-After": "1"}) from None
         _conclude(call, verdict)
-        call.customer_id = verdict.customer_id
+        call.customer_id, call.payment_claim = verdict.customer_id, verdict.claim
         call.grant = Grant(frozenset(verdict.permissions), frozenset(verdict.accounts),
                            (parse_moment(verdict.window[0]), parse_moment(verdict.window[1])))
 

@@ -39,6 +39,9 @@ class Call:
     claims: Mapping | None = None                    # the verified access token's claims
     customer_id: str | None = None                   # the bank's customer, from the consent (Admit); never audited
     grant: Grant | None = None                       # what the consent grants (Admit), for Forward and Minimise
+    payment_digest: str = ""                         # a payment's Initiation + Risk (CheckPayment), for Admit
+    payment_claim: str | None = None                 # the claim Admit made on a payment consent, until resolved
+    idempotency: tuple | None = None                 # (x-idempotency-key, the claim) this call owns
     body: bytes = b""
     upstream: Upstream | None = None
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # on the answer, refusals too

@@ -30,6 +30,7 @@ REQUEST_HEADERS = frozenset({
     b"x-customer-user-agent", b"x-idempotency-key", b"x-jws-signature",
 })
 CUSTOMER_HEADER = "x-bank-customer-id"
+DEBTOR_ACCOUNT_HEADER = "x-bank-debtor-account-id"
 # What the bank may say to the TPP.
 RESPONSE_HEADERS = frozenset({
     "content-type", "content-language", "cache-control", "etag", "last-modified", "x-jws-signature",
@@ -87,6 +88,8 @@ class Forward:
         headers["x-fapi-interaction-id"] = call.interaction_id
         if call.customer_id:  # the bank learns whose data from the consent, never from anything the TPP sent
             headers[CUSTOMER_HEADER] = call.customer_id
+        if route.uses_consent and call.grant is not None:  # ... and, for a payment, the account the customer chose
+            headers[DEBTOR_ACCOUNT_HEADER] = sorted(call.grant.accounts)[0]
         timeout = aiohttp.ClientTimeout(total=route.timeout_ms / 1000, sock_connect=service.connect_timeout_ms / 1000)
         with self._guards[service.name].admit() as admission:  # may refuse (503) before any I/O
             try:

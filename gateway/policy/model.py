@@ -40,6 +40,10 @@ class RoutePolicy:
     response_type: str | None
     timeout_ms: int  # effective: the route's own, else the service's
     max_body_bytes: int = 65_536
+    uses_consent: bool = False                  # a payment: the consent is claimed, then Consumed
+    allows_consumed: bool = False               # reading a payment: its Consumed consent still admits
+    idempotency_required: bool = False
+    signature_required: bool = False
     selected_accounts_param: str | None = None  # query parameter naming the selected accounts to the back-end
     fields: FieldSet | None = None              # what of the answer may leave (None: passed as it is)
 

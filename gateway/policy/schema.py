@@ -345,6 +345,15 @@ ROUTE = Record("route", (
         default_text="the service's `timeout_ms`"),
     Key("max_body_bytes", Integer(0, 10_485_760), "Largest request body accepted on this route; more is 413.",
         default=65_536),
+    Key("uses_consent", Boolean(), "`true`: the call uses its payment consent up: its Initiation and Risk must be "
+        "the consent's exactly, one call at a time, and the consent is Consumed once the bank accepts it.",
+        default=False),
+    Key("allows_consumed", Boolean(), "`true`: a Consumed payment consent still admits the call (reading the "
+        "payment it made).", default=False),
+    Key("idempotency", OneOf(("required",)), "`required`: the call needs `x-idempotency-key` (at most 40 "
+        "characters); a retry with the same key and body gets the first answer, with another body a 400."),
+    Key("signature", OneOf(("required",)), "`required`: the body is signed by the TPP (`x-jws-signature`, a "
+        "detached JWS as UK OB v3.1.4+ defines it), verified with its registered keys."),
     Key("selected_accounts_param", _QUERY_PARAMETER,
         "Query parameter that tells the back-end the consent's selected accounts (list endpoints), so it fetches "
         "no others."),

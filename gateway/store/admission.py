@@ -43,6 +43,7 @@ class Verdict:
     permissions: tuple[str, ...] = ()
     window: tuple[str | None, str | None] = (None, None)
     rate: RateState | None = None
+    claim: str | None = None           # a payment: the claim this call holds on its consent
 
 
 class AdmissionStore:
@@ -50,11 +51,13 @@ class AdmissionStore:
         self._redis = redis
         self._admit = async_script(redis, "admit", preludes=("gcra",))
         self._admit_client = async_script(redis, "admit_client", preludes=("gcra",))
+        self._release = async_script(redis, "release_claim")
 
     async def admit(self, client_id: str, consent_id: str, jti: str, grant_id: str, rate: RateArgs = UNLIMITED, *,
                     permissions=(), account_id: str | None = None, unattended: bool = False, allowance: int = 4,
-                    window_seconds: int = 86_400) -> Verdict:
+                    window_seconds: int = 86_400, payment_digest: str = "", allows_consumed: bool = False) -> Verdict:
         """One EVALSHA of admit.lua (its header lists the checks and their order)."""
+        nonce = secrets.token_hex(8)
         answer = await self._admit(
             keys=[keys.consent(client_id, consent_id), keys.revoked_token(client_id, jti),
                   keys.revoked_grant(client_id, grant_id), keys.client_disabled(client_id),
@@ -62,13 +65,17 @@ class AdmissionStore:
                   keys.client_tier(client_id)],
             args=[client_id, grant_id, " ".join(sorted(permissions)), account_id or "", "1" if unattended else "0",
                   allowance, window_seconds * 1000, jti, rate.default_tier, rate.limits, rate.group,
-                  secrets.token_hex(8)])
+                  nonce, payment_digest, "1" if allows_consumed else "0"])
         verdict, state, retry = _common(answer)
         if verdict is not None:
             return Verdict(verdict, retry, rate=state)
         since, until = orjson.loads(answer[10])
         return Verdict(None, None, answer[7].decode(), tuple(orjson.loads(answer[8])), tuple(orjson.loads(answer[9])),
-                       (since, until), state)
+                       (since, until), state, nonce if payment_digest else None)
+
+    async def release_payment(self, client_id: str, consent_id: str, claim: str) -> None:
+        """Give a payment consent back (the bank refused the payment): only the claim this call made."""
+        await self._release(keys=[keys.consent(client_id, consent_id)], args=[claim])
 
     async def admit_client(self, client_id: str, jti: str, rate: RateArgs = UNLIMITED) -> Verdict:
         """For client-credentials calls (consent API): the rate limit, the client enabled, the token not revoked."""

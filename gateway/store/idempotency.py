@@ -32,16 +32,16 @@ Limits: `finish` refuses (ResponseTooLarge, before touching Redis: the key stays
 `max_body_bytes` (256 KiB) or headers over `max_header_bytes` (32 KiB packed). Keys are stored under their SHA-256,
 so any string is safe here (refusing keys over 40 characters is the caller's job, per UK OB).
 
-Key names (to move into keys.py): `idempotency_record(client_id, key)` = `obgw:{<client>}:idem:<sha256 hex of key>`.
+Key: `keys.idempotency_record(client_id, key)` = `obgw:{<client>}:idem:<sha256 hex of key>`.
 """
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 import time
 from dataclasses import dataclass, field
 
+from gateway.store.keys import idempotency_record
 from gateway.store.redis import async_script
 
 MAX_BODY_BYTES = 256 * 1024
@@ -49,17 +49,6 @@ MAX_HEADER_BYTES = 32 * 1024
 
 
 # --- key names (keys.py style; to move into keys.py) ---------------------------------------------------------------
-def _tag(client_id: str) -> str:
-    return "{" + client_id + "}"
-
-
-def idempotency_record(client_id: str, key: str) -> str:
-    """The (TPP, x-idempotency-key) record; the key under its SHA-256 (any string, any length, is a safe name)."""
-    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"obgw:{_tag(client_id)}:idem:{digest}"
-
-
-# --- values ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
     status: int

@@ -5,6 +5,8 @@ Keys that one request's script touches together will carry the TPP's client id a
 """
 from __future__ import annotations
 
+import hashlib
+
 # Audit log (one hash tag, so the append script runs on one Cluster slot): one stream holds every record of every chain, in arrival order; one hash holds each chain's head.
 AUDIT_STREAM = "obgw:{audit}:records"
 AUDIT_HEADS = "obgw:{audit}:heads"
@@ -108,3 +110,9 @@ def rate_bucket(client_id: str, group: str) -> str:
 def client_tier(client_id: str) -> str:
     """The TPP's rate-limit tier, read by the admission scripts on every call (`obgw clients set-tier`)."""
     return f"obgw:{_tag(client_id)}:tier"
+
+
+def idempotency_record(client_id: str, key: str) -> str:
+    """The (TPP, x-idempotency-key) record; the key under its SHA-256 (any string, any length, is a safe name)."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"obgw:{_tag(client_id)}:idem:{digest}"

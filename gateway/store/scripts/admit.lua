@@ -8,12 +8,15 @@
 --   the route's permission is granted                 → consent.permission_missing
 --   the account is one the customer selected          → consent.account_not_selected
 --   an unattended call within the rolling allowance   → consent.unattended_limit (+ ms until a slot frees)
--- Only a call that passes everything is counted against the unattended allowance.
+--   a payment: Initiation + Risk the consent's        → payment.consent_mismatch
+--   ... and the consent free (claimed by this call)    → payment.in_progress
+-- Only a call that passes everything is counted against the unattended allowance or claims the consent.
 -- KEYS[1] consent hash, KEYS[2] revoked-token marker, KEYS[3] revoked-grant marker, KEYS[4] client-disabled marker,
 -- KEYS[5] the consent's unattended-calls sorted set, KEYS[6] the TPP's rate bucket, KEYS[7] the TPP's tier
 -- ARGV[1] client id, ARGV[2] grant id, ARGV[3] required permissions (space-separated, any one; "" = none),
 -- ARGV[4] account id ("" = none), ARGV[5] "1" if unattended, ARGV[6] allowance, ARGV[7] window ms, ARGV[8] jti,
--- ARGV[9] default tier, ARGV[10] the route group's limits, ARGV[11] the route group, ARGV[12] a nonce of this call
+-- ARGV[9] default tier, ARGV[10] the route group's limits, ARGV[11] the route group, ARGV[12] a nonce of this call,
+-- ARGV[13] a payment's digest ("" = not a payment), ARGV[14] "1" if a Consumed consent still admits (payment reads)
 -- Returns {verdict, rate policy name, q, w, r, t, retry_ms, customer_id, accounts_json, permissions_json,
 -- window_json}: verdict "ok" or the reason id; the rate fields describe the TPP's bucket after this call.
 local now = now_us()
@@ -29,11 +32,11 @@ if redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) > 0 then
   return answer('token.revoked')
 end
 local c = redis.call('HMGET', KEYS[1], 'client_id', 'status', 'expires_ms', 'customer_id', 'accounts', 'grant_id',
-                     'permissions', 'window')
+                     'permissions', 'window', 'payment_digest')
 if not c[1] or c[1] ~= ARGV[1] then
   return answer('consent.not_found')
 end
-if c[2] ~= 'Authorised' then
+if c[2] ~= 'Authorised' and not (c[2] == 'Consumed' and ARGV[14] == '1') then
   return answer('consent.not_authorised')
 end
 if c[6] ~= ARGV[2] then
@@ -67,5 +70,13 @@ if ARGV[5] == '1' then
   end
   redis.call('ZADD', KEYS[5], now, tostring(now) .. ':' .. ARGV[12])  -- one member per call, however many a ms
   redis.call('PEXPIRE', KEYS[5], window)
+end
+if ARGV[13] ~= '' then
+  if c[9] ~= ARGV[13] then
+    return answer('payment.consent_mismatch')
+  end
+  if redis.call('HSETNX', KEYS[1], 'payment_claim', ARGV[12]) == 0 then
+    return answer('payment.in_progress')
+  end
 end
 return answer('ok', 0, c[4], c[5], c[7], c[8])

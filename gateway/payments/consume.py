@@ -1,0 +1,37 @@
+"""ConsumeConsent: a payment consent pays once. Admit claimed it for this call; once the bank has accepted the
+payment the consent becomes Consumed (its tokens then only read the payment), and if the bank refused it (say, for
+insufficient funds) the claim is released and nothing changed. If the outcome is unknown (the bank timed out or
+failed), the claim stays: no second payment can start under this consent."""
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+
+from gateway.consents.lifecycle import ConsentConflict, move
+from gateway.consents.model import Status, from_record
+from gateway.errors import Refusal
+from gateway.payments.idempotency import UNKNOWN_OUTCOME
+from gateway.pipeline.call import Call
+
+
+class ConsumeConsent:
+    def __init__(self, consents, admission) -> None:
+        self._consents = consents    # sync ConsentStore (the status change, as everywhere: lifecycle.move)
+        self._admission = admission  # async AdmissionStore (the claim)
+
+    async def on_response(self, call: Call) -> None:
+        if call.payment_claim is None:
+            return
+        if 200 <= call.upstream.status < 300:
+            await run_in_threadpool(self._consume, call.client_id, call.consent_id)
+        else:
+            await self._admission.release_payment(call.client_id, call.consent_id, call.payment_claim)
+
+    async def on_abort(self, call: Call, refusal: Refusal) -> None:
+        if call.payment_claim is not None and refusal.reason not in UNKNOWN_OUTCOME:
+            await self._admission.release_payment(call.client_id, call.consent_id, call.payment_claim)
+
+    def _consume(self, client_id: str, consent_id: str) -> None:
+        try:
+            move(self._consents, from_record(self._consents.get(client_id, consent_id)), Status.CONSUMED)
+        except ConsentConflict:
+            pass  # revoked while the bank paid: the payment stands, the consent stays what it became

@@ -1,0 +1,64 @@
+"""Idempotency: `x-idempotency-key` on payment POSTs (UK OB Read/Write API, "Idempotency"): scoped per TPP, kept
+24 h; a retry with the same key and body gets the first answer and has no second effect; the same key with another
+body is refused. The claim is atomic across workers (`store.idempotency`), so two identical requests arriving at
+once on two workers make one payment: the second waits for the first's answer and gets it.
+
+An answer whose outcome is unknown (the bank timed out, or failed) keeps the key claimed: a retry must not pay
+again, so it is told the key is still in use; the payment's own status says what happened.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from gateway.errors import Refusal
+from gateway.pipeline.call import Call, Upstream
+from gateway.store.idempotency import IdempotencyStore, StoredResponse
+
+KEY_HEADER = b"x-idempotency-key"
+MAX_KEY_LENGTH = 40                 # UK OB: "max length 40"
+UNKNOWN_OUTCOME = frozenset({"backend.timeout", "backend.error"})
+
+
+class Idempotency:
+    def __init__(self, store: IdempotencyStore, *, always: bool = False, wait_seconds: float = 10.0) -> None:
+        self._store = store
+        self._always = always      # the consent API's POST; resource routes say so in their policy
+        self._wait = wait_seconds
+
+    def _applies(self, call: Call) -> bool:
+        return call.method == "POST" and (self._always or (call.route is not None and call.route.idempotency_required))
+
+    async def on_request(self, call: Call) -> None:
+        if not self._applies(call):
+            return
+        values = [v for k, v in call.headers if k == KEY_HEADER]
+        if not values:
+            raise Refusal("idempotency.missing", path="x-idempotency-key")
+        key = values[0].decode("latin-1").strip()
+        if len(values) > 1 or not key or len(key) > MAX_KEY_LENGTH:
+            raise Refusal("idempotency.invalid", path="x-idempotency-key")
+        digest = hashlib.sha256(call.method.encode() + b" " + call.path.encode() + b"\n" + call.body).hexdigest()
+        claim = await self._store.claim(call.client_id, key, digest)
+        if claim.state == "pending":
+            claim = await self._store.wait(call.client_id, key, digest, self._wait)
+        if claim.state == "mismatch":
+            raise Refusal("idempotency.mismatch", path="x-idempotency-key")
+        if claim.state == "replay":
+            response = claim.response
+            call.upstream = Upstream(response.status, list(response.headers), response.body)
+            return
+        if claim.state != "new":
+            raise Refusal("idempotency.pending", headers={"Retry-After": "1"}, path="x-idempotency-key")
+        call.idempotency = (key, claim)
+
+    async def on_response(self, call: Call) -> None:
+        if call.idempotency is not None:
+            key, claim = call.idempotency
+            upstream = call.upstream
+            await self._store.finish(call.client_id, key, claim,
+                                     StoredResponse(upstream.status, tuple(upstream.headers), upstream.body))
+
+    async def on_abort(self, call: Call, refusal: Refusal) -> None:
+        if call.idempotency is not None and refusal.reason not in UNKNOWN_OUTCOME:
+            key, claim = call.idempotency
+            await self._store.release(call.client_id, key, claim)  # refused before any effect: a retry may run

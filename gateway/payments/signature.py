@@ -1,0 +1,28 @@
+"""VerifySignature: where policy requires it (payment POSTs), the body carries the TPP's detached JWS
+(`x-jws-signature`, UK OB v3.1.4+ message signing), verified with a key of its registered JWKS (`payments.jws`).
+Missing: 400 UK.OBIE.Signature.Missing; anything wrong with it: UK.OBIE.Signature.Invalid (or .Malformed)."""
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+
+from gateway.errors import Refusal
+from gateway.payments.jws import SignatureProblem, verify_detached
+from gateway.pipeline.call import Call
+
+SIGNATURE_HEADER = b"x-jws-signature"
+
+
+class VerifySignature:
+    def __init__(self, clients) -> None:
+        self._clients = clients  # the TPP registry (sync), for the client's registered JWKS
+
+    async def on_request(self, call: Call) -> None:
+        if not call.route.signature_required:
+            return
+        values = [v for k, v in call.headers if k == SIGNATURE_HEADER]
+        value = values[0].decode("latin-1") if len(values) == 1 else None
+        document = await run_in_threadpool(self._clients.get, call.client_id)
+        try:
+            verify_detached(value, call.body, (document or {}).get("jwks") or {"keys": []}, call.client_id)
+        except SignatureProblem as problem:
+            raise Refusal(problem.reason, str(problem), path=problem.claim or "x-jws-signature") from None

@@ -1,0 +1,221 @@
+"""Domestic payments through `obgw serve --workers 2` in front of the sandbox bank: consented, signed,
+idempotent, paid once (checked in the bank's own ledger), answers valid against the v3.1.11 schemas."""
+from __future__ import annotations
+
+import concurrent.futures
+import copy
+import json
+import secrets
+
+import httpx
+import orjson
+import pytest
+
+from gateway.payments.jws import sign_detached
+from support.gateway import bank_gateway, client_context
+from support.openapi import assert_conforms
+from support.processes import Process, python
+from support.tpp import CUSTOMER_PRESENT, Browser, Tpp
+
+pytestmark = pytest.mark.e2e
+
+CONSENTS = "/open-banking/v3.1/pisp/domestic-payment-consents"
+PAYMENTS = "/open-banking/v3.1/pisp/domestic-payments"
+DEBTOR = "acc-alice-current"
+
+
+def _initiation(amount: str = "12.34") -> dict:
+    return {"InstructionIdentification": secrets.token_hex(8), "EndToEndIdentification": secrets.token_hex(8),
+            "InstructedAmount": {"Amount": amount, "Currency": "GBP"},
+            "CreditorAccount": {"SchemeName": "UK.OBIE.SortCodeAccountNumber", "Identification": "08080021325698",
+                                "Name": "ACME Utilities"},
+            "RemittanceInformation": {"Reference": "INV-0042"}}
+
+
+@pytest.fixture(scope="module")
+def ledger(tmp_path_factory):
+    """A sandbox bank of its own, its payments kept in a file we can count."""
+    state = tmp_path_factory.mktemp("bank") / "ledger.jsonl"
+    process = Process(python("-m", "gateway.sandbox", "--accounts-port", "0", "--payments-port", "0",
+                             "--state-file", str(state)))
+    words = process.wait_for_line("sandbox bank:").split()
+    yield (words[words.index("accounts") + 1], words[words.index("payments") + 1]), state
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, pki, ledger):
+    gw = bank_gateway(tmp_path_factory.mktemp("gw"), pki, ledger[0])
+    yield gw
+    assert gw.stop() == 0
+
+
+def _payments_made(ledger) -> int:
+    state = ledger[1]
+    return sum(1 for line in state.read_text().splitlines() if line.strip()) if state.exists() else 0
+
+
+class Payer:
+    """tpp-demo making payments: consent (client credentials), customer approval, then the signed payment."""
+
+    def __init__(self, gateway, pki) -> None:
+        self.tpp = Tpp(gateway.base, pki, "tpp-demo")
+        self.jwk = json.loads((pki / "tpp-demo.json").read_text())["private_jwk"]
+        self.base, self.pki = gateway.base, pki
+
+    def consent(self, initiation: dict, key: str | None = None) -> httpx.Response:
+        cc = self.tpp.client_credentials("payments")
+        headers = {"Authorization": f"Bearer {cc['access_token']}"}
+        if key is not False:
+            headers["x-idempotency-key"] = key or secrets.token_hex(8)
+        return self.tpp.http.post(self.base + CONSENTS, json={"Data": {"Initiation": initiation}, "Risk": {}},
+                                  headers=headers)
+
+    def authorised_token(self, initiation: dict) -> tuple[str, dict]:
+        consent = self.consent(initiation)
+        assert consent.status_code == 201, consent.text
+        assert_conforms(consent.json(), "OBWriteDomesticConsentResponse5", "pisp")
+        consent_id = consent.json()["Data"]["ConsentId"]
+        response, pushed = self.tpp.push(consent_id, scope="openid payments")
+        assert response.status_code == 201, response.text
+        browser = Browser(self.base, self.pki)
+        try:
+            page = browser.login(browser.open(self.tpp.client_id, pushed.request_uri), "alice")
+            amount = initiation["InstructedAmount"]["Amount"]
+            assert "ACME Utilities" in page.text and f"{amount} GBP" in page.text and "INV-0042" in page.text
+            answer = browser.submit(page, {"account_ids": DEBTOR, "decision": "approve"})
+        finally:
+            browser.close()
+        code = httpx.URL(answer.headers["location"]).params["code"]
+        return consent_id, self.tpp.exchange(code, pushed.code_verifier)
+
+    def pay(self, token: dict, consent_id: str, initiation: dict, key: str | None = None, signed: bool = True,
+            http: httpx.Client | None = None, sign_body: bytes | None = None) -> httpx.Response:
+        body = orjson.dumps({"Data": {"ConsentId": consent_id, "Initiation": initiation}, "Risk": {}})
+        headers = {"Authorization": f"Bearer {token['access_token']}", "content-type": "application/json",
+                   "x-idempotency-key": key or secrets.token_hex(8), **CUSTOMER_PRESENT}
+        if signed:
+            headers["x-jws-signature"] = sign_detached(sign_body or body, self.jwk, "tpp-demo")
+        client = http or self.tpp.http
+        return client.post(self.base + PAYMENTS, content=body, headers=headers)
+
+    def close(self) -> None:
+        self.tpp.close()
+
+
+@pytest.fixture
+def payer(gateway, pki):
+    p = Payer(gateway, pki)
+    yield p
+    p.close()
+
+
+def _consent_status(payer: Payer, consent_id: str) -> str:
+    cc = payer.tpp.client_credentials("payments")
+    return payer.tpp.get(f"{CONSENTS}/{consent_id}", cc).json()["Data"]["Status"]
+
+
+def test_the_whole_payment_flow_pays_once_and_consumes_the_consent(gateway, payer, ledger):
+    before = _payments_made(ledger)
+    initiation = _initiation()
+    consent_id, token = payer.authorised_token(initiation)
+    paid = payer.pay(token, consent_id, initiation)
+    assert paid.status_code == 201, paid.text
+    assert_conforms(paid.json(), "OBWriteDomesticResponse5", "pisp")
+    payment_id = paid.json()["Data"]["DomesticPaymentId"]
+    assert _payments_made(ledger) == before + 1
+    assert _consent_status(payer, consent_id) == "Consumed"
+    read = payer.tpp.get(f"{PAYMENTS}/{payment_id}", token)
+    assert read.status_code == 200 and read.json()["Data"]["ConsentId"] == consent_id
+    assert_conforms(read.json(), "OBWriteDomesticResponse5", "pisp")
+    again = payer.pay(token, consent_id, initiation)           # a new key: a second payment is refused
+    assert again.status_code == 403 and again.json()["Errors"][0]["ErrorCode"] == \
+        "UK.OBIE.Resource.InvalidConsentStatus"
+    assert _payments_made(ledger) == before + 1
+    records = [r for r in gateway.audit("--consent", consent_id)]
+    assert records and all("12.34" not in json.dumps(r) and "08080021325698" not in json.dumps(r) for r in records)
+
+
+def test_a_payment_that_is_not_the_consented_one_is_refused(gateway, payer, ledger):
+    before = _payments_made(ledger)
+    initiation = _initiation()
+    consent_id, token = payer.authorised_token(initiation)
+    other = copy.deepcopy(initiation)
+    other["InstructedAmount"]["Amount"] = "99.99"
+    refused = payer.pay(token, consent_id, other)
+    assert refused.status_code == 400 and refused.json()["Errors"][0]["ErrorCode"] == \
+        "UK.OBIE.Resource.ConsentMismatch"
+    assert_conforms(refused.json(), "OBErrorResponse1", "pisp")
+    assert _payments_made(ledger) == before and _consent_status(payer, consent_id) == "Authorised"
+    assert payer.pay(token, consent_id, initiation).status_code == 201  # the right one still goes through
+
+
+def test_insufficient_funds_is_a_clean_rejection_that_leaves_the_consent(gateway, payer, ledger):
+    before = _payments_made(ledger)
+    initiation = _initiation("9999999.00")
+    consent_id, token = payer.authorised_token(initiation)
+    refused = payer.pay(token, consent_id, initiation)
+    assert refused.status_code == 400 and refused.json()["Errors"][0]["ErrorCode"] == \
+        "UK.OBIE.Rules.InsufficientFunds"
+    assert _payments_made(ledger) == before and _consent_status(payer, consent_id) == "Authorised"
+
+
+def test_the_same_payment_retried_five_times_is_one_payment(gateway, payer, ledger):
+    before = _payments_made(ledger)
+    initiation = _initiation()
+    consent_id, token = payer.authorised_token(initiation)
+    key = secrets.token_hex(8)
+    answers = [payer.pay(token, consent_id, initiation, key=key) for _ in range(5)]
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.json()["Data"]["DomesticPaymentId"] for a in answers}) == 1
+    assert len({a.content for a in answers}) == 1                   # the original answer, byte for byte
+    assert _payments_made(ledger) == before + 1
+    changed = payer.pay(token, consent_id, _initiation(), key=key)  # the key, with another body
+    assert changed.status_code == 400 and changed.json()["Errors"][0]["Path"] == "x-idempotency-key"
+
+
+def test_twenty_identical_requests_at_once_on_two_workers_make_one_payment(gateway, payer, ledger, pki):
+    before = _payments_made(ledger)
+    initiation = _initiation()
+    consent_id, token = payer.authorised_token(initiation)
+    key = secrets.token_hex(8)
+    context = client_context(pki / "ca.pem", pki / "tpp-demo.pem", pki / "tpp-demo.key")
+
+    def one(_):
+        with httpx.Client(verify=context, timeout=30) as http:  # a new connection each: both workers serve
+            return payer.pay(token, consent_id, initiation, key=key, http=http)
+
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(one, range(20)))
+    assert {a.status_code for a in answers} == {201}, [a.text for a in answers if a.status_code != 201]
+    assert len({a.json()["Data"]["DomesticPaymentId"] for a in answers}) == 1
+    assert _payments_made(ledger) == before + 1
+    chains = {r["chain"] for r in gateway.audit("--consent", consent_id) if r["route"] == PAYMENTS}
+    assert len(chains) == 2  # both workers answered
+
+
+@pytest.mark.parametrize("case, code", [("missing", "UK.OBIE.Signature.Missing"),
+                                        ("other body", "UK.OBIE.Signature.Invalid")])
+def test_a_payment_without_a_good_signature_is_refused(gateway, payer, ledger, case, code):
+    before = _payments_made(ledger)
+    initiation = _initiation()
+    consent_id, token = payer.authorised_token(initiation)
+    if case == "missing":
+        refused = payer.pay(token, consent_id, initiation, signed=False)
+    else:
+        refused = payer.pay(token, consent_id, initiation, sign_body=b'{"Data":{}}')
+    assert refused.status_code == 400 and refused.json()["Errors"][0]["ErrorCode"] == code
+    assert _payments_made(ledger) == before and _consent_status(payer, consent_id) == "Authorised"
+
+
+def test_a_payment_consent_needs_an_idempotency_key_and_a_valid_initiation(gateway, payer):
+    missing = payer.consent(_initiation(), key=False)
+    assert missing.status_code == 400 and missing.json()["Errors"][0]["ErrorCode"] == "UK.OBIE.Header.Missing"
+    bad = _initiation()
+    bad["InstructedAmount"]["Amount"] = "12,34"
+    invalid = payer.consent(bad)
+    assert invalid.status_code == 400
+    assert invalid.json()["Errors"][0]["Path"] == "Data.Initiation.InstructedAmount.Amount"
+    key, initiation = secrets.token_hex(8), _initiation()
+    first, second = payer.consent(initiation, key=key), payer.consent(initiation, key=key)
+    assert first.status_code == second.status_code == 201 and first.content == second.content  # one consent
