@@ -34,7 +34,8 @@ def register(subparsers) -> None:
     a.add_argument("--cert", type=Path, help="the TPP's transport certificate (PEM); its thumbprint is registered")
     a.add_argument("--redirect-uri", action="append", default=[], help="a redirect URI (repeatable)")
     a.add_argument("--jwks", type=Path, help="JWKS (or one JWK) for private_key_jwt")
-    a.add_argument("--role", action="append", choices=ROLES, help="AISP, PISP or CBPII (repeatable; default AISP and PISP)")
+    a.add_argument("--role", action="append", choices=ROLES,
+                   help="AISP, PISP or CBPII (repeatable; default AISP and PISP)")
     a.add_argument("--auth-method", action="append", choices=AUTH_METHODS,
                    help="tls_client_auth and/or private_key_jwt (default: both when a JWKS is given)")
     a.add_argument("--name", help="the name customers see on the consent page (default CLIENT_ID)")

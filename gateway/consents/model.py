@@ -119,7 +119,8 @@ def to_record(consent: Consent) -> dict:
         "status": str(consent.status), "created": consent.created, "status_updated": consent.status_updated,
         "permissions": list(consent.permissions), "expires": consent.expires,
         "transaction_from": consent.transaction_from, "transaction_to": consent.transaction_to,
-        "customer_id": consent.customer_id, "accounts": list(consent.accounts), "initiation": consent.initiation, "risk": consent.risk,
+        "customer_id": consent.customer_id, "accounts": list(consent.accounts), "initiation": consent.initiation,
+        "risk": consent.risk,
         "grant_id": consent.grant_id, "deleted": consent.deleted, "authorise_by": consent.authorise_by,
         "authorised_at": consent.authorised_at,
     }

@@ -453,7 +453,8 @@ def _compile(values: Mapping[str, Any], service_urls: Mapping[str, str]) -> Poli
             response_type=route.get("response_type"),
             timeout_ms=route.get("timeout_ms", services[route["service"]].timeout_ms),
             max_body_bytes=route["max_body_bytes"], selected_accounts_param=route.get("selected_accounts_param"),
-            uses_consent=route["uses_consent"], allows_consumed=route["allows_consumed"], idempotency_required=route.get("idempotency") == "required",
+            uses_consent=route["uses_consent"], allows_consumed=route["allows_consumed"],
+            idempotency_required=route.get("idempotency") == "required",
             signature_required=route.get("signature") == "required",
             fields=field_sets.get(route["response_type"]) if route.get("permissions") else None,
         )
