@@ -83,7 +83,8 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
 
     def consent_api(scope: str, route_ids: dict[str, str]) -> Pipeline:
         return Pipeline(consent_api_stages(scope, server.verifier, keys, admission, policy, route_ids,
-                                           consent_resources[scope], idempotency if scope == "payments" else None))
+                                           consent_resources[scope], idempotency if scope == "payments" else None,
+                                           server.clients))
     dashboard = Dashboard(server.store, server.consents, server.clients, bank,
                           lambda consent_id: query.recent_accesses(sync_redis, consent_id), notify)
 

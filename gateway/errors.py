@@ -35,6 +35,8 @@ REASONS: Mapping[str, Reason] = {
     "backend.unavailable": Reason(502, "UK.OBIE.UnexpectedError", "The bank's service could not be reached."),
     "backend.error": Reason(502, "UK.OBIE.UnexpectedError", "The bank's service failed to answer."),
     "backend.timeout": Reason(504, "UK.OBIE.UnexpectedError", "The bank's service did not answer in time."),
+    "backend.unanswered": Reason(502, "UK.OBIE.UnexpectedError",
+                                 "The bank's service took the call but gave no whole answer; check its outcome."),
     "backend.busy": Reason(503, "UK.OBIE.UnexpectedError",
                            "The bank's service has as many calls in flight as it takes; try again shortly."),
     "backend.circuit_open": Reason(503, "UK.OBIE.UnexpectedError",

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import orjson
+
 from gateway.consents.openapi import first_problem
 from gateway.errors import Refusal
 from gateway.policy.compile import permission_codes
@@ -95,6 +97,10 @@ def domestic_payment(body: object, schema: str = "OBWriteDomesticConsent4") -> D
     """A payment consent (OBWriteDomesticConsent4) or, with schema OBWriteDomestic2, the payment itself."""
     if not isinstance(body, dict):
         raise Refusal("request.invalid_json")
+    try:
+        orjson.dumps(body)  # what the consent comparison hashes must be representable (orjson nests at most 255)
+    except orjson.JSONEncodeError:
+        raise Refusal("consent.field_invalid", "The body is nested too deeply.", path="Data") from None
     # The schema first: required fields, patterns (ActiveOrHistoricCurrencyAndAmount), lengths, no extra keys.
     problem = first_problem(body, schema)
     if problem is not None:

@@ -11,19 +11,25 @@ from __future__ import annotations
 import hashlib
 
 from gateway.errors import Refusal
+from gateway.pipeline.admission import conclude
 from gateway.pipeline.call import Call, Upstream
 from gateway.store.idempotency import IdempotencyStore, StoredResponse
 
 KEY_HEADER = b"x-idempotency-key"
 MAX_KEY_LENGTH = 40                 # UK OB: "max length 40"
-UNKNOWN_OUTCOME = frozenset({"backend.timeout", "backend.error"})
+# The bank may have acted: it timed out, answered 5xx, or dropped the connection after the request was sent.
+UNKNOWN_OUTCOME = frozenset({"backend.timeout", "backend.error", "backend.unanswered"})
 
 
 class Idempotency:
-    def __init__(self, store: IdempotencyStore, *, always: bool = False, wait_seconds: float = 10.0) -> None:
+    def __init__(self, store: IdempotencyStore, *, always: bool = False, wait_seconds: float = 10.0,
+                 admission=None, rate=None) -> None:
         self._store = store
         self._always = always      # the consent API's POST; resource routes say so in their policy
         self._wait = wait_seconds
+        # A replay skips the stages after this one; what must still hold for it (the token not revoked, the
+        # client enabled, the rate limit) is checked with these, in one round trip.
+        self._admission, self._rate = admission, rate
 
     def _applies(self, call: Call) -> bool:
         return call.method == "POST" and (self._always or (call.route is not None and call.route.idempotency_required))
@@ -37,13 +43,18 @@ class Idempotency:
         key = values[0].decode("latin-1").strip()
         if len(values) > 1 or not key or len(key) > MAX_KEY_LENGTH:
             raise Refusal("idempotency.invalid", path="x-idempotency-key")
-        digest = hashlib.sha256(call.method.encode() + b" " + call.path.encode() + b"\n" + call.body).hexdigest()
+        # The same request: method, path, consent and body (a replay under another consent is another request).
+        digest = hashlib.sha256(f"{call.method} {call.path} {call.consent_id or ''}\n".encode() + call.body).hexdigest()
         claim = await self._store.claim(call.client_id, key, digest)
         if claim.state == "pending":
             claim = await self._store.wait(call.client_id, key, digest, self._wait)
         if claim.state == "mismatch":
             raise Refusal("idempotency.mismatch", path="x-idempotency-key")
         if claim.state == "replay":
+            if self._admission is not None:
+                verdict = await self._admission.admit_client(call.client_id, call.claims["jti"],
+                                                             self._rate(call.route.id))
+                conclude(call, verdict)
             response = claim.response
             call.upstream = Upstream(response.status, list(response.headers), response.body)
             return

@@ -158,7 +158,7 @@ def _parse(header_value: str) -> tuple[str, dict, bytes]:
     try:
         header = json.loads(raw_header.decode("utf-8"), object_pairs_hook=_unique_members,
                             parse_constant=_no_constants)
-    except (UnicodeDecodeError, ValueError):  # json.JSONDecodeError is a ValueError
+    except (UnicodeDecodeError, ValueError, RecursionError):  # json.JSONDecodeError is a ValueError
         raise _malformed("The JOSE header is not a JSON object.") from None
     if not isinstance(header, dict):
         raise _malformed("The JOSE header is not a JSON object.")

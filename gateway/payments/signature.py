@@ -13,11 +13,13 @@ SIGNATURE_HEADER = b"x-jws-signature"
 
 
 class VerifySignature:
-    def __init__(self, clients) -> None:
+    def __init__(self, clients, *, always: bool = False) -> None:
         self._clients = clients  # the TPP registry (sync), for the client's registered JWKS
+        self._always = always    # the payment-consent POST; resource routes say so in their policy
 
     async def on_request(self, call: Call) -> None:
-        if not call.route.signature_required:
+        required = (self._always and call.method == "POST") or (call.route is not None and call.route.signature_required)
+        if not required:
             return
         values = [v for k, v in call.headers if k == SIGNATURE_HEADER]
         value = values[0].decode("latin-1") if len(values) == 1 else None

@@ -47,8 +47,8 @@ def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVe
         RequireClientCertificate(),
         VerifyAccessToken(verifier, keys, consent_bound=True),
         VerifySignature(clients),
-        Idempotency(idempotency),
         CheckPayment(),
+        Idempotency(idempotency, admission=admission, rate=RateLimitArgs(policy.limits)),
         Admit(admission, policy.unattended, RateLimitArgs(policy.limits)),
         ConsumeConsent(consents, admission),
         Minimise(issuer),
@@ -58,15 +58,16 @@ def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVe
 
 def consent_api_stages(scope: str, verifier: AccessTokenVerifier, keys: KeyCache, admission: AdmissionStore,
                        policy: PolicySet, route_ids: Mapping[str, str], resource,
-                       idempotency: IdempotencyStore | None = None) -> tuple:
+                       idempotency: IdempotencyStore | None = None, clients=None) -> tuple:
     """The stages of a consent-resource call (made with a client-credentials token), ending in `resource`;
     `route_ids` names the gateway route of each method (for its rate-limit group); with `idempotency`, a POST
-    needs its x-idempotency-key (payment consents)."""
+    needs its x-idempotency-key and x-jws-signature (payment consents, UK OB v3.1.4+)."""
     return (
         RequireClientCertificate(),
         VerifyAccessToken(verifier, keys, consent_bound=False, scope=scope),
         AdmitClient(admission, RateLimitArgs(policy.limits), route_ids),
-        *((Idempotency(idempotency, always=True),) if idempotency is not None else ()),
+        *((VerifySignature(clients, always=True), Idempotency(idempotency, always=True))
+          if idempotency is not None else ()),
         resource,
     )
 
@@ -84,7 +85,8 @@ class Pipeline:
         self.stages = stages
 
     async def run(self, call: Call) -> None:
-        ran = []
+        ran: list = []
+        stage = None
         try:
             for stage in self.stages:
                 if hasattr(stage, "on_request"):
@@ -93,10 +95,20 @@ class Pipeline:
                 if call.upstream is not None:
                     break
         except Refusal as refusal:
-            for stage in reversed(ran):
-                if hasattr(stage, "on_abort"):
-                    await stage.on_abort(call, refusal)
+            await self._abort(ran, call, refusal)
+            raise
+        except Exception:
+            # A fault before the last stage (the one that calls the bank) left the bank untouched: claims are
+            # released; a fault in it may have come after the bank acted: treated as an unknown outcome.
+            unknown = stage is self.stages[-1]
+            await self._abort(ran, call, Refusal("backend.unanswered" if unknown else "error.unexpected"))
             raise
         for stage in reversed(ran):
             if hasattr(stage, "on_response"):
                 await stage.on_response(call)
+
+    @staticmethod
+    async def _abort(ran: list, call: Call, refusal: Refusal) -> None:
+        for stage in reversed(ran):
+            if hasattr(stage, "on_abort"):
+                await stage.on_abort(call, refusal)

@@ -44,7 +44,7 @@ class RateLimitArgs:
         return args
 
 
-def _conclude(call: Call, verdict: Verdict) -> None:
+def conclude(call: Call, verdict: Verdict) -> None:
     """Put the rate headers on the answer (IETF httpapi rate-limit headers), then refuse if the verdict says so."""
     if verdict.rate is not None:
         rate = verdict.rate
@@ -77,7 +77,7 @@ class Admit:
                 payment_digest=call.payment_digest, allows_consumed=route.allows_consumed)
         except (RedisError, OSError):
             raise Refusal("admission.unavailable", headers={"Retry-After": "1"}) from None
-        _conclude(call, verdict)
+        conclude(call, verdict)
         call.customer_id, call.payment_claim = verdict.customer_id, verdict.claim
         call.grant = Grant(frozenset(verdict.permissions), frozenset(verdict.accounts),
                            (parse_moment(verdict.window[0]), parse_moment(verdict.window[1])))
@@ -102,4 +102,4 @@ class AdmitClient:
             verdict = await self._store.admit_client(call.client_id, call.claims["jti"], self._rate(route_id))
         except (RedisError, OSError):
             raise Refusal("admission.unavailable", headers={"Retry-After": "1"}) from None
-        _conclude(call, verdict)
+        conclude(call, verdict)

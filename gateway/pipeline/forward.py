@@ -12,6 +12,7 @@ recorded, and the slot is freed however the call ends. The route's `timeout_ms` 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from urllib.parse import parse_qsl, urlencode
 
@@ -85,6 +86,10 @@ class Forward:
         if query:
             target += "?" + query
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in call.headers if k in REQUEST_HEADERS}
+        if "x-idempotency-key" in headers:
+            # Keys are the TPP's own: the bank, seeing every TPP as one caller, gets them scoped per TPP.
+            scoped = f"{call.client_id}\n{headers['x-idempotency-key']}".encode()
+            headers["x-idempotency-key"] = hashlib.sha256(scoped).hexdigest()[:40]
         headers["x-fapi-interaction-id"] = call.interaction_id
         if call.customer_id:  # the bank learns whose data from the consent, never from anything the TPP sent
             headers[CUSTOMER_HEADER] = call.customer_id
@@ -100,9 +105,12 @@ class Forward:
             except TimeoutError:
                 admission.record(ok=False)
                 raise Refusal("backend.timeout") from None
+            except aiohttp.ClientConnectorError:
+                admission.record(ok=False)
+                raise Refusal("backend.unavailable") from None   # no connection: nothing was sent
             except aiohttp.ClientError:
                 admission.record(ok=False)
-                raise Refusal("backend.unavailable") from None
+                raise Refusal("backend.unanswered") from None    # sent, but no whole answer: the outcome is unknown
             admission.record(ok=response.status < 500)  # a 4xx is the back-end answering
         if response.status >= 500:
             raise Refusal("backend.error", f"The bank's service answered {response.status}.")

@@ -415,6 +415,14 @@ def route_group_routes_exist(policy: _Checked) -> Iterator[PolicyProblem]:
                                      "already; a route has one bucket")
 
 
+def payments_are_idempotent(policy: _Checked) -> Iterator[PolicyProblem]:
+    """A call that uses a consent up moves money: a retry must never move it twice."""
+    for index, route in policy.routes():
+        if route.get("uses_consent") and route.get("idempotency") != "required":
+            yield policy.problem("routes.yaml", ("routes", index, "uses_consent"),
+                                 "a route with uses_consent needs idempotency: required")
+
+
 # Every rule that relates keys or files to each other, in the order they are run.
 VALIDATORS: tuple[Callable[[_Checked], Iterator[PolicyProblem]], ...] = (
     service_url_overrides_name_services,
@@ -432,6 +440,7 @@ VALIDATORS: tuple[Callable[[_Checked], Iterator[PolicyProblem]], ...] = (
     tiers_are_whole,
     limit_tiers_exist,
     route_group_routes_exist,
+    payments_are_idempotent,
 )
 
 

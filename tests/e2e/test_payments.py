@@ -63,13 +63,15 @@ class Payer:
         self.jwk = json.loads((pki / "tpp-demo.json").read_text())["private_jwk"]
         self.base, self.pki = gateway.base, pki
 
-    def consent(self, initiation: dict, key: str | None = None) -> httpx.Response:
+    def consent(self, initiation: dict, key: str | None = None, signed: bool = True) -> httpx.Response:
         cc = self.tpp.client_credentials("payments")
-        headers = {"Authorization": f"Bearer {cc['access_token']}"}
+        body = orjson.dumps({"Data": {"Initiation": initiation}, "Risk": {}})
+        headers = {"Authorization": f"Bearer {cc['access_token']}", "content-type": "application/json"}
         if key is not False:
             headers["x-idempotency-key"] = key or secrets.token_hex(8)
-        return self.tpp.http.post(self.base + CONSENTS, json={"Data": {"Initiation": initiation}, "Risk": {}},
-                                  headers=headers)
+        if signed:
+            headers["x-jws-signature"] = sign_detached(body, self.jwk, "tpp-demo")
+        return self.tpp.http.post(self.base + CONSENTS, content=body, headers=headers)
 
     def authorised_token(self, initiation: dict) -> tuple[str, dict]:
         consent = self.consent(initiation)
@@ -219,3 +221,20 @@ def test_a_payment_consent_needs_an_idempotency_key_and_a_valid_initiation(gatew
     key, initiation = secrets.token_hex(8), _initiation()
     first, second = payer.consent(initiation, key=key), payer.consent(initiation, key=key)
     assert first.status_code == second.status_code == 201 and first.content == second.content  # one consent
+
+
+def test_a_payment_consent_must_be_signed(gateway, payer):
+    refused = payer.consent(_initiation(), signed=False)
+    assert refused.status_code == 400 and refused.json()["Errors"][0]["ErrorCode"] == "UK.OBIE.Signature.Missing"
+
+
+def test_a_replay_under_another_consent_is_not_the_first_answer(gateway, payer, ledger):
+    first_initiation, second_initiation = _initiation(), _initiation()
+    first_id, first_token = payer.authorised_token(first_initiation)
+    second_id, second_token = payer.authorised_token(second_initiation)
+    key = secrets.token_hex(8)
+    assert payer.pay(first_token, first_id, first_initiation, key=key).status_code == 201
+    # The second consent's token, the first payment's body and key: refused, not answered with the first payment.
+    replayed = payer.pay(second_token, first_id, first_initiation, key=key)
+    assert replayed.status_code == 400 and replayed.json()["Errors"][0]["ErrorCode"] == \
+        "UK.OBIE.Resource.ConsentMismatch"
