@@ -27,9 +27,15 @@ class Customer:
 
 @dataclass(frozen=True)
 class AccountChoice:
-    """What the consent page shows of one of the customer's own accounts."""
+    """What the consent page shows of one of the customer's own accounts, and how it is identified."""
     account_id: str
     label: str
+    identifications: tuple[tuple[str, str], ...] = ()  # (SchemeName, Identification without spaces or dashes)
+
+    def is_identified_by(self, reference: dict) -> bool:
+        """Whether an OBCashAccount reference (a payment's DebtorAccount) names this account."""
+        wanted = (reference.get("SchemeName"), _normalise(str(reference.get("Identification", ""))))
+        return wanted in self.identifications
 
 
 class Bank:
@@ -57,7 +63,10 @@ class Bank:
         status, body = await self._call("GET", ACCOUNTS_PATH, headers={CUSTOMER_HEADER: customer_id})
         if status != 200 or not isinstance(body, dict):
             raise BankUnavailable(f"accounts answered {status}")
-        return [AccountChoice(a["AccountId"], _label(a)) for a in body["Data"]["Account"]]
+        return [AccountChoice(a["AccountId"], _label(a),
+                              tuple((i.get("SchemeName"), _normalise(str(i.get("Identification", ""))))
+                                    for i in a.get("Account") or ()))
+                for a in body["Data"]["Account"]]
 
     async def _call(self, method: str, path: str, **kwargs) -> tuple[int, object]:
         if self._url is None:
@@ -71,6 +80,10 @@ class Bank:
             return response.status, orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             raise BankUnavailable(f"{path} answered something that is not JSON") from None
+
+
+def _normalise(identification: str) -> str:
+    return identification.replace(" ", "").replace("-", "")
 
 
 def _label(account: dict) -> str:

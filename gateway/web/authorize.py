@@ -121,6 +121,15 @@ class CustomerAuthorization:
             choices = await self.bank.accounts(customer.customer_id)
         except BankUnavailable:
             return self._error_page(call, "backend.unavailable", "Your bank cannot be reached. Try again later.", 502)
+        consent = await run_in_threadpool(self._consent, state)
+        debtor = (consent.initiation or {}).get("DebtorAccount")
+        if debtor is not None:
+            # The payment names the account to pay from: only that one (if it is this customer's) may be chosen.
+            choices = [c for c in choices if c.is_identified_by(debtor)]
+            if not choices:
+                await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
+                return clear_session(await self._deny_redirect(state, call, "The payment's debtor account is not "
+                                                               "one of this customer's."))
         # A new session id and CSRF token once the customer is known: a session fixed before login is worthless.
         await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
         session_id = secrets.token_urlsafe(32)
@@ -128,7 +137,6 @@ class CustomerAuthorization:
                   "customer": {"id": customer.customer_id, "name": customer.display_name},
                   "accounts": [[c.account_id, c.label] for c in choices]}
         await run_in_threadpool(self.server.store.save_session, SESSION, session_id, state, self.login_seconds)
-        consent = await run_in_threadpool(self._consent, state)
         call.consent_id = consent.consent_id
         return set_session(self._consent_page(client, consent, state), session_id, self.login_seconds)
 

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from gateway.payments.jws import sign_detached
+from support.forms import only_form
 from support.gateway import bank_gateway, client_context
 from support.openapi import assert_conforms
 from support.processes import Process, python
@@ -238,3 +239,23 @@ def test_a_replay_under_another_consent_is_not_the_first_answer(gateway, payer, 
     replayed = payer.pay(second_token, first_id, first_initiation, key=key)
     assert replayed.status_code == 400 and replayed.json()["Errors"][0]["ErrorCode"] == \
         "UK.OBIE.Resource.ConsentMismatch"
+
+
+def test_a_payment_that_names_its_debtor_account_offers_only_that_account(gateway, payer, ledger):
+    # The savings account's number, from the bank itself (the gateway would not show it to this TPP).
+    accounts = httpx.get(ledger[0][0] + "/open-banking/v3.1/aisp/accounts", headers={"x-bank-customer-id": "alice"},
+                         timeout=5).json()["Data"]["Account"]
+    [savings] = [a["Account"][0] for a in accounts if a["AccountId"] == "acc-alice-savings"]
+    initiation = {**_initiation(), "DebtorAccount": {"SchemeName": savings["SchemeName"],
+                                                     "Identification": savings["Identification"]}}
+    consent = payer.consent(initiation)
+    assert consent.status_code == 201, consent.text
+    response, pushed = payer.tpp.push(consent.json()["Data"]["ConsentId"], scope="openid payments")
+    browser = Browser(payer.base, payer.pki)
+    try:
+        page = browser.login(browser.open(payer.tpp.client_id, pushed.request_uri), "alice")
+        assert only_form(page.text).choices["account_ids"] == ["acc-alice-savings"]
+        wrong = browser.submit(page, {"account_ids": DEBTOR, "decision": "approve"})
+        assert wrong.status_code == 400  # not offered, so not accepted
+    finally:
+        browser.close()
