@@ -18,7 +18,8 @@ class VerifySignature:
         self._always = always    # the payment-consent POST; resource routes say so in their policy
 
     async def on_request(self, call: Call) -> None:
-        required = (self._always and call.method == "POST") or (call.route is not None and call.route.signature_required)
+        required = ((self._always and call.method == "POST")
+                    or (call.route is not None and call.route.signature_required))
         if not required:
             return
         values = [v for k, v in call.headers if k == SIGNATURE_HEADER]
