@@ -88,6 +88,10 @@ def bank_gateway(root: Path, pki: Path, bank: tuple[str, str], workers: int = 2,
                       OBGW_SERVICE_PAYMENTS_URL=bank[1], OBGW_DIRECTORY_JWKS=str(pki / "directory-jwks.json"),
                       **extra)
     gw = Gateway(env, workers=workers)
-    if register:
-        gw.register_tpps(pki)
+    try:
+        if register:
+            gw.register_tpps(pki)
+    except BaseException:
+        gw.stop()  # a fixture that fails before it yields has no teardown: never leave the gateway running
+        raise
     return gw
