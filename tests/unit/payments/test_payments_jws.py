@@ -88,7 +88,8 @@ def refused(value, body: bytes = BODY, jwks=JWKS, client_id: str = CLIENT, now: 
     return caught.value
 
 
-def invalid(value, claim: str | None = None, **kwargs) -> SignatureProblem:
+def assert_invalid(value, claim: str | None = None, **kwargs) -> SignatureProblem:
+    """Assert the signature is refused as `signature.invalid`, naming `claim` when given."""
     problem = refused(value, **kwargs)
     assert problem.reason == "signature.invalid", problem
     if claim is not None:
@@ -224,14 +225,14 @@ def test_a_nan_iat_is_not_json():
 
 def test_the_body_changed_by_one_byte():
     value = sign_detached(BODY, ES_JWK, CLIENT, iat=NOW)
-    invalid(value, body=BODY.replace(b"165.88", b"165.89"))
-    invalid(value, body=BODY[:-1] + b" ")
-    invalid(value, body=b"")
+    assert_invalid(value, body=BODY.replace(b"165.88", b"165.89"))
+    assert_invalid(value, body=BODY[:-1] + b" ")
+    assert_invalid(value, body=b"")
 
 
 def test_the_body_as_sent_not_an_equivalent_json():
     value = sign_detached(BODY, ES_JWK, CLIENT, iat=NOW)
-    invalid(value, body=json.dumps(json.loads(BODY), indent=2).encode())
+    assert_invalid(value, body=json.dumps(json.loads(BODY), indent=2).encode())
 
 
 @pytest.mark.parametrize("tamper", [
@@ -243,25 +244,25 @@ def test_the_body_as_sent_not_an_equivalent_json():
 def test_a_tampered_signature(tamper):
     encoded_header, _, encoded_signature = _GOOD.split(".")
     signature = unb64(encoded_signature)
-    invalid(f"{encoded_header}..{b64(tamper(signature))}")
+    assert_invalid(f"{encoded_header}..{b64(tamper(signature))}")
 
 
 def test_a_header_changed_after_signing():
     value = sign_detached(BODY, ES_JWK, CLIENT, iat=NOW)
     header = {**json.loads(unb64(_H)), IAT: NOW - 1}
-    invalid(f"{b64(json.dumps(header).encode())}..{value.split('.')[2]}")
+    assert_invalid(f"{b64(json.dumps(header).encode())}..{value.split('.')[2]}")
 
 
 # --- the key: kid, alg, and the key deciding ---------------------------------------------------------------------
 
 
 def test_an_unknown_kid():
-    invalid(forge(ob_header(STRANGER_JWK), key=ec_key(STRANGER_JWK)), "kid")
+    assert_invalid(forge(ob_header(STRANGER_JWK), key=ec_key(STRANGER_JWK)), "kid")
 
 
 def test_a_registered_kid_on_a_signature_by_another_key():
-    invalid(forge(ob_header(OTHER_JWK)))                              # kid of OTHER_JWK, signed with ES_JWK
-    invalid(forge(ob_header(), key=ec_key(STRANGER_JWK)))           # kid of ES_JWK, signed by a stranger
+    assert_invalid(forge(ob_header(OTHER_JWK)))                              # kid of OTHER_JWK, signed with ES_JWK
+    assert_invalid(forge(ob_header(), key=ec_key(STRANGER_JWK)))           # kid of ES_JWK, signed by a stranger
 
 
 @pytest.mark.parametrize("kid", [None, "", 7, ["x"]])
@@ -271,7 +272,7 @@ def test_kid_missing_or_not_a_string(kid):
         del header["kid"]
     else:
         header["kid"] = kid
-    invalid(forge(header), "kid")
+    assert_invalid(forge(header), "kid")
 
 
 @pytest.mark.parametrize("jwks", [
@@ -285,7 +286,7 @@ def test_kid_missing_or_not_a_string(kid):
 ], ids=["empty", "no keys", "keys not a list", "duplicate kid", "use enc", "key_ops encrypt only", "key_ops a string",
         "jwk alg ES384", "broken key", "symmetric key"])
 def test_the_registered_key_must_be_one_usable_signature_key(jwks):
-    invalid(sign_detached(BODY, ES_JWK, CLIENT, iat=NOW), jwks=jwks)
+    assert_invalid(sign_detached(BODY, ES_JWK, CLIENT, iat=NOW), jwks=jwks)
 
 
 @pytest.mark.parametrize("ops", [["verify"], ["sign"], ["sign", "verify"]])
@@ -298,8 +299,8 @@ def test_key_ops_of_a_signature_key_are_accepted(ops):
 @pytest.mark.parametrize("alg", ["none", "HS256", "ES384", "RS256", "PS512", "EdDSA", None, ["ES256"]])
 def test_other_algorithms(alg):
     header = {**ob_header(), "alg": alg}
-    invalid(forge(header), "alg")
-    invalid(f"{b64(json.dumps(header).encode())}..", "alg")       # alg none's empty signature too
+    assert_invalid(forge(header), "alg")
+    assert_invalid(f"{b64(json.dumps(header).encode())}..", "alg")       # alg none's empty signature too
 
 
 @pytest.mark.parametrize("secret", [
@@ -312,32 +313,32 @@ def test_other_algorithms(alg):
 def test_hs256_with_the_public_key_as_the_secret(secret):
     encoded = b64(json.dumps({**ob_header(), "alg": "HS256"}).encode())
     mac = hmac.new(secret, f"{encoded}.{b64(BODY)}".encode(), hashlib.sha256).digest()
-    invalid(f"{encoded}..{b64(mac)}", "alg")
+    assert_invalid(f"{encoded}..{b64(mac)}", "alg")
 
 
 def test_the_key_decides_the_algorithm_not_the_header():
-    invalid(forge(ob_header(ES_JWK, "PS256"), key=RSA_KEY), "alg")             # EC key named, PS256 claimed
-    invalid(forge(ob_header(RSA_JWK, "ES256")), "alg")                          # RSA key named, ES256 claimed
+    assert_invalid(forge(ob_header(ES_JWK, "PS256"), key=RSA_KEY), "alg")             # EC key named, PS256 claimed
+    assert_invalid(forge(ob_header(RSA_JWK, "ES256")), "alg")                          # RSA key named, ES256 claimed
     unlabelled = {"keys": [{k: v for k, v in public_jwk(RSA_JWK).items() if k != "alg"}]}
-    invalid(forge(ob_header(RSA_JWK, "ES256")), "alg", jwks=unlabelled)        # even without a JWK alg
+    assert_invalid(forge(ob_header(RSA_JWK, "ES256")), "alg", jwks=unlabelled)        # even without a JWK alg
 
 
 def test_a_pkcs1_v1_5_signature_is_not_ps256():
     encoded = b64(json.dumps(ob_header(RSA_JWK, "PS256")).encode())
     signature = RSA_KEY.sign(f"{encoded}.{b64(BODY)}".encode(), padding.PKCS1v15(), hashes.SHA256())
-    invalid(f"{encoded}..{b64(signature)}")
+    assert_invalid(f"{encoded}..{b64(signature)}")
 
 
 def test_rsa_keys_shorter_than_2048_bits():
     short = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     jwk = {**RSAAlgorithm.to_jwk(short.public_key(), as_dict=True), "kid": "short", "alg": "PS256"}
-    invalid(forge(ob_header(jwk, "PS256"), key=short), "kid", jwks={"keys": [jwk]})
+    assert_invalid(forge(ob_header(jwk, "PS256"), key=short), "kid", jwks={"keys": [jwk]})
 
 
 def test_ec_keys_on_another_curve():
     p384 = ec.generate_private_key(ec.SECP384R1())
     jwk = {**ECAlgorithm.to_jwk(p384.public_key(), as_dict=True), "kid": "p384"}
-    invalid(forge(ob_header(jwk)), "kid", jwks={"keys": [jwk]})
+    assert_invalid(forge(ob_header(jwk)), "kid", jwks={"keys": [jwk]})
 
 
 # --- b64, crit, header members -----------------------------------------------------------------------------------
@@ -346,17 +347,17 @@ def test_ec_keys_on_another_curve():
 def test_b64_false_is_refused_even_when_correctly_signed():
     """UK OB v3.0-3.1.3's RFC 7797 form, correctly made: v3.1.4+ removed b64, and obgw refuses it."""
     header = {**ob_header(), "b64": False, "crit": [*CRIT, "b64"]}
-    assert "v3.1.4" in invalid(forge(header, unencoded=True), "b64").message
-    invalid(forge({**ob_header(), "b64": False}, unencoded=True), "b64")
+    assert "v3.1.4" in assert_invalid(forge(header, unencoded=True), "b64").message
+    assert_invalid(forge({**ob_header(), "b64": False}, unencoded=True), "b64")
 
 
 def test_b64_true_is_refused_too():
-    invalid(forge({**ob_header(), "b64": True, "crit": [*CRIT, "b64"]}), "b64")
+    assert_invalid(forge({**ob_header(), "b64": True, "crit": [*CRIT, "b64"]}), "b64")
 
 
 @pytest.mark.parametrize("left_out", CRIT)
 def test_crit_missing_one(left_out):
-    invalid(forge({**ob_header(), "crit": [name for name in CRIT if name != left_out]}), "crit")
+    assert_invalid(forge({**ob_header(), "crit": [name for name in CRIT if name != left_out]}), "crit")
 
 
 @pytest.mark.parametrize("crit", [
@@ -369,24 +370,24 @@ def test_crit_missing_one(left_out):
     pytest.param(None, id="null"),
 ])
 def test_crit_must_list_exactly_the_three(crit):
-    invalid(forge({**ob_header(), "crit": crit}), "crit")
+    assert_invalid(forge({**ob_header(), "crit": crit}), "crit")
 
 
 def test_crit_absent():
     header = ob_header()
     del header["crit"]
-    invalid(forge(header), "crit")
+    assert_invalid(forge(header), "crit")
 
 
 def test_an_extra_critical_parameter_that_is_present():
-    invalid(forge({**ob_header(), "crit": [*CRIT, "urn:example:nonce"], "urn:example:nonce": "n"}))
+    assert_invalid(forge({**ob_header(), "crit": [*CRIT, "urn:example:nonce"], "urn:example:nonce": "n"}))
 
 
 @pytest.mark.parametrize("name", CRIT)
 def test_a_critical_parameter_listed_but_absent(name):
     header = ob_header()
     del header[name]
-    invalid(forge(header), name)
+    assert_invalid(forge(header), name)
 
 
 @pytest.mark.parametrize("member", [
@@ -394,12 +395,12 @@ def test_a_critical_parameter_listed_but_absent(name):
     {"http://openbanking.org.uk/exp": NOW + 60}, {"iat": NOW},
 ])
 def test_header_members_ob_does_not_specify(member):
-    invalid(forge({**ob_header(), **member}), next(iter(member)))
+    assert_invalid(forge({**ob_header(), **member}), next(iter(member)))
 
 
 @pytest.mark.parametrize("extra", [{"typ": "JWT"}, {"typ": 1}, {"cty": "text/plain"}, {"cty": "application/jose"}])
 def test_wrong_typ_or_cty(extra):
-    invalid(forge(ob_header(**extra)), next(iter(extra)))
+    assert_invalid(forge(ob_header(**extra)), next(iter(extra)))
 
 
 # --- the OB claims: iat, iss, tan --------------------------------------------------------------------------------
@@ -407,37 +408,37 @@ def test_wrong_typ_or_cty(extra):
 
 @pytest.mark.parametrize("iat", [NOW + CLOCK_SKEW + 1, NOW + 3600])
 def test_iat_in_the_future(iat):
-    invalid(forge({**ob_header(), IAT: iat}), IAT)
+    assert_invalid(forge({**ob_header(), IAT: iat}), IAT)
 
 
 @pytest.mark.parametrize("iat", [NOW - MAX_AGE_SECONDS - CLOCK_SKEW - 1, NOW - 86400, 0])
 def test_iat_too_old(iat):
-    invalid(forge({**ob_header(), IAT: iat}), IAT)
+    assert_invalid(forge({**ob_header(), IAT: iat}), IAT)
 
 
 @pytest.mark.parametrize("iat", [str(NOW), True, None, [NOW], {"t": NOW}])
 def test_iat_not_a_number(iat):
-    invalid(forge({**ob_header(), IAT: iat}), IAT)
+    assert_invalid(forge({**ob_header(), IAT: iat}), IAT)
 
 
 def test_iat_infinite():
     raw = json.dumps(ob_header()).replace(str(NOW), "1e400").encode()  # valid JSON, parses to inf
-    invalid(forge(raw), IAT)
+    assert_invalid(forge(raw), IAT)
 
 
 @pytest.mark.parametrize("iss", ["tpp-other", "", CLIENT.upper(), f"{CLIENT} ", 7, None])
 def test_iss_another_client(iss):
-    invalid(forge({**ob_header(), ISS: iss}), ISS)
+    assert_invalid(forge({**ob_header(), ISS: iss}), ISS)
 
 
 def test_iss_is_the_client_that_sends_it():
-    invalid(sign_detached(BODY, ES_JWK, "tpp-other", iat=NOW), ISS)
+    assert_invalid(sign_detached(BODY, ES_JWK, "tpp-other", iat=NOW), ISS)
     assert verify(sign_detached(BODY, ES_JWK, "tpp-other", iat=NOW), client_id="tpp-other")
 
 
 @pytest.mark.parametrize("tan", ["openbankingtest.org.uk", "OPENBANKING.ORG.UK", "attacker.example", "", None])
 def test_tan_wrong(tan):
-    invalid(forge({**ob_header(), TAN: tan}), TAN)
+    assert_invalid(forge({**ob_header(), TAN: tan}), TAN)
 
 
 # --- the signer ----------------------------------------------------------------------------------------------------
