@@ -114,8 +114,8 @@ OAUTH_ERRORS = (
     "invalid_redirect_uri", "invalid_client_metadata", "invalid_software_statement", "unapproved_software_statement",
     "invalid_token", "server_error",
 )
-# The customer pages' own refusals (shown as pages, audited like every refusal).
-WEB_REASONS = ("web.login_failed", "web.login_locked", "web.session_missing", "web.csrf_invalid")
+# The customer pages' own refusals are shown as pages (not rendered from REASONS) and audited like every refusal,
+# as web.login_failed, web.login_locked, web.session_missing and web.csrf_invalid.
 # Each attempt to notify a TPP of a revoked consent is audited under a `notify.*` reason, catalogued with the
 # decision it stands for in `consents.notify.REASONS` (they are outcomes of a delivery, not refusals of a call).
 

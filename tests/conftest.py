@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # `from support import ...`
 
 from gateway.pki import init_dev_pki  # noqa: E402
 from gateway.store.embedded import EmbeddedRedis  # noqa: E402
+from gateway.store.redis import sync_client  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +40,14 @@ def redis_url(redis_server):
     client.flushall()
     client.close()
     return redis_server
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    """A client of the product's own making (`store.redis.sync_client`) on the emptied Redis."""
+    client = sync_client(redis_url)
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from gateway.pipeline.call import SCOPE_KEY, Call
 def _send(call: Call, response: OAuthResponse) -> Response:
     body = response.body
     if response.status >= 400 and isinstance(body, dict):
-        call.decision, call.reason = "refuse", oauth_reason(str(body.get("error")))
+        call.refuse(oauth_reason(str(body.get("error"))))
     content = orjson.dumps(body) if isinstance(body, (dict, list)) else (body or b"")
     headers = {k: v for k, v in response.headers if k.lower() != "content-length"}
     headers.setdefault("Cache-Control", "no-store")

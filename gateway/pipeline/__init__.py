@@ -12,10 +12,10 @@ and window it returns drive Forward (what the bank is asked for) and Minimise (w
 """
 from __future__ import annotations
 
-from gateway.errors import Refusal
-from gateway.oauth.tokens import AccessTokenVerifier
 from collections.abc import Mapping
 
+from gateway.errors import Refusal
+from gateway.oauth.tokens import AccessTokenVerifier
 from gateway.payments.check import CheckPayment
 from gateway.payments.consume import ConsumeConsent
 from gateway.payments.idempotency import Idempotency

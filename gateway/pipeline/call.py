@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gateway.pipeline.identity import ClientCertificate
-    from gateway.policy.fields import Grant
     from gateway.policy import RoutePolicy
+    from gateway.policy.fields import Grant
 
 SCOPE_KEY = "obgw.call"
 
@@ -48,3 +48,7 @@ class Call:
     status: int = 0
     reason: str | None = None                        # the refusal's reason id, when refused
     decision: str = "allow"                          # "allow" | "refuse" | "error"
+
+    def refuse(self, reason: str) -> None:
+        """Mark the call refused under `reason` (audited so), whoever answers it: a stage's Refusal or a page."""
+        self.decision, self.reason = "refuse", reason

@@ -158,7 +158,7 @@ class RenderErrors:
         try:
             await self.app(scope, receive, watch)
         except Refusal as refusal:
-            call.reason, call.decision = refusal.reason, "refuse"
+            call.refuse(refusal.reason)
             if not started:
                 await self._render(scope, call, refusal, send)
         except RedisError:

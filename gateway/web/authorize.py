@@ -21,6 +21,7 @@ from starlette.requests import Request
 from gateway.bank import Bank, BankUnavailable
 from gateway.consents.lifecycle import ConsentConflict, move, now_iso
 from gateway.consents.model import Kind, Status, from_record
+from gateway.errors import oauth_reason
 from gateway.oauth.grants import new_grantee
 from gateway.oauth.requests import query_request, single_values
 from gateway.pipeline.call import SCOPE_KEY, Call
@@ -34,10 +35,6 @@ LOGIN_PATH = "/oauth2/authorize/login"
 DECISION_PATH = "/oauth2/authorize/decision"
 MAX_LOGIN_ATTEMPTS = 5
 SESSION = "authorize"
-
-
-def _refused(call: Call, reason: str) -> None:
-    call.decision, call.reason = "refuse", reason
 
 
 class _Step:
@@ -105,13 +102,13 @@ class CustomerAuthorization:
         try:
             customer = await check_password(self.bank, self.server.store, one(form, "username"), one(form, "password"))
         except TooManyAttempts:
-            _refused(call, "web.login_locked")
+            call.refuse("web.login_locked")
             return self._login_page(client, state, error="Too many failed attempts: try again later.", status=429)
         except BankUnavailable:
             return self._error_page(call, "backend.unavailable", "Your bank cannot be reached. Try again later.", 502)
         if customer is None:
             state["attempts"] += 1
-            _refused(call, "web.login_failed")
+            call.refuse("web.login_failed")
             if state["attempts"] >= MAX_LOGIN_ATTEMPTS:
                 await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
                 return clear_session(await self._deny_redirect(state, call, "Too many failed log-in attempts."))
@@ -148,7 +145,7 @@ class CustomerAuthorization:
         session_id, state, form = found
         decision = form.get("decision", [""])
         if len(decision) != 1 or decision[0] not in ("approve", "deny"):
-            _refused(call, "oauth.invalid_request")
+            call.refuse("oauth.invalid_request")
             return self._consent_page(self.server.query_client(call.client_id), await run_in_threadpool(
                 self._consent, state), state, error="Choose Agree or Do not agree.", status=400)
         consent = await run_in_threadpool(self._consent, state)
@@ -162,7 +159,7 @@ class CustomerAuthorization:
         offered = {account_id for account_id, _ in state["accounts"]}
         single = consent.kind is Kind.DOMESTIC_PAYMENT
         if not chosen or not set(chosen) <= offered or len(set(chosen)) != len(chosen) or (single and len(chosen) != 1):
-            _refused(call, "oauth.invalid_request")
+            call.refuse("oauth.invalid_request")
             message = "Choose the account to pay from." if single else "Choose at least one account."
             return self._consent_page(self.server.query_client(call.client_id), consent, state, error=message,
                                       status=400)
@@ -244,14 +241,14 @@ class CustomerAuthorization:
     def _error_response(self, call: Call, request, error: OAuth2Error):
         """An error after the redirect URI is validated is a redirect with error, state and iss; before, a page."""
         if not error.redirect_uri:
-            return self._error_page(call, f"oauth.{error.error}", error.get_error_description() or error.error)
+            return self._error_page(call, oauth_reason(error.error), error.get_error_description() or error.error)
         return self._from_oauth(call, self.server.handle_error_response(request, error))
 
     def _from_oauth(self, call: Call, response):
         location = response.location
         if "error=" in location and "code=" not in location:
             query = dict(parse_qsl(location.split("?", 1)[1]))
-            _refused(call, f"oauth.{query.get('error', 'invalid_request')}")
+            call.refuse(oauth_reason(query.get("error", "invalid_request")))
         if "iss=" not in location:  # RFC 9207 §2: every authorization response, error responses included
             location = add_params_to_uri(location, {"iss": self.server.issuer})
         return redirect(location, response.status)

@@ -28,10 +28,6 @@ SESSION = "dashboard"
 SESSION_SECONDS = 900
 
 
-def _refused(call: Call, reason: str) -> None:
-    call.decision, call.reason = "refuse", reason
-
-
 class _Page:
     """One dashboard route as a raw ASGI app; `handlers` maps the method to the handler."""
 
@@ -44,7 +40,7 @@ class _Page:
         request = Request(scope, receive)
         handler = self.handlers.get(request.method)
         if handler is None:
-            _refused(call, "route.method_not_allowed")
+            call.refuse("route.method_not_allowed")
             response: Response = page("error.html", status=405, message="Not here.", interaction_id=call.interaction_id)
         else:
             response = await handler(request, call)
@@ -79,7 +75,7 @@ class Dashboard:
         session_id, state = await self._state(request)
         form = await read_form(request)
         if state is None or form is None or not csrf_matches(form, state["csrf"]):
-            _refused(call, "web.csrf_invalid" if state else "web.session_missing")
+            call.refuse("web.csrf_invalid" if state else "web.session_missing")
             return page("error.html", status=403, message="This form has expired. Log in again.",
                         interaction_id=call.interaction_id)
         return session_id, state, form
@@ -99,7 +95,7 @@ class Dashboard:
         try:
             customer = await check_password(self.bank, self.sessions, one(form, "username"), one(form, "password"))
         except TooManyAttempts:
-            _refused(call, "web.login_locked")
+            call.refuse("web.login_locked")
             await run_in_threadpool(self.sessions.end_session, SESSION, session_id)
             return await self._login_form(request, call, "Too many failed attempts: try again later.", 429)
         except BankUnavailable:
@@ -108,7 +104,7 @@ class Dashboard:
                         interaction_id=call.interaction_id)
         await run_in_threadpool(self.sessions.end_session, SESSION, session_id)
         if customer is None:
-            _refused(call, "web.login_failed")
+            call.refuse("web.login_failed")
             return await self._login_form(request, call, "The username or password is not right.", 401)
         state = {"csrf": secrets.token_urlsafe(32),
                  "customer": {"id": customer.customer_id, "name": customer.display_name}}
@@ -155,14 +151,14 @@ class Dashboard:
         consent = await run_in_threadpool(self._own_consent, state["customer"]["id"],
                                           request.path_params["ConsentId"])
         if consent is None:
-            _refused(call, "consent.unknown")
+            call.refuse("consent.unknown")
             return page("error.html", status=404, message="There is no such consent of yours.",
                         interaction_id=call.interaction_id)
         call.client_id, call.consent_id = consent.client_id, consent.consent_id
         try:
             await run_in_threadpool(revoke, self.consents, consent, self.notify)
         except ConsentConflict:
-            _refused(call, "consent.conflict")
+            call.refuse("consent.conflict")
         return redirect("/consents?revoked=1", 303)
 
     def _own_consent(self, customer_id: str, consent_id: str) -> Consent | None:

@@ -10,7 +10,7 @@ from gateway.consents.model import Consent, Kind, Status, expires_ms, to_record
 from gateway.store import keys
 from gateway.store.admission import AdmissionStore, Verdict
 from gateway.store.consents import ConsentStore
-from gateway.store.redis import async_client, sync_client
+from gateway.store.redis import async_client
 
 CLIENT_ID, CONSENT_ID, GRANT_ID, JTI = "tpp-demo", "aac-1", "grant-1", "jti-1"
 
@@ -25,13 +25,6 @@ def _consent(status: Status = Status.AUTHORISED, expires: str | None = None, gra
                    created="2026-06-01T11:00:00+00:00", status_updated="2026-06-01T11:05:00+00:00",
                    permissions=("ReadAccountsBasic", "ReadBalances"), expires=expires, transaction_from=None,
                    transaction_to=None, customer_id=customer_id, accounts=accounts, grant_id=grant_id)
-
-
-@pytest.fixture
-def redis_client(redis_url):
-    client = sync_client(redis_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture

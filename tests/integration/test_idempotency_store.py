@@ -21,7 +21,7 @@ from gateway.store.idempotency import (
     StoredResponse,
     idempotency_record,
 )
-from gateway.store.redis import async_client, sync_client
+from gateway.store.redis import async_client
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT, KEY, DIGEST = "tpp-demo", "pay-1", "sha256-of-request-1"
@@ -43,13 +43,6 @@ def _run(redis_url: str, body, **store_args):
         finally:
             await client.aclose()
     return asyncio.run(go())
-
-
-@pytest.fixture
-def redis_client(redis_url):
-    client = sync_client(redis_url)
-    yield client
-    client.close()
 
 
 def test_new_then_finish_then_replay_returns_the_same_bytes(redis_url):

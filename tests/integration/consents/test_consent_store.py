@@ -11,7 +11,6 @@ from gateway.consents.lifecycle import ConsentConflict
 from gateway.consents.model import Consent, Kind, Status, expires_ms, from_record, to_record
 from gateway.store import keys
 from gateway.store.consents import ConsentStore
-from gateway.store.redis import sync_client
 
 EXPIRES = (datetime.now(timezone.utc) + timedelta(days=30)).replace(microsecond=0).isoformat()
 
@@ -22,13 +21,6 @@ def _consent(consent_id: str = "aac-1", client_id: str = "tpp-demo", status: Sta
                    created="2026-06-01T11:00:00+00:00", status_updated="2026-06-01T11:00:00+00:00",
                    permissions=("ReadAccountsBasic", "ReadBalances"), expires=expires, transaction_from=None,
                    transaction_to=None, customer_id=None, accounts=())
-
-
-@pytest.fixture
-def redis_client(redis_url):
-    client = sync_client(redis_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture
