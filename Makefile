@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: demo test install dev redis-server browser clean
+.PHONY: demo test bench loadtest install dev redis-server browser clean
 
 # Debian/Ubuntu ship venv support separately (python3-venv); as root we install it when it is missing.
 $(BIN)/python:
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,load]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -57,6 +57,14 @@ demo: install redis-server
 
 test: dev redis-server browser
 	$(BIN)/python -m pytest $(ARGS)
+
+# The benchmark (loadtests/bench.py: its own Redis, bank and gateway; ARGS=--quick for under a minute) and the locust
+# load test (loadtests/run_locust.py: the same, with a headless locust run and its HTML report).
+bench: dev redis-server
+	$(BIN)/python loadtests/bench.py $(ARGS)
+
+loadtest: dev redis-server
+	$(BIN)/python loadtests/run_locust.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -106,9 +106,9 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
             await redis.aclose()
             sync_redis.close()
 
+    # Starlette tries the routes in order: the proxied calls (the hot path) come right after the consent API routes
+    # they must not swallow, not after every page and OAuth endpoint.
     routes = [
-        *oauth_routes(server, CustomerAuthorization(server, bank, settings.login_seconds)),
-        *(Route(path, endpoint) for path, endpoint in dashboard.endpoints()),
         Route(ACCOUNT_ACCESS_CONSENTS, ResourceEndpoint(consent_api("accounts", {"POST": "ais.consents.create"}),
                                                         template=ACCOUNT_ACCESS_CONSENTS)),
         Route(ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}",
@@ -120,6 +120,8 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
               ResourceEndpoint(consent_api("payments", {"GET": "pis.consents.get"}),
                                template=PAYMENT_CONSENTS + "/{ConsentId}")),
         Mount("/open-banking", app=ResourceEndpoint(resources)),
+        *oauth_routes(server, CustomerAuthorization(server, bank, settings.login_seconds)),
+        *(Route(path, endpoint) for path, endpoint in dashboard.endpoints()),
     ]
     router = Router(routes=routes, default=_not_found, redirect_slashes=False, lifespan=lifespan)
     verifier = ProxyCertificateVerifier(settings.client_ca) if settings.trusted_proxies else None

@@ -22,6 +22,7 @@ from uvicorn.supervisors import Multiprocess
 
 from gateway.admin.server import AdminApp, start_admin
 from gateway.app import SUPERVISOR_PID
+from gateway.listener import tcp_listener
 from gateway.policy import PolicyError, load_policy
 from gateway.settings import Settings
 from gateway.store.embedded import EmbeddedRedis
@@ -119,7 +120,7 @@ def serve(settings: Settings, on_ready=None) -> int:
                             AdminApp(settings.redis_url, {n: s.url for n, s in policy.services.items()}))
         stack.callback(admin.shutdown)
         config = uvicorn_config(settings)
-        sock = config.bind_socket()
+        sock = tcp_listener(settings.host, settings.port)
         stack.callback(sock.close)
         if on_ready:
             on_ready(settings, sock.getsockname()[1], admin.server_address[1])

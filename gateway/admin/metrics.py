@@ -5,6 +5,8 @@ the workers start, each worker writes its own files there and the admin listener
 """
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Histogram
 
 from gateway.audit.record import AuditRecord
@@ -16,9 +18,18 @@ LATENCY = Histogram("obgw_request_duration_seconds", "Time from arrival to the a
 REFUSALS = Counter("obgw_refusals", "Refusals by stable reason id.", ["reason"])
 
 
+@functools.lru_cache(maxsize=4096)
+def _series(route: str, method: str, status: int, decision: str, reason: str | None) -> tuple:
+    """The labelled children of one kind of answer, looked up once: `labels()` validates and locks on every call.
+    Bounded: routes are templates, and statuses, decisions and reasons are catalogued."""
+    return (REQUESTS.labels(route, method, str(status), decision), LATENCY.labels(route),
+            REFUSALS.labels(reason) if reason else None)
+
+
 async def observe(record: AuditRecord) -> None:
-    route = record.route or "unmatched"
-    REQUESTS.labels(route, record.method, str(record.status), record.decision).inc()
-    LATENCY.labels(route).observe(record.latency_ms / 1000)
-    if record.reason:
-        REFUSALS.labels(record.reason).inc()
+    requests, latency, refusals = _series(record.route or "unmatched", record.method, record.status, record.decision,
+                                          record.reason)
+    requests.inc()
+    latency.observe(record.latency_ms / 1000)
+    if refusals is not None:
+        refusals.inc()

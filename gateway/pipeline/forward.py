@@ -57,6 +57,14 @@ def _scoped_query(call: Call) -> str:
     return urlencode({**theirs, **ours})
 
 
+def service_session(service) -> aiohttp.ClientSession:
+    """One worker's kept-alive connection pool to one back-end service (also the benchmark's bare proxy's)."""
+    connector = aiohttp.TCPConnector(limit=service.max_connections, keepalive_timeout=30, enable_cleanup_closed=False)
+    return aiohttp.ClientSession(
+        connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",),
+        timeout=aiohttp.ClientTimeout(total=service.timeout_ms / 1000, sock_connect=service.connect_timeout_ms / 1000))
+
+
 class Forward:
     """Sends the call to the route's service and stores the answer on `call.upstream`."""
 
@@ -66,13 +74,7 @@ class Forward:
         self._guards = {name: BackendGuard(service, clock) for name, service in policy.services.items()}
 
     async def start(self) -> None:
-        for name, service in self._policy.services.items():
-            connector = aiohttp.TCPConnector(limit=service.max_connections, keepalive_timeout=30,
-                                             enable_cleanup_closed=False)
-            self._sessions[name] = aiohttp.ClientSession(
-                connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",),
-                timeout=aiohttp.ClientTimeout(total=service.timeout_ms / 1000,
-                                              sock_connect=service.connect_timeout_ms / 1000))
+        self._sessions = {name: service_session(service) for name, service in self._policy.services.items()}
 
     async def close(self) -> None:
         await asyncio.gather(*(session.close() for session in self._sessions.values()))

@@ -44,7 +44,7 @@ def minimise(document: object, fields: FieldSet, grant: Grant) -> dict:
         raise MinimiseError("the answer is not a JSON object")
     if fields.records is not None:
         document = _filter_records(document, fields, grant)
-    result = _apply(document, fields.root, grant, whole=False, parent=None)
+    result = _apply(document, fields.root, grant, False)
     if result is _DROP or not isinstance(result, dict):
         raise MinimiseError("nothing of the answer is allowed")
     return result
@@ -98,23 +98,31 @@ def _allowed(rule: FieldRule, grant: Grant) -> bool:
     return not rule.permissions or bool(rule.permissions & grant.permissions)
 
 
-def _apply(value: object, node: FieldNode | None, grant: Grant, *, whole: bool, parent: dict | None) -> object:
+def _apply(value: object, node: FieldNode | None, grant: Grant, whole: bool) -> object:
+    if whole and (node is None or not node.children):
+        return value  # allowed whole, with no deeper rule: nothing inside it to cut (the document is ours to share)
     if isinstance(value, list):
-        return [item for item in (_apply(v, node, grant, whole=whole, parent=parent) for v in value)
-                if item is not _DROP]
+        out_list = []
+        for item in value:
+            result = _apply(item, node, grant, whole)
+            if result is not _DROP:
+                out_list.append(result)
+        return out_list
     if isinstance(value, dict):
         out = {}
+        children = node.children if node is not None else {}
         for key, item in value.items():
-            child = node.children.get(key) if node is not None else None
+            child = children.get(key)
             if child is None:
                 if whole:
                     out[key] = item
                 continue
-            if child.rule is not None and not _allowed(child.rule, grant):
+            rule = child.rule
+            if rule is not None and not _allowed(rule, grant):
                 continue
-            result = _apply(item, child, grant, whole=whole or child.rule is not None, parent=value)
+            result = _apply(item, child, grant, whole or rule is not None)
             if result is not _DROP:
-                out[key] = _transform(result, child.rule, grant, value) if child.rule else result
+                out[key] = _transform(result, rule, grant, value) if rule else result
         return out
     return value if whole else _DROP
 

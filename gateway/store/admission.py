@@ -57,7 +57,8 @@ class AdmissionStore:
                     permissions=(), account_id: str | None = None, unattended: bool = False, allowance: int = 4,
                     window_seconds: int = 86_400, payment_digest: str = "", allows_consumed: bool = False) -> Verdict:
         """One EVALSHA of admit.lua (its header lists the checks and their order)."""
-        nonce = secrets.token_hex(8)
+        # Names this call's unattended charge and a payment's claim; os.urandom is not free, so only when needed.
+        nonce = secrets.token_hex(8) if unattended or payment_digest else ""
         answer = await self._admit(
             keys=[keys.consent(client_id, consent_id), keys.revoked_token(client_id, jti),
                   keys.revoked_grant(client_id, grant_id), keys.client_disabled(client_id),

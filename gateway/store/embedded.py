@@ -110,6 +110,11 @@ class EmbeddedRedis:
         finally:
             client.close()
 
+    @property
+    def pid(self) -> int | None:
+        """The redis-server's process id while it runs (the benchmark reads its CPU time)."""
+        return self._process.pid if self._process is not None else None
+
     def stop(self) -> None:
         """Ask Redis to shut down (it fsyncs the append-only file), then reap it."""
         if self._process is not None:

@@ -8,29 +8,18 @@ import json
 import secrets
 
 import httpx
-import orjson
 import pytest
 
-from gateway.payments.jws import sign_detached
 from support.forms import only_form
 from support.gateway import bank_gateway, client_context
 from support.openapi import assert_conforms
 from support.processes import Process, python
-from support.tpp import CUSTOMER_PRESENT, Browser, Tpp
+from support.tpp import PAYMENT_CONSENTS, PAYMENTS, Browser, Tpp, domestic_initiation
 
 pytestmark = pytest.mark.e2e
 
-CONSENTS = "/open-banking/v3.1/pisp/domestic-payment-consents"
-PAYMENTS = "/open-banking/v3.1/pisp/domestic-payments"
+CONSENTS = PAYMENT_CONSENTS
 DEBTOR = "acc-alice-current"
-
-
-def _initiation(amount: str = "12.34") -> dict:
-    return {"InstructionIdentification": secrets.token_hex(8), "EndToEndIdentification": secrets.token_hex(8),
-            "InstructedAmount": {"Amount": amount, "Currency": "GBP"},
-            "CreditorAccount": {"SchemeName": "UK.OBIE.SortCodeAccountNumber", "Identification": "08080021325698",
-                                "Name": "ACME Utilities"},
-            "RemittanceInformation": {"Reference": "INV-0042"}}
 
 
 @pytest.fixture(scope="module")
@@ -57,50 +46,24 @@ def _payments_made(ledger) -> int:
 
 
 class Payer:
-    """tpp-demo making payments: consent (client credentials), customer approval, then the signed payment."""
+    """tpp-demo making payments (support.tpp's payment calls), checking what the customer is shown."""
 
     def __init__(self, gateway, pki) -> None:
         self.tpp = Tpp(gateway.base, pki, "tpp-demo")
-        self.jwk = json.loads((pki / "tpp-demo.json").read_text())["private_jwk"]
         self.base, self.pki = gateway.base, pki
-
-    def consent(self, initiation: dict, key: str | None = None, signed: bool = True) -> httpx.Response:
-        cc = self.tpp.client_credentials("payments")
-        body = orjson.dumps({"Data": {"Initiation": initiation}, "Risk": {}})
-        headers = {"Authorization": f"Bearer {cc['access_token']}", "content-type": "application/json"}
-        if key is not False:
-            headers["x-idempotency-key"] = key or secrets.token_hex(8)
-        if signed:
-            headers["x-jws-signature"] = sign_detached(body, self.jwk, "tpp-demo")
-        return self.tpp.http.post(self.base + CONSENTS, content=body, headers=headers)
+        self.consent, self.pay = self.tpp.payment_consent, self.tpp.pay
 
     def authorised_token(self, initiation: dict) -> tuple[str, dict]:
         consent = self.consent(initiation)
         assert consent.status_code == 201, consent.text
         assert_conforms(consent.json(), "OBWriteDomesticConsentResponse5", "pisp")
         consent_id = consent.json()["Data"]["ConsentId"]
-        response, pushed = self.tpp.push(consent_id, scope="openid payments")
-        assert response.status_code == 201, response.text
-        browser = Browser(self.base, self.pki)
-        try:
-            page = browser.login(browser.open(self.tpp.client_id, pushed.request_uri), "alice")
+
+        def shows_the_payment(page) -> None:
             amount = initiation["InstructedAmount"]["Amount"]
             assert "ACME Utilities" in page.text and f"{amount} GBP" in page.text and "INV-0042" in page.text
-            answer = browser.submit(page, {"account_ids": DEBTOR, "decision": "approve"})
-        finally:
-            browser.close()
-        code = httpx.URL(answer.headers["location"]).params["code"]
-        return consent_id, self.tpp.exchange(code, pushed.code_verifier)
 
-    def pay(self, token: dict, consent_id: str, initiation: dict, key: str | None = None, signed: bool = True,
-            http: httpx.Client | None = None, sign_body: bytes | None = None) -> httpx.Response:
-        body = orjson.dumps({"Data": {"ConsentId": consent_id, "Initiation": initiation}, "Risk": {}})
-        headers = {"Authorization": f"Bearer {token['access_token']}", "content-type": "application/json",
-                   "x-idempotency-key": key or secrets.token_hex(8), **CUSTOMER_PRESENT}
-        if signed:
-            headers["x-jws-signature"] = sign_detached(sign_body or body, self.jwk, "tpp-demo")
-        client = http or self.tpp.http
-        return client.post(self.base + PAYMENTS, content=body, headers=headers)
+        return consent_id, self.tpp.authorise_payment(consent_id, "alice", DEBTOR, inspect=shows_the_payment)
 
     def close(self) -> None:
         self.tpp.close()
@@ -120,7 +83,7 @@ def _consent_status(payer: Payer, consent_id: str) -> str:
 
 def test_the_whole_payment_flow_pays_once_and_consumes_the_consent(gateway, payer, ledger):
     before = _payments_made(ledger)
-    initiation = _initiation()
+    initiation = domestic_initiation()
     consent_id, token = payer.authorised_token(initiation)
     paid = payer.pay(token, consent_id, initiation)
     assert paid.status_code == 201, paid.text
@@ -141,7 +104,7 @@ def test_the_whole_payment_flow_pays_once_and_consumes_the_consent(gateway, paye
 
 def test_a_payment_that_is_not_the_consented_one_is_refused(gateway, payer, ledger):
     before = _payments_made(ledger)
-    initiation = _initiation()
+    initiation = domestic_initiation()
     consent_id, token = payer.authorised_token(initiation)
     other = copy.deepcopy(initiation)
     other["InstructedAmount"]["Amount"] = "99.99"
@@ -155,7 +118,7 @@ def test_a_payment_that_is_not_the_consented_one_is_refused(gateway, payer, ledg
 
 def test_insufficient_funds_is_a_clean_rejection_that_leaves_the_consent(gateway, payer, ledger):
     before = _payments_made(ledger)
-    initiation = _initiation("9999999.00")
+    initiation = domestic_initiation("9999999.00")
     consent_id, token = payer.authorised_token(initiation)
     refused = payer.pay(token, consent_id, initiation)
     assert refused.status_code == 400 and refused.json()["Errors"][0]["ErrorCode"] == \
@@ -165,7 +128,7 @@ def test_insufficient_funds_is_a_clean_rejection_that_leaves_the_consent(gateway
 
 def test_the_same_payment_retried_five_times_is_one_payment(gateway, payer, ledger):
     before = _payments_made(ledger)
-    initiation = _initiation()
+    initiation = domestic_initiation()
     consent_id, token = payer.authorised_token(initiation)
     key = secrets.token_hex(8)
     answers = [payer.pay(token, consent_id, initiation, key=key) for _ in range(5)]
@@ -173,13 +136,13 @@ def test_the_same_payment_retried_five_times_is_one_payment(gateway, payer, ledg
     assert len({a.json()["Data"]["DomesticPaymentId"] for a in answers}) == 1
     assert len({a.content for a in answers}) == 1                   # the original answer, byte for byte
     assert _payments_made(ledger) == before + 1
-    changed = payer.pay(token, consent_id, _initiation(), key=key)  # the key, with another body
+    changed = payer.pay(token, consent_id, domestic_initiation(), key=key)  # the key, with another body
     assert changed.status_code == 400 and changed.json()["Errors"][0]["Path"] == "x-idempotency-key"
 
 
 def test_twenty_identical_requests_at_once_on_two_workers_make_one_payment(gateway, payer, ledger, pki):
     before = _payments_made(ledger)
-    initiation = _initiation()
+    initiation = domestic_initiation()
     consent_id, token = payer.authorised_token(initiation)
     key = secrets.token_hex(8)
     context = client_context(pki / "ca.pem", pki / "tpp-demo.pem", pki / "tpp-demo.key")
@@ -201,7 +164,7 @@ def test_twenty_identical_requests_at_once_on_two_workers_make_one_payment(gatew
                                         ("other body", "UK.OBIE.Signature.Invalid")])
 def test_a_payment_without_a_good_signature_is_refused(gateway, payer, ledger, case, code):
     before = _payments_made(ledger)
-    initiation = _initiation()
+    initiation = domestic_initiation()
     consent_id, token = payer.authorised_token(initiation)
     if case == "missing":
         refused = payer.pay(token, consent_id, initiation, signed=False)
@@ -211,26 +174,26 @@ def test_a_payment_without_a_good_signature_is_refused(gateway, payer, ledger, c
     assert _payments_made(ledger) == before and _consent_status(payer, consent_id) == "Authorised"
 
 
-def test_a_payment_consent_needs_an_idempotency_key_and_a_valid_initiation(gateway, payer):
-    missing = payer.consent(_initiation(), key=False)
+def test_a_payment_consent_needs_an_idempotency_key_and_a_validdomestic_initiation(gateway, payer):
+    missing = payer.consent(domestic_initiation(), key=False)
     assert missing.status_code == 400 and missing.json()["Errors"][0]["ErrorCode"] == "UK.OBIE.Header.Missing"
-    bad = _initiation()
+    bad = domestic_initiation()
     bad["InstructedAmount"]["Amount"] = "12,34"
     invalid = payer.consent(bad)
     assert invalid.status_code == 400
     assert invalid.json()["Errors"][0]["Path"] == "Data.Initiation.InstructedAmount.Amount"
-    key, initiation = secrets.token_hex(8), _initiation()
+    key, initiation = secrets.token_hex(8), domestic_initiation()
     first, second = payer.consent(initiation, key=key), payer.consent(initiation, key=key)
     assert first.status_code == second.status_code == 201 and first.content == second.content  # one consent
 
 
 def test_a_payment_consent_must_be_signed(gateway, payer):
-    refused = payer.consent(_initiation(), signed=False)
+    refused = payer.consent(domestic_initiation(), signed=False)
     assert refused.status_code == 400 and refused.json()["Errors"][0]["ErrorCode"] == "UK.OBIE.Signature.Missing"
 
 
 def test_a_replay_under_another_consent_is_not_the_first_answer(gateway, payer, ledger):
-    first_initiation, second_initiation = _initiation(), _initiation()
+    first_initiation, second_initiation = domestic_initiation(), domestic_initiation()
     first_id, first_token = payer.authorised_token(first_initiation)
     second_id, second_token = payer.authorised_token(second_initiation)
     key = secrets.token_hex(8)
@@ -246,7 +209,7 @@ def test_a_payment_that_names_its_debtor_account_offers_only_that_account(gatewa
     accounts = httpx.get(ledger[0][0] + "/open-banking/v3.1/aisp/accounts", headers={"x-bank-customer-id": "alice"},
                          timeout=5).json()["Data"]["Account"]
     [savings] = [a["Account"][0] for a in accounts if a["AccountId"] == "acc-alice-savings"]
-    initiation = {**_initiation(), "DebtorAccount": {"SchemeName": savings["SchemeName"],
+    initiation = {**domestic_initiation(), "DebtorAccount": {"SchemeName": savings["SchemeName"],
                                                      "Identification": savings["Identification"]}}
     consent = payer.consent(initiation)
     assert consent.status_code == 201, consent.text

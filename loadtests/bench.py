@@ -1,0 +1,272 @@
+"""The benchmark: how close the gateway is to its server stack and to the bank, as ratios measured in one run.
+
+    .venv/bin/python loadtests/bench.py [--quick] [--out loadtests/results/bench]
+
+It starts its own Redis, sandbox bank and gateway (under a temporary directory, with a fresh dev PKI), obtains one
+consent by driving the real consent pages (the e2e tests' Authlib TPP), and loads four variants with the same load
+generator (`loadgen.py`) and settings, one after the other:
+
+    a  direct calls to the sandbox bank (plain HTTP, the customer header set by hand)
+    b  a bare pass-through proxy: the gateway's server stack (uvicorn, mutual TLS, aiohttp pool), no stages
+    c  the full gateway (`obgw serve`): mTLS, token, consent, rate limit, minimisation, audit; 1 worker
+    d  the same with 2 workers
+
+Each is loaded closed-loop (throughput, latency under saturation), then a and c at a fixed moderate rate (the added
+p50). The CPU time every process spent (from /proc) is divided by the requests served, so the table says where each
+request's cost goes, and that the load generator is not what saturates. Audit records written during c and d are
+counted against the requests sent (`lost_audit_records`). Prints a table; writes `<out>.json` and `<out>.png`.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "loadtests")]
+
+import httpx  # noqa: E402
+import loadgen  # noqa: E402
+from stack import ROOT, Stack  # noqa: E402
+from support.tpp import CUSTOMER_PRESENT, Tpp  # noqa: E402
+
+from gateway.store.clients import ClientStore  # noqa: E402
+from gateway.store.redis import sync_client  # noqa: E402
+
+AISP = "/open-banking/v3.1/aisp"
+PERMISSIONS = ["ReadAccountsDetail", "ReadBalances"]
+TPP = "tpp-demo"
+NAMES = {"a": "direct bank", "b": "bare proxy", "c": "gateway, 1 worker", "d": "gateway, 2 workers"}
+
+
+@dataclass(frozen=True)
+class Load:
+    duration: float       # seconds of closed-loop load per variant
+    warmup: float         # seconds of load before each measured run (connections, caches, JIT-free Python warm)
+    connections: int
+    moderate_rate: float  # requests/s for the added-latency runs
+    moderate_seconds: float
+
+
+FULL = Load(duration=10, warmup=2, connections=32, moderate_rate=200, moderate_seconds=8)
+QUICK = Load(duration=3, warmup=1, connections=32, moderate_rate=200, moderate_seconds=3)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its descendants still alive (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                stats[int(entry)] = fields
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        if current in stats:
+            total += (int(stats[current][11]) + int(stats[current][12])) / ticks
+        todo.extend(children.get(current, ()))
+    return total
+
+
+def prepare(stack: Stack) -> tuple[str, list[str], str]:
+    """tpp-demo on the unlimited tier (the benchmark measures the stages, not the limit), then the real flow once
+    (consent, PAR, login, approve, token) through a gateway: the access token, the accounts the customer chose,
+    and the bank's customer id for them (what the gateway tells the bank for this consent)."""
+    client = sync_client(stack.redis_url)
+    try:
+        ClientStore(client).set_tier(TPP, "unlimited")
+    finally:
+        client.close()
+    gateway = stack.gateway(1)
+    tpp = Tpp(stack.base, stack.pki, TPP)
+    try:
+        token = tpp.consent_token(PERMISSIONS)["access_token"]
+        listed = tpp.get(f"{AISP}/accounts", token)
+        listed.raise_for_status()
+    finally:
+        tpp.close()
+        gateway.stop()
+    answer = httpx.post(stack.accounts_url + "/internal/authenticate",
+                        json={"username": "alice", "password": "alice-pass"})
+    answer.raise_for_status()
+    return token, sorted(a["AccountId"] for a in listed.json()["Data"]["Account"]), answer.json()["customer_id"]
+
+
+def requests_for(host: str, accounts: list[str], headers: dict[str, str]) -> tuple[bytes, ...]:
+    """The mix every variant is loaded with: the account list, one account, its balances."""
+    first = accounts[0]
+    paths = [f"{AISP}/accounts?account_ids={','.join(accounts)}", f"{AISP}/accounts/{first}",
+             f"{AISP}/accounts/{first}/balances"]
+    return tuple(loadgen.build_request("GET", path, host, headers) for path in paths)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q / 100 * len(sorted_values)))]
+
+
+def summarise(result: loadgen.Result, cpu: dict[str, float]) -> dict:
+    latencies = sorted(result.latencies)
+    answered = len(latencies)
+    return {
+        "requests": result.sent, "answered": answered, "errors": dict(result.errors), "statuses": dict(result.statuses),
+        "rps": round(answered / result.wall_seconds, 1),
+        **{f"p{q}_ms": round(percentile(latencies, q) * 1000, 3) for q in (50, 90, 99)},
+        "cpu_us_per_request": {name: round(seconds / max(answered, 1) * 1e6, 1) for name, seconds in cpu.items()},
+        "latency_ms_percentiles": [round(percentile(latencies, q / 10) * 1000, 3) for q in range(0, 1000)],
+    }
+
+
+def measure(target: loadgen.Target, load: Load, pids: dict[str, int], *, rate: float | None = None) -> dict:
+    """Warm up, then one measured run; CPU per process taken around the measured run only."""
+    sent = asyncio.run(loadgen.run(target, connections=load.connections, duration=load.warmup)).sent
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    if rate is None:
+        result = asyncio.run(loadgen.run(target, connections=load.connections, duration=load.duration))
+    else:
+        result = asyncio.run(loadgen.run(target, connections=8, duration=load.moderate_seconds, rate=rate))
+    cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    cpu["loadgen"] = result.cpu_seconds
+    summary = summarise(result, cpu)
+    summary["sent_with_warmup"] = sent + result.sent
+    return summary
+
+
+def run(load: Load, work: Path) -> dict:
+    results: dict[str, dict] = {}
+    moderate: dict[str, dict] = {}
+    audit: dict[str, dict] = {}
+    with Stack(work) as stack:
+        host = f"127.0.0.1:{stack.port}"
+        base_pids = {"bank": stack.bank_pid, "redis": stack.redis.pid}
+
+        def gateway_variant(name: str, workers: int, token: str, accounts: list[str]) -> None:
+            since = datetime.now(timezone.utc)
+            gateway = stack.gateway(workers)
+            try:
+                target = loadgen.Target("127.0.0.1", stack.port, requests_for(
+                    host, accounts, {"authorization": f"Bearer {token}", **CUSTOMER_PRESENT}), stack.tls(TPP))
+                pids = {**base_pids, "gateway": gateway.process.pid}
+                results[name] = measure(target, load, pids)
+                sent = results[name]["sent_with_warmup"]
+                if name == "c":
+                    moderate["c"] = measure(target, load, pids, rate=load.moderate_rate)
+                    sent += moderate["c"]["sent_with_warmup"]
+            finally:
+                gateway.stop()
+            time.sleep(1.1)  # records land with millisecond stream ids: leave the window's edge behind
+            audit[name] = {"sent": sent, "records": stack.audit_records(since, datetime.now(timezone.utc))}
+
+        token, accounts, customer = prepare(stack)
+        time.sleep(1.1)
+
+        bank_host = stack.accounts_url.removeprefix("http://")
+        bank_requests = requests_for(bank_host, accounts, {"x-bank-customer-id": customer})
+        bank_address, bank_port = bank_host.rsplit(":", 1)
+        direct = loadgen.Target(bank_address, int(bank_port), bank_requests)
+        results["a"] = measure(direct, load, base_pids)
+        moderate["a"] = measure(direct, load, base_pids, rate=load.moderate_rate)
+
+        proxy = stack.process([str(ROOT / "loadtests" / "bare_proxy.py")], "bare.log",
+                              BENCH_UPSTREAM=stack.accounts_url)
+        try:
+            bare = loadgen.Target("127.0.0.1", stack.port, requests_for(
+                host, accounts, {"x-bank-customer-id": customer}), stack.tls(TPP))
+            results["b"] = measure(bare, load, {**base_pids, "proxy": proxy.process.pid})
+        finally:
+            proxy.stop()
+
+        gateway_variant("c", 1, token, accounts)
+        gateway_variant("d", 2, token, accounts)
+
+    def ratio(x: str, y: str) -> float:
+        return round(results[x]["rps"] / results[y]["rps"], 3)
+
+    return {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "load": load.__dict__,
+        "variants": {k: {"name": NAMES[k], **results[k]} for k in "abcd"},
+        "moderate": {k: {"rate": load.moderate_rate, **v} for k, v in moderate.items()},
+        "c_over_b": ratio("c", "b"), "c_over_a": ratio("c", "a"), "d_over_c": ratio("d", "c"),
+        "added_p50_ms": round(moderate["c"]["p50_ms"] - moderate["a"]["p50_ms"], 3),
+        "audit": audit,
+        "lost_audit_records": sum(max(0, a["sent"] - a["records"]) for a in audit.values()),
+    }
+
+
+def table(report: dict) -> str:
+    components = ("loadgen", "bank", "redis", "proxy", "gateway")
+    lines = ["| variant | req/s | p50 ms | p90 ms | p99 ms | errors | CPU µs/request: " + " / ".join(components) + " |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for key, v in report["variants"].items():
+        cpu = " / ".join(str(v["cpu_us_per_request"].get(c, "-")) for c in components)
+        lines.append(f"| {key} {v['name']} | {v['rps']:.0f} | {v['p50_ms']:.2f} | {v['p90_ms']:.2f} | "
+                     f"{v['p99_ms']:.2f} | {sum(v['errors'].values())} | {cpu} |")
+    m = report["moderate"]
+    lines += ["", f"c/b {report['c_over_b']:.2f}   c/a {report['c_over_a']:.2f}   d/c {report['d_over_c']:.2f}   "
+              f"added p50 at {m['c']['rate']:.0f} req/s: {report['added_p50_ms']:.2f} ms "
+              f"(a {m['a']['p50_ms']:.2f} ms, c {m['c']['p50_ms']:.2f} ms)   "
+              f"lost audit records: {report['lost_audit_records']}"]
+    return "\n".join(lines)
+
+
+def chart(report: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    quantiles = [q / 10 for q in range(0, 1000)]
+    for key, v in report["variants"].items():
+        left.plot(quantiles, v["latency_ms_percentiles"], label=f"{key}: {v['name']} ({v['rps']:.0f} req/s)")
+    left.set(title="Closed loop: latency by percentile", xlabel="percentile", ylabel="ms", yscale="log")
+    for key, v in report["moderate"].items():
+        right.plot(quantiles, v["latency_ms_percentiles"], label=f"{key}: {report['variants'][key]['name']}")
+    right.set(title=f"At {report['load']['moderate_rate']:.0f} req/s: latency by percentile", xlabel="percentile",
+              ylabel="ms", yscale="log")
+    for axis in (left, right):
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 s per variant instead of 10 (under a minute)")
+    parser.add_argument("--duration", type=float, help="seconds of closed-loop load per variant")
+    parser.add_argument("--out", type=Path, default=ROOT / "loadtests" / "results" / "bench",
+                        help="path prefix of the JSON and PNG written (default loadtests/results/bench)")
+    args = parser.parse_args(argv)
+    load = QUICK if args.quick else FULL
+    if args.duration:
+        load = Load(**{**load.__dict__, "duration": args.duration, "warmup": min(load.warmup, args.duration),
+                       "moderate_seconds": args.duration})
+    with tempfile.TemporaryDirectory(prefix="obgw-bench-") as work:
+        report = run(load, Path(work))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    chart(report, args.out.with_suffix(".png"))
+    print(table(report))
+    print(f"\nwrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
