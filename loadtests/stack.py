@@ -121,10 +121,10 @@ class Stack:
         context.load_cert_chain(str(self.pki / f"{tpp}.pem"), str(self.pki / f"{tpp}.key"))
         return context
 
-    def audit_records(self, since: datetime, until: datetime) -> int:
-        """How many audit records arrived between the two moments."""
+    def audit_records(self, since: datetime, until: datetime) -> list[dict]:
+        """The audit records that arrived between the two moments."""
         client = sync_client(self.redis_url)
         try:
-            return sum(1 for _ in query.search(client, since=since, until=until))
+            return list(query.search(client, since=since, until=until))
         finally:
             client.close()
