@@ -61,8 +61,8 @@ FULL = Load(duration=10, warmup=2, connections=32, moderate_rate=200, moderate_s
 QUICK = Load(duration=3, warmup=1, connections=32, moderate_rate=200, moderate_seconds=3)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and all its descendants still alive (Linux /proc)."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process and all its descendants still alive (Linux /proc)."""
     ticks = os.sysconf("SC_CLK_TCK")
     children: dict[int, list[int]] = {}
     stats: dict[int, list[str]] = {}
@@ -72,13 +72,15 @@ def cpu_seconds(pid: int) -> float:
                 fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
                 stats[int(entry)] = fields
                 children.setdefault(int(fields[1]), []).append(int(entry))
-    total, todo = 0.0, [pid]
+    user = system = 0.0
+    todo = [pid]
     while todo:
         current = todo.pop()
         if current in stats:
-            total += (int(stats[current][11]) + int(stats[current][12])) / ticks
+            user += int(stats[current][11]) / ticks
+            system += int(stats[current][12]) / ticks
         todo.extend(children.get(current, ()))
-    return total
+    return user, system
 
 
 def prepare(stack: Stack) -> tuple[str, list[str], str]:
@@ -119,14 +121,18 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q / 100 * len(sorted_values)))]
 
 
-def summarise(result: loadgen.Result, cpu: dict[str, float]) -> dict:
+def summarise(result: loadgen.Result, cpu: dict[str, tuple[float, float]]) -> dict:
+    """Throughput, latency percentiles, and each process's CPU per answered request (in the kernel: `sys`)."""
     latencies = sorted(result.latencies)
     answered = len(latencies)
+    per_request = max(answered, 1) / 1e6
     return {
         "requests": result.sent, "answered": answered, "errors": dict(result.errors), "statuses": dict(result.statuses),
         "rps": round(answered / result.wall_seconds, 1),
         **{f"p{q}_ms": round(percentile(latencies, q) * 1000, 3) for q in (50, 90, 99)},
-        "cpu_us_per_request": {name: round(seconds / max(answered, 1) * 1e6, 1) for name, seconds in cpu.items()},
+        "cpu_us_per_request": {name: round((user + system) / per_request, 1) for name, (user, system) in cpu.items()},
+        "sys_us_per_request": {name: round(system / per_request, 1) for name, (_, system) in cpu.items()},
+        "cpu_busy_cores": round(sum(user + system for user, system in cpu.values()) / result.wall_seconds, 2),
         "latency_ms_percentiles": [round(percentile(latencies, q / 10) * 1000, 3) for q in range(0, 1000)],
     }
 
@@ -134,13 +140,13 @@ def summarise(result: loadgen.Result, cpu: dict[str, float]) -> dict:
 def measure(target: loadgen.Target, load: Load, pids: dict[str, int], *, rate: float | None = None) -> dict:
     """Warm up, then one measured run; CPU per process taken around the measured run only."""
     sent = asyncio.run(loadgen.run(target, connections=load.connections, duration=load.warmup)).sent
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    before = {name: cpu_times(pid) for name, pid in pids.items()}
     if rate is None:
         result = asyncio.run(loadgen.run(target, connections=load.connections, duration=load.duration))
     else:
         result = asyncio.run(loadgen.run(target, connections=8, duration=load.moderate_seconds, rate=rate))
-    cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
-    cpu["loadgen"] = result.cpu_seconds
+    cpu = {name: tuple(now - then for now, then in zip(cpu_times(pid), before[name])) for name, pid in pids.items()}
+    cpu["loadgen"] = (result.cpu_seconds - result.sys_seconds, result.sys_seconds)
     summary = summarise(result, cpu)
     summary["sent_with_warmup"] = sent + result.sent
     return summary
@@ -211,12 +217,13 @@ def run(load: Load, work: Path) -> dict:
 
 def table(report: dict) -> str:
     components = ("loadgen", "bank", "redis", "proxy", "gateway")
-    lines = ["| variant | req/s | p50 ms | p90 ms | p99 ms | errors | CPU µs/request: " + " / ".join(components) + " |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| variant | req/s | p50 ms | p90 ms | p99 ms | errors | CPU cores busy | CPU µs per request: "
+             + " / ".join(components) + " (of it in the kernel) |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for key, v in report["variants"].items():
-        cpu = " / ".join(str(v["cpu_us_per_request"].get(c, "-")) for c in components)
+        cpu = " / ".join(f"{v['cpu_us_per_request'][c]:.0f} ({v['sys_us_per_request'][c]:.0f})"
+                         if c in v["cpu_us_per_request"] else "-" for c in components)
         lines.append(f"| {key} {v['name']} | {v['rps']:.0f} | {v['p50_ms']:.2f} | {v['p90_ms']:.2f} | "
-                     f"{v['p99_ms']:.2f} | {sum(v['errors'].values())} | {cpu} |")
+                     f"{v['p99_ms']:.2f} | {sum(v['errors'].values())} | {v['cpu_busy_cores']:.2f} | {cpu} |")
     m = report["moderate"]
     lines += ["", f"c/b {report['c_over_b']:.2f}   c/a {report['c_over_a']:.2f}   d/c {report['d_over_c']:.2f}   "
               f"added p50 at {m['c']['rate']:.0f} req/s: {report['added_p50_ms']:.2f} ms "
@@ -232,11 +239,14 @@ def chart(report: dict, path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     quantiles = [q / 10 for q in range(0, 1000)]
+    colour = dict(zip("abcd", ("tab:blue", "tab:orange", "tab:green", "tab:red")))  # one colour per variant
     for key, v in report["variants"].items():
-        left.plot(quantiles, v["latency_ms_percentiles"], label=f"{key}: {v['name']} ({v['rps']:.0f} req/s)")
+        left.plot(quantiles, v["latency_ms_percentiles"], colour[key],
+                  label=f"{key}: {v['name']} ({v['rps']:.0f} req/s)")
     left.set(title="Closed loop: latency by percentile", xlabel="percentile", ylabel="ms", yscale="log")
     for key, v in report["moderate"].items():
-        right.plot(quantiles, v["latency_ms_percentiles"], label=f"{key}: {report['variants'][key]['name']}")
+        right.plot(quantiles, v["latency_ms_percentiles"], colour[key],
+                   label=f"{key}: {report['variants'][key]['name']}")
     right.set(title=f"At {report['load']['moderate_rate']:.0f} req/s: latency by percentile", xlabel="percentile",
               ylabel="ms", yscale="log")
     for axis in (left, right):
@@ -255,16 +265,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="path prefix of the JSON and PNG written (default loadtests/results/bench)")
     args = parser.parse_args(argv)
     load = QUICK if args.quick else FULL
-    if args.duration:
+    if args.duration is not None:
         load = Load(**{**load.__dict__, "duration": args.duration, "warmup": min(load.warmup, args.duration),
                        "moderate_seconds": args.duration})
     with tempfile.TemporaryDirectory(prefix="obgw-bench-") as work:
         report = run(load, Path(work))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    chart(report, args.out.with_suffix(".png"))
+    json_path, png_path = Path(f"{args.out}.json"), Path(f"{args.out}.png")
+    json_path.write_text(json.dumps(report, indent=1) + "\n")
+    chart(report, png_path)
     print(table(report))
-    print(f"\nwrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.png')}")
+    print(f"\nwrote {json_path} and {png_path}")
     return 0
 
 

@@ -43,12 +43,8 @@ class Result:
     errors: Counter = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)   # seconds, one per answered request
     wall_seconds: float = 0.0
-    cpu_seconds: float = 0.0
-
-    def to_json(self) -> dict:
-        return {"sent": self.sent, "statuses": {str(k): v for k, v in self.statuses.items()},
-                "errors": dict(self.errors), "latencies": self.latencies, "wall_seconds": self.wall_seconds,
-                "cpu_seconds": self.cpu_seconds}
+    cpu_seconds: float = 0.0   # user + system, of this process
+    sys_seconds: float = 0.0
 
 
 def build_request(method: str, path: str, host: str, headers: dict[str, str] | None = None, body: bytes = b"") -> bytes:
@@ -58,7 +54,8 @@ def build_request(method: str, path: str, host: str, headers: dict[str, str] | N
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bool]:
+    """(status, whether the server closes the connection after this answer)."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 "):
@@ -69,9 +66,7 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
         raise ProtocolError("no content-length")
     end = lowered.find(b"\r\n", at + 2)
     await reader.readexactly(int(lowered[at + 17:end]))
-    if b"\r\nconnection: close" in lowered:
-        raise ConnectionResetError("the server closed the connection")
-    return int(head[9:12])
+    return int(head[9:12]), b"\r\nconnection: close" in lowered
 
 
 async def _connection(target: Target, offset: int, next_due, result: Result) -> None:
@@ -89,7 +84,7 @@ async def _connection(target: Target, offset: int, next_due, result: Result) -> 
             try:
                 if writer is None:
                     reader, writer = await asyncio.open_connection(target.host, target.port, ssl=target.tls)
-                status = await _exchange(reader, writer, request)
+                status, closing = await _exchange(reader, writer, request)
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ProtocolError, ValueError) as exc:
                 result.errors[type(exc).__name__] += 1
                 if writer is not None:
@@ -98,6 +93,9 @@ async def _connection(target: Target, offset: int, next_due, result: Result) -> 
                 continue
             result.latencies.append(time.perf_counter() - began)
             result.statuses[status] += 1
+            if closing:  # answered, but the server will not take another request on this connection
+                writer.close()
+                reader = writer = None
     finally:
         if writer is not None:
             writer.close()
@@ -130,5 +128,6 @@ async def run(target: Target, *, connections: int, duration: float, rate: float 
     await asyncio.gather(*(_connection(target, i, next_due, result) for i in range(connections)))
     result.wall_seconds = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-    result.cpu_seconds = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    result.sys_seconds = cpu_after.ru_stime - cpu_before.ru_stime
+    result.cpu_seconds = (cpu_after.ru_utime - cpu_before.ru_utime) + result.sys_seconds
     return result

@@ -55,6 +55,7 @@ TPPS = itertools.cycle(FIXTURE["tpps"])
 POOLS = {kind: {tpp["client_id"]: list(tpp[kind]) for tpp in FIXTURE["tpps"]}
          for kind in ("unattended", "revocable", "payments")}
 PREDICTED: Counter = Counter()
+IDLE: Counter = Counter()
 
 
 def _rate_policies() -> set[str]:
@@ -92,6 +93,16 @@ class TppUser(HttpUser):
         """One of this TPP's consents of `kind` for this user alone, or None when they are all taken."""
         pool = POOLS[kind][self.tpp["client_id"]]
         return pool.pop() if pool else None
+
+    def become_owner(self, kind: str) -> dict | None:
+        """A consent of `kind` from any TPP that has one left (this user becomes that TPP), else None."""
+        for tpp in [self.tpp, *FIXTURE["tpps"]]:
+            if POOLS[kind][tpp["client_id"]]:
+                self.tpp = tpp
+                self.client.cert = (tpp["cert"], tpp["key"])
+                return self.take(kind)
+        IDLE[kind] += 1  # more users of this kind than consents for them: reported, not silent
+        return None
 
     def bearer(self, token: str, present: bool = True) -> dict:
         return {"Authorization": f"Bearer {token}", **(FIXTURE["customer_present"] if present else {})}
@@ -164,7 +175,7 @@ class BatchRefresh(TppUser):
 
     def on_start(self) -> None:
         super().on_start()
-        self.owned = self.take("unattended")
+        self.owned = self.become_owner("unattended")
         self.calls = 0
 
     @task
@@ -273,6 +284,6 @@ def _count(request_type: str, **_kwargs) -> None:
 @events.quitting.add_listener
 def _report(environment, **_kwargs) -> None:
     """What the run did, beside the fixture: requests sent (each must have an audit record) and refusals predicted."""
-    summary = {"requests": SENT["requests"], "predicted_refusals": dict(PREDICTED)}
+    summary = {"requests": SENT["requests"], "predicted_refusals": dict(PREDICTED), "idle_users": dict(IDLE)}
     print(f"locustfile: {summary}", flush=True)
     (FIXTURE_PATH.parent / "run.json").write_text(json.dumps(summary, indent=1) + "\n")

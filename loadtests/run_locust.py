@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             locust = subprocess.run(
                 [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"), "--headless",
                  "--users", str(args.users), "--spawn-rate", str(args.spawn_rate), "--run-time", args.run_time,
-                 "--stop-timeout", "10", "--html", str(args.out.with_suffix(".html")), "--csv", str(args.out),
+                 "--stop-timeout", "10", "--html", f"{args.out}.html", "--csv", str(args.out),
                  "--only-summary", "--host", stack.base],
                 env={**stack.env(args.workers), "LOADTEST_FIXTURE": str(fixture_dir / "fixture.json")}, cwd=ROOT,
                 timeout=3600)
@@ -75,12 +75,15 @@ def main(argv: list[str] | None = None) -> int:
                                     capture_output=True, text=True, timeout=600)
         finally:
             gateway.stop()
+        if not (fixture_dir / "run.json").exists():
+            print(f"run_locust: locust stopped (exit {locust.returncode}) before writing its summary", file=sys.stderr)
+            return 1
         run = json.loads((fixture_dir / "run.json").read_text())
     requests, failures = run["requests"], locust_failures(Path(f"{args.out}_stats.csv"))
     print(f"\nlocust: {requests} requests, {failures} failures; predicted refusals: {run['predicted_refusals']}")
     print(f"audit: {records} records for the run's {requests} requests (missing: {max(0, requests - records)}); "
           f"verify: {verify.stdout.strip() or verify.stderr.strip()}")
-    print(f"report: {args.out.with_suffix('.html')}")
+    print(f"report: {args.out}.html")
     ok = locust.returncode == 0 and failures == 0 and records == requests and verify.returncode == 0
     return 0 if ok else 1
 

@@ -60,18 +60,20 @@ class ScriptConnections:
         self._idle: list = []
         self._in_use = 0
 
-    async def take(self):
+    async def take(self) -> tuple[object, bool]:
+        """(a connected connection, whether it was kept from an earlier call)."""
         if self._in_use >= self._pool.max_connections:
             raise redis.exceptions.MaxConnectionsError("Too many connections")
         self._in_use += 1
         try:
-            connection = self._idle.pop() if self._idle else self._pool.make_connection()
+            reused = bool(self._idle)
+            connection = self._idle.pop() if reused else self._pool.make_connection()
             if not connection.is_connected:
                 await connection.connect()
         except BaseException:
             self._in_use -= 1
             raise
-        return connection
+        return connection, reused
 
     def give_back(self, connection) -> None:
         self._in_use -= 1
@@ -99,9 +101,10 @@ class AsyncScript:
     The command is packed by hiredis and sent on one of the client's `script_connections`: redis-py's command layers
     (retry wrapper, observability hooks, packing each argument in Python) cost 38-50 µs of CPU per call against
     16 µs this way (admission passes 21 keys and arguments). What redis-py did is kept: an error reply raises
-    ResponseError; NOSCRIPT (a restarted Redis) loads the script and runs it again, since it did not run; a
-    connection error or timeout drops the connection (a half-read answer is never read by the next call) and is
-    tried once more on a fresh one, as the pool's `Retry(NoBackoff(), 1)` does; a second failure raises.
+    ResponseError; NOSCRIPT (a restarted Redis) loads the script and runs it again, since it did not run. Any other
+    failure drops the connection (a half-read answer is never read by the next call). Unlike the pool's
+    `Retry(NoBackoff(), 1)`, a failure is retried only when it cannot have run the script: a kept connection found
+    dead. A timeout is never retried, since the script may have run (admission would be charged twice).
     """
 
     def __init__(self, client: WorkerRedis, source: str) -> None:
@@ -119,20 +122,21 @@ class AsyncScript:
 
     async def _run(self, command: bytes):
         connections = self._client.script_connections
-        for attempt in (1, 2):
-            connection = await connections.take()
+        while True:
+            connection, reused = await connections.take()
             try:
                 await connection.send_packed_command(command)
                 answer = await connection.read_response()
             except ResponseError:
                 connections.give_back(connection)  # Redis answered: the connection is in step
                 raise
-            except (ConnectionError, TimeoutError, OSError):
-                await connections.drop(connection)
-                if attempt == 2:
-                    raise
-            except BaseException:
-                await connections.drop(connection)  # cancelled mid-answer: what is left on it is unknown
+            except BaseException as exc:
+                await connections.drop(connection)  # and every idle one: after a restart they are all dead
+                # A kept connection found dead (Redis restarted since) never delivered the command, so running it
+                # on a fresh one cannot run the script twice. Anything else may have come after the script ran
+                # (a timeout, a reply lost on a fresh connection) and is raised: fail closed, never twice.
+                if reused and isinstance(exc, ConnectionError):
+                    continue
                 raise
             else:
                 connections.give_back(connection)
