@@ -15,7 +15,6 @@ import pytest
 import redis
 
 from gateway.store.redis import AsyncScript, ScriptConnections, WorkerRedis, async_client
-from support.redis_server import RedisServer
 
 # Every key and argument back (ARGV[3] also as a number) and the number of each; KEYS[2] is written.
 ECHO = """
@@ -41,15 +40,6 @@ def observer(redis_url):
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
-
-
-@pytest.fixture
-def server(tmp_path):
-    """A redis-server of this test's own, that can be stopped and started again on the same address."""
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def _load(url: str, source: str) -> None:

@@ -27,17 +27,8 @@ from gateway.audit.record import AuditRecord
 from gateway.children import stop
 from gateway.store.redis import async_client
 from support.ports import free_port
-from support.redis_server import RedisServer
 
 CONSENT = "c-spool"
-
-
-@pytest.fixture
-def server(tmp_path):
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 class Network:
