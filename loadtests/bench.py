@@ -1,6 +1,6 @@
 """The benchmark: how close the gateway is to its server stack and to the bank, as ratios measured in one run.
 
-    .venv/bin/python loadtests/bench.py [--quick] [--out loadtests/results/bench]
+    .venv/bin/python loadtests/bench.py [--quick] [--profile] [--out loadtests/results/bench]
 
 It starts its own Redis, sandbox bank and gateway (under a temporary directory, with a fresh dev PKI), obtains one
 consent by driving the real consent pages (the e2e tests' Authlib TPP), and loads four variants with the same load
@@ -15,6 +15,7 @@ Each is loaded closed-loop (throughput, latency under saturation), then a and c 
 p50). The CPU time every process spent (from /proc) is divided by the requests served, so the table says where each
 request's cost goes, and that the load generator is not what saturates. Audit records written during c and d are
 counted against the requests sent (`lost_audit_records`). Prints a table; writes `<out>.json` and `<out>.png`.
+With `--profile`, py-spy samples the busiest worker of c during its measured run (`<out>-profile.txt`).
 """
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ import contextlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -137,14 +140,16 @@ def summarise(result: loadgen.Result, cpu: dict[str, tuple[float, float]]) -> di
     }
 
 
-def measure(target: loadgen.Target, load: Load, pids: dict[str, int], *, rate: float | None = None) -> dict:
-    """Warm up, then one measured run; CPU per process taken around the measured run only."""
+def measure(target: loadgen.Target, load: Load, pids: dict[str, int], *, rate: float | None = None,
+            during=contextlib.nullcontext) -> dict:
+    """Warm up, then one measured run (inside `during()`); CPU per process taken around the measured run only."""
     sent = asyncio.run(loadgen.run(target, connections=load.connections, duration=load.warmup)).sent
     before = {name: cpu_times(pid) for name, pid in pids.items()}
-    if rate is None:
-        result = asyncio.run(loadgen.run(target, connections=load.connections, duration=load.duration))
-    else:
-        result = asyncio.run(loadgen.run(target, connections=8, duration=load.moderate_seconds, rate=rate))
+    with during():
+        if rate is None:
+            result = asyncio.run(loadgen.run(target, connections=load.connections, duration=load.duration))
+        else:
+            result = asyncio.run(loadgen.run(target, connections=8, duration=load.moderate_seconds, rate=rate))
     cpu = {name: tuple(now - then for now, then in zip(cpu_times(pid), before[name])) for name, pid in pids.items()}
     cpu["loadgen"] = (result.cpu_seconds - result.sys_seconds, result.sys_seconds)
     summary = summarise(result, cpu)
@@ -152,7 +157,50 @@ def measure(target: loadgen.Target, load: Load, pids: dict[str, int], *, rate: f
     return summary
 
 
-def run(load: Load, work: Path) -> dict:
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError, IndexError):
+            if entry.isdigit() and int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def profiler(gateway_pid: int, seconds: float, out: Path):
+    """A context that samples the gateway's busiest worker with py-spy for `seconds` (collapsed stacks to `out`)."""
+    @contextlib.contextmanager
+    def sampling():
+        worker = max(children(gateway_pid), key=lambda pid: sum(cpu_times(pid)))
+        spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(worker), "-d",
+                                str(max(1, int(seconds) - 1)), "-r", "250", "-f", "raw", "-o", str(out),
+                                "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            yield
+        finally:
+            spy.wait(timeout=seconds + 30)
+    return sampling
+
+
+def profile_summary(collapsed: Path, top: int = 25) -> str:
+    """The functions a worker spent its samples in (self), and the gateway's own functions with what they called
+    (inclusive, where py-spy could walk the coroutine's stack), as shares of all samples."""
+    own, inclusive, total = Counter(), Counter(), 0
+    for line in collapsed.read_text().splitlines():
+        stack, count = line.rsplit(" ", 1)
+        frames = [frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0] + ")" for frame in stack.split(";")]
+        total += int(count)
+        own[frames[-1]] += int(count)
+        for frame in set(frames):
+            if "(gateway/" in frame:
+                inclusive[frame] += int(count)
+    lines = [f"{total} samples of the busiest worker during variant c", "self:"]
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in own.most_common(top)]
+    lines += ["gateway functions, inclusive:"]
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in inclusive.most_common(top)]
+    return "\n".join(lines)
+
+
+def run(load: Load, work: Path, profile: Path | None = None) -> dict:
     results: dict[str, dict] = {}
     moderate: dict[str, dict] = {}
     audit: dict[str, dict] = {}
@@ -167,7 +215,9 @@ def run(load: Load, work: Path) -> dict:
                 target = loadgen.Target("127.0.0.1", stack.port, requests_for(
                     host, accounts, {"authorization": f"Bearer {token}", **CUSTOMER_PRESENT}), stack.tls(TPP))
                 pids = {**base_pids, "gateway": gateway.process.pid}
-                results[name] = measure(target, load, pids)
+                during = profiler(gateway.process.pid, load.duration, profile) if profile and name == "c" \
+                    else contextlib.nullcontext
+                results[name] = measure(target, load, pids, during=during)
                 sent = results[name]["sent_with_warmup"]
                 if name == "c":
                     moderate["c"] = measure(target, load, pids, rate=load.moderate_rate)
@@ -202,6 +252,9 @@ def run(load: Load, work: Path) -> dict:
     def ratio(x: str, y: str) -> float:
         return round(results[x]["rps"] / results[y]["rps"], 3)
 
+    def gateway_cpu(key: str) -> float:
+        return results[key]["cpu_us_per_request"]["gateway"]
+
     return {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -209,6 +262,8 @@ def run(load: Load, work: Path) -> dict:
         "variants": {k: {"name": NAMES[k], **results[k]} for k in "abcd"},
         "moderate": {k: {"rate": load.moderate_rate, **v} for k, v in moderate.items()},
         "c_over_b": ratio("c", "b"), "c_over_a": ratio("c", "a"), "d_over_c": ratio("d", "c"),
+        # d/c with a core per worker and the rest elsewhere: 2 x (a request's gateway CPU in c / in d), measured.
+        "d_over_c_one_core_per_worker": round(2 * gateway_cpu("c") / gateway_cpu("d"), 3),
         "added_p50_ms": round(moderate["c"]["p50_ms"] - moderate["a"]["p50_ms"], 3),
         "audit": audit,
         "lost_audit_records": sum(max(0, a["sent"] - a["records"]) for a in audit.values()),
@@ -225,7 +280,8 @@ def table(report: dict) -> str:
         lines.append(f"| {key} {v['name']} | {v['rps']:.0f} | {v['p50_ms']:.2f} | {v['p90_ms']:.2f} | "
                      f"{v['p99_ms']:.2f} | {sum(v['errors'].values())} | {v['cpu_busy_cores']:.2f} | {cpu} |")
     m = report["moderate"]
-    lines += ["", f"c/b {report['c_over_b']:.2f}   c/a {report['c_over_a']:.2f}   d/c {report['d_over_c']:.2f}   "
+    lines += ["", f"c/b {report['c_over_b']:.2f}   c/a {report['c_over_a']:.2f}   d/c {report['d_over_c']:.2f} "
+              f"(one core per worker: {report['d_over_c_one_core_per_worker']:.2f})   "
               f"added p50 at {m['c']['rate']:.0f} req/s: {report['added_p50_ms']:.2f} ms "
               f"(a {m['a']['p50_ms']:.2f} ms, c {m['c']['p50_ms']:.2f} ms)   "
               f"lost audit records: {report['lost_audit_records']}"]
@@ -261,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 s per variant instead of 10 (under a minute)")
     parser.add_argument("--duration", type=float, help="seconds of closed-loop load per variant")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample variant c's worker with py-spy; print the profile, write <out>-profile.txt")
     parser.add_argument("--out", type=Path, default=ROOT / "loadtests" / "results" / "bench",
                         help="path prefix of the JSON and PNG written (default loadtests/results/bench)")
     args = parser.parse_args(argv)
@@ -268,9 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration is not None:
         load = Load(**{**load.__dict__, "duration": args.duration, "warmup": min(load.warmup, args.duration),
                        "moderate_seconds": args.duration})
-    with tempfile.TemporaryDirectory(prefix="obgw-bench-") as work:
-        report = run(load, Path(work))
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="obgw-bench-") as work:
+        collapsed = Path(work) / "profile.raw" if args.profile else None
+        report = run(load, Path(work), collapsed)
+        if collapsed is not None:
+            summary = profile_summary(collapsed)
+            Path(f"{args.out}-profile.txt").write_text(summary + "\n")
+            print(summary + "\n")
     json_path, png_path = Path(f"{args.out}.json"), Path(f"{args.out}.png")
     json_path.write_text(json.dumps(report, indent=1) + "\n")
     chart(report, png_path)
