@@ -1,6 +1,7 @@
 """Redis connections: one async pool per worker for the request path, one sync client for the CLI and Authlib.
 
-Lua scripts live in `store/scripts/*.lua`, are loaded once and run by SHA (`EVALSHA`, reloaded on NOSCRIPT by redis-py).
+Lua scripts live in `store/scripts/*.lua`, are loaded once and run by SHA (`EVALSHA`, reloaded on NOSCRIPT) through
+AsyncScript on the request path.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ ConnectionError = redis.ConnectionError  # noqa: A001 - re-exported so callers n
 RedisError = redis.RedisError
 ResponseError = redis.ResponseError
 NoScriptError = redis.exceptions.NoScriptError
-TimeoutError = redis.TimeoutError  # noqa: A001
 
 
 def _script_source(name: str, preludes: tuple[str, ...] = ()) -> str:
@@ -132,9 +132,10 @@ class AsyncScript:
                 raise
             except BaseException as exc:
                 await connections.drop(connection)  # and every idle one: after a restart they are all dead
-                # A kept connection found dead (Redis restarted since) never delivered the command, so running it
-                # on a fresh one cannot run the script twice. Anything else may have come after the script ran
-                # (a timeout, a reply lost on a fresh connection) and is raised: fail closed, never twice.
+                # A kept connection found dead was dropped while idle (Redis restarted, or closed it): the command
+                # did not reach a Redis that could run it, so it is sent once more on a fresh connection. Anything
+                # else may have come after the script ran (a timeout, a reply lost on a fresh connection) and is
+                # raised: fail closed rather than run it twice.
                 if reused and isinstance(exc, ConnectionError):
                     continue
                 raise
