@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -22,6 +23,7 @@ from starlette.routing import Mount, Route, Router
 from gateway.admin import metrics
 from gateway.audit import query
 from gateway.audit.chain import AuditChain
+from gateway.audit.keys import customer_pseudonym, load_pseudonym_key, load_signing_key
 from gateway.bank import Bank
 from gateway.children import die_with_parent
 from gateway.consents.api import BASE as ACCOUNT_ACCESS_CONSENTS
@@ -58,7 +60,11 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     policy = policy or load_policy(settings.policy_dir, settings.service_urls)
     redis = async_client(settings.redis_url)
     sync_redis = sync_client(settings.redis_url)  # the authorization server's, used from Authlib's threads
-    chain = AuditChain(redis, settings.var_dir / "audit" / "checkpoints.jsonl", chain_id=chain_id)
+    chain = AuditChain(redis, settings.var_dir / "audit" / "checkpoints.jsonl", chain_id=chain_id,
+                       signer=load_signing_key(settings.audit_signing_key_file))
+    # One HMAC per customer and worker, not per call: customers are few next to calls.
+    subject = functools.lru_cache(maxsize=65_536)(
+        functools.partial(customer_pseudonym, load_pseudonym_key(settings.audit_key_file)))
     forward = Forward(policy)
     server = build_authorization_server(settings, sync_redis)
     accounts = policy.services.get("accounts")
@@ -127,7 +133,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     verifier = ProxyCertificateVerifier(settings.client_ca) if settings.trusted_proxies else None
     app = TransportIdentity(router, settings.trusted_proxies, verifier)
     app = RenderErrors(app)
-    app = Audit(app, store=chain.append, observers=(metrics.observe,))
+    app = Audit(app, store=chain.append, observers=(metrics.observe,), subject=subject)
     app = InteractionId(app)
     return app
 

@@ -25,9 +25,11 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DEMO_TPPS = ("tpp-demo", "tpp-other")
+AUDIT_KEY_FILES = ("audit.key", "audit-signing.key", "audit-signing.pub")
 # The software-statement directory (UK OB Directory stand-in) whose key signs SSAs for dynamic client registration.
 DIRECTORY_ISSUER = "obgw dev directory"
 DEFAULT_REDIRECT_URI = "https://tpp.example.com/callback"
@@ -38,7 +40,7 @@ CLIENT_CERT_DAYS = 365
 TPP_ORGANISATION = "obgw demo TPP"
 
 # File names a TPP may not take: they belong to the CA and the server.
-_RESERVED_NAMES = frozenset({"ca", "server"})
+_RESERVED_NAMES = frozenset({"ca", "server", "audit", "audit-signing"})  # their .pem/.key would be overwritten
 # A TPP name becomes a file name and a client_id: keep it to characters that are safe in both.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Private members of a JWK (RFC 7518 §6.2.2 for EC, §6.3.2 for RSA).
@@ -268,7 +270,8 @@ def _check_names(tpps: Sequence[str]) -> None:
     for name in tpps:
         if not _NAME_RE.fullmatch(name) or name in _RESERVED_NAMES:
             raise PkiError(
-                f"bad TPP name {name!r}: use 1-64 letters, digits, '.', '_' or '-', not 'ca' or 'server'"
+                f"bad TPP name {name!r}: use 1-64 letters, digits, '.', '_' or '-', not "
+                + ", ".join(f"'{reserved}'" for reserved in sorted(_RESERVED_NAMES))
             )
         if name in seen:
             raise PkiError(f"TPP {name!r} given twice")
@@ -298,6 +301,19 @@ def _write_directory(key_path: Path, jwks_path: Path) -> list[Path]:
     return [key_path, jwks_path]
 
 
+def _write_audit_keys(out_dir: Path) -> list[Path]:
+    """The audit log's pseudonym key (32 random bytes, hex) and checkpoint signing key (Ed25519, PKCS#8) with its
+    public half: what gateway/audit/keys.py reads."""
+    pseudonym_key, signing_key, public_key = (out_dir / name for name in AUDIT_KEY_FILES)
+    _write_private(pseudonym_key, os.urandom(32).hex().encode() + b"\n")
+    key = Ed25519PrivateKey.generate()
+    _write_private(signing_key, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    public_key.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+    return [pseudonym_key, signing_key, public_key]
+
+
 def init_dev_pki(
     out_dir: Path,
     tpps: Sequence[str] = DEMO_TPPS,
@@ -307,10 +323,13 @@ def init_dev_pki(
 ) -> list[Path]:
     """Create the development PKI in `out_dir`; return the paths written, in order.
 
-    Writes ca.pem/ca.key, directory.json/directory-jwks.json (the DCR software-statement signer), server.pem (the leaf followed by the CA: the chain a TLS server sends) /server.key,
+    Writes ca.pem/ca.key, directory.json/directory-jwks.json (the DCR software-statement signer), server.pem (the
+    leaf followed by the CA: the chain a TLS server sends) /server.key, audit.key/audit-signing.key/.pub (the audit
+    log's pseudonym and checkpoint-signing keys),
     and per TPP <name>.pem/.key/.json. Without `force`, an existing CA is kept, as is every complete set of files,
     so re-running never invalidates certificates already handed out; only what is missing is issued, signed by
-    the existing CA. `force`, or a missing ca.pem, replaces everything (files of TPPs not named are left alone).
+    the existing CA. `force`, or a missing ca.pem, replaces everything (files of TPPs not named are left alone)
+    but the audit keys, which no CA invalidates: a new pseudonym key would rename every customer in the log.
     """
     _check_names(tpps)
     parts = urlsplit(redirect_uri)  # FAPI requires https redirect URIs
@@ -339,6 +358,9 @@ def init_dev_pki(
     directory_key, directory_jwks = out_dir / "directory.json", out_dir / "directory-jwks.json"
     if new_ca or not (directory_key.exists() and directory_jwks.exists()):
         written += _write_directory(directory_key, directory_jwks)
+
+    if not all((out_dir / name).exists() for name in AUDIT_KEY_FILES):
+        written += _write_audit_keys(out_dir)
 
     for name in tpps:
         files = [out_dir / f"{name}{ext}" for ext in (".pem", ".key", ".json")]

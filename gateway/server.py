@@ -22,6 +22,7 @@ from uvicorn.supervisors import Multiprocess
 
 from gateway.admin.server import AdminApp, start_admin
 from gateway.app import SUPERVISOR_PID
+from gateway.audit.keys import AuditKeyError, load_pseudonym_key, load_signing_key
 from gateway.listener import tcp_listener
 from gateway.policy import PolicyError, load_policy
 from gateway.settings import Settings
@@ -98,6 +99,15 @@ def check_tls(settings: Settings) -> None:
                          f"{settings.client_ca}: {exc}") from None
 
 
+def check_audit_keys(settings: Settings) -> None:
+    """Read the audit keys once in the main process, so a missing one stops the start instead of every worker."""
+    try:
+        load_pseudonym_key(settings.audit_key_file)
+        load_signing_key(settings.audit_signing_key_file)
+    except AuditKeyError as exc:
+        raise StartError(str(exc)) from None
+
+
 def serve(settings: Settings, on_ready=None) -> int:
     """Validate, start Redis if embedded, bind, start the admin listener and the workers; return when stopped."""
     try:
@@ -106,6 +116,7 @@ def serve(settings: Settings, on_ready=None) -> int:
         print(exc, file=sys.stderr)
         return 2
     check_tls(settings)
+    check_audit_keys(settings)
     with contextlib.ExitStack() as stack:
         if not settings.redis_url:
             embedded = stack.enter_context(EmbeddedRedis(settings.var_dir / "redis"))

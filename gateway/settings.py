@@ -39,6 +39,10 @@ def _optional_text(text: str) -> str | None:
     return text or None
 
 
+def _optional_path(text: str) -> Path | None:
+    return Path(text) if text else None
+
+
 def _seconds_up_to(limit: int) -> Callable[[str], int]:
     """A lifetime in whole seconds, at least 1 and at most `limit` (a ceiling the standard sets)."""
     def cast(text: str) -> int:
@@ -102,6 +106,12 @@ SETTINGS: tuple[Setting, ...] = (
             "how long a customer has to log in and decide on the consent page"),
     Setting("directory_jwks", "OBGW_DIRECTORY_JWKS", "certs/dev/directory-jwks.json", Path,
             "JWKS of the software-statement directory trusted for dynamic client registration"),
+    Setting("audit_key", "OBGW_AUDIT_KEY", "", _optional_path,
+            "file of the secret that pseudonymises customers in the audit log (re-identifying one needs it); "
+            "unset: audit.key beside OBGW_CLIENT_CA"),
+    Setting("audit_signing_key", "OBGW_AUDIT_SIGNING_KEY", "", _optional_path,
+            "Ed25519 private key (PEM) that signs the audit checkpoints; unset: audit-signing.key beside "
+            "OBGW_CLIENT_CA"),
 )
 
 
@@ -128,6 +138,8 @@ class Settings:
     consent_authorise_seconds: int
     login_seconds: int
     directory_jwks: Path
+    audit_key: Path | None
+    audit_signing_key: Path | None
     # Back-end URL overrides, `OBGW_SERVICE_<NAME>_URL`, applied over policies/services.yaml.
     service_urls: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -156,6 +168,14 @@ class Settings:
     def issuer_url(self) -> str:
         """The issuer (RFC 8414): configured, else the listener's own https origin."""
         return self.issuer or f"https://{self.host}:{self.port}"
+
+    @property
+    def audit_key_file(self) -> Path:
+        return self.audit_key or self.client_ca.parent / "audit.key"
+
+    @property
+    def audit_signing_key_file(self) -> Path:
+        return self.audit_signing_key or self.client_ca.parent / "audit-signing.key"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

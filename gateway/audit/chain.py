@@ -31,8 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit.record import CHAIN_FIELDS, FIELDS, AuditRecord
+from gateway.audit.keys import sign_checkpoint
+from gateway.audit.record import CHAIN_FIELDS, FIELDS, REQUIRED_FIELDS, AuditRecord
 from gateway.audit.spool import Batch, Orphan, Spool, claim_orphans
 from gateway.store import keys
 from gateway.store.redis import RedisError, ResponseError, async_script
@@ -86,8 +88,12 @@ class AuditChain:
     whenever Redis cannot take the record. Nothing here needs Redis (or the disk) before the first `append`.
     """
 
-    def __init__(self, redis, checkpoint_file: Path | None, chain_id: str | None = None) -> None:
+    def __init__(self, redis, checkpoint_file: Path | None, chain_id: str | None = None,
+                 signer: Ed25519PrivateKey | None = None, spool: bool = True) -> None:
+        """`signer` signs every checkpoint (audit/keys.py), so an exported one proves what the log held. Without
+        `spool` (an operator's command), Redis must take each record, and dead workers' spools are left alone."""
         self.chain_id = chain_id or new_chain_id()
+        self._signer = signer
         self._redis = redis
         self._script = async_script(redis, "audit_append")
         self._checkpoint_file = checkpoint_file
@@ -98,7 +104,7 @@ class AuditChain:
         self._checkpointed: tuple[int, str] = (0, GENESIS)
         self._pending: list[tuple[AuditRecord, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._spool = Spool(checkpoint_file.parent / "spool", self.chain_id) if checkpoint_file else None
+        self._spool = Spool(checkpoint_file.parent / "spool", self.chain_id) if checkpoint_file and spool else None
         self._spooled: list[Batch] = []  # this chain's batches in the spool file and not yet known to be in Redis
         self._orphans: list[Orphan] = []  # other chains' spool files we hold the lock of, until replayed
         self._lock = asyncio.Lock()  # flusher vs replayer: what is spooled, what is stored, when the file is cut
@@ -315,8 +321,9 @@ class AuditChain:
         head = self._stored
         if self._checkpoint_file is None or head == self._checkpointed or head[0] == 0:
             return
-        line = orjson.dumps({"chain": self.chain_id, "seq": head[0], "hash": head[1],
-                             "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + b"\n"
+        entry = {"chain": self.chain_id, "seq": head[0], "hash": head[1],
+                 "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        line = orjson.dumps(sign_checkpoint(self._signer, entry) if self._signer else entry) + b"\n"
         self._checkpoint_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._checkpoint_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
@@ -425,7 +432,7 @@ def _describe(where: str, rec: Mapping[str, object]) -> str:
 
 def _check_record(where: str, rec: Mapping[str, object], last: Mapping[str, tuple[int, str]],
                   partial: bool) -> Breach | None:
-    missing = [f for f in (*FIELDS, *CHAIN_FIELDS) if f not in rec]
+    missing = [f for f in (*REQUIRED_FIELDS, *CHAIN_FIELDS) if f not in rec]
     extra = sorted(set(rec) - set(FIELDS) - set(CHAIN_FIELDS))
     if missing or extra:
         return Breach(_describe(where, rec), f"fields changed (missing {missing}, unexpected {extra})")

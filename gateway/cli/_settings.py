@@ -25,7 +25,7 @@ def with_redis(args: argparse.Namespace, work, purpose: str = "reach Redis"):
         with redis_url_for(settings.redis_url, settings.var_dir) as url:
             client = sync_client(url)
             try:
-                return work(client, settings)
+                return work(client, settings.replace(redis_url=url))  # the Redis found, for any further client
             finally:
                 client.close()
     except EmbeddedRedisError as exc:

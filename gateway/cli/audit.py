@@ -1,4 +1,9 @@
-"""`obgw audit tail|search|verify|export`: the security team's view of the audit log."""
+"""`obgw audit tail|search|verify|export|checkpoints`: the security team's view of the audit log.
+
+A customer is named in records only by their audit pseudonym (`subject`): `search --subject` follows one without
+knowing who they are; `search --customer ID` re-identifies, which needs the pseudonym key file and is itself
+recorded in the log (who ran it, for which pseudonym) before anything is shown.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,11 +15,22 @@ import orjson
 
 from gateway.audit import query
 from gateway.audit.chain import iter_lines, read_checkpoints, verify
+from gateway.audit.keys import (
+    AuditKeyError,
+    checkpoint_signed_by,
+    customer_pseudonym,
+    key_id,
+    load_pseudonym_key,
+    load_public_key,
+)
+from gateway.audit.operator import record_operator_action
 from gateway.cli import CliError
-from gateway.cli._settings import with_redis
+from gateway.cli._settings import settings_from, with_redis
 from gateway.settings import add_arguments
 
 _CONNECTION = ("redis_url", "var_dir")
+_KEYS = ("client_ca", "audit_key", "audit_signing_key")
+REIDENTIFIED = "audit.reidentified"  # the reason of the record a re-identifying search leaves
 
 
 def register(subparsers) -> None:
@@ -30,6 +46,8 @@ def register(subparsers) -> None:
     s = sub.add_parser("search", help="records matching every filter given, oldest first")
     s.add_argument("--client", help="client id")
     s.add_argument("--consent", help="consent id")
+    s.add_argument("--subject", help="a customer's audit pseudonym (as records name them)")
+    s.add_argument("--customer", help="the bank's customer id: re-identifies (needs the audit key file; recorded)")
     s.add_argument("--since", type=_moment, help="ISO 8601 date-time (UTC if no zone)")
     s.add_argument("--until", type=_moment, help="ISO 8601 date-time (UTC if no zone)")
     s.add_argument("--decision", choices=("allow", "refuse", "error"))
@@ -41,8 +59,16 @@ def register(subparsers) -> None:
     v = sub.add_parser("verify", help="check the hash chains; exit 0 if intact, 1 naming the first bad record")
     v.add_argument("--file", type=Path, help="verify an exported JSONL file instead of the live log")
     v.add_argument("--checkpoints", type=Path,
-                   help="checkpoint file anchoring the chain heads (default VAR_DIR/audit/checkpoints.jsonl)")
+                   help="checkpoint file anchoring the chain heads (default VAR_DIR/audit/checkpoints.jsonl), "
+                        "e.g. one exported to an external store")
+    v.add_argument("--public-key", type=Path,
+                   help="Ed25519 public key (PEM) the checkpoints must be signed with (default: the signing key's)")
     v.set_defaults(func=run_verify)
+
+    c = sub.add_parser("checkpoints", help="the signed checkpoints of the chain heads, as JSONL for an external store")
+    c.add_argument("--since", type=_moment, help="only checkpoints written since (ISO 8601)")
+    c.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    c.set_defaults(func=export_checkpoints)
 
     e = sub.add_parser("export", help="write records as JSONL with their chain fields, verifiable with --file")
     e.add_argument("--since", type=_moment)
@@ -52,6 +78,9 @@ def register(subparsers) -> None:
 
     for parser in (t, s, v, e):
         add_arguments(parser, _CONNECTION)
+    for parser in (s, v):
+        add_arguments(parser, _KEYS)
+    add_arguments(c, ("var_dir",))
 
 
 def _moment(text: str) -> datetime:
@@ -90,9 +119,21 @@ def tail(args) -> int:
 
 
 def search(args) -> int:
-    filters = {"decision": args.decision, "reason": args.reason, "status": args.status}
+    if args.subject and args.customer:
+        raise CliError("give --subject or --customer, not both")
 
-    def work(client, _settings):
+    def work(client, settings):
+        subject = args.subject
+        if args.customer:
+            try:
+                subject = customer_pseudonym(load_pseudonym_key(settings.audit_key_file), args.customer)
+                record_operator_action(settings, route="obgw audit search --customer", reason=REIDENTIFIED,
+                                       subject=subject)
+            except AuditKeyError as exc:
+                raise CliError(str(exc)) from None
+            except Exception as exc:  # the lookup could not be recorded: it does not happen
+                raise CliError(f"cannot record the re-identifying search, so it was not run: {exc}") from None
+        filters = {"decision": args.decision, "reason": args.reason, "status": args.status, "subject": subject}
         for record in query.search(client, client_id=args.client, consent_id=args.consent, since=args.since,
                                    until=args.until, filters=filters):
             _print(record, args.json)
@@ -118,9 +159,40 @@ def run_verify(args) -> int:
 
     def work(client, settings):
         checkpoints = read_checkpoints(args.checkpoints or settings.var_dir / "audit" / "checkpoints.jsonl")
+        signed = [c for c in checkpoints if "sig" in c]
+        try:  # the key is needed only to check signatures
+            public = load_public_key(args.public_key or settings.audit_signing_key_file) \
+                if signed or args.public_key else None
+        except AuditKeyError as exc:
+            raise CliError(str(exc)) from None
+        # A signed checkpoint must verify: one whose signature fails was forged or altered. Unsigned ones (written
+        # before checkpoints were signed) still anchor the chains; they are counted.
+        for number, checkpoint in enumerate(checkpoints, start=1):
+            if "sig" in checkpoint and not checkpoint_signed_by(public, checkpoint):
+                print(f"audit checkpoint {number} (chain {checkpoint.get('chain')}, seq {checkpoint.get('seq')}) "
+                      f"is not signed by the audit key {key_id(public)}", file=sys.stderr)
+                return 1
         heads = query.heads(client)  # read before the records: a record appended meanwhile is past its head
-        return _report(verify(query.iter_records(client), heads=heads, checkpoints=checkpoints))
+        code = _report(verify(query.iter_records(client), heads=heads, checkpoints=checkpoints))
+        if code == 0 and checkpoints:
+            signer = f" by {key_id(public)}" if public else ""
+            print(f"checkpoints: {len(signed)} signed{signer}, {len(checkpoints) - len(signed)} unsigned")
+        return code
     return _with_client(args, work)
+
+
+def export_checkpoints(args) -> int:
+    """The checkpoint file's signed entries, for a store outside this machine to keep (verify reads them back)."""
+    settings = settings_from(args)
+    out = args.output.open("wb") if args.output else sys.stdout.buffer
+    try:
+        for checkpoint in read_checkpoints(settings.var_dir / "audit" / "checkpoints.jsonl"):
+            if "sig" in checkpoint and (args.since is None or _moment(str(checkpoint["ts"])) >= args.since):
+                out.write(orjson.dumps(checkpoint) + b"\n")
+    finally:
+        if args.output:
+            out.close()
+    return 0
 
 
 def export(args) -> int:

@@ -37,7 +37,7 @@ class Call:
     client_id: str | None = None
     consent_id: str | None = None
     claims: Mapping | None = None                    # the verified access token's claims
-    customer_id: str | None = None                   # the bank's customer, from the consent (Admit); never audited
+    customer_id: str | None = None                   # the bank's customer (Admit, the pages); audited as a pseudonym
     grant: Grant | None = None                       # what the consent grants (Admit), for Forward and Minimise
     payment_digest: str = ""                         # a payment's Initiation + Risk (CheckPayment), for Admit
     payment_claim: str | None = None                 # the claim Admit made on a payment consent, until resolved

@@ -75,10 +75,13 @@ class Audit:
     Fail closed: if the record cannot be stored, the held answer is dropped and the caller gets 503 `audit.unavailable`.
     """
 
-    def __init__(self, app, store: RecordSink, observers: Sequence[RecordSink] = ()) -> None:
+    def __init__(self, app, store: RecordSink, observers: Sequence[RecordSink] = (),
+                 subject: Callable[[str], str] | None = None) -> None:
+        """`subject` turns the bank's customer id into the pseudonym the record names the customer by."""
         self.app = app
         self.store = store
         self.observers = tuple(observers)
+        self.subject = subject
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -122,6 +125,7 @@ class Audit:
             status=call.status, decision=call.decision, reason=call.reason,
             latency_ms=round((time.perf_counter() - call.started) * 1000, 3), client_id=call.client_id,
             consent_id=call.consent_id, cert_thumbprint=call.certificate.thumbprint if call.certificate else None,
+            subject=self.subject(call.customer_id) if call.customer_id and self.subject else None,
         )
         try:
             await self.store(record)

@@ -134,7 +134,7 @@ class CustomerAuthorization:
                   "customer": {"id": customer.customer_id, "name": customer.display_name},
                   "accounts": [[c.account_id, c.label] for c in choices]}
         await run_in_threadpool(self.server.store.save_session, SESSION, session_id, state, self.login_seconds)
-        call.consent_id = consent.consent_id
+        call.consent_id, call.customer_id = consent.consent_id, customer.customer_id
         return set_session(self._consent_page(client, consent, state), session_id, self.login_seconds)
 
     # POST /oauth2/authorize/decision
@@ -181,6 +181,7 @@ class CustomerAuthorization:
             return self._error_page(call, "web.session_missing",
                                     "Your session has expired. Go back to the app and start again.")
         call.client_id = state["params"]["client_id"]
+        call.customer_id = (state.get("customer") or {}).get("id")  # audited as the customer's pseudonym
         # RFC 6749 §10.12: the form must carry this session's CSRF token.
         if not csrf_matches(form, state["csrf"]):
             return self._error_page(call, "web.csrf_invalid", "This form has expired. Go back and try again.", 403)

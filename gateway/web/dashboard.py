@@ -108,6 +108,7 @@ class Dashboard:
             return await self._login_form(request, call, "The username or password is not right.", 401)
         state = {"csrf": secrets.token_urlsafe(32),
                  "customer": {"id": customer.customer_id, "name": customer.display_name}}
+        call.customer_id = customer.customer_id  # audited as the customer's pseudonym
         return set_session(redirect("/consents", 303), await self._new_session(state), SESSION_SECONDS,
                            DASHBOARD_COOKIE)
 
@@ -117,6 +118,7 @@ class Dashboard:
         if state is None or state["customer"] is None:
             return redirect("/login", 303)
         customer = state["customer"]
+        call.customer_id = customer["id"]
         try:
             labels = {a.account_id: a.label for a in await self.bank.accounts(customer["id"])}
         except BankUnavailable:
@@ -148,6 +150,7 @@ class Dashboard:
         _, state, _ = found
         if state["customer"] is None:
             return redirect("/login", 303)
+        call.customer_id = state["customer"]["id"]
         consent = await run_in_threadpool(self._own_consent, state["customer"]["id"],
                                           request.path_params["ConsentId"])
         if consent is None:

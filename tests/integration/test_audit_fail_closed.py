@@ -36,14 +36,15 @@ async def _running(app):
         await asyncio.wait_for(task, 10)
 
 
-def _app_with_dead_redis(var_dir: Path):
+def _app_with_dead_redis(var_dir: Path, pki: Path):
+    """The app in-process, its Redis unreachable; the dev PKI's audit keys (beside its CA) sign and pseudonymise."""
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
     return create_app(Settings.load(environ={"REDIS_URL": dead_redis, "OBGW_VAR_DIR": str(var_dir),
-                                             "OBGW_POLICY_DIR": str(POLICIES)}))
+                                             "OBGW_POLICY_DIR": str(POLICIES), "OBGW_CLIENT_CA": str(pki / "ca.pem")}))
 
 
-def test_a_refusal_while_redis_is_dead_is_answered_and_its_record_kept_in_the_spool(tmp_path):
-    app = _app_with_dead_redis(tmp_path)
+def test_a_refusal_while_redis_is_dead_is_answered_and_its_record_kept_in_the_spool(tmp_path, pki):
+    app = _app_with_dead_redis(tmp_path, pki)
 
     async def call() -> httpx.Response:
         async with _running(app) as client:
@@ -62,10 +63,10 @@ def test_a_refusal_while_redis_is_dead_is_answered_and_its_record_kept_in_the_sp
         (response.headers["x-fapi-interaction-id"], 404, "refuse", "route.not_found", 1)]
 
 
-def test_an_unrecordable_call_is_answered_503_not_with_its_result(tmp_path):
+def test_an_unrecordable_call_is_answered_503_not_with_its_result(tmp_path, pki):
     (tmp_path / "audit").mkdir()
     (tmp_path / "audit" / "spool").write_text("not a directory: the spool cannot be written")  # and Redis is dead
-    app = _app_with_dead_redis(tmp_path)
+    app = _app_with_dead_redis(tmp_path, pki)
 
     async def call() -> httpx.Response:
         async with _running(app) as client:

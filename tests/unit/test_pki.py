@@ -169,15 +169,30 @@ def test_serial_numbers_are_random(pki_dir: Path) -> None:
 # --- files -----------------------------------------------------------------------------------------------------
 
 
-def test_init_writes_exactly_the_contract_files(tmp_path: Path) -> None:
+def test_init_writes_exactly_the_contract_files_and_the_audit_keys(tmp_path: Path) -> None:
     out = tmp_path / "new" / "dev"  # parents are created too
     written = pki.init_dev_pki(out)
-    assert {p.name for p in written} == CONTRACT_FILES and len(written) == len(CONTRACT_FILES)
+    expected = CONTRACT_FILES | set(pki.AUDIT_KEY_FILES)
+    assert {p.name for p in written} == expected and len(written) == len(expected)
     assert all(p.parent == out for p in written)
-    assert {p.name for p in out.iterdir()} == CONTRACT_FILES
+    assert {p.name for p in out.iterdir()} == expected
 
 
-@pytest.mark.parametrize("name", ["ca.key", "server.key", *(f"{t}{ext}" for t in TPPS for ext in (".key", ".json"))])
+def test_the_audit_keys_are_what_the_audit_log_reads(pki_dir: Path) -> None:
+    from gateway.audit.keys import load_pseudonym_key, load_public_key, load_signing_key
+    assert len(load_pseudonym_key(pki_dir / "audit.key")) == 32
+    assert load_signing_key(pki_dir / "audit-signing.key").public_key() == load_public_key(
+        pki_dir / "audit-signing.pub")
+
+
+@pytest.mark.parametrize("name", ["audit", "audit-signing"])
+def test_a_tpp_may_not_take_an_audit_key_files_name(tmp_path: Path, name: str) -> None:
+    with pytest.raises(pki.PkiError, match="bad TPP name"):
+        pki.init_dev_pki(tmp_path, tpps=(name,))
+
+
+@pytest.mark.parametrize("name", ["ca.key", "server.key", "audit.key", "audit-signing.key",
+                                  *(f"{t}{ext}" for t in TPPS for ext in (".key", ".json"))])
 def test_private_files_are_mode_0600(pki_dir: Path, name: str) -> None:
     assert stat.S_IMODE((pki_dir / name).stat().st_mode) == 0o600
 

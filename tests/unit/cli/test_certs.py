@@ -8,10 +8,12 @@ import pytest
 
 import gateway.cli
 from gateway.cli import CliError, certs
+from gateway.pki import AUDIT_KEY_FILES
 
 CONTRACT_FILES = {"ca.pem", "ca.key", "server.pem", "server.key", "directory.json", "directory-jwks.json"} | {
     f"{name}{ext}" for name in ("tpp-demo", "tpp-other") for ext in (".pem", ".key", ".json")
 }
+WRITTEN = CONTRACT_FILES | set(AUDIT_KEY_FILES)  # and the audit log's pseudonym and checkpoint-signing keys
 
 
 def run(argv: list[str]) -> int:
@@ -26,8 +28,8 @@ def test_init_writes_then_reports_existing(tmp_path: Path, capsys: pytest.Captur
     out = tmp_path / "dev"
     assert run(["certs", "init", "--dir", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert sorted(lines) == sorted(f"wrote {out / name}" for name in CONTRACT_FILES)
-    assert {p.name for p in out.iterdir()} == CONTRACT_FILES
+    assert sorted(lines) == sorted(f"wrote {out / name}" for name in WRITTEN)
+    assert {p.name for p in out.iterdir()} == WRITTEN
 
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert run(["certs", "init", "--dir", str(out)]) == 0
@@ -40,6 +42,7 @@ def test_force_replaces(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     ca = (tmp_path / "ca.pem").read_bytes()
     capsys.readouterr()
     assert run(["certs", "init", "--dir", str(tmp_path), "--force"]) == 0
+    # Every certificate again, but not the audit keys: a new one would rename every customer in the log.
     assert len(capsys.readouterr().out.splitlines()) == len(CONTRACT_FILES)
     assert (tmp_path / "ca.pem").read_bytes() != ca
 
@@ -62,7 +65,7 @@ def test_tpp_and_redirect_uri_options(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_default_dir_is_certs_dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert run(["certs", "init"]) == 0
-    assert {p.name for p in (tmp_path / "certs" / "dev").iterdir()} == CONTRACT_FILES
+    assert {p.name for p in (tmp_path / "certs" / "dev").iterdir()} == WRITTEN
 
 
 def test_bad_tpp_name_is_a_cli_error(tmp_path: Path) -> None:
