@@ -128,7 +128,8 @@ def serve(settings: Settings, on_ready=None) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
         os.environ[SUPERVISOR_PID] = str(os.getpid())
         admin = start_admin(settings.admin_host, settings.admin_port,
-                            AdminApp(settings.redis_url, {n: s.url for n, s in policy.services.items()}))
+                            AdminApp(settings.redis_url, {n: s.url for n, s in policy.services.items()},
+                                     settings.admin_password_path))
         stack.callback(admin.shutdown)
         config = uvicorn_config(settings)
         sock = tcp_listener(settings.host, settings.port)

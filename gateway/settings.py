@@ -112,6 +112,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("audit_signing_key", "OBGW_AUDIT_SIGNING_KEY", "", _optional_path,
             "Ed25519 private key (PEM) that signs the audit checkpoints; unset: audit-signing.key beside "
             "OBGW_CLIENT_CA"),
+    Setting("admin_password_file", "OBGW_ADMIN_PASSWORD_FILE", "", _optional_path,
+            "scrypt hash of the admin pages' password (`obgw admin password` writes it); unset: "
+            "VAR_DIR/admin-password"),
 )
 
 
@@ -140,6 +143,7 @@ class Settings:
     directory_jwks: Path
     audit_key: Path | None
     audit_signing_key: Path | None
+    admin_password_file: Path | None
     # Back-end URL overrides, `OBGW_SERVICE_<NAME>_URL`, applied over policies/services.yaml.
     service_urls: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -176,6 +180,10 @@ class Settings:
     @property
     def audit_signing_key_file(self) -> Path:
         return self.audit_signing_key or self.client_ca.parent / "audit-signing.key"
+
+    @property
+    def admin_password_path(self) -> Path:
+        return self.admin_password_file or self.var_dir / "admin-password"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

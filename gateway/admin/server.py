@@ -1,6 +1,8 @@
-"""/healthz (Redis and every back-end reachable) and /metrics, as a small WSGI app on a daemon thread.
+"""/healthz (Redis and every back-end reachable), /metrics, and the security team's /admin pages, as a small WSGI
+app on a daemon thread of the main process (it outlives the workers, so it answers while they restart).
 
-It runs in the main process, which outlives the workers, so it answers even while workers restart.
+/admin needs the admin password (HTTP Basic, user `admin`, credentials.py) and nothing else opens it: the listener
+knows no TPP certificate, token or customer session. /healthz and /metrics stay open to the (loopback) monitor.
 """
 from __future__ import annotations
 
@@ -10,12 +12,15 @@ import socket
 import threading
 from collections.abc import Mapping
 from socketserver import ThreadingMixIn
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client import multiprocess
 
+from gateway.admin import pages
+from gateway.admin.credentials import USER, basic_credentials, password_matches
 from gateway.store.redis import RedisError, sync_client
 
 
@@ -29,10 +34,17 @@ def _tcp_reachable(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+PAGE_HEADERS = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"),
+                ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                                            "frame-ancestors 'none'"), ("X-Frame-Options", "DENY"),
+                ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
+
+
 class AdminApp:
-    def __init__(self, redis_url: str, service_urls: Mapping[str, str]) -> None:
+    def __init__(self, redis_url: str, service_urls: Mapping[str, str], password_file: Path | None = None) -> None:
         self._redis = sync_client(redis_url)
         self._services = dict(service_urls)
+        self._password_file = password_file
 
     def health(self) -> tuple[bool, dict]:
         try:
@@ -62,8 +74,42 @@ class AdminApp:
         if path == "/metrics":
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
             return [self.metrics()]
+        if path in ("/admin", "/admin/records"):
+            return self._page(path, environ, start_response)
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]
+
+
+    def _page(self, path: str, environ, start_response):
+        stored = self._stored_password()
+        if stored is None:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain"), ("Cache-Control", "no-store")])
+            return [b"no admin password is set: run `obgw admin password`\n"]
+        given = basic_credentials(environ.get("HTTP_AUTHORIZATION"))
+        if given is None or given[0] != USER or not password_matches(stored, given[1]):
+            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="obgw admin", charset="UTF-8"'),
+                                                ("Content-Type", "text/plain"), ("Cache-Control", "no-store")])
+            return [b"the admin password is needed\n"]
+        if environ.get("REQUEST_METHOD") != "GET":
+            start_response("405 Method Not Allowed", [("Allow", "GET"), ("Content-Type", "text/plain")])
+            return [b"GET only\n"]
+        try:
+            if path == "/admin":
+                body = pages.overview(self._redis)
+            else:
+                params = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+                body = pages.records(self._redis, params)
+        except RedisError:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain"), ("Cache-Control", "no-store")])
+            return [b"Redis is unreachable: the audit log cannot be read\n"]
+        start_response("200 OK", PAGE_HEADERS)
+        return [body.encode()]
+
+    def _stored_password(self) -> str | None:
+        try:
+            return self._password_file.read_text() if self._password_file else None
+        except OSError:
+            return None
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):

@@ -32,15 +32,43 @@ def heads(client) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in client.hgetall(keys.AUDIT_HEADS).items()}
 
 
+def _wanted(client_id: str | None, consent_id: str | None, filters: Mapping[str, object] | None) -> dict:
+    return {k: v for k, v in {"client_id": client_id, "consent_id": consent_id, **(filters or {})}.items()
+            if v is not None}
+
+
 def search(client, *, client_id: str | None = None, consent_id: str | None = None, since: datetime | None = None,
            until: datetime | None = None, filters: Mapping[str, object] | None = None) -> Iterator[dict]:
     start = stream_id_at(since) if since else "-"
     end = stream_id_at(until) if until else "+"
-    wanted = {k: v for k, v in {"client_id": client_id, "consent_id": consent_id, **(filters or {})}.items()
-              if v is not None}
+    wanted = _wanted(client_id, consent_id, filters)
     for _, record in iter_records(client, start, end):
         if all(record.get(k) == v for k, v in wanted.items()):
             yield record
+
+
+def latest(client, limit: int, *, client_id: str | None = None, consent_id: str | None = None,
+           since: datetime | None = None, filters: Mapping[str, object] | None = None, scan: int = 100_000,
+           batch: int = 1000) -> list[dict]:
+    """The newest `limit` records matching every filter, newest first, looking back over at most `scan` records
+    (a page must answer in bounded time however long the log is)."""
+    wanted = _wanted(client_id, consent_id, filters)
+    start = stream_id_at(since) if since else "-"
+    found: list[dict] = []
+    end, scanned = "+", 0
+    while len(found) < limit and scanned < scan:
+        rows = client.xrevrange(keys.AUDIT_STREAM, max=end, min=start, count=batch)
+        for _, fields in rows:
+            record = orjson.loads(fields[b"r"])
+            if all(record.get(k) == v for k, v in wanted.items()):
+                found.append(record)
+                if len(found) == limit:
+                    break
+        scanned += len(rows)
+        if len(rows) < batch:
+            break
+        end = "(" + rows[-1][0].decode()
+    return found
 
 
 def tail(client, count: int) -> list[dict]:

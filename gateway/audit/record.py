@@ -24,6 +24,7 @@ class AuditRecord:
     cert_thumbprint: str | None = None  # RFC 8705 x5t#S256 of the presented client certificate
     subject: str | None = None          # the customer's audit pseudonym (audit/keys.py), never the customer id
     operator: str | None = None         # who ran an audited operator command (a re-identifying search)
+    unattended: bool | None = None      # True: read the customer's data without them present (PSD2 RTS Art. 36)
 
     def fields(self) -> dict[str, object]:
         # Not dataclasses.asdict: it deep-copies every value (12 µs of a worker's CPU per call, measured with
@@ -36,7 +37,7 @@ class AuditRecord:
         return fields
 
 
-OPTIONAL_FIELDS: tuple[str, ...] = ("subject", "operator")
+OPTIONAL_FIELDS: tuple[str, ...] = ("subject", "operator", "unattended")
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AuditRecord))
 REQUIRED_FIELDS: tuple[str, ...] = tuple(name for name in FIELDS if name not in OPTIONAL_FIELDS)
 # What the chain adds to every record.

@@ -11,7 +11,7 @@ import sys
 from gateway import __version__
 
 # The nouns, in the order `obgw --help` lists them.
-COMMANDS = ("serve", "demo", "certs", "clients", "consents", "keys", "policy", "audit")
+COMMANDS = ("serve", "demo", "certs", "clients", "consents", "keys", "policy", "audit", "admin")
 
 
 class CliError(Exception):

@@ -1,4 +1,4 @@
-"""`obgw audit tail|search|verify|export|checkpoints`: the security team's view of the audit log.
+"""`obgw audit tail|search|verify|export|checkpoints|anomalies`: the security team's view of the audit log.
 
 A customer is named in records only by their audit pseudonym (`subject`): `search --subject` follows one without
 knowing who they are; `search --customer ID` re-identifies, which needs the pseudonym key file and is itself
@@ -7,6 +7,7 @@ recorded in the log (who ran it, for which pseudonym) before anything is shown.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from gateway.audit import query
+from gateway.audit.activity import activity, anomalies, window_start
 from gateway.audit.chain import iter_lines, read_checkpoints, verify
 from gateway.audit.keys import (
     AuditKeyError,
@@ -65,6 +67,12 @@ def register(subparsers) -> None:
                    help="Ed25519 public key (PEM) the checkpoints must be signed with (default: the signing key's)")
     v.set_defaults(func=run_verify)
 
+    a = sub.add_parser("anomalies", help="each TPP's latest hour against its norm: surges of unattended calls or "
+                                         "refusals, calls from a new certificate (as the admin page shows)")
+    a.add_argument("--hours", type=int, default=24, help="the window, ending now (default 24)")
+    a.add_argument("--json", action="store_true", help="one JSON object a line")
+    a.set_defaults(func=report_anomalies)
+
     c = sub.add_parser("checkpoints", help="the signed checkpoints of the chain heads, as JSONL for an external store")
     c.add_argument("--since", type=_moment, help="only checkpoints written since (ISO 8601)")
     c.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
@@ -76,7 +84,7 @@ def register(subparsers) -> None:
     e.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
     e.set_defaults(func=export)
 
-    for parser in (t, s, v, e):
+    for parser in (t, s, v, e, a):
         add_arguments(parser, _CONNECTION)
     for parser in (s, v):
         add_arguments(parser, _KEYS)
@@ -178,6 +186,24 @@ def run_verify(args) -> int:
             signer = f" by {key_id(public)}" if public else ""
             print(f"checkpoints: {len(signed)} signed{signer}, {len(checkpoints) - len(signed)} unsigned")
         return code
+    return _with_client(args, work)
+
+
+def report_anomalies(args) -> int:
+    if args.hours < 2:
+        raise CliError("--hours must be at least 2: the latest hour is compared with the ones before")
+
+    def work(client, _settings):
+        start, end = window_start(None, args.hours)
+        tpps = activity(query.search(client, since=start, until=end), end, args.hours)
+        for flag in anomalies(tpps):
+            sys.stdout.write(orjson.dumps(dataclasses.asdict(flag)).decode() + "\n" if args.json
+                             else f"{flag.client_id}: {flag.kind}: {flag.detail}\n")
+        if not args.json:
+            for tpp in sorted(tpps.values(), key=lambda t: -t.total):
+                print(f"  {tpp.client_id}: {tpp.total} calls, {sum(tpp.refusals)} refused, "
+                      f"{sum(tpp.rate_limited)} rate limited, {sum(tpp.unattended)} unattended in {args.hours} h")
+        return 0
     return _with_client(args, work)
 
 

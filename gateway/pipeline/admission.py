@@ -66,13 +66,14 @@ class Admit:
 
     async def on_request(self, call: Call) -> None:
         claims, route = call.claims, call.route
+        # PSD2 RTS Art. 36(5) limits account information: routes that read consented data.
+        call.unattended = bool(route.permissions) and not any(k == CUSTOMER_IP for k, _ in call.headers)
         try:
             verdict = await self._store.admit(
                 call.client_id, call.consent_id, claims["jti"], claims[GRANT_CLAIM], self._rate(route.id),
                 permissions=route.permissions,
                 account_id=call.path_params.get(route.account_param) if route.account_param else None,
-                # PSD2 RTS Art. 36(5) limits account information: routes that read consented data.
-                unattended=bool(route.permissions) and not any(k == CUSTOMER_IP for k, _ in call.headers),
+                unattended=call.unattended,
                 allowance=self._unattended.calls, window_seconds=self._unattended.window_seconds,
                 payment_digest=call.payment_digest, allows_consumed=route.allows_consumed)
         except (RedisError, OSError):

@@ -39,6 +39,7 @@ class Call:
     claims: Mapping | None = None                    # the verified access token's claims
     customer_id: str | None = None                   # the bank's customer (Admit, the pages); audited as a pseudonym
     grant: Grant | None = None                       # what the consent grants (Admit), for Forward and Minimise
+    unattended: bool = False                         # reads consented data without the customer present (Admit)
     payment_digest: str = ""                         # a payment's Initiation + Risk (CheckPayment), for Admit
     payment_claim: str | None = None                 # the claim Admit made on a payment consent, until resolved
     idempotency: tuple | None = None                 # (x-idempotency-key, the claim) this call owns
