@@ -102,7 +102,7 @@ class AdminApp:
         except RedisError:
             start_response("503 Service Unavailable", [("Content-Type", "text/plain"), ("Cache-Control", "no-store")])
             return [b"Redis is unreachable: the audit log cannot be read\n"]
-        start_response("200 OK", PAGE_HEADERS)
+        start_response("200 OK", list(PAGE_HEADERS))  # wsgiref adds Content-Length to the list it is given
         return [body.encode()]
 
     def _stored_password(self) -> str | None:

@@ -7,7 +7,7 @@ figures that raised it:
   from 0 to 2 refusals is not a surge);
 - a new certificate: calls in the latest hour from a client certificate (RFC 8705 x5t#S256) that the TPP did not
   use in the hours before, while it did call with another one.
-Calls refused before the caller was identified are counted under UNIDENTIFIED.
+Calls refused before the caller was identified are counted under UNIDENTIFIED; operators' records are not calls.
 """
 from __future__ import annotations
 
@@ -53,6 +53,8 @@ def activity(records: Iterable[Mapping[str, object]], now: datetime, hours: int 
     start = now - timedelta(hours=hours)
     found: dict[str, Activity] = {}
     for record in records:
+        if record.get("operator"):
+            continue  # an operator's own action (a re-identifying search), not a TPP's call
         moment = datetime.fromisoformat(str(record["ts"]))
         if not start <= moment < now:
             continue

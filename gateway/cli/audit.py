@@ -165,6 +165,9 @@ def run_verify(args) -> int:
         except (OSError, orjson.JSONDecodeError) as exc:
             raise CliError(f"{args.file}: {exc}") from None
 
+    if args.checkpoints and not args.checkpoints.is_file():  # a file named must be read, never silently skipped
+        raise CliError(f"{args.checkpoints}: no such checkpoint file")
+
     def work(client, settings):
         checkpoints = read_checkpoints(args.checkpoints or settings.var_dir / "audit" / "checkpoints.jsonl")
         signed = [c for c in checkpoints if "sig" in c]

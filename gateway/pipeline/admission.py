@@ -78,8 +78,9 @@ class Admit:
                 payment_digest=call.payment_digest, allows_consumed=route.allows_consumed)
         except (RedisError, OSError):
             raise Refusal("admission.unavailable", headers={"Retry-After": "1"}) from None
+        call.customer_id = verdict.customer_id  # refused too, when the consent was this TPP's: whose data it was
         conclude(call, verdict)
-        call.customer_id, call.payment_claim = verdict.customer_id, verdict.claim
+        call.payment_claim = verdict.claim
         call.grant = Grant(frozenset(verdict.permissions), frozenset(verdict.accounts),
                            (parse_moment(verdict.window[0]), parse_moment(verdict.window[1])))
 

@@ -69,7 +69,8 @@ class AdmissionStore:
                   nonce, payment_digest, "1" if allows_consumed else "0"])
         verdict, state, retry = _common(answer)
         if verdict is not None:
-            return Verdict(verdict, retry, rate=state)
+            customer = answer[7].decode() if len(answer) > 7 and answer[7] else None
+            return Verdict(verdict, retry, customer, rate=state)
         since, until = orjson.loads(answer[10])
         return Verdict(None, None, answer[7].decode(), tuple(orjson.loads(answer[8])), tuple(orjson.loads(answer[9])),
                        (since, until), state, nonce if payment_digest else None)

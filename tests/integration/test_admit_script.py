@@ -75,6 +75,13 @@ def test_revocations_of_other_tokens_grants_and_clients_do_not_matter(redis_url,
     assert _admit(redis_url).reason is None
 
 
+def test_a_refusal_before_the_consent_is_known_to_be_the_tpps_names_no_customer(redis_url, redis_client, stored):
+    stored(_consent())
+    assert _admit(redis_url, client_id="tpp-other").customer_id is None  # another TPP learns nothing
+    redis_client.set(keys.revoked_token(CLIENT_ID, JTI), b"1")
+    assert _admit(redis_url).customer_id is None
+
+
 def test_another_clients_consent_is_not_found(redis_url, stored):
     stored(_consent())
     assert _admit(redis_url, client_id="tpp-other") == Verdict("consent.not_found")
@@ -95,17 +102,18 @@ def test_a_consent_hash_naming_another_client_is_not_found(redis_url, redis_clie
                                     Status.CONSUMED])
 def test_a_consent_that_is_not_authorised_refuses(redis_url, stored, status):
     stored(_consent(status=status, grant_id=None if status is Status.AWAITING_AUTHORISATION else GRANT_ID))
-    assert _admit(redis_url) == Verdict("consent.not_authorised")
+    # Refused, but the consent is this TPP's: its customer is named, for the audit (as a pseudonym).
+    assert _admit(redis_url) == Verdict("consent.not_authorised", None, "customer-1")
 
 
 def test_a_token_of_an_earlier_authorisation_is_revoked(redis_url, stored):
     stored(_consent(grant_id="grant-2"))
-    assert _admit(redis_url, grant_id=GRANT_ID) == Verdict("token.revoked")
+    assert _admit(redis_url, grant_id=GRANT_ID) == Verdict("token.revoked", None, "customer-1")
 
 
 def test_an_expired_consent_refuses(redis_url, stored):
     stored(_consent(expires=_in(timedelta(seconds=-1))))
-    assert _admit(redis_url) == Verdict("consent.expired")
+    assert _admit(redis_url) == Verdict("consent.expired", None, "customer-1")
 
 
 def test_revocation_is_checked_before_the_consent(redis_url, redis_client, stored):

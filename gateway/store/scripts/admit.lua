@@ -18,7 +18,8 @@
 -- ARGV[9] default tier, ARGV[10] the route group's limits, ARGV[11] the route group, ARGV[12] a nonce of this call,
 -- ARGV[13] a payment's digest ("" = not a payment), ARGV[14] "1" if a Consumed consent still admits (payment reads)
 -- Returns {verdict, rate policy name, q, w, r, t, retry_ms, customer_id, accounts_json, permissions_json,
--- window_json}: verdict "ok" or the reason id; the rate fields describe the TPP's bucket after this call.
+-- window_json}: verdict "ok" or the reason id; the rate fields describe the TPP's bucket after this call. A refusal
+-- made once the consent is known to be this TPP's carries its customer_id too (the audit names whose data it was).
 local now = now_us()
 local allowed, name, q, w, r, reset, retry = rate_limit(KEYS[6], KEYS[7], ARGV[9], ARGV[10], ARGV[11], now)
 local function answer(verdict, retry_ms, ...)
@@ -37,13 +38,13 @@ if not c[1] or c[1] ~= ARGV[1] then
   return answer('consent.not_found')
 end
 if c[2] ~= 'Authorised' and not (c[2] == 'Consumed' and ARGV[14] == '1') then
-  return answer('consent.not_authorised')
+  return answer('consent.not_authorised', 0, c[4])
 end
 if c[6] ~= ARGV[2] then
-  return answer('token.revoked')  -- authorised again since: only the newest authorisation's tokens work
+  return answer('token.revoked', 0, c[4])  -- authorised again since: only the newest authorisation's tokens work
 end
 if c[3] ~= '' and tonumber(c[3]) <= now then
-  return answer('consent.expired')
+  return answer('consent.expired', 0, c[4])
 end
 if ARGV[3] ~= '' then
   local granted = {}
@@ -52,31 +53,31 @@ if ARGV[3] ~= '' then
   for p in string.gmatch(ARGV[3], '%S+') do
     if granted[p] then any = true end
   end
-  if not any then return answer('consent.permission_missing') end
+  if not any then return answer('consent.permission_missing', 0, c[4]) end
 end
 if ARGV[4] ~= '' then
   local selected = false
   for _, a in ipairs(cjson.decode(c[5])) do
     if a == ARGV[4] then selected = true end
   end
-  if not selected then return answer('consent.account_not_selected') end
+  if not selected then return answer('consent.account_not_selected', 0, c[4]) end
 end
 if ARGV[5] == '1' then
   local window = tonumber(ARGV[7])
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - window)
   if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[6]) then
     local oldest = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
-    return answer('consent.unattended_limit', tonumber(oldest[2]) + window - now)
+    return answer('consent.unattended_limit', tonumber(oldest[2]) + window - now, c[4])
   end
   redis.call('ZADD', KEYS[5], now, tostring(now) .. ':' .. ARGV[12])  -- one member per call, however many a ms
   redis.call('PEXPIRE', KEYS[5], window)
 end
 if ARGV[13] ~= '' then
   if c[9] ~= ARGV[13] then
-    return answer('payment.consent_mismatch')
+    return answer('payment.consent_mismatch', 0, c[4])
   end
   if redis.call('HSETNX', KEYS[1], 'payment_claim', ARGV[12]) == 0 then
-    return answer('payment.in_progress')
+    return answer('payment.in_progress', 0, c[4])
   end
 end
 return answer('ok', 0, c[4], c[5], c[7], c[8])
