@@ -4,6 +4,7 @@
                                                                 ├─ /.well-known, /oauth2/...  → authorization server
                                                                 ├─ .../account-access-consents → consent API pipeline
                                                                 ├─ /open-banking/...          → resource pipeline
+                                                                ├─ /openapi.json              → this API's document
                                                                 └─ anything else              → 404 (OBErrorResponse1)
 
 Everything the request path needs (policy, pools, scripts, the audit chain) is built once per worker, here.
@@ -33,6 +34,8 @@ from gateway.consents.notify import Notifier, outbox_notifier, signer
 from gateway.errors import Refusal
 from gateway.oauth.routes import oauth_routes
 from gateway.oauth.server import build_authorization_server
+from gateway.openapi_document import PATH as OPENAPI_DOCUMENT
+from gateway.openapi_document import OpenApiDocument, build_document
 from gateway.pipeline import Pipeline, consent_api_stages, resource_stages
 from gateway.pipeline.endpoint import ResourceEndpoint
 from gateway.pipeline.forward import Forward
@@ -48,6 +51,15 @@ from gateway.web.authorize import CustomerAuthorization
 from gateway.web.dashboard import Dashboard
 
 log = logging.getLogger("obgw")
+
+# The consent API the gateway answers itself: path → (token scope, {method: route id}); wired and documented.
+CONSENT_API = {
+    ACCOUNT_ACCESS_CONSENTS: ("accounts", {"POST": "ais.consents.create"}),
+    ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}": ("accounts", {"GET": "ais.consents.get",
+                                                             "DELETE": "ais.consents.delete"}),
+    PAYMENT_CONSENTS: ("payments", {"POST": "pis.consents.create"}),
+    PAYMENT_CONSENTS + "/{ConsentId}": ("payments", {"GET": "pis.consents.get"}),
+}
 
 
 async def _not_found(scope, receive, send) -> None:
@@ -115,19 +127,12 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     # Starlette tries the routes in order: the proxied calls (the hot path) come right after the consent API routes
     # they must not swallow, not after every page and OAuth endpoint.
     routes = [
-        Route(ACCOUNT_ACCESS_CONSENTS, ResourceEndpoint(consent_api("accounts", {"POST": "ais.consents.create"}),
-                                                        template=ACCOUNT_ACCESS_CONSENTS)),
-        Route(ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}",
-              ResourceEndpoint(consent_api("accounts", {"GET": "ais.consents.get", "DELETE": "ais.consents.delete"}),
-                               template=ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}")),
-        Route(PAYMENT_CONSENTS, ResourceEndpoint(consent_api("payments", {"POST": "pis.consents.create"}),
-                                                 template=PAYMENT_CONSENTS)),
-        Route(PAYMENT_CONSENTS + "/{ConsentId}",
-              ResourceEndpoint(consent_api("payments", {"GET": "pis.consents.get"}),
-                               template=PAYMENT_CONSENTS + "/{ConsentId}")),
+        *(Route(path, ResourceEndpoint(consent_api(scope, route_ids), template=path))
+          for path, (scope, route_ids) in CONSENT_API.items()),
         Mount("/open-banking", app=ResourceEndpoint(resources)),
         *oauth_routes(server, CustomerAuthorization(server, bank, settings.login_seconds)),
         *(Route(path, endpoint) for path, endpoint in dashboard.endpoints()),
+        Route(OPENAPI_DOCUMENT, OpenApiDocument(build_document(policy, CONSENT_API, server.issuer))),
     ]
     router = Router(routes=routes, default=_not_found, redirect_slashes=False, lifespan=lifespan)
     verifier = ProxyCertificateVerifier(settings.client_ca) if settings.trusted_proxies else None

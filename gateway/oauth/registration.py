@@ -140,8 +140,9 @@ class Registration:
         return claims
 
     def _describe(self, client: Client) -> dict:
-        """RFC 7591 §3.2.1 client information response (no secret: FAPI clients have none)."""
-        return {
+        """RFC 7591 §3.2.1 client information response (no secret: FAPI clients have none). A member the client
+        has no value for (a client added by `obgw clients add` has no software_id) is left out, never null."""
+        information = {
             "client_id": client.client_id, "client_id_issued_at": client.created_at,
             "client_name": client.client_name, "redirect_uris": list(client.redirect_uris),
             "token_endpoint_auth_method": client.auth_methods[0], "grant_types": list(GRANT_TYPES),
@@ -150,6 +151,7 @@ class Registration:
             "jwks": dict(client.jwks), "tls_client_certificate_bound_access_tokens": True,
             "registration_client_uri": f"{self.server.issuer}/oauth2/register/{client.client_id}",
         }
+        return {name: value for name, value in information.items() if value is not None}
 
     # GET | DELETE /oauth2/register/{client_id} (RFC 7592)
     async def adapt_management(self, scope, receive, issuer, certificate) -> ManagementRequest:

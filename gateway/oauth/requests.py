@@ -9,6 +9,7 @@ from collections import defaultdict
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
+from authlib.oauth2.base import invalid_error_characters
 from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Request
 from authlib.oauth2.rfc6749.requests import JsonPayload, JsonRequest, OAuth2Payload
 
@@ -68,11 +69,16 @@ class GatewayJsonRequest(JsonRequest):
 
 
 def single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    """RFC 6749 §3.1/§3.2: a parameter sent twice is an invalid_request, never silently one of its values."""
+    """RFC 6749 §3.1/§3.2: a parameter sent twice is an invalid_request, never silently one of its values.
+
+    The error names the parameter only if its name may appear in an `error_description` (RFC 6749 §5.2: printable
+    ASCII but `"` and `\\`); Authlib refuses to build the error otherwise, which would be a 500.
+    """
     params: dict[str, str] = {}
     for key, value in pairs:
         if key in params:
-            raise InvalidRequestError(f"The parameter '{key}' is given more than once.")
+            name = "" if invalid_error_characters(key) else f" '{key}'"
+            raise InvalidRequestError(f"The parameter{name} is given more than once.")
         params[key] = value
     return params
 

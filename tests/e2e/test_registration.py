@@ -91,6 +91,20 @@ def test_the_registration_of_another_client_is_not_readable(gateway, pki, newcom
     other.close()
 
 
+def test_a_registration_read_names_only_the_metadata_the_client_has(gateway, pki):
+    # schemathesis found `"software_id": null` for a client added by `obgw clients add` (no software statement).
+    gateway.register_tpps(pki, names=("tpp-demo",))
+    tpp = Tpp(gateway.base, pki, "tpp-demo")
+    token = tpp.client_credentials("accounts")
+    answer = tpp.http.get(gateway.base + "/oauth2/register/tpp-demo",
+                          headers={"Authorization": f"Bearer {token['access_token']}"})
+    tpp.close()
+    assert answer.status_code == 200, answer.text
+    client = answer.json()
+    assert client["client_id"] == "tpp-demo" and "software_id" not in client
+    assert None not in client.values()
+
+
 def _unsigned() -> str:
     return jwt.encode({"iss": "x", "iat": int(time.time()), "software_id": "acme-app"}, None, algorithm="none")
 
