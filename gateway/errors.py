@@ -35,6 +35,8 @@ REASONS: Mapping[str, Reason] = {
     "backend.unavailable": Reason(502, "UK.OBIE.UnexpectedError", "The bank's service could not be reached."),
     "backend.error": Reason(502, "UK.OBIE.UnexpectedError", "The bank's service failed to answer."),
     "backend.timeout": Reason(504, "UK.OBIE.UnexpectedError", "The bank's service did not answer in time."),
+    "backend.rejected": Reason(400, "UK.OBIE.UnexpectedError",  # with the bank's own 4xx status
+                               "The bank's service refused the call."),
     "backend.unanswered": Reason(502, "UK.OBIE.UnexpectedError",
                                  "The bank's service took the call but gave no whole answer; check its outcome."),
     "backend.busy": Reason(503, "UK.OBIE.UnexpectedError",
@@ -129,17 +131,19 @@ class Refusal(Exception):
     """Stop the request with the catalogued status and code; `message` replaces the catalogue's text for detail."""
 
     def __init__(self, reason: str, message: str | None = None, headers: Mapping[str, str] | None = None,
-                 path: str | None = None) -> None:
+                 path: str | None = None, status: int | None = None) -> None:
+        """`status` overrides the catalogue's where the status is another party's (the bank's own 4xx)."""
         self.entry = REASONS[reason]  # a KeyError here is a programming error: every reason is catalogued
         self.reason = reason
         self.message = message or self.entry.message
         self.headers = dict(headers or {})
         self.path = path  # OBError1.Path: the field or header at fault
+        self._status = status
         super().__init__(f"{reason}: {self.message}")
 
     @property
     def status(self) -> int:
-        return self.entry.status
+        return self._status or self.entry.status
 
 
 def ob_error_body(refusal: Refusal, error_id: str | None = None) -> bytes:

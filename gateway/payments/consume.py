@@ -1,7 +1,8 @@
 """ConsumeConsent: a payment consent pays once. Admit claimed it for this call; once the bank has accepted the
 payment the consent becomes Consumed (its tokens then only read the payment), and if the bank refused it (say, for
 insufficient funds) the claim is released and nothing changed. If the outcome is unknown (the bank timed out or
-failed), the claim stays: no second payment can start under this consent."""
+failed), the claim stays: no second payment can start under this consent. Once the bank has answered, a Redis
+failure does not hide its answer from the TPP (settle.py)."""
 from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
@@ -10,6 +11,7 @@ from gateway.consents.lifecycle import ConsentConflict, move
 from gateway.consents.model import Status, from_record
 from gateway.errors import Refusal
 from gateway.payments.idempotency import UNKNOWN_OUTCOME
+from gateway.payments.settle import now_or_later
 from gateway.pipeline.call import Call
 
 
@@ -21,10 +23,13 @@ class ConsumeConsent:
     async def on_response(self, call: Call) -> None:
         if call.payment_claim is None:
             return
+        client_id, consent_id, claim = call.client_id, call.consent_id, call.payment_claim
         if 200 <= call.upstream.status < 300:
-            await run_in_threadpool(self._consume, call.client_id, call.consent_id)
+            await now_or_later(f"consent {consent_id} paid: Consumed",
+                               lambda: run_in_threadpool(self._consume, client_id, consent_id))
         else:
-            await self._admission.release_payment(call.client_id, call.consent_id, call.payment_claim)
+            await now_or_later(f"consent {consent_id} refused by the bank: claim released",
+                               lambda: self._admission.release_payment(client_id, consent_id, claim))
 
     async def on_abort(self, call: Call, refusal: Refusal) -> None:
         if call.payment_claim is not None and refusal.reason not in UNKNOWN_OUTCOME:

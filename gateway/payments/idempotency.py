@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from gateway.errors import Refusal
+from gateway.payments.settle import now_or_later
 from gateway.pipeline.admission import conclude
 from gateway.pipeline.call import Call, Upstream
 from gateway.store.idempotency import IdempotencyStore, StoredResponse
@@ -65,9 +66,11 @@ class Idempotency:
     async def on_response(self, call: Call) -> None:
         if call.idempotency is not None:
             key, claim = call.idempotency
-            upstream = call.upstream
-            await self._store.finish(call.client_id, key, claim,
-                                     StoredResponse(upstream.status, tuple(upstream.headers), upstream.body))
+            upstream, client_id = call.upstream, call.client_id
+            answer = StoredResponse(upstream.status, tuple(upstream.headers), upstream.body)
+            # Until the key holds the answer, a retry with it waits (409 idempotency.pending), never pays again.
+            await now_or_later(f"idempotency key of {client_id}: answer kept",
+                               lambda: self._store.finish(client_id, key, claim, answer))
 
     async def on_abort(self, call: Call, refusal: Refusal) -> None:
         if call.idempotency is not None and refusal.reason not in UNKNOWN_OUTCOME:

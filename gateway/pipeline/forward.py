@@ -3,7 +3,8 @@
 aiohttp, not httpx: 6-7x the throughput as a proxy client on this machine (FACTS.md). Headers are allow-listed in
 both directions, so hop-by-hop headers (RFC 9110 §7.6.1), the TPP's token, cookies, forwarding and identity headers
 never reach the bank, and the bank's internal headers never reach the TPP. Back-end failures become catalogued
-refusals (502/504) and a back-end 5xx body (possibly a stack trace) is never passed on.
+refusals (502/504) and a back-end 5xx body (possibly a stack trace) is never passed on, nor a 4xx body that is not
+a UK OB OBErrorResponse1.
 
 Each service is guarded per worker (breaker.py): a concurrency cap and a circuit breaker are asked before any I/O,
 so a call to a back-end that is full or failing is answered 503 at once instead of waiting; every outcome is
@@ -17,8 +18,10 @@ import time
 from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
+import orjson
 from yarl import URL
 
+from gateway.consents.openapi import first_problem
 from gateway.errors import Refusal
 from gateway.pipeline.breaker import BackendGuard, Clock
 from gateway.pipeline.call import Call, Upstream
@@ -63,6 +66,15 @@ def service_session(service) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",),
         timeout=aiohttp.ClientTimeout(total=service.timeout_ms / 1000, sock_connect=service.connect_timeout_ms / 1000))
+
+
+def _is_ob_error(body: bytes) -> bool:
+    """Whether a bank's error answer is a UK OB OBErrorResponse1 (CONTRACT §5), the only error shape passed on."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(document, dict) and first_problem(document, "OBErrorResponse1", "aisp") is None
 
 
 class Forward:
@@ -116,6 +128,9 @@ class Forward:
             admission.record(ok=response.status < 500)  # a 4xx is the back-end answering
         if response.status >= 500:
             raise Refusal("backend.error", f"The bank's service answered {response.status}.")
+        if response.status >= 400 and not _is_ob_error(body):
+            # An HTML error page, a stack trace: never the TPP's to read. The status is the bank's, the body ours.
+            raise Refusal("backend.rejected", status=response.status)
         call.upstream = Upstream(
             status=response.status,
             headers=[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()
