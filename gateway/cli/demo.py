@@ -64,7 +64,7 @@ def _banner(settings, port: int, admin_port: int, bank_line: str, redis_line: st
     print(f"""
 obgw demo is running (Ctrl-C stops everything)
   gateway         {base}   (mutual TLS; CA {settings.client_ca})
-  admin           http://{settings.admin_host}:{admin_port}/healthz  /metrics
+  admin           http://{settings.admin_host}:{admin_port}/healthz  /metrics  /admin (after `obgw admin password`)
   {bank_line}
   redis           {redis_line}
   demo customers  alice / alice-pass, bob / bob-pass
