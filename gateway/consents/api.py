@@ -17,6 +17,7 @@ from gateway.consents import validate
 from gateway.consents.lifecycle import ConsentConflict, revoke
 from gateway.consents.model import Consent, Kind, Status, expires_ms, from_record, to_record
 from gateway.errors import Refusal
+from gateway.json_body import InvalidJson, loads_request
 from gateway.pipeline.call import Call, Upstream
 
 BASE = "/open-banking/v3.1/aisp/account-access-consents"
@@ -56,9 +57,9 @@ class _Consents:
 
     async def _create(self, call: Call) -> None:
         try:
-            body = orjson.loads(call.body)
-        except orjson.JSONDecodeError:
-            raise Refusal("request.invalid_json") from None
+            body = loads_request(call.body)
+        except InvalidJson as exc:
+            raise Refusal("request.invalid_json", f"The body is not accepted: {exc}.") from None
         now = datetime.now(timezone.utc)
         created = now.isoformat(timespec="seconds")
         fields = {"permissions": (), "expires": None, "transaction_from": None, "transaction_to": None,

@@ -14,6 +14,8 @@ import jwt
 from authlib.oauth2.rfc6749 import InvalidClientError
 from jwt.algorithms import ECAlgorithm, RSAPSSAlgorithm
 
+from gateway.oauth.requests import describable
+
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ("ES256", "PS256")          # FAPI 1 Advanced §8.6
 # "Short lifetime": an assertion is accepted only within 5 minutes of its iat, whatever its exp says, and its exp may
@@ -105,7 +107,7 @@ class PrivateKeyJwt:
         except jwt.InvalidAudienceError:
             raise _refuse(f"The client assertion's aud must be the issuer {self.issuer}.") from None
         except jwt.InvalidTokenError as exc:
-            raise _refuse(f"The client assertion is not valid: {exc}.") from None
+            raise _refuse(describable(f"The client assertion is not valid: {exc}.")) from None
         if not all(type(claims[name]) in (int, float) for name in ("exp", "iat")):
             raise _refuse("The assertion's exp and iat must be NumericDate values (RFC 7519 §2).")
         now = time.time()

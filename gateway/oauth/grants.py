@@ -63,7 +63,10 @@ class PushedAuthorizationCode(CertificateBoundTokens, grants.AuthorizationCodeGr
         # FAPI 1 Advanced §5.2.2-9: the redirect_uri is required, and matched exactly.
         if not data.get("redirect_uri"):
             raise InvalidRequestError("redirect_uri is required.")
-        redirect_uri = super().validate_authorization_request()
+        try:
+            redirect_uri = super().validate_authorization_request()
+        except ValueError:  # Authlib's own message quoted a redirect_uri no error_description may carry
+            raise InvalidRequestError("redirect_uri is not one registered for the client.") from None
         # OIDC Core §3.1.2.1 and FAPI 1 Advanced §5.2.2.2: with openid, a nonce protects the id_token.
         if "openid" in request.scope.split() and not data.get("nonce"):
             raise InvalidRequestError("nonce is required with scope openid.", redirect_uri=redirect_uri)

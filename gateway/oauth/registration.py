@@ -26,6 +26,7 @@ from jwt.algorithms import ECAlgorithm, RSAPSSAlgorithm
 
 from gateway.oauth.client_auth import ASSERTION_ALGORITHMS
 from gateway.oauth.models import AUTH_METHODS, GRANT_TYPES, ROLES, Client
+from gateway.oauth.requests import describable
 from gateway.oauth.server import OAuthResponse
 
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
@@ -134,7 +135,8 @@ class Registration:
             claims = jwt.decode(statement, key, algorithms=[alg],
                                 options={"require": ["iss", "iat", "software_id"], "verify_aud": False})
         except jwt.PyJWTError as exc:
-            raise InvalidSoftwareStatementError(f"The software_statement is not valid: {exc}.") from None
+            raise InvalidSoftwareStatementError(describable(f"The software_statement is not valid: {exc}.")) \
+                from None
         if not isinstance(claims["software_id"], str) or type(claims["iat"]) not in (int, float):
             raise InvalidSoftwareStatementError("software_id must be a string and iat a NumericDate.")
         return claims

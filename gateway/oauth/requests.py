@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections import defaultdict
 from urllib.parse import parse_qsl, urlencode
 
-import orjson
 from authlib.oauth2.base import invalid_error_characters
 from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Request
 from authlib.oauth2.rfc6749.requests import JsonPayload, JsonRequest, OAuth2Payload
+
+from gateway.json_body import InvalidJson, loads_request
 
 from gateway.pipeline.endpoint import read_body
 from gateway.pipeline.identity import ClientCertificate
@@ -68,6 +69,13 @@ class GatewayJsonRequest(JsonRequest):
         self.certificate = certificate
 
 
+def describable(text: str) -> str:
+    """`text` as an `error_description` may carry it (RFC 6749 §5.2: printable ASCII but `"` and `\\`): what a
+    library or a caller put in it (a claim name in quotes, a URI with a backslash) is replaced, not a 500."""
+    bad = set(invalid_error_characters(text))
+    return "".join("'" if c == '"' else "?" if c in bad else c for c in text)
+
+
 def single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
     """RFC 6749 §3.1/§3.2: a parameter sent twice is an invalid_request, never silently one of its values.
 
@@ -113,9 +121,9 @@ async def json_request(scope, receive, issuer: str, certificate: ClientCertifica
     if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         raise InvalidRequestError("The body must be application/json.")
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidRequestError("The body is not JSON.") from None
+        data = loads_request(body)
+    except InvalidJson as exc:
+        raise InvalidRequestError(f"The body is not JSON: {describable(str(exc))}") from None
     if not isinstance(data, dict):
         raise InvalidRequestError("The body must be a JSON object.")
     return GatewayJsonRequest(scope["method"], request_url(issuer, scope["path"]), headers, data, certificate)

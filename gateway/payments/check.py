@@ -12,6 +12,7 @@ import orjson
 from gateway.consents.model import payment_digest
 from gateway.consents.validate import domestic_payment
 from gateway.errors import Refusal
+from gateway.json_body import InvalidJson, loads_request
 from gateway.pipeline.call import Call
 
 
@@ -20,9 +21,9 @@ class CheckPayment:
         if not call.route.uses_consent:
             return
         try:
-            body = orjson.loads(call.body)
-        except orjson.JSONDecodeError:
-            raise Refusal("request.invalid_json") from None
+            body = loads_request(call.body)
+        except InvalidJson as exc:
+            raise Refusal("request.invalid_json", f"The body is not accepted: {exc}.") from None
         payment = domestic_payment(body, "OBWriteDomestic2")
         if body["Data"]["ConsentId"] != call.consent_id:
             raise Refusal("payment.consent_mismatch", "Data.ConsentId is not the consent of the access token.",

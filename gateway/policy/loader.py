@@ -131,11 +131,16 @@ def load_file(path: Path) -> tuple[Document | None, list[PolicyProblem]]:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
         return None, [_syntax_problem(file, exc)]
+    except RecursionError:  # the composer recurses once per level: a policy is never this deep
+        return None, [PolicyProblem(file, 1, 1, "", "nested too deeply")]
     except yaml.reader.ReaderError as exc:
         line, col = _line_col(text, exc.position, "\n")
         return None, [PolicyProblem(file, line, col, "", f"unacceptable character #x{exc.character:04x}")]
     converter = _Converter(file, loader.refusals)
-    value = converter.convert(root, ()) if root is not None else None
+    try:
+        value = converter.convert(root, ()) if root is not None else None
+    except RecursionError:
+        return None, [PolicyProblem(file, 1, 1, "", "nested too deeply")]
     converter.positions.setdefault("", (1, 1))
     # Refusals inside a subtree that was itself refused or skipped are still reported, without a path.
     unvisited = [_at(file, node.start_mark, message)
@@ -238,7 +243,12 @@ class _Converter:
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
         if node.tag in _SCALAR_TAGS:
-            return self._constructor.yaml_constructors[node.tag](self._constructor, node)
+            try:
+                return self._constructor.yaml_constructors[node.tag](self._constructor, node)
+            except ValueError:  # it looks like a date or a number but is none (2025-02-30, 0x_): said at its place
+                self.problems.append(_at(self.file, node.start_mark, f"{node.value!r} is not a valid "
+                                                                     f"{node.tag.rsplit(':', 1)[-1]}", ""))
+                return INVALID
         return node.value
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:
