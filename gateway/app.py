@@ -40,7 +40,7 @@ from gateway.pipeline import Pipeline, consent_api_stages, resource_stages
 from gateway.pipeline.endpoint import ResourceEndpoint
 from gateway.pipeline.forward import Forward
 from gateway.pipeline.identity import ProxyCertificateVerifier
-from gateway.pipeline.middleware import Audit, InteractionId, RenderErrors, TransportIdentity
+from gateway.pipeline.middleware import Audit, InteractionId, RefuseUnparsed, RenderErrors, TransportIdentity
 from gateway.pipeline.token import KeyCache
 from gateway.policy import PolicySet, load_policy
 from gateway.settings import Settings
@@ -137,6 +137,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     router = Router(routes=routes, default=_not_found, redirect_slashes=False, lifespan=lifespan)
     verifier = ProxyCertificateVerifier(settings.client_ca) if settings.trusted_proxies else None
     app = TransportIdentity(router, settings.trusted_proxies, verifier)
+    app = RefuseUnparsed(app)
     app = RenderErrors(app)
     app = Audit(app, store=chain.append, observers=(metrics.observe,), subject=subject)
     app = InteractionId(app)

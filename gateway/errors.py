@@ -32,6 +32,9 @@ REASONS: Mapping[str, Reason] = {
     "route.not_found": Reason(404, "UK.OBIE.Resource.NotFound", "No such resource."),
     "route.method_not_allowed": Reason(405, "UK.OBIE.Resource.NotFound", "This method is not allowed on the resource."),
     "request.too_large": Reason(413, "UK.OBIE.Field.Invalid", "The request body is too large."),
+    # Refused by the HTTP parser (server.py), then answered and audited through the app like any refusal.
+    "request.malformed": Reason(400, "UK.OBIE.Header.Invalid", "The request is not valid HTTP/1.1."),
+    "request.headers_too_large": Reason(431, "UK.OBIE.Header.Invalid", "The request's headers are too large."),
     "backend.unavailable": Reason(502, "UK.OBIE.UnexpectedError", "The bank's service could not be reached."),
     "backend.error": Reason(502, "UK.OBIE.UnexpectedError", "The bank's service failed to answer."),
     "backend.timeout": Reason(504, "UK.OBIE.UnexpectedError", "The bank's service did not answer in time."),

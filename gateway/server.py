@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from http import HTTPStatus
 import shutil
 import ssl
 import sys
@@ -24,6 +25,7 @@ from gateway.admin.server import AdminApp, start_admin
 from gateway.app import SUPERVISOR_PID
 from gateway.audit.keys import AuditKeyError, load_pseudonym_key, load_signing_key
 from gateway.listener import tcp_listener
+from gateway.pipeline.middleware import PARSER_REFUSAL
 from gateway.policy import PolicyError, load_policy
 from gateway.settings import Settings
 from gateway.store.embedded import EmbeddedRedis
@@ -62,12 +64,66 @@ class _WithTLS:
         await self.app(scope, receive, send)
 
 
+MAX_HEADER_BYTES = 32 * 1024   # one request's header names and values: a TPP's, bearer token included, is ~2 KB
+MAX_HEADER_FIELDS = 100
+
+
+class _HeadersTooLarge(Exception):
+    """Raised from the parser's header callback: httptools turns it into the parse error uvicorn answers."""
+
+
 class ClientCertProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, plus: the client certificate in the scope, a bound on request headers, and
+    requests the parser refuses answered through the app (the standard body, an interaction id, an audit record)
+    rather than with uvicorn's bare text 400."""
+
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._refusal: str | None = None
         tls = _tls_extension(transport.get_extra_info("ssl_object"))
         if tls is not None:
             self.app = _WithTLS(self.app, tls)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_bytes = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEADER_BYTES or len(self.headers) >= MAX_HEADER_FIELDS:
+            self._refusal = "request.headers_too_large"
+            raise _HeadersTooLarge
+        super().on_header(name, value)
+
+    def send_400_response(self, msg: str) -> None:
+        reason, self._refusal = self._refusal or "request.malformed", None
+        self.transport.pause_reading()  # nothing more is read from a connection that is answered and closed
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "https",
+                 "path": "", "raw_path": b"", "query_string": b"", "root_path": "", "headers": [],
+                 "client": self.client, "server": self.server, PARSER_REFUSAL: reason}
+        self.loop.create_task(self._answer_refusal(scope))
+
+    async def _answer_refusal(self, scope: dict) -> None:
+        answer: list[bytes] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                answer.append(b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode()))
+                answer.extend(b"%s: %s\r\n" % (k, v) for k, v in message.get("headers", ()))
+                answer.append(b"connection: close\r\n\r\n")
+            else:
+                answer.append(message.get("body", b""))
+
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if not self.transport.is_closing():
+                self.transport.write(b"".join(answer))
+                self.transport.close()
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:

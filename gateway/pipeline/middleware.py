@@ -1,6 +1,6 @@
 """Cross-cutting stages as pure ASGI middleware, wrapping every call on the main listener (order: app.py).
 
-InteractionId → Audit → RenderErrors → TransportIdentity → router
+InteractionId → Audit → RenderErrors → RefuseUnparsed → TransportIdentity → router
 """
 from __future__ import annotations
 
@@ -190,6 +190,23 @@ async def send_refusal(send, refusal: Refusal, body: bytes) -> None:
     headers += [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
     await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+PARSER_REFUSAL = "obgw.parser_refusal"  # scope key server.py sets on a request its HTTP parser refused
+
+
+class RefuseUnparsed:
+    """A request the HTTP parser refused (malformed, headers over the limits: server.py) is brought through the
+    stages above only to be refused: so it is answered in the standard shape, with an interaction id, and audited.
+    Only server.py sets the scope key; nothing a client sends can."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope.get(PARSER_REFUSAL):
+            raise Refusal(scope[PARSER_REFUSAL])
+        await self.app(scope, receive, send)
 
 
 class TransportIdentity:

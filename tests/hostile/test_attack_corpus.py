@@ -11,9 +11,9 @@ three things:
 3. nothing changed: the consent's status, the consents / clients / payments in the store and the bank's ledger,
    what reached the back-end, and the legitimate call that still works.
 
-A failure of (1) or (2) raises `ContractGap`; the strict xfails (product bugs, each with its one-line reason) expect
-exactly that, so a case whose *safety* check fails (data leaked, state changed, something forwarded) fails outright
-even where it is marked xfail.
+A failure of (1) or (2) raises `ContractGap`, a failure of (3) an AssertionError: the safety checks come first.
+Requests the HTTP parser itself refuses (control bytes, obs-fold, headers over the limits) are answered through the
+app too (server.py), so they meet the same three checks.
 
 Gateways: `gateway` is `obgw serve --workers 2` with the shipped policies in front of the sandbox bank (with a ledger
 file, to count payments). `proxy_gateway` is a second one, started with `OBGW_TRUSTED_PROXIES=127.0.0.1` in front
@@ -622,10 +622,6 @@ ASSERTION_EXPECTED = {
 }
 
 
-def _xfail(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, raises=ContractGap, reason=reason)
-
-
 @pytest.mark.parametrize("case", [
     *(pytest.param(case, id=case) for case in JWT_CASES),
     *(pytest.param(case, id=case) for case in ASSERTION_CASES),
@@ -842,9 +838,6 @@ def test_json_an_oversized_nested_or_duplicated_body_is_a_400_or_413_never_a_500
 # (test_the_interaction_id_is_echoed_and_a_bad_one_replaced); spoofable and hop-by-hop headers never reach the bank
 # (test_spoofable_and_hop_by_hop_headers_never_reach_the_bank_or_the_tpp).
 
-PROTOCOL_BUG = ("the HTTP parser's own refusal (uvicorn/httptools) is a text/plain 400: no x-fapi-interaction-id, "
-                "no OBErrorResponse1, no audit record")
-HEADER_SIZE_BUG = "request headers have no size limit: megabytes of header fields are read, processed and forwarded"
 MARK = b"Set-Cookie: injected=1"
 
 
@@ -906,13 +899,9 @@ HEADER_CASES = {
     "100k-header-fields": ((400, 431), None, None),
 }
 OVERSIZED = ("one-header-of-8MB", "customer-ip-of-1MB", "100k-header-fields")
-HEADER_XFAILS = {case: PROTOCOL_BUG for case, (status, _, reason) in HEADER_CASES.items()
-                 if reason is None and status == 400} | {"request-target-of-1MB": PROTOCOL_BUG} | {
-    case: HEADER_SIZE_BUG for case in OVERSIZED}
 
 
 @pytest.mark.parametrize("case", [
-    pytest.param(case, id=case, marks=_xfail(HEADER_XFAILS[case])) if case in HEADER_XFAILS else
     pytest.param(case, id=case) for case in HEADER_CASES])
 def test_headers_an_injected_or_oversized_header_is_refused_and_never_reflected(world, case):
     request = _header_request(world, case)
@@ -983,12 +972,10 @@ PATH_CASES = {
     "invalid-percent-encoding": (A + b"/%ff", 403),
     "raw-non-ascii-byte": (A + b"/\xc3\xa9", 400),
 }
-PATH_XFAILS = {"raw-non-ascii-byte": PROTOCOL_BUG}
 _ONE_SEGMENT = re.compile(r"/echo/accounts(/[^/]+)?")
 
 
 @pytest.mark.parametrize("case", [
-    pytest.param(case, id=case, marks=_xfail(PATH_XFAILS[case])) if case in PATH_XFAILS else
     pytest.param(case, id=case) for case in PATH_CASES])
 def test_paths_a_traversing_or_oddly_encoded_path_never_reaches_another_resource(world, case):
     target, status = PATH_CASES[case]
@@ -1399,7 +1386,7 @@ CERT_CASES = {  # case: (status, UK OB ErrorCode, audit reason)
     "proxy-empty-byte-sequence": (401, "UK.OBIE.Field.Invalid", "identity.bad_certificate"),
     "proxy-url-safe-base64": (401, "UK.OBIE.Field.Invalid", "identity.bad_certificate"),
     "proxy-no-colons": (401, "UK.OBIE.Field.Invalid", "identity.bad_certificate"),
-    "proxy-1MB-value": (401, "UK.OBIE.Field.Invalid", "identity.bad_certificate"),
+    "proxy-1MB-value": (431, "UK.OBIE.Header.Invalid", "request.headers_too_large"),  # over the header limit
 }
 
 
