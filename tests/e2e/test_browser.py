@@ -52,11 +52,13 @@ def _wait(driver, condition, message: str):
     from selenium.common.exceptions import (
         NoSuchElementException,
         StaleElementReferenceException,
+        WebDriverException,
     )
     from selenium.webdriver.support.ui import WebDriverWait
 
-    # Elements found while a page is being replaced may vanish or go stale: look again until the deadline.
-    ignored = (NoSuchElementException, StaleElementReferenceException)
+    # Elements found while a page is being replaced may vanish or go stale: look again until the deadline. Chromium
+    # sometimes says so only as a generic inspector error ("Node with given id does not belong to the document").
+    ignored = (NoSuchElementException, StaleElementReferenceException, WebDriverException)
     return WebDriverWait(driver, chromium.WAIT_SECONDS, ignored_exceptions=ignored).until(condition, message)
 
 
