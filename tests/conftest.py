@@ -14,6 +14,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).parent))  # `from support import ...`
 
+from support.processes import Process, python  # noqa: E402
+
 from gateway.pki import init_dev_pki  # noqa: E402
 from gateway.store.embedded import EmbeddedRedis  # noqa: E402
 from gateway.store.redis import sync_client  # noqa: E402
@@ -56,3 +58,36 @@ def pki(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("pki")
     init_dev_pki(directory)
     return directory
+
+
+def _sandbox_bank(*extra: str) -> tuple[Process, tuple[str, str]]:
+    """`python -m gateway.sandbox` on free ports: the process and its (accounts_url, payments_url)."""
+    process = Process(python("-m", "gateway.sandbox", "--accounts-port", "0", "--payments-port", "0", *extra))
+    words = process.wait_for_line("sandbox bank:").split()
+    return process, (words[words.index("accounts") + 1], words[words.index("payments") + 1])
+
+
+@pytest.fixture(scope="module")
+def bank():
+    """The sandbox bank (accounts and payments services) on free ports; yields (accounts_url, payments_url)."""
+    process, urls = _sandbox_bank()
+    yield urls
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def ledger(tmp_path_factory):
+    """A sandbox bank of the module's own, its payments kept in a file we can count; ((accounts, payments), file)."""
+    state = tmp_path_factory.mktemp("bank") / "ledger.jsonl"
+    process, urls = _sandbox_bank("--state-file", str(state))
+    yield urls, state
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def backend():
+    """The echo/slow/fail test back-end (tests/support/backend.py), which counts what reached it; its base URL."""
+    process = Process(python("tests/support/backend.py"))
+    port = int(process.wait_for_line("backend ready").split()[-1])
+    yield f"http://127.0.0.1:{port}"
+    process.stop()

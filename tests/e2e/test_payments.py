@@ -13,24 +13,12 @@ import pytest
 from support.forms import only_form
 from support.gateway import bank_gateway, client_context
 from support.openapi import assert_conforms
-from support.processes import Process, python
 from support.tpp import PAYMENT_CONSENTS, PAYMENTS, Browser, Tpp, domestic_initiation
 
 pytestmark = pytest.mark.e2e
 
 CONSENTS = PAYMENT_CONSENTS
 DEBTOR = "acc-alice-current"
-
-
-@pytest.fixture(scope="module")
-def ledger(tmp_path_factory):
-    """A sandbox bank of its own, its payments kept in a file we can count."""
-    state = tmp_path_factory.mktemp("bank") / "ledger.jsonl"
-    process = Process(python("-m", "gateway.sandbox", "--accounts-port", "0", "--payments-port", "0",
-                             "--state-file", str(state)))
-    words = process.wait_for_line("sandbox bank:").split()
-    yield (words[words.index("accounts") + 1], words[words.index("payments") + 1]), state
-    process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,29 +10,11 @@ from support.processes import Process, python
 
 
 @pytest.fixture(scope="module")
-def backend():
-    """The echo/slow/fail test back-end (tests/support/backend.py), which counts what reached it; its base URL."""
-    process = Process(python("tests/support/backend.py"))
-    port = int(process.wait_for_line("backend ready").split()[-1])
-    yield f"http://127.0.0.1:{port}"
-    process.stop()
-
-
-@pytest.fixture(scope="module")
 def odd_bank():
     """A back-end that answers garbage on request (tests/support/odd_bank.py); its base URL."""
     process = Process(python("tests/support/odd_bank.py"))
     port = int(process.wait_for_line("odd bank ready").split()[-1])
     yield f"http://127.0.0.1:{port}"
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def bank():
-    """The sandbox bank (accounts and payments services) on free ports; (accounts_url, payments_url)."""
-    process = Process(python("-m", "gateway.sandbox", "--accounts-port", "0", "--payments-port", "0"))
-    words = process.wait_for_line("sandbox bank:").split()
-    yield words[words.index("accounts") + 1], words[words.index("payments") + 1]
     process.stop()
 
 

@@ -55,7 +55,6 @@ from jwt.algorithms import ECAlgorithm, get_default_algorithms
 from support.forms import forms, only_form
 from support.gateway import Gateway, bank_gateway, client_context, gateway_env
 from support.policies import write_policy
-from support.processes import Process, python
 from support.tpp import (
     ACCOUNTS,
     CONSENTS,
@@ -239,23 +238,9 @@ def redis_of(gateway: Gateway) -> redis_lib.Redis:
 
 
 @pytest.fixture(scope="module")
-def ledger(tmp_path_factory):
-    """The sandbox bank, its payments kept in a file we can count."""
-    state = tmp_path_factory.mktemp("bank") / "ledger.jsonl"
-    process = Process(python("-m", "gateway.sandbox", "--accounts-port", "0", "--payments-port", "0",
-                             "--state-file", str(state)))
-    words = process.wait_for_line("sandbox bank:").split()
-    yield (words[words.index("accounts") + 1], words[words.index("payments") + 1]), state
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def echo():
+def echo(backend):
     """The echo back-end (tests/support/backend.py): it counts every path that reaches it."""
-    process = Process(python("tests/support/backend.py"))
-    port = int(process.wait_for_line("backend ready").split()[-1])
-    yield f"http://127.0.0.1:{port}"
-    process.stop()
+    return backend
 
 
 @pytest.fixture(scope="module")
