@@ -43,14 +43,14 @@ services:
 """)
     (directory / "routes.yaml").write_text(f"""format_version: 1
 routes:
-  - {{id: test.flaky, method: GET, path: {TEST}/flaky, service: echo, upstream_path: /flaky}}
-  - {{id: test.teapot, method: GET, path: {TEST}/teapot, service: echo, upstream_path: /status/418}}
-  - {{id: test.probe, method: GET, path: {TEST}/probe, service: echo, upstream_path: /slow/probe}}
-  - {{id: test.upload, method: POST, path: {TEST}/upload, service: echo, upstream_path: /echo/upload,
+  - {{id: test.flaky, method: GET, scope: accounts, path: {TEST}/flaky, service: echo, upstream_path: /flaky}}
+  - {{id: test.teapot, method: GET, scope: accounts, path: {TEST}/teapot, service: echo, upstream_path: /status/418}}
+  - {{id: test.probe, method: GET, scope: accounts, path: {TEST}/probe, service: echo, upstream_path: /slow/probe}}
+  - {{id: test.upload, method: POST, scope: accounts, path: {TEST}/upload, service: echo, upstream_path: /echo/upload,
      max_body_bytes: 1024}}
-  - {{id: test.down, method: GET, path: {TEST}/down, service: dead}}
-  - {{id: test.slow, method: GET, path: {TEST}/slow, service: slow, upstream_path: /slow/timeout, timeout_ms: 300}}
-  - {{id: test.capped, method: GET, path: {TEST}/capped, service: capped, upstream_path: /slow/capped}}
+  - {{id: test.down, method: GET, scope: accounts, path: {TEST}/down, service: dead}}
+  - {{id: test.slow, method: GET, scope: accounts, path: {TEST}/slow, service: slow, upstream_path: /slow/timeout, timeout_ms: 300}}
+  - {{id: test.capped, method: GET, scope: accounts, path: {TEST}/capped, service: capped, upstream_path: /slow/capped}}
 """)
 
 

@@ -34,7 +34,7 @@ def test_check_reports_ok_for_the_shipped_policy_by_default(monkeypatch, capsys)
 def test_check_reads_the_directory_setting_from_the_environment(monkeypatch, capsys):
     monkeypatch.setenv("OBGW_POLICY_DIR", str(GOOD))
     assert run("check") == 0
-    assert capsys.readouterr().out == f"ok: 5 routes, 2 services in {GOOD}\n"
+    assert capsys.readouterr().out == f"ok: 6 routes, 2 services in {GOOD}\n"
 
 
 def test_check_prints_every_problem_and_the_count_and_exits_2(capsys):
@@ -61,9 +61,9 @@ def test_explain_prints_one_line_per_route(capsys):
         "GET", "/open-banking/v3.1/aisp/accounts/{AccountId}", "ais.accounts.get", "core", "→",
         "https://core.bank.example:8443/api/v2/accounts/{AccountId}", "accounts", "ReadAccountsBasic,",
         "ReadAccountsDetail", "1500", "ms"]
-    assert len(lines) == 6
+    assert len(lines) == 7
 
 
 def test_explain_refuses_a_bad_policy_with_its_problems(capsys):
-    assert run("explain", str(BAD / "unknown_service")) == 2
-    assert capsys.readouterr().out.endswith("1 error in 1 file\n")
+    assert run("explain", str(BAD / "unknown_permission")) == 2
+    assert capsys.readouterr().out.endswith("2 errors in 1 file\n")

@@ -38,9 +38,9 @@ def test_defaults_fill_what_the_good_fixture_leaves_out():
     policy = load_policy(GOOD)
     assert policy.services["payments"] == ServicePolicy("payments", "http://127.0.0.1:8082", 1000, 5000, 100)
     assert policy.services["core"] == ServicePolicy("core", "https://core.bank.example:8443/api", 250, 2000, 20, 20)  # max_concurrent: max_connections
-    summary = route(policy, "ais.accounts.summary")
-    assert (summary.upstream_path, summary.scope, summary.permissions, summary.account_param,
-            summary.response_type) == (summary.path, None, frozenset(), None, None)
+    bare = route(policy, "pis.domestic_payments.get")
+    assert (bare.upstream_path, bare.scope, bare.permissions, bare.account_param, bare.response_type,
+            bare.max_body_bytes) == (bare.path, "payments", frozenset(), None, None, 65_536)
 
 
 def test_a_route_timeout_overrides_its_service_timeout():
@@ -99,7 +99,7 @@ def test_a_missing_directory_is_reported(tmp_path):
 
 def test_file_names_in_messages_are_the_directory_as_given(tmp_path, monkeypatch):
     shutil.copytree(GOOD, tmp_path / "policies")
-    (tmp_path / "policies" / "routes.yaml").write_text("format_version: 1\nroutes:\n  - id: x\n")
+    (tmp_path / "policies" / "routes.yaml").write_text("format_version: 1\nroutes:\n  - id: x\n    scope: payments\n")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PolicyError) as caught:
         load_policy(Path("policies"))
