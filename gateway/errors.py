@@ -24,6 +24,30 @@ class Reason:
     message: str
 
 
+# OBError1.ErrorCode: the values UK OB v3.1.11 lists (`x-namespaced-enum`, the same in every API's spec file;
+# tests/unit/test_errors.py compares). Any other code an answer carries is in obgw's own namespace, `OBGW.*`.
+LISTED_ERROR_CODES = frozenset({
+    "UK.OBIE.Field.Expected", "UK.OBIE.Field.Invalid", "UK.OBIE.Field.InvalidDate", "UK.OBIE.Field.Missing",
+    "UK.OBIE.Field.Unexpected", "UK.OBIE.Header.Invalid", "UK.OBIE.Header.Missing", "UK.OBIE.Reauthenticate",
+    "UK.OBIE.Resource.ConsentMismatch", "UK.OBIE.Resource.InvalidConsentStatus", "UK.OBIE.Resource.InvalidFormat",
+    "UK.OBIE.Resource.NotFound", "UK.OBIE.Rules.AfterCutOffDateTime", "UK.OBIE.Rules.DuplicateReference",
+    "UK.OBIE.Signature.Invalid", "UK.OBIE.Signature.InvalidClaim", "UK.OBIE.Signature.Malformed",
+    "UK.OBIE.Signature.Missing", "UK.OBIE.Signature.MissingClaim", "UK.OBIE.Signature.Unexpected",
+    "UK.OBIE.UnexpectedError", "UK.OBIE.Unsupported.AccountIdentifier",
+    "UK.OBIE.Unsupported.AccountSecondaryIdentifier", "UK.OBIE.Unsupported.Currency", "UK.OBIE.Unsupported.Frequency",
+    "UK.OBIE.Unsupported.LocalInstrument", "UK.OBIE.Unsupported.Scheme",
+})
+OWN_NAMESPACE = "OBGW."
+
+
+def namespaced(code: str) -> str:
+    """An ErrorCode a TPP may be shown: a listed UK OB value as it is; anything else moved into `OBGW.*`, never an
+    invented `UK.OBIE.*` one (a bank's `UK.OBIE.Rules.InsufficientFunds` becomes `OBGW.Rules.InsufficientFunds`)."""
+    if code in LISTED_ERROR_CODES or code.startswith(OWN_NAMESPACE):
+        return code
+    return OWN_NAMESPACE + (code.removeprefix("UK.OBIE.") if code.startswith("UK.OBIE.") else "Bank." + code)
+
+
 # The catalogue: every refusal the gateway can make. UK OB v3.1.11 OBError1.ErrorCode values, and an `OBGW.*` code
 # only where UK OB has none.
 REASONS: Mapping[str, Reason] = {
@@ -32,6 +56,8 @@ REASONS: Mapping[str, Reason] = {
     "route.not_found": Reason(404, "UK.OBIE.Resource.NotFound", "No such resource."),
     "route.method_not_allowed": Reason(405, "UK.OBIE.Resource.NotFound", "This method is not allowed on the resource."),
     "request.too_large": Reason(413, "UK.OBIE.Field.Invalid", "The request body is too large."),
+    "request.unsupported_media_type": Reason(415, "UK.OBIE.Header.Invalid", "The request body must be "
+                                             "application/json."),
     # Refused by the HTTP parser (server.py), then answered and audited through the app like any refusal.
     "request.malformed": Reason(400, "UK.OBIE.Header.Invalid", "The request is not valid HTTP/1.1."),
     "request.headers_too_large": Reason(431, "UK.OBIE.Header.Invalid", "The request's headers are too large."),
@@ -49,6 +75,9 @@ REASONS: Mapping[str, Reason] = {
     # Per-TPP rate limits (limits.yaml). UK OB defines no ErrorCode for 429 (see consent.unattended_limit).
     "ratelimit.exceeded": Reason(429, "OBGW.Rules.RateLimitExceeded",
                                  "Too many calls: the TPP's rate limit is used up; see Retry-After."),
+    # Requests without a client certificate, per source address (pipeline.middleware.AnonymousThrottle).
+    "request.throttled": Reason(429, "OBGW.Rules.RateLimitExceeded",
+                                "Too many requests without a client certificate from this address; see Retry-After."),
     "request.invalid_date": Reason(400, "UK.OBIE.Field.InvalidDate", "A date-time parameter is not valid."),
     "request.incomplete": Reason(400, "UK.OBIE.Field.Invalid", "The request body ended before its declared length."),
     "audit.unavailable": Reason(503, "UK.OBIE.UnexpectedError",
@@ -120,7 +149,8 @@ OAUTH_ERRORS = (
     "invalid_token", "server_error",
 )
 # The customer pages' own refusals are shown as pages (not rendered from REASONS) and audited like every refusal,
-# as web.login_failed, web.login_locked, web.session_missing and web.csrf_invalid.
+# as web.login_failed, web.login_locked, web.session_missing and web.csrf_invalid, and web.login_throttled (too many
+# failed logins from one source address).
 # Each attempt to notify a TPP of a revoked consent is audited under a `notify.*` reason, catalogued with the
 # decision it stands for in `consents.notify.REASONS` (they are outcomes of a delivery, not refusals of a call).
 

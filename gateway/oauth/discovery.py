@@ -2,6 +2,7 @@
 8705 and 9207 fields: what a TPP's library reads to talk to this server unmodified."""
 from __future__ import annotations
 
+from gateway.oauth.client_auth import ASSERTION_ALGORITHMS
 from gateway.oauth.keys import ALGORITHM
 from gateway.oauth.models import AUTH_METHODS
 
@@ -28,9 +29,12 @@ def metadata(issuer: str) -> dict:
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [ALGORITHM],
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
-        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "PS256"],
+        # RFC 8414 §2: each endpoint that takes private_key_jwt names the algorithms its assertions may use.
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "code_challenge_methods_supported": ["S256"],
         "require_pushed_authorization_requests": True,
         "tls_client_certificate_bound_access_tokens": True,
@@ -39,5 +43,6 @@ def metadata(issuer: str) -> dict:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "claims_supported": ["sub", "acr", "auth_time", "openbanking_intent_id"],
-        "acr_values_supported": ["urn:openbanking:psd2:sca"],
+        # UK OB security profile: `ca` after the password alone, `sca` once a second factor is in.
+        "acr_values_supported": ["urn:openbanking:psd2:sca", "urn:openbanking:psd2:ca"],
     }

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 MAX_BODY_BYTES = 65_536  # the limit where no route policy gives one (the consent API): UK OB bodies are a few KB
 CONTENT_LENGTH = b"content-length"
+CONTENT_TYPE = b"content-type"
+JSON_MEDIA_TYPE = b"application/json"
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 Receive = Callable[[], Awaitable[dict]]
 _RECEIVE: ContextVar[Receive] = ContextVar("obgw.receive")
@@ -66,10 +69,22 @@ async def read_body(receive: Receive, limit: int, headers: Iterable[tuple[bytes,
     return b"".join(chunks)
 
 
+def require_json(method: str, headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """UK OB Read/Write API §Content-Type: a request with a body is `application/json` (a charset parameter may
+    follow). Anything else is refused before a byte of it is read (RFC 9110 §15.5.16: 415), so a form or text body
+    can never reach a JSON check, nor the bank."""
+    if method not in BODY_METHODS:
+        return
+    declared = [value for key, value in headers if key == CONTENT_TYPE]
+    if len(declared) != 1 or declared[0].split(b";", 1)[0].strip().lower() != JSON_MEDIA_TYPE:
+        raise Refusal("request.unsupported_media_type", headers={"Accept": "application/json"}, path="Content-Type")
+
+
 class ReadBody:
     """Reads the body into `call.body` with the matched route's `max_body_bytes` (after MatchRoute)."""
 
     async def on_request(self, call: Call) -> None:
+        require_json(call.method, call.headers)
         call.body = await read_body(_RECEIVE.get(), call.route.max_body_bytes, call.headers)
 
 
@@ -93,6 +108,7 @@ class ResourceEndpoint:
         if self.template is not None:
             call.route_template, call.path_params = self.template, dict(scope.get("path_params", {}))
         if not self._pipeline_reads_body:
+            require_json(scope["method"], call.headers)
             call.body = await read_body(receive, self.max_body_bytes, call.headers)
         reading = _RECEIVE.set(receive)
         try:

@@ -22,7 +22,7 @@ import orjson
 from yarl import URL
 
 from gateway.consents.openapi import first_problem
-from gateway.errors import Refusal
+from gateway.errors import Refusal, namespaced
 from gateway.pipeline.breaker import BackendGuard, Clock
 from gateway.pipeline.call import Call, Upstream
 from gateway.policy import PolicySet
@@ -68,13 +68,21 @@ def service_session(service) -> aiohttp.ClientSession:
         timeout=aiohttp.ClientTimeout(total=service.timeout_ms / 1000, sock_connect=service.connect_timeout_ms / 1000))
 
 
-def _is_ob_error(body: bytes) -> bool:
-    """Whether a bank's error answer is a UK OB OBErrorResponse1 (CONTRACT §5), the only error shape passed on."""
+def _ob_error(body: bytes) -> bytes | None:
+    """A bank's error answer as the TPP may see it: a UK OB OBErrorResponse1 (CONTRACT §5), the only error shape
+    passed on, with every ErrorCode a listed v3.1.11 value or moved into obgw's namespace (`errors.namespaced`);
+    None for anything else."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return False
-    return isinstance(document, dict) and first_problem(document, "OBErrorResponse1", "aisp") is None
+        return None
+    if not isinstance(document, dict) or first_problem(document, "OBErrorResponse1", "aisp") is not None:
+        return None
+    errors = document["Errors"]
+    if all(namespaced(error["ErrorCode"]) == error["ErrorCode"] for error in errors):
+        return body
+    document["Errors"] = [error | {"ErrorCode": namespaced(error["ErrorCode"])} for error in errors]
+    return orjson.dumps(document)
 
 
 class Forward:
@@ -128,9 +136,12 @@ class Forward:
             admission.record(ok=response.status < 500)  # a 4xx is the back-end answering
         if response.status >= 500:
             raise Refusal("backend.error", f"The bank's service answered {response.status}.")
-        if response.status >= 400 and not _is_ob_error(body):
-            # An HTML error page, a stack trace: never the TPP's to read. The status is the bank's, the body ours.
-            raise Refusal("backend.rejected", status=response.status)
+        if response.status >= 400:
+            error = _ob_error(body)
+            if error is None:
+                # An HTML error page, a stack trace: never the TPP's to read. The status is the bank's, the body ours.
+                raise Refusal("backend.rejected", status=response.status)
+            body = error
         call.upstream = Upstream(
             status=response.status,
             headers=[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()

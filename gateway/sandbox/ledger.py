@@ -322,7 +322,8 @@ class Ledger:
                 "Data.Initiation.InstructedAmount.Currency",
             )
         if parse_money(amount["Amount"]) > self.balance(debtor.account_id) + debtor.credit_limit:
-            # Not in the v3.1.11 namespaced list, which has no funds code; it is the code v3 banks use.
+            # Not in the v3.1.11 namespaced list, which has no funds code; it is the code v3 banks use (the gateway
+            # shows it to TPPs as OBGW.Rules.InsufficientFunds).
             raise Rejected(
                 "UK.OBIE.Rules.InsufficientFunds",
                 "insufficient funds",

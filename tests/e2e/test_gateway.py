@@ -128,6 +128,39 @@ def test_a_post_body_is_forwarded_unchanged(gateway, pki, token):
     assert response.json()["headers"]["x-idempotency-key"] == hashlib.sha256(b"tpp-demo\nk1").hexdigest()[:40]
 
 
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "application/jsonx", "multipart/form-data; boundary=x"])
+def test_a_body_that_is_not_json_on_a_json_route_is_415_audited_and_never_forwarded(gateway, pki, token, backend,
+                                                                                    content_type):
+    path = "/open-banking/v3.1/pisp/domestic-payments"
+    seen_before = httpx.get(backend + "/control/seen").json().get("/echo/payments", 0)
+    headers = {"x-idempotency-key": f"media-{content_type}"} | ({"content-type": content_type} if content_type else {})
+    with tpp_client(pki, token=token) as tpp:
+        response = tpp.post(gateway.base + path, content=b'{"Data": {}}', headers=headers)
+    body = _assert_ob_error(response, 415, "UK.OBIE.Header.Invalid")
+    assert body["Errors"][0]["Path"] == "Content-Type"
+    assert httpx.get(backend + "/control/seen").json().get("/echo/payments", 0) == seen_before
+    [record] = [r for r in gateway.audit("--reason", "request.unsupported_media_type")
+                if r["interaction_id"] == response.headers["x-fapi-interaction-id"]]
+    assert record["status"] == 415 and record["route"] == path
+
+
+def test_json_with_a_charset_is_json(gateway, pki, token):
+    with tpp_client(pki, token=token) as tpp:
+        response = tpp.post(gateway.base + "/open-banking/v3.1/pisp/domestic-payments", content=b'{"Data": {}}',
+                            headers={"content-type": "Application/JSON; charset=utf-8", "x-idempotency-key": "cs"})
+    assert response.status_code == 200 and response.json()["body"] == '{"Data": {}}'
+
+
+def test_a_consent_request_that_is_not_json_is_415(gateway, pki):
+    with tpp_client(pki) as tpp:
+        token = tpp.post(gateway.base + "/oauth2/token", data={
+            "grant_type": "client_credentials", "scope": "accounts", "client_id": "tpp-demo"}).json()["access_token"]
+        response = tpp.post(gateway.base + "/open-banking/v3.1/aisp/account-access-consents",
+                            data={"Data": "x"}, headers={"authorization": f"Bearer {token}"})
+    _assert_ob_error(response, 415, "UK.OBIE.Header.Invalid")
+
+
 @pytest.mark.parametrize("path, status, reason", [
     ("/open-banking/v3.1/test/down", 502, "backend.unavailable"),
     ("/open-banking/v3.1/test/slow", 504, "backend.timeout"),

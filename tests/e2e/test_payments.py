@@ -109,8 +109,10 @@ def test_insufficient_funds_is_a_clean_rejection_that_leaves_the_consent(gateway
     initiation = domestic_initiation("9999999.00")
     consent_id, token = payer.authorised_token(initiation)
     refused = payer.pay(token, consent_id, initiation)
+    # The bank says UK.OBIE.Rules.InsufficientFunds, which v3.1.11 does not list: the TPP sees it in obgw's namespace.
     assert refused.status_code == 400 and refused.json()["Errors"][0]["ErrorCode"] == \
-        "UK.OBIE.Rules.InsufficientFunds"
+        "OBGW.Rules.InsufficientFunds"
+    assert_conforms(refused.json(), "OBErrorResponse1", "pisp")
     assert _payments_made(ledger) == before and _consent_status(payer, consent_id) == "Authorised"
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway.errors import REASONS, Refusal, oauth_error_body, ob_error_body
+from gateway.errors import LISTED_ERROR_CODES, REASONS, Refusal, namespaced, oauth_error_body, ob_error_body
 
 SPEC = Path(__file__).resolve().parents[2] / "gateway/specs/ob-uk/v3.1.11/account-info-openapi.json"
 OB_CODES = set(json.loads(SPEC.read_text())["components"]["schemas"]["OBError1"]["properties"]["ErrorCode"]
@@ -20,6 +20,23 @@ def test_every_catalogued_refusal_renders_a_valid_ob_error(reason):
     code = body["Errors"][0]["ErrorCode"]
     assert code in OB_CODES or (code.startswith("OBGW.") and REASONS[reason].status == 429)
     assert 1 <= len(body["Message"]) <= 500
+
+
+@pytest.mark.parametrize("api", ["account-info", "payment-initiation", "confirmation-funds"])
+def test_the_listed_error_codes_are_exactly_the_v3_1_11_specs(api):
+    spec = json.loads((SPEC.parent / f"{api}-openapi.json").read_text())
+    assert set(spec["components"]["schemas"]["OBError1"]["properties"]["ErrorCode"]["x-namespaced-enum"]) == \
+        LISTED_ERROR_CODES
+
+
+@pytest.mark.parametrize(("code", "shown"), [
+    ("UK.OBIE.Field.Missing", "UK.OBIE.Field.Missing"),                      # listed: as it is
+    ("UK.OBIE.Rules.InsufficientFunds", "OBGW.Rules.InsufficientFunds"),     # invented UK.OBIE.*: ours
+    ("OBGW.Rules.RateLimitExceeded", "OBGW.Rules.RateLimitExceeded"),       # already ours
+    ("ACME.NoMoney", "OBGW.Bank.ACME.NoMoney"),                              # a bank's own namespace
+])
+def test_an_unlisted_error_code_moves_into_obgws_namespace(code, shown):
+    assert namespaced(code) == shown
 
 
 def test_reason_ids_are_stage_dot_reason():
