@@ -21,6 +21,7 @@ from prometheus_client import multiprocess
 
 from gateway.admin import pages
 from gateway.admin.credentials import USER, basic_credentials, password_matches
+from gateway.admin.guard import PasswordGuard, Verdict, names_this_listener
 from gateway.store.redis import RedisError, sync_client
 
 
@@ -41,10 +42,13 @@ PAGE_HEADERS = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", 
 
 
 class AdminApp:
-    def __init__(self, redis_url: str, service_urls: Mapping[str, str], password_file: Path | None = None) -> None:
+    def __init__(self, redis_url: str, service_urls: Mapping[str, str], password_file: Path | None = None,
+                 guard: PasswordGuard | None = None) -> None:
         self._redis = sync_client(redis_url)
         self._services = dict(service_urls)
         self._password_file = password_file
+        self._guard = guard or PasswordGuard()
+        self.listener_host = "localhost"  # the name it was configured with (start_admin)
 
     def health(self) -> tuple[bool, dict]:
         try:
@@ -66,6 +70,10 @@ class AdminApp:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
+        host = environ.get("HTTP_HOST")
+        if host is not None and not names_this_listener(host, self.listener_host):
+            start_response("421 Misdirected Request", [("Content-Type", "text/plain"), ("Cache-Control", "no-store")])
+            return [b"this listener does not answer for that host name\n"]
         if path == "/healthz":
             healthy, body = self.health()
             start_response("200 OK" if healthy else "503 Service Unavailable",
@@ -86,7 +94,15 @@ class AdminApp:
             start_response("503 Service Unavailable", [("Content-Type", "text/plain"), ("Cache-Control", "no-store")])
             return [b"no admin password is set: run `obgw admin password`\n"]
         given = basic_credentials(environ.get("HTTP_AUTHORIZATION"))
-        if given is None or given[0] != USER or not password_matches(stored, given[1]):
+        verdict = self._guard.check(lambda: password_matches(stored, given[1])) if given and given[0] == USER \
+            else Verdict.WRONG
+        if verdict is Verdict.LOCKED or verdict is Verdict.BUSY:
+            retry = str(self._guard.retry_after()) if verdict is Verdict.LOCKED else "1"
+            start_response("429 Too Many Requests" if verdict is Verdict.LOCKED else "503 Service Unavailable",
+                           [("Retry-After", retry), ("Content-Type", "text/plain"), ("Cache-Control", "no-store")])
+            return [b"too many wrong passwords: try again later\n" if verdict is Verdict.LOCKED
+                    else b"busy checking other passwords: try again shortly\n"]
+        if verdict is not Verdict.RIGHT:
             start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="obgw admin", charset="UTF-8"'),
                                                 ("Content-Type", "text/plain"), ("Cache-Control", "no-store")])
             return [b"the admin password is needed\n"]
@@ -123,5 +139,6 @@ class _QuietHandler(WSGIRequestHandler):
 
 def start_admin(host: str, port: int, app: AdminApp) -> WSGIServer:
     server = make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
+    app.listener_host = host
     threading.Thread(target=server.serve_forever, name="obgw-admin", daemon=True).start()
     return server
