@@ -1,11 +1,12 @@
 """create_app(settings): the only wiring file. Middleware order, mounts and the lifespan are all here.
 
-    InteractionId → Audit → RenderErrors → TransportIdentity → Router
-                                                                ├─ /.well-known, /oauth2/...  → authorization server
-                                                                ├─ .../account-access-consents → consent API pipeline
-                                                                ├─ /open-banking/...          → resource pipeline
-                                                                ├─ /openapi.json              → this API's document
-                                                                └─ anything else              → 404 (OBErrorResponse1)
+    InteractionId → Audit → RenderErrors → RefuseUnparsed → TransportIdentity → AnonymousThrottle → Router
+
+    Router ├─ /.well-known, /oauth2/...  → authorization server
+           ├─ .../account-access-consents → consent API pipeline
+           ├─ /open-banking/...          → resource pipeline
+           ├─ /openapi.json              → this API's document
+           └─ anything else              → 404 (OBErrorResponse1)
 
 Everything the request path needs (policy, pools, scripts, the audit chain) is built once per worker, here.
 """
@@ -40,17 +41,29 @@ from gateway.pipeline import Pipeline, consent_api_stages, resource_stages
 from gateway.pipeline.endpoint import ResourceEndpoint
 from gateway.pipeline.forward import Forward
 from gateway.pipeline.identity import ProxyCertificateVerifier
-from gateway.pipeline.middleware import Audit, InteractionId, RefuseUnparsed, RenderErrors, TransportIdentity
+from gateway.pipeline.middleware import (
+    AnonymousThrottle,
+    Audit,
+    InteractionId,
+    RefuseUnparsed,
+    RenderErrors,
+    TransportIdentity,
+)
 from gateway.pipeline.token import KeyCache
 from gateway.policy import PolicySet, load_policy
 from gateway.settings import Settings
 from gateway.store.admission import AdmissionStore
 from gateway.store.idempotency import IdempotencyStore
+from gateway.store.logins import LoginStore
+from gateway.store.sealing import derive_key
 from gateway.store.redis import async_client, sync_client
 from gateway.web.authorize import CustomerAuthorization
 from gateway.web.dashboard import Dashboard
+from gateway.web.forms import SignedDoubleSubmit
+from gateway.web.login import PasswordCheck
 
 log = logging.getLogger("obgw")
+LOGIN_NAMES = b"obgw login counter names v1"  # HKDF label: the key of the login guards' key names (store.logins)
 
 # The consent API the gateway answers itself: path → (token scope, {method: route id}); wired and documented.
 CONSENT_API = {
@@ -75,8 +88,8 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     chain = AuditChain(redis, settings.var_dir / "audit" / "checkpoints.jsonl", chain_id=chain_id,
                        signer=load_signing_key(settings.audit_signing_key_file))
     # One HMAC per customer and worker, not per call: customers are few next to calls.
-    subject = functools.lru_cache(maxsize=65_536)(
-        functools.partial(customer_pseudonym, load_pseudonym_key(settings.audit_key_file)))
+    pseudonym_key = load_pseudonym_key(settings.audit_key_file)
+    subject = functools.lru_cache(maxsize=65_536)(functools.partial(customer_pseudonym, pseudonym_key))
     forward = Forward(policy)
     server = build_authorization_server(settings, sync_redis)
     accounts = policy.services.get("accounts")
@@ -103,7 +116,9 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
         return Pipeline(consent_api_stages(scope, server.verifier, keys, admission, policy, route_ids,
                                            consent_resources[scope], idempotency if scope == "payments" else None,
                                            server.clients))
-    dashboard = Dashboard(server.store, server.consents, server.clients, bank,
+    passwords = PasswordCheck(bank, LoginStore(redis, derive_key(pseudonym_key, LOGIN_NAMES)))
+    dashboard = Dashboard(server.store, server.consents, server.clients, bank, passwords,
+                          SignedDoubleSubmit(pseudonym_key),
                           lambda consent_id: query.recent_accesses(sync_redis, consent_id), notify)
 
     @contextlib.asynccontextmanager
@@ -130,13 +145,14 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
         *(Route(path, ResourceEndpoint(consent_api(scope, route_ids), template=path))
           for path, (scope, route_ids) in CONSENT_API.items()),
         Mount("/open-banking", app=ResourceEndpoint(resources)),
-        *oauth_routes(server, CustomerAuthorization(server, bank, settings.login_seconds)),
+        *oauth_routes(server, CustomerAuthorization(server, bank, passwords, settings.login_seconds),
+                      policy.limits),
         *(Route(path, endpoint) for path, endpoint in dashboard.endpoints()),
         Route(OPENAPI_DOCUMENT, OpenApiDocument(build_document(policy, CONSENT_API, server.issuer))),
     ]
     router = Router(routes=routes, default=_not_found, redirect_slashes=False, lifespan=lifespan)
     verifier = ProxyCertificateVerifier(settings.client_ca) if settings.trusted_proxies else None
-    app = TransportIdentity(router, settings.trusted_proxies, verifier)
+    app = TransportIdentity(AnonymousThrottle(router), settings.trusted_proxies, verifier)
     app = RefuseUnparsed(app)
     app = RenderErrors(app)
     app = Audit(app, store=chain.append, observers=(metrics.observe,), subject=subject)

@@ -43,6 +43,7 @@ _FAPI_HEADERS = ("x-fapi-auth-date", "x-fapi-customer-ip-address", "x-fapi-inter
 # rendered there as OAuth error JSON; Authlib's own errors are 400 and 401 (RFC 6749 §5.2).
 _AROUND_OAUTH = ("request.too_large", "request.incomplete", "store.unavailable", "audit.unavailable",
                  "error.unexpected")
+_PUSHED_LIMIT = ("ratelimit.exceeded",)  # PAR also counts against the TPP's rate limit (429, Retry-After)
 _AUTHLIB = {400: "the authorization server's errors (`invalid_request`, `invalid_grant`, ...)",
             401: "`invalid_client` (the client could not be authenticated)"}
 _PUBLIC = ("audit.unavailable", "error.unexpected")  # all a public document's GET can meet
@@ -132,7 +133,8 @@ class _Builder:
         name = f"{'OAuthError' if oauth else 'Refusal'}{status}"
         responses = self.components.sections["responses"]
         if name not in responses:
-            reasons = [f"`{r}`" for r in (_AROUND_OAUTH if oauth else REASONS) if REASONS[r].status == status]
+            reasons = [f"`{r}`" for r in ((*_AROUND_OAUTH, *_PUSHED_LIMIT) if oauth else REASONS)
+                       if REASONS[r].status == status]
             if oauth and status in _AUTHLIB:
                 reasons.insert(0, _AUTHLIB[status])
             schema = {"$ref": "#/components/schemas/OAuthError"} if oauth else \
@@ -186,8 +188,10 @@ class _Builder:
         self.add(method, path, operation)
 
     def oauth_operation(self, method: str, path: str, operation_id: str, summary: str, answers: dict,
-                        form: dict | None = None, json_body: dict | None = None, **extra) -> None:
-        refusals = {**self.refusals(_AROUND_OAUTH, oauth=True),
+                        form: dict | None = None, json_body: dict | None = None, also: tuple[str, ...] = (),
+                        **extra) -> None:
+        """`also`: reasons this endpoint may refuse with besides those around every AS call."""
+        refusals = {**self.refusals((*_AROUND_OAUTH, *also), oauth=True),
                     **{str(status): {"$ref": self.refusal(status, True)} for status in _AUTHLIB}}
         operation = {"tags": ["Authorization server"], "summary": summary, "operationId": operation_id,
                      "responses": {**answers, **dict(sorted(refusals.items()))}, "security": [],
@@ -247,7 +251,8 @@ def _authorization_server(builder: _Builder) -> None:
                    "consent_id"], response_type={"type": "string", "enum": ["code"]}, redirect_uri=_STRING,
                   scope=_STRING, state=_STRING, nonce=_STRING, code_challenge=_STRING,
                   code_challenge_method={"type": "string", "enum": ["S256"]},
-                  consent_id={"type": "string", "description": "The consent (`ConsentId`) to authorise."}))
+                  consent_id={"type": "string", "description": "The consent (`ConsentId`) to authorise."}),
+        also=_PUSHED_LIMIT)
     builder.oauth_operation("POST", PATHS["revocation_endpoint"], "oauth.revoke", "Revocation (RFC 7009)",
                             {"200": builder.answer("Revoked, or not a token of this client", {"type": "object"})},
                             form=form(["token"], token=_STRING, token_type_hint=token_hint))
@@ -267,7 +272,7 @@ def _authorization_server(builder: _Builder) -> None:
                                 redirect_uris={"type": "array", "items": _STRING},
                                 grant_types={"type": "array", "items": _STRING},
                                 response_types={"type": "array", "items": _STRING},
-                                tls_client_auth_subject_dn=_STRING, jwks={"type": "object"}))
+                                tls_client_auth_subject_dn=_STRING))
     managed = {"parameters": [{"name": "client_id", "in": "path", "required": True, "schema": _STRING}],
                "security": [{"TPPOAuth2Security": []}]}
     builder.oauth_operation("GET", register + "/{client_id}", "oauth.register.get", "Read a registration (RFC 7592)",

@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.settings import KEY_ENCRYPTION_KEY_FILE
+
 DEMO_TPPS = ("tpp-demo", "tpp-other")
 AUDIT_KEY_FILES = ("audit.key", "audit-signing.key", "audit-signing.pub")
 # The software-statement directory (UK OB Directory stand-in) whose key signs SSAs for dynamic client registration.
@@ -325,11 +327,12 @@ def init_dev_pki(
 
     Writes ca.pem/ca.key, directory.json/directory-jwks.json (the DCR software-statement signer), server.pem (the
     leaf followed by the CA: the chain a TLS server sends) /server.key, audit.key/audit-signing.key/.pub (the audit
-    log's pseudonym and checkpoint-signing keys),
-    and per TPP <name>.pem/.key/.json. Without `force`, an existing CA is kept, as is every complete set of files,
-    so re-running never invalidates certificates already handed out; only what is missing is issued, signed by
-    the existing CA. `force`, or a missing ca.pem, replaces everything (files of TPPs not named are left alone)
-    but the audit keys, which no CA invalidates: a new pseudonym key would rename every customer in the log.
+    log's pseudonym and checkpoint-signing keys), signing.kek (the key that encrypts the token-signing keys in
+    Redis), and per TPP <name>.pem/.key/.json. Without `force`, an existing CA is kept, as is every complete set of
+    files, so re-running never invalidates certificates already handed out; only what is missing is issued, signed
+    by the existing CA. `force`, or a missing ca.pem, replaces everything (files of TPPs not named are left alone)
+    but the audit keys and signing.kek, which no CA invalidates: a new pseudonym key would rename every customer in
+    the log, and a new key-encryption key could not open the signing keys already stored.
     """
     _check_names(tpps)
     parts = urlsplit(redirect_uri)  # FAPI requires https redirect URIs
@@ -361,6 +364,11 @@ def init_dev_pki(
 
     if not all((out_dir / name).exists() for name in AUDIT_KEY_FILES):
         written += _write_audit_keys(out_dir)
+
+    kek = out_dir / KEY_ENCRYPTION_KEY_FILE
+    if not kek.exists():
+        _write_private(kek, os.urandom(32).hex().encode() + b"\n")  # 256 bits, as hex (gateway.oauth.keys)
+        written.append(kek)
 
     for name in tpps:
         files = [out_dir / f"{name}{ext}" for ext in (".pem", ".key", ".json")]

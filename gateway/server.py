@@ -25,10 +25,15 @@ from gateway.admin.server import AdminApp, start_admin
 from gateway.app import SUPERVISOR_PID
 from gateway.audit.keys import AuditKeyError, load_pseudonym_key, load_signing_key
 from gateway.listener import tcp_listener
+from gateway.oauth.keys import KeyEncryptionError, KeyEncryptionKey, open_all
 from gateway.pipeline.middleware import PARSER_REFUSAL
 from gateway.policy import PolicyError, load_policy
 from gateway.settings import Settings
+from gateway.state import make_private
 from gateway.store.embedded import EmbeddedRedis
+from gateway.store.legacy import seal_at_start
+from gateway.store.oauth import AuthorizationStore
+from gateway.store.redis import RedisError, sync_client
 
 # FAPI 1 Advanced §8.5: TLS 1.2 only with these suites (TLS 1.3 suites are all acceptable and not set here).
 FAPI_CIPHERS = ":".join([
@@ -164,8 +169,25 @@ def check_audit_keys(settings: Settings) -> None:
         raise StartError(str(exc)) from None
 
 
-def serve(settings: Settings, on_ready=None) -> int:
-    """Validate, start Redis if embedded, bind, start the admin listener and the workers; return when stopped."""
+def check_signing_keys(settings: Settings, kek: KeyEncryptionKey) -> None:
+    """Once, in the main process: seal the signing keys an older version stored in clear, and open every stored key,
+    so a wrong key-encryption key stops the start (naming its file) instead of failing each token request."""
+    client = sync_client(settings.redis_url)
+    try:
+        sealed = open_all(AuthorizationStore(client), kek)
+    except KeyEncryptionError as exc:
+        raise StartError(str(exc)) from None
+    except RedisError as exc:
+        raise StartError(f"cannot reach Redis to read the signing keys: {exc}") from None
+    finally:
+        client.close()
+    if sealed:
+        print(f"obgw: sealed {len(sealed)} signing key(s) stored in clear by an older version", file=sys.stderr)
+
+
+def serve(settings: Settings, on_ready=None, *, embedded_redis: bool = False) -> int:
+    """Validate, start Redis if embedded (only when asked: `embedded_redis`), bind, start the admin listener and the
+    workers; return when stopped."""
     try:
         policy = load_policy(settings.policy_dir, settings.service_urls)
     except PolicyError as exc:
@@ -173,10 +195,21 @@ def serve(settings: Settings, on_ready=None) -> int:
         return 2
     check_tls(settings)
     check_audit_keys(settings)
+    try:
+        kek = KeyEncryptionKey.load(settings.key_encryption_key_file)
+    except KeyEncryptionError as exc:
+        raise StartError(str(exc)) from None
+    if not settings.redis_url and not embedded_redis:
+        # A gateway that quietly started a private Redis on a second host would split every consent and limit.
+        raise StartError("REDIS_URL is not set: point it at the Redis every gateway process shares, or pass "
+                         f"--embedded-redis for a private one under {settings.var_dir / 'redis'} (one host only)")
+    make_private(settings.var_dir)  # before the embedded Redis or a worker writes anything there
     with contextlib.ExitStack() as stack:
         if not settings.redis_url:
             embedded = stack.enter_context(EmbeddedRedis(settings.var_dir / "redis"))
             settings = settings.replace(redis_url=embedded.url)
+        seal_at_start(settings)  # customer ids an older version stored in clear (issue 14 item 5), before workers
+        check_signing_keys(settings, kek)
         metrics_dir = settings.var_dir / "metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 
+KEY_ENCRYPTION_KEY_FILE = "signing.kek"  # `obgw certs init` writes one beside the CA (gateway.pki)
+
+
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names where it came from."""
 
@@ -77,8 +80,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("admin_host", "OBGW_ADMIN_HOST", "127.0.0.1", str, "address of the admin listener (/healthz, /metrics)"),
     Setting("admin_port", "OBGW_ADMIN_PORT", "8090", _port, "port of the admin listener"),
     Setting("workers", "OBGW_WORKERS", "1", _positive_int, "gateway worker processes; all share one Redis"),
-    Setting("redis_url", "REDIS_URL", "", _optional_text, "Redis to use; unset: start an embedded private redis-server"),
-    Setting("var_dir", "OBGW_VAR_DIR", "var", Path, "state directory: embedded Redis data, audit checkpoints"),
+    Setting("redis_url", "REDIS_URL", "", _optional_text,
+            "Redis every gateway process shares; unset: `obgw serve` refuses to start unless given --embedded-redis "
+            "(`obgw demo` starts an embedded private redis-server), and the other commands use the embedded one a "
+            "running gateway holds"),
+    Setting("var_dir", "OBGW_VAR_DIR", "var", Path,
+            "state directory (owner-only): embedded Redis data, audit checkpoints"),
     Setting("policy_dir", "OBGW_POLICY_DIR", "policies", Path, "directory of the policy files"),
     Setting("tls_cert", "OBGW_TLS_CERT", "certs/dev/server.pem", Path, "server certificate (PEM, chain)"),
     Setting("tls_key", "OBGW_TLS_KEY", "certs/dev/server.key", Path, "server private key (PEM)"),
@@ -115,6 +122,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("admin_password_file", "OBGW_ADMIN_PASSWORD_FILE", "", _optional_path,
             "scrypt hash of the admin pages' password (`obgw admin password` writes it); unset: "
             "VAR_DIR/admin-password"),
+    Setting("key_encryption_key", "OBGW_KEY_ENCRYPTION_KEY", "", _optional_path,
+            "file of the key (32 random bytes as hex) that encrypts the token-signing keys kept in Redis (never "
+            "put in Redis); unset: signing.kek beside OBGW_CLIENT_CA"),
 )
 
 
@@ -144,6 +154,7 @@ class Settings:
     audit_key: Path | None
     audit_signing_key: Path | None
     admin_password_file: Path | None
+    key_encryption_key: Path | None
     # Back-end URL overrides, `OBGW_SERVICE_<NAME>_URL`, applied over policies/services.yaml.
     service_urls: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -180,6 +191,10 @@ class Settings:
     @property
     def audit_signing_key_file(self) -> Path:
         return self.audit_signing_key or self.client_ca.parent / "audit-signing.key"
+
+    @property
+    def key_encryption_key_file(self) -> Path:
+        return self.key_encryption_key or self.client_ca.parent / KEY_ENCRYPTION_KEY_FILE
 
     @property
     def admin_password_path(self) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from gateway.oauth.keys import KeyRing, new_key_record
+from gateway.oauth.keys import KeyEncryptionKey, KeyRing, new_key_record
 from gateway.oauth.models import Client, Grantee
 from gateway.oauth.tokens import AccessTokenVerifier, TokenIssuer
 from gateway.policy import load_policy
@@ -33,8 +33,9 @@ def per_call(work, n: int) -> float:
 
 class _Keys:
     def __init__(self) -> None:
-        kid, record = new_key_record()
-        self.keyring = KeyRing({kid: record}, 600)
+        kek = KeyEncryptionKey(bytes(32))
+        kid, record = new_key_record(kek)
+        self.keyring = KeyRing({kid: record}, 600, kek=kek)
 
     def ring(self) -> KeyRing:
         return self.keyring
@@ -51,7 +52,7 @@ def main() -> None:
     client = Client("tpp", "tpp", ("AISP",), ("https://tpp/cb",), ("tls_client_auth",), "thumb", None, None)
     grantee = Grantee("alice", "cust-x", "aac-1", "grant-1", int(time.time()))
     token = issuer.issue(client, "thumb", "openid accounts", grantee, False)["access_token"]
-    verifier = AccessTokenVerifier("https://gw", "https://gw/open-banking/v3.1")
+    verifier = AccessTokenVerifier("https://gw", "https://gw/open-banking/v3.1", 600)
     cache = {token: {}}
     key = keys.keyring.verification_key(verifier.kid_of(token))
     print(f"verify ES256 access token (cache miss): {per_call(lambda: verifier.verify(token, key), 2000):8.1f} us")

@@ -15,10 +15,13 @@ Each record carries `chain`, `seq` (1, 2, ...), `prev` (the previous record's ha
 (SHA-256 of the canonical JSON of every other field). The heads live in Redis; each worker also appends its head to
 `checkpoints.jsonl` outside Redis every few seconds and at exit, so rewriting Redis alone cannot hide a truncation.
 Only a head known to be stored in Redis is checkpointed, so records waiting in a spool never look truncated.
+Each checkpoint also commits to the heads of all chains (`heads`, read with the stream's last id `at`), so a chain
+deleted whole (records, head and its own checkpoint lines) or one invented and slipped into the stream is caught too.
 """
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import hashlib
 import logging
@@ -102,6 +105,8 @@ class AuditChain:
         self._head: tuple[int, str] | None = (0, GENESIS)
         self._stored: tuple[int, str] = (0, GENESIS)  # the head known to be in Redis: the one a checkpoint anchors
         self._checkpointed: tuple[int, str] = (0, GENESIS)
+        self._heads = async_script(redis, "audit_heads")
+        self._covered: dict[str, str] = {}  # every chain's head as this chain's last checkpoint committed to them
         self._pending: list[tuple[AuditRecord, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._spool = Spool(checkpoint_file.parent / "spool", self.chain_id) if checkpoint_file and spool else None
@@ -314,15 +319,33 @@ class AuditChain:
         log.error("%s: its %d spooled batches cannot be appended; kept in %s", exc, count, target)
 
     async def checkpoint(self) -> None:
-        """Anchor the stored head outside Redis (append-only file, one line each; atomic for lines < PIPE_BUF).
+        """Anchor the stored head outside Redis (append-only file, each line one O_APPEND write and fsync).
 
-        Never a spooled head: `verify` would report those records as truncated until the spool is replayed.
+        Never a spooled head: `verify` would report those records as truncated until the spool is replayed. The line
+        also commits to every chain: `heads` maps each chain whose head moved since this chain's previous line (all of
+        them in its first) to its "seq:hash", as Redis held them at stream position `at` (`audit_heads.lua`). So
+        every record up to a signed line's `at` is named by that line or an earlier one, and every chain it names
+        must be there. While Redis cannot be read, the line names this chain's own head only, as lines always did.
         """
         head = self._stored
-        if self._checkpoint_file is None or head == self._checkpointed or head[0] == 0:
+        if self._checkpoint_file is None or head[0] == 0:
             return
-        entry = {"chain": self.chain_id, "seq": head[0], "hash": head[1],
-                 "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        entry: dict[str, object] = {"chain": self.chain_id, "seq": head[0], "hash": head[1]}
+        try:
+            flat, at = await self._heads(keys=[keys.AUDIT_STREAM, keys.AUDIT_HEADS])
+        except UNREACHABLE as exc:
+            log.warning("audit chain %s: the chain heads cannot be read (%s: %s); checkpointing its own head only",
+                        self.chain_id, type(exc).__name__, exc)
+            heads = None
+            if head == self._checkpointed:
+                return
+        else:
+            heads = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+            moved = {chain: value for chain, value in sorted(heads.items()) if self._covered.get(chain) != value}
+            if not moved and head == self._checkpointed:
+                return
+            entry |= {"heads": moved, "at": at.decode()}
+        entry["ts"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         line = orjson.dumps(sign_checkpoint(self._signer, entry) if self._signer else entry) + b"\n"
         self._checkpoint_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._checkpoint_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -332,6 +355,8 @@ class AuditChain:
         finally:
             os.close(fd)
         self._checkpointed = head
+        if heads is not None:
+            self._covered = heads
 
     async def close(self) -> None:
         """Finish the batch in flight, try the spool one last time, release the spool (kept if Redis is still away)."""
@@ -392,20 +417,32 @@ def read_checkpoints(path: Path) -> list[dict[str, object]]:
 
 def verify(records: Iterable[tuple[str, Mapping[str, object]]], heads: Mapping[str, str] | None = None,
            checkpoints: Iterable[Mapping[str, object]] = (), *, partial: bool = False) -> VerifyResult:
-    """Check every record's hash, each chain's sequence and links, and that every anchor is present.
+    """Check every record's hash, each chain's sequence and links, that every anchor is present, and that every
+    record a signed checkpoint was taken after is one it commits to.
 
-    `records` are (position, record) in stored order. The anchors are the chain heads Redis held when reading began
-    (`heads`, chain → "seq:hash"; None for an exported file) and the checkpoints written outside Redis: each names a
-    record that must be there with that hash. `partial` (an export from `--since`) lets a chain start after seq 1.
-    Detects a changed record (hash), a removed one (seq gap, or a link that skips), a reordered or duplicated one
-    (seq going back), and a truncated chain (an anchor names a record that is not there).
+    `records` are (position, record) in stored order; a position is the record's stream id in the live log. The
+    anchors are the chain heads Redis held when reading began (`heads`, chain → "seq:hash"; None for an exported
+    file) and the checkpoints written outside Redis: each names records (its own chain's head, and each head of its
+    `heads`) that must be there with that hash. Checkpoints with a `sig` must have been checked by the caller.
+    `partial` (an export from `--since`) lets a chain start after seq 1. Detects a changed record (hash), a removed
+    one (seq gap, or a link that skips), a reordered or duplicated one (seq going back), a truncated or deleted chain
+    (an anchor names a record that is not there), and an invented chain or record (stored before a signed checkpoint
+    was taken, yet named by none).
     """
     anchors: dict[tuple[str, int], tuple[str, str]] = {}
     for chain, head in (heads or {}).items():
         seq, digest_hex = _parse_head(head)
         anchors[(chain, seq)] = (digest_hex, "its head in Redis")
+    coverage = _Coverage()
     for cp in checkpoints:
-        anchors[(str(cp["chain"]), int(cp["seq"]))] = (str(cp["hash"]), f"the checkpoint of {cp.get('ts')}")
+        source = f"the checkpoint of {cp.get('ts')}"
+        named = {str(cp["chain"]): _format_head(int(cp["seq"]), str(cp["hash"])), **cp.get("heads", {})}
+        for chain, head in named.items():
+            seq, digest_hex = _parse_head(head)
+            anchors[(chain, seq)] = (digest_hex, source)
+        if "sig" in cp:
+            coverage.add(named, cp.get("at"), str(cp.get("ts")))
+    coverage.close()
     last: dict[str, tuple[int, str]] = {}
     count = 0
     for where, rec in records:
@@ -417,13 +454,54 @@ def verify(records: Iterable[tuple[str, Mapping[str, object]]], heads: Mapping[s
             anchor = anchors.pop((chain, seq), None)
             if anchor is not None and anchor[0] != rec["hash"]:
                 breach = Breach(_describe(where, rec), f"does not match {anchor[1]}")
+            else:
+                breach = coverage.breach(where, rec)
         if breach:
             return VerifyResult(count, len(last), breach)
     for (chain, seq), (_, source) in sorted(anchors.items()):
         have = last.get(chain, (0, GENESIS))[0]
-        return VerifyResult(count, len(last), Breach(
-            f"chain {chain}", f"truncated: {source} names seq {seq} but the last record present is seq {have}"))
+        problem = (f"truncated: {source} names seq {seq} but the last record present is seq {have}" if have else
+                   f"missing: {source} names seq {seq} but no record of the chain is present (deleted)")
+        return VerifyResult(count, len(last), Breach(f"chain {chain}", problem))
     return VerifyResult(count, len(last), None)
+
+
+class _Coverage:
+    """What the signed checkpoints commit to: the highest seq of each chain they name, and the stream positions
+    (`at`) they were taken at. A checkpoint names every head that moved since its writer's previous one (all heads in
+    its first), so each record stored after the first signed checkpoint and up to the last one was named by the
+    first checkpoint taken after it; one named by none was put there by someone without the signing key. Records
+    before the first signed checkpoint (the legacy format, or an export from `--since`) and after the last one (a
+    chain born since) are left to the other checks."""
+
+    def __init__(self) -> None:
+        self.named: dict[str, int] = {}
+        self.taken: list[tuple[tuple[int, int], str]] = []  # (at, ts), sorted by `close`
+
+    def add(self, named: Mapping[str, str], at: object, ts: str) -> None:
+        for chain, head in named.items():
+            self.named[chain] = max(self.named.get(chain, 0), _parse_head(head)[0])
+        position = _position(str(at)) if at is not None else None
+        if position is not None:
+            self.taken.append((position, ts))
+
+    def close(self) -> None:
+        self.taken.sort()
+
+    def breach(self, where: str, rec: Mapping[str, object]) -> Breach | None:
+        position = _position(where)
+        if (not self.taken or position is None or not self.taken[0][0] < position <= self.taken[-1][0]
+                or int(rec["seq"]) <= self.named.get(str(rec["chain"]), 0)):  # type: ignore[call-overload]
+            return None
+        at, ts = self.taken[bisect.bisect_left(self.taken, (position,))]
+        return Breach(_describe(where, rec), f"is in no signed checkpoint, though the checkpoint of {ts} was taken "
+                      f"after it (at {at[0]}-{at[1]}): an invented or injected record")
+
+
+def _position(stream_id: str) -> tuple[int, int] | None:
+    """A stream id ("<ms>-<n>") as a sortable pair; None for another kind of position (a line of an export)."""
+    ms, dash, n = stream_id.partition("-")
+    return (int(ms), int(n)) if dash and ms.isdigit() and n.isdigit() else None
 
 
 def _describe(where: str, rec: Mapping[str, object]) -> str:

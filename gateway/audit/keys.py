@@ -5,7 +5,8 @@
   into that pseudonym (re-identification) needs the key file: Redis never holds it, and the lookup is audited.
 - The signing key (`audit-signing.key`, Ed25519, PKCS#8 PEM): each worker signs the chain heads it checkpoints, so
   an exported checkpoint proves, to anyone with the public key, what the log held then. Rewriting Redis and the
-  checkpoint file together cannot forge one.
+  checkpoint file together cannot forge one. A checkpoint commits to every chain's head (`heads`, `at`: see
+  `AuditChain.checkpoint`), so a chain deleted whole, or one invented, does not match it.
 
 `gateway/pki.py` (`obgw certs init`) makes development ones.
 """
@@ -23,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from gateway.oauth.tokens import pseudonym
 
-SIGNED_FIELDS = ("chain", "seq", "hash", "ts")
+SIGNED_FIELDS = ("chain", "seq", "hash", "ts")  # in every checkpoint, the legacy format included
+COMMITTED_FIELDS = ("heads", "at")  # every chain's head and the stream position they were read at, where present
 
 
 class AuditKeyError(Exception):
@@ -81,11 +83,15 @@ def key_id(public: Ed25519PublicKey) -> str:
 
 
 def _signed_bytes(entry: Mapping[str, object]) -> bytes:
-    return orjson.dumps({k: entry[k] for k in SIGNED_FIELDS}, option=orjson.OPT_SORT_KEYS)
+    """The canonical bytes signed: the four fields every checkpoint has, and `heads`/`at` when it has them (adding
+    or removing either changes the bytes, so a legacy line cannot be given a made-up map, nor a new line lose it)."""
+    signed = {k: entry[k] for k in SIGNED_FIELDS} | {k: entry[k] for k in COMMITTED_FIELDS if k in entry}
+    return orjson.dumps(signed, option=orjson.OPT_SORT_KEYS)
 
 
 def sign_checkpoint(key: Ed25519PrivateKey, entry: Mapping[str, object]) -> dict[str, object]:
-    """The checkpoint with `key` (which key) and `sig` (Ed25519 over its canonical chain, seq, hash and ts)."""
+    """The checkpoint with `key` (which key) and `sig` (Ed25519 over its canonical chain, seq, hash, ts and, where
+    present, heads and at)."""
     signature = base64.urlsafe_b64encode(key.sign(_signed_bytes(entry))).rstrip(b"=").decode()
     return {**entry, "key": key_id(key.public_key()), "sig": signature}
 

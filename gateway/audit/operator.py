@@ -1,4 +1,5 @@
-"""What operators do with the audit log that the log records about itself: re-identifying a customer.
+"""What operators do that the log records about itself: re-identifying a customer, and every command that changes
+a client, a consent or a signing key (`cli/_operator.py`).
 
 The record goes to a chain of its own (`operator-<host>-<pid>-<random>`), signed and checkpointed like a worker's,
 before the command shows anything; if Redis cannot take it, the command refuses (no spool: fail closed).
@@ -33,10 +34,11 @@ async def _append(settings: Settings, record: AuditRecord) -> None:
         await client.aclose()
 
 
-def record_operator_action(settings: Settings, *, route: str, reason: str, subject: str | None = None) -> None:
+def record_operator_action(settings: Settings, *, route: str, reason: str, subject: str | None = None,
+                           client_id: str | None = None, consent_id: str | None = None) -> None:
     """Append one record of an operator's action; raises if it cannot be stored (the action must not happen)."""
     now = datetime.now(timezone.utc)
     record = AuditRecord(ts=now.isoformat(timespec="milliseconds"), interaction_id=str(uuid.uuid4()), method="CLI",
-                         route=route, status=0, decision="allow", reason=reason, latency_ms=0.0, subject=subject,
-                         operator=operator_name())
+                         route=route, status=0, decision="allow", reason=reason, latency_ms=0.0, client_id=client_id,
+                         consent_id=consent_id, subject=subject, operator=operator_name())
     asyncio.run(_append(settings, record))

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from gateway import __version__
+from gateway.state import OWNER_ONLY_UMASK
 
 # The nouns, in the order `obgw --help` lists them.
 COMMANDS = ("serve", "demo", "certs", "clients", "consents", "keys", "policy", "audit", "admin")
@@ -28,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Whatever a command writes (var/, the admin password's hash, an operator's audit checkpoint) is born
+    # owner-only, as the gateway's own state is (gateway.state).
+    os.umask(OWNER_ONLY_UMASK)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

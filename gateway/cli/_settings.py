@@ -18,17 +18,17 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def with_redis(args: argparse.Namespace, work, purpose: str = "reach Redis"):
-    """Run `work(client, settings)` with a sync Redis client: REDIS_URL, else the running gateway's embedded Redis,
-    else a temporary one on the same data. Connection problems become a CLI error saying what could not be done."""
+    """Run `work(client, settings)` with a sync Redis client: REDIS_URL, else the running gateway's embedded Redis;
+    neither is a CLI error naming REDIS_URL. Connection problems become a CLI error saying what could not be done."""
     settings = settings_from(args)
     try:
-        with redis_url_for(settings.redis_url, settings.var_dir) as url:
-            client = sync_client(url)
-            try:
-                return work(client, settings.replace(redis_url=url))  # the Redis found, for any further client
-            finally:
-                client.close()
+        url = redis_url_for(settings.redis_url, settings.var_dir)
     except EmbeddedRedisError as exc:
         raise CliError(str(exc)) from None
+    client = sync_client(url)
+    try:
+        return work(client, settings.replace(redis_url=url))  # the Redis found, for any further client
     except RedisError as exc:
         raise CliError(f"cannot {purpose}: {exc}") from None
+    finally:
+        client.close()

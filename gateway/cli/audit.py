@@ -187,7 +187,9 @@ def run_verify(args) -> int:
         code = _report(verify(query.iter_records(client), heads=heads, checkpoints=checkpoints))
         if code == 0 and checkpoints:
             signer = f" by {key_id(public)}" if public else ""
-            print(f"checkpoints: {len(signed)} signed{signer}, {len(checkpoints) - len(signed)} unsigned")
+            legacy = sum(1 for c in signed if "heads" not in c)
+            print(f"checkpoints: {len(signed)} signed{signer}, {len(checkpoints) - len(signed)} unsigned; "
+                  f"{legacy} of the signed name their own chain only (legacy format, or Redis was unreadable)")
         return code
     return _with_client(args, work)
 

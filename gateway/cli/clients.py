@@ -1,19 +1,23 @@
-"""`obgw clients add|list|show|set-tier|disable|enable`: the TPP registry (what the authorization server reads),
-and each client's rate-limit tier and usage."""
+"""`obgw clients add|add-cert|list|show|set-tier|disable|enable`: the TPP registry (what the authorization server
+reads), each client's certificates, and each client's rate-limit tier and usage."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from gateway.cli import CliError
+from gateway.cli._operator import audited
 from gateway.cli._settings import settings_from, with_redis
 from gateway.consents.notify import notification_url_allowed
-from gateway.oauth.models import AUTH_METHODS, ROLES, Client
+from gateway.oauth.models import AUTH_METHODS, ROLES, Client, common_name
 from gateway.pipeline.identity import thumbprint
 from gateway.pki import public_jwk
 from gateway.policy import PolicyError, load_policy
@@ -21,6 +25,8 @@ from gateway.settings import add_arguments
 from gateway.store.clients import ClientStore
 
 _CONNECTION = ("redis_url", "var_dir", "policy_dir")
+_AUDITED = ("add", "add-cert", "set-tier", "disable", "enable")  # the commands that change a client
+_AUDIT_KEYS = ("client_ca", "audit_signing_key")
 
 
 def register(subparsers) -> None:
@@ -44,6 +50,14 @@ def register(subparsers) -> None:
     a.add_argument("--replace", action="store_true", help="replace an existing registration")
     a.set_defaults(func=add)
 
+    c = sub.add_parser("add-cert", help="add a transport certificate to a client (a renewal): its consents and "
+                                        "tokens stay; either certificate authenticates it")
+    c.add_argument("client_id", metavar="CLIENT_ID")
+    c.add_argument("pem_file", type=Path, metavar="PEM_FILE",
+                   help="the new certificate (PEM), issued by the client CA, with the client's software id as CN")
+    add_arguments(c, ("client_ca",))
+    c.set_defaults(func=add_cert)
+
     ls = sub.add_parser("list", help="every registered client, one a line")
     ls.set_defaults(func=list_clients)
     t = sub.add_parser("set-tier", help="move a client to another rate-limit tier of the policy (next call, every "
@@ -52,17 +66,22 @@ def register(subparsers) -> None:
     t.add_argument("tier", metavar="TIER")
     t.set_defaults(func=set_tier)
     for name, func, text in (("show", show, "one client's registration as JSON, then its tier and rate-limit usage"),
-                             ("disable", disable, "stop a client: its tokens fail from the next call"),
-                             ("enable", enable, "allow a disabled client again")):
+                             ("disable", disable, "stop a client: its tokens fail from the next call, and its "
+                                                  "software may not register again through DCR"),
+                             ("enable", enable, "allow a disabled client again (a deleted one: let its software "
+                                                "register again through DCR)")):
         c = sub.add_parser(name, help=text)
         c.add_argument("client_id", metavar="CLIENT_ID")
         c.set_defaults(func=func)
     for parser in sub.choices.values():
         add_arguments(parser, _CONNECTION)
+    for name in _AUDITED:  # where the operator's audit record is signed with (the gateway's own keys)
+        add_arguments(sub.choices[name], ("audit_signing_key",) if name == "add-cert" else _AUDIT_KEYS)
 
 
 def _with_store(args, work):
-    return with_redis(args, lambda client, _settings: work(ClientStore(client)))
+    """Run `work(store, settings)`: settings with the Redis found, for the operator's audit record."""
+    return with_redis(args, lambda client, settings: work(ClientStore(client), settings))
 
 
 def _read_json(path: Path) -> dict:
@@ -85,15 +104,19 @@ def _jwks(path: Path) -> dict:
     return {"keys": [public_jwk(k) for k in keys]}
 
 
+def _certificate(path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except OSError as exc:
+        raise CliError(f"{path}: {exc.strerror}") from None
+    except ValueError:
+        raise CliError(f"{path}: not a PEM certificate") from None
+
+
 def build_client(client_id: str, *, cert: Path, redirect_uris: list[str], jwks: dict | None, roles: list[str],
                  auth_methods: list[str] | None, name: str | None, notification_url: str | None = None) -> Client:
     """A registration from files, as `clients add` and `obgw demo` make it."""
-    try:
-        certificate = x509.load_pem_x509_certificate(cert.read_bytes())
-    except OSError as exc:
-        raise CliError(f"{cert}: {exc.strerror}") from None
-    except ValueError:
-        raise CliError(f"{cert}: not a PEM certificate") from None
+    certificate = _certificate(cert)
     if not redirect_uris or any(not uri.startswith("https://") for uri in redirect_uris):
         raise CliError("give at least one --redirect-uri, each an https:// URL")
     methods = auth_methods or (list(AUTH_METHODS) if jwks else ["tls_client_auth"])
@@ -103,7 +126,7 @@ def build_client(client_id: str, *, cert: Path, redirect_uris: list[str], jwks: 
         raise CliError(f"--notification-url {notification_url!r}: must be https (http only to 127.0.0.1/localhost)")
     return Client(
         client_id=client_id, client_name=name or client_id, roles=tuple(roles), redirect_uris=tuple(redirect_uris),
-        auth_methods=tuple(methods), cert_thumbprint=thumbprint(certificate.public_bytes(Encoding.DER)),
+        auth_methods=tuple(methods), cert_thumbprints=(thumbprint(certificate.public_bytes(Encoding.DER)),),
         subject_dn=certificate.subject.rfc4514_string(), issuer_dn=certificate.issuer.rfc4514_string(),
         jwks=jwks or {"keys": []}, created_at=int(time.time()), origin="cli", notification_url=notification_url)
 
@@ -133,7 +156,10 @@ def client_from_args(args) -> Client:
 def add(args) -> int:
     client = client_from_args(args)
 
-    def work(store: ClientStore) -> int:
+    def work(store: ClientStore, settings) -> int:
+        if not args.replace and store.get(client.client_id) is not None:
+            raise CliError(f"client {client.client_id} exists (use --replace)")
+        audited(settings, "clients add", client_id=client.client_id)
         if args.replace:
             store.replace(client.to_document())
         elif not store.add(client.to_document()):
@@ -144,7 +170,7 @@ def add(args) -> int:
 
 
 def list_clients(args) -> int:
-    def work(store: ClientStore) -> int:
+    def work(store: ClientStore, _settings) -> int:
         for document in store.all():
             c = Client.from_document(document)
             print(f"{c.client_id}\t{c.status}\t{','.join(c.roles)}\t{','.join(c.auth_methods)}\t{c.client_name}")
@@ -163,7 +189,7 @@ def _policy(args):
 def show(args) -> int:
     limits = _policy(args).limits
 
-    def work(store: ClientStore) -> int:
+    def work(store: ClientStore, _settings) -> int:
         document = store.get(args.client_id)
         if document is None:
             raise CliError(f"no client {args.client_id}")
@@ -196,29 +222,80 @@ def set_tier(args) -> int:
     if args.tier not in tiers:
         raise CliError(f"unknown tier {args.tier!r} (the policy defines: {', '.join(sorted(tiers))})")
 
-    def work(store: ClientStore) -> int:
+    def work(store: ClientStore, settings) -> int:
         if store.get(args.client_id) is None:
             raise CliError(f"no client {args.client_id}")
+        audited(settings, "clients set-tier", client_id=args.client_id)
         store.set_tier(args.client_id, args.tier)
         print(f"{args.client_id} is on tier {args.tier} from its next call")
         return 0
     return _with_store(args, work)
 
 
-def _set_status(args, status: str) -> int:
-    def work(store: ClientStore) -> int:
+def _verified(path: Path, ca_file: Path) -> x509.Certificate:
+    """The certificate in `path`, if it chains to the client CA and is valid now for TLS client authentication (the
+    checks the TLS layer makes at the handshake)."""
+    certificate = _certificate(path)
+    try:
+        anchors = Store(x509.load_pem_x509_certificates(ca_file.read_bytes()))
+    except OSError as exc:
+        raise CliError(f"{ca_file}: {exc.strerror}") from None
+    verifier = PolicyBuilder().store(anchors).time(datetime.now(timezone.utc)).build_client_verifier()
+    try:
+        verifier.verify(certificate, [])
+    except VerificationError as exc:
+        raise CliError(f"{path}: not a client certificate of the CA {ca_file} valid now ({exc})") from None
+    return certificate
+
+
+def add_cert(args) -> int:
+    """RFC 8705: a client may hold several certificates, so a renewal overlaps the old one; refresh tokens are bound
+    to the client (§4), so its consents carry on with the new certificate."""
+    certificate = _verified(args.pem_file, settings_from(args).client_ca)
+    new = thumbprint(certificate.public_bytes(Encoding.DER))
+
+    def work(store: ClientStore, settings) -> int:
         document = store.get(args.client_id)
         if document is None:
             raise CliError(f"no client {args.client_id}")
-        store.replace(document | {"status": status})
-        print(f"{args.client_id} {status}")
+        client = Client.from_document(document)
+        name = common_name(certificate.subject.rfc4514_string())
+        if client.software is not None and name != client.software:
+            raise CliError(f"{args.pem_file}: its CN is {name!r}, not the client's software id {client.software!r}")
+        audited(settings, "clients add-cert", client_id=args.client_id)
+        if new not in client.cert_thumbprints:
+            store.replace(dataclasses.replace(client, cert_thumbprints=(*client.cert_thumbprints, new)).to_document())
+        print(f"{args.client_id}: certificate {new} registered ({len(set(client.cert_thumbprints) | {new})} in all); "
+              "its consents and tokens are unchanged")
         return 0
     return _with_store(args, work)
 
 
 def disable(args) -> int:
-    return _set_status(args, "disabled")
+    def work(store: ClientStore, settings) -> int:
+        document = store.get(args.client_id)
+        if document is None:
+            raise CliError(f"no client {args.client_id}")
+        audited(settings, "clients disable", client_id=args.client_id)
+        store.replace(document | {"status": "disabled"})
+        print(f"{args.client_id} disabled")
+        return 0
+    return _with_store(args, work)
 
 
 def enable(args) -> int:
-    return _set_status(args, "active")
+    def work(store: ClientStore, settings) -> int:
+        document = store.get(args.client_id)
+        if document is None and not store.refused_software_of(args.client_id):
+            raise CliError(f"no client {args.client_id}")
+        audited(settings, "clients enable", client_id=args.client_id)
+        if document is None:
+            freed = store.allow_software_of(args.client_id)
+            if not freed:
+                raise CliError(f"no client {args.client_id}")
+            print(f"{args.client_id} is deleted; its software {', '.join(freed)} may register again")
+            return 0
+        store.replace(document | {"status": "active"})
+        print(f"{args.client_id} active")
+        return 0
+    return _with_store(args, work)

@@ -1,7 +1,13 @@
-"""`obgw consents list|revoke`: the consents as the bank's operators see them; revoking asks no question."""
+"""`obgw consents list|revoke`: the consents as the bank's operators see them; revoking asks no question.
+
+Revoking stores the consent again, so it needs the audit pseudonym key that seals its customer id (audit/customers.py).
+"""
 from __future__ import annotations
 
+from gateway.audit.customers import CustomerIds
+from gateway.audit.keys import AuditKeyError
 from gateway.cli import CliError
+from gateway.cli._operator import audited
 from gateway.cli._settings import with_redis
 from gateway.consents.lifecycle import ConsentConflict, revoke
 from gateway.consents.model import from_record
@@ -24,6 +30,7 @@ def register(subparsers) -> None:
     r.set_defaults(func=revoke_consent)
     for parser in (ls, r):
         add_arguments(parser, _CONNECTION)
+    add_arguments(r, ("client_ca", "audit_key", "audit_signing_key"))
 
 
 def list_consents(args) -> int:
@@ -39,12 +46,16 @@ def list_consents(args) -> int:
 
 
 def revoke_consent(args) -> int:
-    def work(client, _settings) -> int:
-        store = ConsentStore(client)
+    def work(client, settings) -> int:
+        try:
+            store = ConsentStore(client, CustomerIds.from_file(settings.audit_key_file))
+        except AuditKeyError as exc:
+            raise CliError(str(exc)) from None
         owner = store.owner(args.consent_id)
         record = store.get(owner, args.consent_id) if owner else None
         if record is None:
             raise CliError(f"no consent {args.consent_id}")
+        audited(settings, "consents revoke", client_id=owner, consent_id=args.consent_id)
         try:
             revoke(store, from_record(record), outbox_notifier(client))
         except ConsentConflict as conflict:

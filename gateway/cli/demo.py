@@ -6,13 +6,14 @@ import subprocess
 import sys
 import time
 
-from gateway.children import die_with_parent, stop
+from gateway.children import die_with_parent, private_child, stop
 from gateway.cli import CliError
 from gateway.cli._settings import settings_from
 from gateway.cli.clients import build_client, from_registration_file
 from gateway.pki import DEMO_TPPS, init_dev_pki
 from gateway.server import StartError, serve
 from gateway.settings import SETTINGS, add_arguments
+from gateway.state import make_private
 from gateway.store.clients import ClientStore
 from gateway.store.embedded import EmbeddedRedisError
 from gateway.store.redis import sync_client
@@ -34,7 +35,7 @@ def start_bank(host: str, accounts_port: int, payments_port: int, state_file) ->
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.sandbox", "--host", host, "--accounts-port", str(accounts_port),
          "--payments-port", str(payments_port), "--state-file", str(state_file)],
-        stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
+        stdout=subprocess.PIPE, text=True, preexec_fn=private_child)
     deadline = time.monotonic() + BANK_READY_SECONDS
     line = ""
     while time.monotonic() < deadline and process.poll() is None:
@@ -86,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if written:
         print(f"obgw: dev PKI written to {settings.client_ca.parent}")
     redis_line = "REDIS_URL" if settings.redis_url else f"embedded, append-only data in {settings.var_dir / 'redis'}"
-    (settings.var_dir / "sandbox").mkdir(parents=True, exist_ok=True)
+    make_private(settings.var_dir)
+    (settings.var_dir / "sandbox").mkdir(exist_ok=True)
     bank, bank_line = start_bank(args.bank_host, args.accounts_port, args.payments_port,
                                  settings.var_dir / "sandbox" / "ledger.jsonl")
     settings = settings.replace(service_urls={
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         def ready(s, port: int, admin_port: int) -> None:
             register_demo_tpps(s.redis_url, settings.client_ca.parent)
             _banner(s, port, admin_port, bank_line, redis_line)
-        return serve(settings, on_ready=ready)
+        return serve(settings, on_ready=ready, embedded_redis=True)
     except (StartError, EmbeddedRedisError) as exc:
         raise CliError(str(exc)) from None
     finally:

@@ -14,7 +14,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 
 from gateway.consents import validate
-from gateway.consents.lifecycle import ConsentConflict, revoke
+from gateway.consents.lifecycle import ConsentConflict, lapse_seconds, revoke
 from gateway.consents.model import Consent, Kind, Status, expires_ms, from_record, to_record
 from gateway.errors import Refusal
 from gateway.json_body import InvalidJson, loads_request
@@ -69,7 +69,8 @@ class _Consents:
             status=Status.AWAITING_AUTHORISATION, created=created, status_updated=created, customer_id=None,
             accounts=(), authorise_by=(now + timedelta(seconds=self._authorise_seconds)).isoformat(
                 timespec="milliseconds"), **fields)
-        await run_in_threadpool(self._store.create, to_record(consent), expires_ms(consent))
+        await run_in_threadpool(self._store.create, to_record(consent), expires_ms(consent),
+                                lapse_seconds(self._authorise_seconds))
         call.consent_id = consent.consent_id
         call.upstream = Upstream(201, list(_JSON), self._document(consent))
 

@@ -1,5 +1,10 @@
 """Moving a consent from one status to another: the one function every caller uses, checked against TRANSITIONS
-and applied as a compare-and-set in Redis, so concurrent decisions (approve vs. delete) cannot both win."""
+and applied as a compare-and-set in Redis, so concurrent decisions (approve vs. delete) cannot both win.
+
+A consent never authorised does not stay in Redis: created with a time to live of its authorisation window plus
+LAPSED_KEPT_SECONDS (during which it reads as Rejected once lapsed), it is kept for good only when authorised. So a
+TPP creating consents nobody authorises holds at most its consent-creation rate x that time of them.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -16,6 +21,14 @@ class ConsentConflict(Exception):
         self.found = found
 
 
+LAPSED_KEPT_SECONDS = 3600
+
+
+def lapse_seconds(authorise_seconds: int) -> int:
+    """How long a new consent stays in Redis unless it is authorised."""
+    return authorise_seconds + LAPSED_KEPT_SECONDS
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -28,6 +41,10 @@ def move(store, consent: Consent, target: Status, **changes) -> Consent:
     """
     if target not in TRANSITIONS[consent.status]:
         raise ConsentConflict(str(consent.status))
+    if target is Status.AUTHORISED:
+        # Kept before the change, so an authorised consent never lapses out of Redis; should the change then lose
+        # (revoked meanwhile), one record stays that a customer's approval, not a TPP, caused.
+        store.keep(consent.client_id, consent.consent_id)
     moved = dataclasses.replace(consent, status=target, status_updated=now_iso(), **changes)
     found = store.transition(to_record(moved), sorted(str(s) for s in sources_of(target)), expires_ms(moved))
     if found is not None:

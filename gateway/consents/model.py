@@ -60,7 +60,7 @@ class Consent:
     expires: str | None           # ExpirationDateTime as given, or None (open-ended)
     transaction_from: str | None
     transaction_to: str | None
-    customer_id: str | None       # set when the customer authorises
+    customer_id: str | None       # set when the customer authorises; stored sealed (audit/customers.py)
     accounts: tuple[str, ...]     # the AccountIds the customer selected
     initiation: dict | None = None  # a payment consent's Initiation, as given
     risk: dict | None = None        # ... and its Risk: the payment must repeat both exactly

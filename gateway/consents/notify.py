@@ -194,6 +194,7 @@ class Notifier:
     given up after `max_attempts` attempts. `lease_s` (default `timeout_s` + 10) is how long an entry held by a
     worker is left alone before another worker takes it over: it must exceed an attempt. `poll_s` is the
     longest wait for new entries (one XREADGROUP BLOCK): keep it below the Redis client's socket timeout.
+    Every `trim_s` the outbox drops the entries the group is done with (never one still to deliver).
     """
 
     def __init__(self, outbox_redis, notification_url_of: Callable[[str], Awaitable[str | None]],
@@ -201,13 +202,13 @@ class Notifier:
                  issuer: str, api_base: str, max_attempts: int = 5,
                  backoff_seconds: Sequence[float] = (5, 30, 120, 600), timeout_s: float = 5.0,
                  lease_s: float | None = None, poll_s: float = 1.0, batch: int = 16, consumer: str | None = None,
-                 ssl: _ssl.SSLContext | None = None) -> None:
+                 ssl: _ssl.SSLContext | None = None, trim_s: float = 30.0) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
         if not backoff_seconds or min(backoff_seconds) < 0:
             raise ValueError(f"backoff_seconds must be one or more waits >= 0, not {tuple(backoff_seconds)}")
-        if timeout_s <= 0 or poll_s <= 0 or batch < 1:
-            raise ValueError("timeout_s and poll_s must be > 0 and batch >= 1")
+        if timeout_s <= 0 or poll_s <= 0 or trim_s <= 0 or batch < 1:
+            raise ValueError("timeout_s, poll_s and trim_s must be > 0 and batch >= 1")
         lease_s = timeout_s + 10 if lease_s is None else lease_s
         if lease_s <= 0:
             raise ValueError(f"lease_s must be > 0, not {lease_s}")
@@ -219,6 +220,7 @@ class Notifier:
         self._timeout_s, self._lease_ms, self._poll_ms, self._batch = timeout_s, int(lease_s * 1000), \
             int(poll_s * 1000), batch
         self._ssl = ssl
+        self._trim_s = trim_s
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -258,6 +260,8 @@ class Notifier:
 
     async def _run(self) -> None:
         group_ready = False
+        loop = asyncio.get_running_loop()
+        trim_at = loop.time() + self._trim_s
         while not self._stopping.is_set():
             try:
                 if not group_ready:
@@ -277,6 +281,9 @@ class Notifier:
                                                     return_exceptions=True):
                     if isinstance(outcome, Exception):  # a bug: the entry stays held, retried after the lease
                         log.error("notifier: attempt failed unexpectedly", exc_info=outcome)
+                if loop.time() >= trim_at:
+                    trim_at = loop.time() + self._trim_s
+                    await self._outbox.trim()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis unreachable, or the stream was deleted (NOGROUP): wait, start over

@@ -20,10 +20,16 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ("ES256", "PS256")          # FAPI 1 Advanced §8.6
 # "Short lifetime": an assertion is accepted only within 5 minutes of its iat, whatever its exp says, and its exp may
 # be at most an hour after iat (the default of common client libraries, Authlib's included). Its jti is remembered
-# until exp, so the lifetime never widens replay; the cap bounds what the replay store holds.
+# until the assertion can no longer be accepted (its exp, or 5 minutes after its iat, whichever is first), so replay
+# never works and the replay store holds a jti for at most FRESH_SECONDS + 2 x CLOCK_SKEW.
 FRESH_SECONDS = 300
 MAX_ASSERTION_SECONDS = 3600
 CLOCK_SKEW = 30
+# What one client may keep in the replay store: a jti is at most 256 characters (it is stored as its SHA-256 anyway),
+# and at most 100,000 of a client's jtis are remembered at once (~280 assertions a second, sustained, for 6 minutes;
+# the next one is refused until the oldest is forgotten), so no TPP can grow Redis without bound.
+MAX_JTI_CHARS = 256
+MAX_LIVE_JTIS = 100_000
 
 
 def _refuse(description: str) -> InvalidClientError:
@@ -108,16 +114,28 @@ class PrivateKeyJwt:
             raise _refuse(f"The client assertion's aud must be the issuer {self.issuer}.") from None
         except jwt.InvalidTokenError as exc:
             raise _refuse(describable(f"The client assertion is not valid: {exc}.")) from None
+        # FAPI 2.0 Security Profile §5.3.2.1 and RFC 7523bis (draft-ietf-oauth-rfc7523bis §4, the audience-injection
+        # fix): aud is the issuer identifier as a single string; an array (which PyJWT accepts) is refused.
+        if claims["aud"] != self.issuer:
+            raise _refuse(f"The client assertion's aud must be the issuer {self.issuer} as a single string.")
         if not all(type(claims[name]) in (int, float) for name in ("exp", "iat")):
             raise _refuse("The assertion's exp and iat must be NumericDate values (RFC 7519 §2).")
+        # RFC 7519 §4.1.7: jti is a string; bounded, so that no client can make the replay store hold long values.
+        if not isinstance(claims["jti"], str) or not 0 < len(claims["jti"]) <= MAX_JTI_CHARS:
+            raise _refuse(f"The assertion's jti must be a string of 1 to {MAX_JTI_CHARS} characters.")
         now = time.time()
         if claims["exp"] - claims["iat"] > MAX_ASSERTION_SECONDS:
             raise _refuse(f"The client assertion may live at most {MAX_ASSERTION_SECONDS} s from its iat.")
         if not now - FRESH_SECONDS - CLOCK_SKEW <= claims["iat"] <= now + CLOCK_SKEW:
             raise _refuse(f"The client assertion must be used within {FRESH_SECONDS} s of its iat.")
-        # RFC 7523 §3 item 7: the authorization server may refuse a jti it has seen; we always do, until exp.
-        if not self._store.claim_jti(client_id, str(claims["jti"]), int(claims["exp"] - now) + CLOCK_SKEW):
+        # RFC 7523 §3 item 7: the authorization server may refuse a jti it has seen; we always do, for as long as the
+        # assertion could be accepted at all.
+        usable_until = min(claims["exp"], claims["iat"] + FRESH_SECONDS) + CLOCK_SKEW
+        claimed = self._store.claim_jti(client_id, claims["jti"], int(usable_until - now) + 1, MAX_LIVE_JTIS)
+        if claimed == "used":
             raise _refuse("The client assertion's jti has been used already.")
+        if claimed != "claimed":
+            raise _refuse("The client has too many client assertions in use; try again in a few minutes.")
         return client
 
 

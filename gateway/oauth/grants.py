@@ -1,6 +1,6 @@
 """The three grants FAPI needs, as Authlib grants: authorization code (PAR only, PKCE S256, consent_id),
-client credentials (consent creation), refresh token (same client, certificate and consent). No implicit, hybrid or
-password grant is registered, so none can be used.
+client credentials (consent creation), refresh token (same client and consent). No implicit, hybrid or password
+grant is registered, so none can be used.
 """
 from __future__ import annotations
 
@@ -78,8 +78,9 @@ class PushedAuthorizationCode(CertificateBoundTokens, grants.AuthorizationCodeGr
         self.server.store.save_code(code, {
             "client_id": request.client.client_id, "redirect_uri": data["redirect_uri"], "scope": request.scope,
             "code_challenge": data["code_challenge"], "code_challenge_method": data["code_challenge_method"],
-            "nonce": data.get("nonce"), "consent_id": grantee.consent_id, "customer_id": grantee.customer_id,
+            "nonce": data.get("nonce"), "consent_id": grantee.consent_id,
             "subject": grantee.subject, "grant_id": grantee.grant_id, "auth_time": grantee.auth_time,
+            "sca": grantee.sca,
         }, self.server.settings.auth_code_seconds)
 
     def query_authorization_code(self, code, client):
@@ -102,7 +103,12 @@ class PushedAuthorizationCode(CertificateBoundTokens, grants.AuthorizationCodeGr
 
 
 class RefreshTokenGrant(CertificateBoundTokens, grants.RefreshTokenGrant):
-    """No rotation (FAPI 1 Advanced §5.2.2-15 discourages it); the token stays bound to what it was issued for."""
+    """No rotation (FAPI 1 Advanced §5.2.2-15 discourages it); the token stays bound to its client and consent.
+
+    RFC 8705 §4: a confidential client's refresh token is bound to the client (its authentication, with any of its
+    registered certificates), not to one certificate, so a yearly certificate renewal keeps the 90-day consents
+    working; the new access token is bound to the certificate presented at the refresh.
+    """
 
     TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
     INCLUDE_NEW_REFRESH_TOKEN = False
@@ -112,8 +118,6 @@ class RefreshTokenGrant(CertificateBoundTokens, grants.RefreshTokenGrant):
         record = server.store.refresh_token(client.client_id, refresh_token)  # keyed by client: others' never match
         if record is None:
             raise InvalidGrantError("Unknown or expired refresh token.")
-        if record["cnf"] != self.request.certificate.thumbprint:
-            raise InvalidGrantError("The refresh token is bound to another certificate.")
         if server.store.is_revoked(client.client_id, None, record["grant_id"]):
             raise InvalidGrantError("The refresh token has been revoked.")
         if not server.consent_usable(client.client_id, record["consent_id"], record["grant_id"]):
@@ -127,6 +131,6 @@ class RefreshTokenGrant(CertificateBoundTokens, grants.RefreshTokenGrant):
         """Nothing to do: refresh tokens are not rotated."""
 
 
-def new_grantee(customer_id: str, subject: str, consent_id: str, nonce: str | None) -> Grantee:
-    return Grantee(customer_id=customer_id, subject=subject, consent_id=consent_id,
+def new_grantee(subject: str, consent_id: str, nonce: str | None) -> Grantee:
+    return Grantee(subject=subject, consent_id=consent_id,
                    grant_id=secrets.token_urlsafe(12), auth_time=int(time.time()), nonce=nonce)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 if TYPE_CHECKING:
     from gateway.pipeline.identity import ClientCertificate
@@ -28,7 +30,7 @@ class Client(ClientMixin):
     roles: tuple[str, ...]
     redirect_uris: tuple[str, ...]
     auth_methods: tuple[str, ...]
-    cert_thumbprint: str | None          # RFC 8705 x5t#S256 of the registered transport certificate
+    cert_thumbprints: tuple[str, ...]    # RFC 8705 x5t#S256 of each registered transport certificate (renewals overlap)
     subject_dn: str | None               # RFC 8705 §2.1.2 tls_client_auth_subject_dn (RFC 4514 string) ...
     issuer_dn: str | None                # ... pinned together with its issuer
     jwks: Mapping = field(default_factory=lambda: {"keys": []})
@@ -40,10 +42,14 @@ class Client(ClientMixin):
 
     @classmethod
     def from_document(cls, document: Mapping) -> Client:
+        """The client of a stored document; one written before clients could hold several certificates has the one
+        `cert_thumbprint`."""
+        legacy = document.get("cert_thumbprint")
         return cls(
             client_id=document["client_id"], client_name=document["client_name"], roles=tuple(document["roles"]),
             redirect_uris=tuple(document["redirect_uris"]), auth_methods=tuple(document["auth_methods"]),
-            cert_thumbprint=document.get("cert_thumbprint"), subject_dn=document.get("subject_dn"),
+            cert_thumbprints=tuple(document.get("cert_thumbprints") or ([legacy] if legacy else [])),
+            subject_dn=document.get("subject_dn"),
             issuer_dn=document.get("issuer_dn"), jwks=document.get("jwks") or {"keys": []},
             status=document.get("status", "active"), software_id=document.get("software_id"),
             created_at=document.get("created_at", 0), origin=document.get("origin", "cli"),
@@ -53,7 +59,7 @@ class Client(ClientMixin):
         return {
             "client_id": self.client_id, "client_name": self.client_name, "roles": list(self.roles),
             "redirect_uris": list(self.redirect_uris), "auth_methods": list(self.auth_methods),
-            "cert_thumbprint": self.cert_thumbprint, "subject_dn": self.subject_dn, "issuer_dn": self.issuer_dn,
+            "cert_thumbprints": list(self.cert_thumbprints), "subject_dn": self.subject_dn, "issuer_dn": self.issuer_dn,
             "jwks": dict(self.jwks), "status": self.status, "software_id": self.software_id,
             "created_at": self.created_at, "origin": self.origin, "notification_url": self.notification_url,
         }
@@ -66,12 +72,19 @@ class Client(ClientMixin):
     def scopes(self) -> frozenset[str]:
         return frozenset({"openid", *(ROLE_SCOPES[r] for r in self.roles if r in ROLE_SCOPES)})
 
+    @property
+    def software(self) -> str | None:
+        """The software this client is (its software_id, else the common name of its certificates): what DCR refuses
+        once the client is disabled or deleted."""
+        return self.software_id or (common_name(self.subject_dn) if self.subject_dn else None)
+
     def matches_certificate(self, certificate: ClientCertificate | None) -> bool:
-        """RFC 8705 §2.1: the presented certificate is the registered one (by thumbprint, or subject DN + issuer)."""
+        """RFC 8705 §2.1: the presented certificate is a registered one (by thumbprint, or subject DN + issuer).
+        A client may hold several, so a renewed certificate works alongside the old one until that expires."""
         if certificate is None:
             return False
-        if self.cert_thumbprint is not None:
-            return certificate.thumbprint == self.cert_thumbprint
+        if self.cert_thumbprints:
+            return certificate.thumbprint in self.cert_thumbprints
         return (self.subject_dn is not None and certificate.subject == self.subject_dn
                 and certificate.issuer == self.issuer_dn)
 
@@ -107,12 +120,12 @@ class Client(ClientMixin):
 @dataclass(frozen=True)
 class Grantee:
     """The customer behind a code or refresh token, and what they granted."""
-    customer_id: str
     subject: str                          # pseudonym: what tokens name the customer by
     consent_id: str
     grant_id: str                         # one per authorisation; revoking it revokes every token it produced
     auth_time: int
     nonce: str | None = None
+    sca: bool = False                     # strong customer authentication happened (a second factor): acr sca
 
 
 @dataclass(frozen=True)
@@ -136,7 +149,8 @@ class AuthorizationCode(AuthorizationCodeMixin):
     @property
     def grantee(self) -> Grantee:
         r = self.record
-        return Grantee(r["customer_id"], r["subject"], r["consent_id"], r["grant_id"], r["auth_time"], r.get("nonce"))
+        return Grantee(r["subject"], r["consent_id"], r["grant_id"], r["auth_time"], r.get("nonce"),
+                       r.get("sca", False))
 
 
 @dataclass(frozen=True)
@@ -167,7 +181,8 @@ class RefreshToken(TokenMixin):
     @property
     def grantee(self) -> Grantee:
         r = self.record
-        return Grantee(r["customer_id"], r["subject"], r["consent_id"], r["grant_id"], r["auth_time"])
+        return Grantee(r["subject"], r["consent_id"], r["grant_id"], r["auth_time"],
+                       sca=r.get("sca", False))
 
 
 @dataclass(frozen=True)
@@ -195,3 +210,9 @@ class AccessToken(TokenMixin):
 
     def is_revoked(self) -> bool:
         return self.revoked
+
+
+def common_name(subject: str) -> str | None:
+    """The CN of an RFC 4514 distinguished name (UK OB: a TPP certificate's CN is its software_id)."""
+    names = x509.Name.from_rfc4514_string(subject).get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None

@@ -2,6 +2,10 @@
 
 The client pushes its authorization request to the back channel, authenticated and over mutual TLS; it gets a
 single-use `request_uri` that lives at most 90 s (§2.2) and is the only thing the front channel carries.
+
+What one TPP can make the gateway hold is bounded (§2.3 names both answers): each push counts against the TPP's
+rate limit (the same per-TPP buckets as its resource calls, policies/limits.yaml; over it 429 with Retry-After), a
+body is at most MAX_BODY_BYTES (413) and each parameter at most MAX_PARAMETER_CHARS (400 invalid_request).
 """
 from __future__ import annotations
 
@@ -13,6 +17,10 @@ from authlib.oauth2.rfc6749.endpoint import Endpoint
 from gateway.oauth.models import AUTH_METHODS
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
+ROUTE_ID = "oauth.par"               # its rate-limit group is the TPP's default one (no route group names it)
+MAX_BODY_BYTES = 16 * 1024           # an authorization request with PKCE, state and nonce is well under 1 KiB
+MAX_PARAMETER_CHARS = 4 * 1024
+CLIENT_AUTHENTICATION = ("client_assertion", "client_assertion_type")  # authenticates the push; not kept with it
 
 
 class PushedAuthorizationEndpoint(Endpoint):
@@ -22,7 +30,10 @@ class PushedAuthorizationEndpoint(Endpoint):
         server = self.server
         client = server.authenticate_client(request, list(AUTH_METHODS), self.ENDPOINT_NAME)
         request.client = client
+        request.admit(client.client_id)  # every authenticated push counts, refused or not (§2.3: 429)
         data = request.payload.data
+        if any(len(name) > MAX_PARAMETER_CHARS or len(value) > MAX_PARAMETER_CHARS for name, value in data.items()):
+            raise InvalidRequestError(f"A parameter is longer than {MAX_PARAMETER_CHARS} characters.")
         # RFC 9126 §2.1: request_uri must not be pushed; request objects (RFC 9101) are not offered here.
         if "request_uri" in data:
             raise InvalidRequestError("request_uri may not be pushed.")
@@ -41,6 +52,7 @@ class PushedAuthorizationEndpoint(Endpoint):
             error.state = None
             raise
         request_uri = REQUEST_URI_PREFIX + secrets.token_urlsafe(32)
-        server.store.push_request(request_uri, dict(data), server.settings.par_seconds)
+        pushed = {name: value for name, value in data.items() if name not in CLIENT_AUTHENTICATION}
+        server.store.push_request(request_uri, pushed, server.settings.par_seconds)
         return 201, {"request_uri": request_uri, "expires_in": server.settings.par_seconds}, [
             ("Content-Type", "application/json"), ("Cache-Control", "no-store")]

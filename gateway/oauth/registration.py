@@ -1,9 +1,14 @@
 """Dynamic Client Registration (RFC 7591) with a software statement, and its management (RFC 7592 GET/DELETE).
 
 Over mutual TLS only. The software statement (§2.3) must be a JWT signed by a key of the configured directory
-(UK OB Directory style); the client's name, roles, redirect URIs and signing keys come from it, and the registering
-certificate becomes the client's registered certificate. No client secret is ever issued (FAPI: tls_client_auth or
-private_key_jwt only). Management is authenticated by the client's certificate and one of its own access tokens.
+(UK OB Directory style); the client's name, roles, redirect URIs and signing keys come from it (never from the
+request body), and the registering certificate becomes the client's registered certificate. No client secret is ever
+issued (FAPI: tls_client_auth or private_key_jwt only). Management is authenticated by the client's certificate and
+one of its own access tokens.
+
+A statement registers once and only while fresh (its `jti`, `iat` and `exp`), and the software of a client an
+operator disabled, or that was deleted, is refused until an operator enables it again: a TPP that was stopped cannot
+come back under a new client id with its statement and certificate.
 """
 from __future__ import annotations
 
@@ -14,8 +19,6 @@ from pathlib import Path
 
 import jwt
 import orjson
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error
 from authlib.oauth2.rfc7591 import (
     InvalidClientMetadataError,
@@ -24,16 +27,21 @@ from authlib.oauth2.rfc7591 import (
 )
 from jwt.algorithms import ECAlgorithm, RSAPSSAlgorithm
 
-from gateway.oauth.client_auth import ASSERTION_ALGORITHMS
-from gateway.oauth.models import AUTH_METHODS, GRANT_TYPES, ROLES, Client
+from gateway.oauth.client_auth import ASSERTION_ALGORITHMS, CLOCK_SKEW
+from gateway.oauth.models import AUTH_METHODS, GRANT_TYPES, ROLES, Client, common_name
 from gateway.oauth.requests import describable
 from gateway.oauth.server import OAuthResponse
+from gateway.store.oauth import digest
 
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _JSON = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), ("Pragma", "no-cache")]
 
 
 _KEY_ALGORITHM = {"EC": ("ES256", ECAlgorithm), "RSA": ("PS256", RSAPSSAlgorithm)}
+# RFC 7591 §2.3 leaves it to the server which statements it accepts: here one minted in the last day (the directory
+# mints one for the registration at hand; a day allows for slack and clocks), never past its exp (UK OB DCR: a
+# request past exp is rejected), and once: its jti is remembered while it could be accepted (RFC 7519 §4.1.7).
+STATEMENT_MAX_AGE = 86_400
 
 
 def load_directory_keys(path: Path) -> dict[str, tuple[str, object]]:
@@ -74,11 +82,17 @@ class Registration:
             raise InvalidClientError(status_code=401, description="Registration needs mutual TLS.")
         metadata = dict(request.payload.data)
         statement = self._software_statement(metadata.pop("software_statement", None))
+        software_id = statement["software_id"]
         # UK OB DCR: the transport certificate is the software's own (its CN is the software_id), so a statement
         # cannot be registered by another TPP's certificate.
-        if _common_name(request.certificate.subject) != statement["software_id"]:
+        if common_name(request.certificate.subject) != software_id:
             raise InvalidSoftwareStatementError("The software_statement's software_id is not the client "
                                                 "certificate's common name.")
+        # RFC 7591 §3.2.2: a statement this server does not approve. A disabled or deleted client's software stays
+        # refused until an operator enables it (`obgw clients enable`).
+        if self.server.clients.software_refused(software_id):
+            raise UnapprovedSoftwareStatementError(f"The software {software_id} was disabled or deleted here; "
+                                                   "ask the bank to enable it again.")
         method = metadata.get("token_endpoint_auth_method")
         if method not in AUTH_METHODS:
             raise InvalidClientMetadataError(f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}.")
@@ -97,20 +111,29 @@ class Registration:
         subject_dn = metadata.get("tls_client_auth_subject_dn")
         if subject_dn is not None and subject_dn != request.certificate.subject:
             raise InvalidClientMetadataError("tls_client_auth_subject_dn is not the presented certificate's subject.")
-        jwks = statement.get("software_jwks") or metadata.get("jwks") or {"keys": []}
+        # RFC 7591 §2.3: the statement's values take precedence; the keys that authenticate the client come only
+        # from what the directory signed, so keys sent beside the statement are refused rather than weighed.
+        if "jwks" in metadata or "jwks_uri" in metadata:
+            raise InvalidClientMetadataError("The client's keys come from the software statement (software_jwks) "
+                                             "only: send no jwks or jwks_uri.")
+        jwks = statement.get("software_jwks") or {"keys": []}
         if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
-            raise InvalidClientMetadataError("jwks must be a JWK Set.")
+            raise InvalidSoftwareStatementError("software_jwks must be a JWK Set.")
         if any(not isinstance(k, dict) or _PRIVATE_MEMBERS & set(k) for k in jwks["keys"]):
-            raise InvalidClientMetadataError("jwks must hold public keys only.")
+            raise InvalidSoftwareStatementError("software_jwks must hold public keys only.")
         if method == "private_key_jwt" and not jwks["keys"]:
-            raise InvalidClientMetadataError("private_key_jwt needs the client's public keys (jwks).")
+            raise InvalidClientMetadataError("private_key_jwt needs the software statement's keys (software_jwks).")
         client = Client(
-            client_id=secrets.token_urlsafe(16), client_name=str(statement.get("software_client_name")
-                                                                 or statement["software_id"]),
+            client_id=secrets.token_urlsafe(16), client_name=str(statement.get("software_client_name") or software_id),
             roles=tuple(roles), redirect_uris=tuple(redirect_uris), auth_methods=(method,),
-            cert_thumbprint=request.certificate.thumbprint, subject_dn=request.certificate.subject,
-            issuer_dn=request.certificate.issuer, jwks=jwks, software_id=str(statement["software_id"]),
+            cert_thumbprints=(request.certificate.thumbprint,), subject_dn=request.certificate.subject,
+            issuer_dn=request.certificate.issuer, jwks=jwks, software_id=software_id,
             created_at=int(time.time()), origin="dcr")
+        # Claimed last, so a request refused for its metadata does not use the statement up.
+        if not self.server.clients.claim_statement(digest(f"{statement['iss']}\n{statement['jti']}"),
+                                                   _usable_for(statement)):
+            raise InvalidSoftwareStatementError("The software_statement was used already (its jti): get a new one "
+                                                "from the directory.")
         self.server.clients.add(client.to_document())
         request.client = client
         return OAuthResponse(201, self._describe(client), list(_JSON))
@@ -132,13 +155,18 @@ class Registration:
         if header["alg"] != alg:  # the key decides the algorithm, never the header (RFC 8725 §3.1)
             raise InvalidSoftwareStatementError(f"The directory's key {header['kid']} signs with {alg}.")
         try:
-            claims = jwt.decode(statement, key, algorithms=[alg],
-                                options={"require": ["iss", "iat", "software_id"], "verify_aud": False})
+            # exp, where the statement has one, is honoured (UK OB DCR: a request past it must be rejected).
+            claims = jwt.decode(statement, key, algorithms=[alg], leeway=CLOCK_SKEW,
+                                options={"require": ["iss", "iat", "jti", "software_id"], "verify_aud": False})
         except jwt.PyJWTError as exc:
             raise InvalidSoftwareStatementError(describable(f"The software_statement is not valid: {exc}.")) \
                 from None
-        if not isinstance(claims["software_id"], str) or type(claims["iat"]) not in (int, float):
-            raise InvalidSoftwareStatementError("software_id must be a string and iat a NumericDate.")
+        if not isinstance(claims["software_id"], str) or not isinstance(claims["iss"], str) \
+                or type(claims["iat"]) not in (int, float):
+            raise InvalidSoftwareStatementError("software_id and iss must be strings and iat a NumericDate.")
+        if claims["iat"] < time.time() - STATEMENT_MAX_AGE - CLOCK_SKEW:
+            raise InvalidSoftwareStatementError(f"The software_statement is older than {STATEMENT_MAX_AGE} s (its "
+                                                "iat): get a new one from the directory.")
         return claims
 
     def _describe(self, client: Client) -> dict:
@@ -186,9 +214,12 @@ class Registration:
         return client
 
 
-def _common_name(subject: str) -> str | None:
-    names = x509.Name.from_rfc4514_string(subject).get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(names[0].value) if names else None
+def _usable_for(statement: dict) -> int:
+    """Seconds from now until the statement can no longer be accepted (past its exp, or too old)."""
+    until = statement["iat"] + STATEMENT_MAX_AGE
+    if type(statement.get("exp")) in (int, float):
+        until = min(until, statement["exp"])
+    return int(until + CLOCK_SKEW - time.time()) + 1
 
 
 def _strings(value, name: str) -> list[str]:

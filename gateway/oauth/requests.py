@@ -6,6 +6,7 @@ Form bodies must be `application/x-www-form-urlencoded` (RFC 6749 §3.2) and car
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode
 
 from authlib.oauth2.base import invalid_error_characters
@@ -34,7 +35,11 @@ class FormPayload(OAuth2Payload):
 
 
 class GatewayRequest(OAuth2Request):
-    """An Authlib request whose parameters are fixed: the query (authorization endpoint) or the form (the rest)."""
+    """An Authlib request whose parameters are fixed: the query (authorization endpoint) or the form (the rest).
+
+    `admit(client_id)`, where the endpoint has one (PAR), charges the authenticated client's rate limit and raises
+    the gateway's Refusal over it; routes.py sets it.
+    """
 
     def __init__(self, method: str, uri: str, headers: dict[str, str], params: dict[str, str],
                  certificate: ClientCertificate | None, from_form: bool) -> None:
@@ -42,6 +47,7 @@ class GatewayRequest(OAuth2Request):
         self.payload = FormPayload(params)
         self.certificate = certificate
         self._from_form = from_form
+        self.admit: Callable[[str], None] | None = None
 
     @property
     def form(self) -> dict[str, str]:
@@ -100,9 +106,11 @@ def request_url(issuer: str, path: str, params: dict[str, str] | None = None) ->
     return issuer + path + ("?" + urlencode(params) if params else "")
 
 
-async def form_request(scope, receive, issuer: str, certificate: ClientCertificate | None) -> GatewayRequest:
+async def form_request(scope, receive, issuer: str, certificate: ClientCertificate | None, *,
+                       max_bytes: int = MAX_FORM_BYTES) -> GatewayRequest:
+    """The form of a back-channel POST; a body over `max_bytes` is refused (413 `request.too_large`) unread."""
     headers = _headers(scope)
-    body = await read_body(receive, MAX_FORM_BYTES)
+    body = await read_body(receive, max_bytes, scope["headers"])
     if scope["method"] != "POST":
         raise InvalidRequestError("Use POST.")
     if headers.get("content-type", "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":

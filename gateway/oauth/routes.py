@@ -5,6 +5,7 @@ Authlib runs in a worker thread (it is synchronous, with the sync Redis client);
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import orjson
@@ -14,11 +15,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.errors import oauth_reason
+from gateway.oauth import par
 from gateway.oauth.discovery import PATHS, metadata
 from gateway.oauth.registration import Registration
 from gateway.oauth.requests import form_request, json_request
 from gateway.oauth.server import GatewayAuthorizationServer, OAuthResponse
+from gateway.pipeline.admission import RateLimitArgs, conclude
 from gateway.pipeline.call import SCOPE_KEY, Call
+from gateway.policy.model import RateLimits
+from gateway.store.admission import RateArgs
 
 
 def _send(call: Call, response: OAuthResponse) -> Response:
@@ -49,10 +54,31 @@ class _Endpoint:
         except OAuth2Error as error:
             response = self.server.handle_error_response(None, error)
         else:
+            self.prepare(request, call)
             response = await run_in_threadpool(self.work, request)
             client = getattr(request, "client", None)
             call.client_id = client.client_id if client is not None else None
         await _send(call, response)(scope, receive, send)
+
+    def prepare(self, request, call: Call) -> None:
+        """What an endpoint adds to the adapted request before Authlib sees it (nothing, but for PAR)."""
+
+
+class _Pushed(_Endpoint):
+    """PAR (RFC 9126): a body of at most par.MAX_BODY_BYTES, and each push from an authenticated client charged to
+    its rate limit (the RateLimit headers on the answer; over it, 429 with Retry-After, audited ratelimit.exceeded)."""
+
+    def __init__(self, template: str, server: GatewayAuthorizationServer, rate: RateArgs) -> None:
+        super().__init__(template, server, functools.partial(form_request, max_bytes=par.MAX_BODY_BYTES),
+                         lambda request: server.create_endpoint_response(par.PushedAuthorizationEndpoint.ENDPOINT_NAME,
+                                                                         request))
+        self.rate = rate
+
+    def prepare(self, request, call: Call) -> None:
+        def admit(client_id: str) -> None:  # in Authlib's thread, once the client is authenticated
+            call.client_id = client_id
+            conclude(call, self.server.clients.charge(client_id, self.rate))
+        request.admit = admit
 
 
 class _Static:
@@ -66,8 +92,9 @@ class _Static:
         await _json(await run_in_threadpool(self.build), self.cache)(scope, receive, send)
 
 
-def oauth_routes(server: GatewayAuthorizationServer, customer) -> list[Route]:
-    """Every AS route; `customer` is the web.authorize endpoints (login and consent pages)."""
+def oauth_routes(server: GatewayAuthorizationServer, customer, limits: RateLimits) -> list[Route]:
+    """Every AS route; `customer` is the web.authorize endpoints (login and consent pages); `limits` the policy's
+    rate limits (pushed requests count against the TPP's)."""
     document = metadata(server.issuer)
     registration = Registration(server)
 
@@ -81,8 +108,8 @@ def oauth_routes(server: GatewayAuthorizationServer, customer) -> list[Route]:
               _Static("/.well-known/oauth-authorization-server", lambda: document, "public, max-age=300")),
         Route(PATHS["jwks_uri"], _Static(PATHS["jwks_uri"], lambda: server.keys.ring().jwks(), "public, max-age=60")),
         endpoint(PATHS["token_endpoint"], server.create_token_response),
-        endpoint(PATHS["pushed_authorization_request_endpoint"],
-                 lambda request: server.create_endpoint_response("pushed_authorization", request)),
+        Route(PATHS["pushed_authorization_request_endpoint"],
+              _Pushed(PATHS["pushed_authorization_request_endpoint"], server, RateLimitArgs(limits)(par.ROUTE_ID))),
         endpoint(PATHS["revocation_endpoint"],
                  lambda request: server.create_endpoint_response("revocation", request)),
         endpoint(PATHS["introspection_endpoint"],

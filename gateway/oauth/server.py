@@ -7,16 +7,18 @@ introspection. Authlib is synchronous: it runs in a worker thread with the sync 
 """
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 from authlib.oauth2.rfc6749 import AuthorizationServer, InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc9207 import IssuerParameter
 
+from gateway.audit.customers import CustomerIds
 from gateway.consents.model import Status, from_record
 from gateway.oauth import grants
 from gateway.oauth.client_auth import PrivateKeyJwt, TlsClientAuth
 from gateway.oauth.introspection import Introspection
-from gateway.oauth.keys import SigningKeys
+from gateway.oauth.keys import KeyEncryptionKey, SigningKeys
 from gateway.oauth.models import AccessToken, Client, RefreshToken
 from gateway.oauth.par import PushedAuthorizationEndpoint
 from gateway.oauth.revocation import Revocation
@@ -33,7 +35,9 @@ from gateway.store.clients import ClientStore
 from gateway.store.consents import ConsentStore
 from gateway.store.oauth import AuthorizationStore
 
-KEY_OVERLAP_MARGIN = 60  # seconds a retired key outlives the longest-lived token it can have signed
+KEY_OVERLAP_MARGIN = 60
+SUBJECT_SECRET = "token subjects"  # the sealed secret's label (AES-GCM associated data)
+SUBJECT_SECRET_BYTES = 32  # seconds a retired key outlives the longest-lived token it can have signed
 
 
 @dataclass
@@ -66,19 +70,30 @@ class GatewayAuthorizationServer(AuthorizationServer):
         self.settings = settings
         self.issuer = settings.issuer_url
         self.clients = ClientStore(redis)
-        self.consents = ConsentStore(redis)
+        self.consents = ConsentStore(redis, CustomerIds.from_file(settings.audit_key_file))
         self.store = AuthorizationStore(redis)
-        self.keys = SigningKeys(self.store, overlap=settings.access_token_seconds + KEY_OVERLAP_MARGIN)
+        self.kek = KeyEncryptionKey.load(settings.key_encryption_key_file)
+        self.keys = SigningKeys(self.store, overlap=settings.access_token_seconds + KEY_OVERLAP_MARGIN, kek=self.kek)
         self.audience = resource_audience(self.issuer)
         self.tokens = TokenIssuer(self.keys, self.store, self.issuer, self.audience, settings.access_token_seconds,
                                   settings.refresh_token_seconds)
-        self.verifier = AccessTokenVerifier(self.issuer, self.audience)
+        self.verifier = AccessTokenVerifier(self.issuer, self.audience, settings.access_token_seconds)
         self._pseudonym_secret: bytes | None = None
 
     def pseudonym(self, customer_id: str) -> str:
         if self._pseudonym_secret is None:
-            self._pseudonym_secret = self.store.pseudonym_secret()
+            self._pseudonym_secret = self._subject_secret()
         return pseudonym(self._pseudonym_secret, customer_id)
+
+    def _subject_secret(self) -> bytes:
+        """The key of the token subjects (`sub`): the same for every worker and restart, kept in Redis sealed under
+        the key-encryption key, so a Redis dump cannot test guessed customer ids against a token's `sub`. One an
+        older version stored in clear (32 raw bytes) is sealed in place."""
+        stored = self.store.pseudonym_secret(self.kek.seal_bytes(SUBJECT_SECRET, secrets.token_bytes(32)).encode())
+        if len(stored) == SUBJECT_SECRET_BYTES:
+            self.store.replace_pseudonym_secret(stored, self.kek.seal_bytes(SUBJECT_SECRET, stored).encode())
+            return stored
+        return self.kek.open_bytes(SUBJECT_SECRET, stored.decode())
 
     # Authlib's storage and framework hooks
     def query_client(self, client_id):

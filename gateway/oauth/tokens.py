@@ -3,7 +3,8 @@ carrying `openbanking_intent_id` (UK OB Security Profile), opaque refresh tokens
 
 PyJWT does all JWT work of the project (Authlib's joserfc stays inside Authlib). Verification is strict by
 construction: one algorithm (ES256, so `none` and HS256-with-the-public-key cannot pass), the `at+jwt` type
-(RFC 9068 §4), issuer, audience, expiry, and every claim the resource stage relies on.
+(RFC 9068 §4), issuer, audience, expiry, a lifetime no longer than this server issues (so whoever stole a signing
+key cannot mint a token that outlives the key's revocation), and every claim the resource stage relies on.
 """
 from __future__ import annotations
 
@@ -27,7 +28,11 @@ ACCESS_TOKEN_TYPE = "at+jwt"
 INTENT_CLAIM = "openbanking_intent_id"
 GRANT_CLAIM = "obgw_grant"       # the authorisation a token came from; revoking it revokes all its tokens
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "sub", "client_id", "jti", "scope", "cnf")
+# UK OB Security Profile (OIDC `acr` values): `ca` when the customer was authenticated, `sca` only when strong
+# customer authentication (PSD2 RTS Art. 4: two independent factors) really happened (Grantee.sca).
+ACR_CA = "urn:openbanking:psd2:ca"
 ACR_SCA = "urn:openbanking:psd2:sca"
+LIFETIME_LEEWAY_SECONDS = 5  # exp - iat may exceed the configured lifetime by this much (settings changed, rounding)
 
 
 def pseudonym(secret: bytes, customer_id: str) -> str:
@@ -62,7 +67,8 @@ class TokenIssuer:
         if grantee and "openid" in scope.split():
             id_claims = {
                 "iss": self.issuer, "sub": grantee.subject, "aud": client.client_id, "iat": now,
-                "exp": now + self.access_seconds, "auth_time": grantee.auth_time, "acr": ACR_SCA,
+                "exp": now + self.access_seconds, "auth_time": grantee.auth_time,
+                "acr": ACR_SCA if grantee.sca else ACR_CA,
                 INTENT_CLAIM: grantee.consent_id,
             }
             if grantee.nonce:
@@ -74,8 +80,8 @@ class TokenIssuer:
             exp = now + self.refresh_seconds
             self._store.save_refresh_token(client.client_id, refresh, {
                 "client_id": client.client_id, "cnf": thumbprint, "scope": scope, "consent_id": grantee.consent_id,
-                "customer_id": grantee.customer_id, "subject": grantee.subject, "grant_id": grantee.grant_id,
-                "auth_time": grantee.auth_time, "exp": exp}, exp - now)
+                "subject": grantee.subject, "grant_id": grantee.grant_id,
+                "auth_time": grantee.auth_time, "sca": grantee.sca, "exp": exp}, exp - now)
             token["refresh_token"] = refresh
         return token
 
@@ -89,8 +95,9 @@ class TokenRejected(Exception):
 
 
 class AccessTokenVerifier:
-    def __init__(self, issuer: str, audience: str) -> None:
-        self.issuer, self.audience = issuer, audience
+    def __init__(self, issuer: str, audience: str, max_lifetime: int) -> None:
+        """`max_lifetime`: the access-token lifetime this server issues (OBGW_ACCESS_TOKEN_SECONDS)."""
+        self.issuer, self.audience, self.max_lifetime = issuer, audience, max_lifetime
 
     def kid_of(self, token: str) -> str:
         """The key id of a token that is shaped like ours; TokenRejected for anything else."""
@@ -125,6 +132,10 @@ class AccessTokenVerifier:
             raise TokenRejected("token.wrong_audience", "The access token was not issued for this API.") from None
         except jwt.InvalidTokenError as exc:
             raise TokenRejected("token.malformed", f"The access token is not valid: {exc}.") from None
+        # PyJWT has refused an iat in the future, so this also bounds how far ahead exp can be.
+        if int(claims["exp"]) - int(claims["iat"]) > self.max_lifetime + LIFETIME_LEEWAY_SECONDS:
+            raise TokenRejected("token.too_long_lived",
+                                f"The access token lives longer than the {self.max_lifetime} s this server issues.")
         cnf = claims.get("cnf")
         if not isinstance(cnf, dict) or not isinstance(cnf.get("x5t#S256"), str):
             raise TokenRejected("token.malformed", "The access token is not bound to a certificate.")

@@ -54,7 +54,7 @@ class Idempotency:
         if claim.state == "replay":
             if self._admission is not None:
                 verdict = await self._admission.admit_client(call.client_id, call.claims["jti"],
-                                                             self._rate(call.route.id))
+                                                             self._rate(call.route.id), kid=call.key_id)
                 conclude(call, verdict)
             response = claim.response
             call.upstream = Upstream(response.status, list(response.headers), response.body)

@@ -49,7 +49,7 @@ def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVe
         VerifySignature(clients),
         CheckPayment(),
         Idempotency(idempotency, admission=admission, rate=RateLimitArgs(policy.limits)),
-        Admit(admission, policy.unattended, RateLimitArgs(policy.limits)),
+        Admit(admission, policy.unattended, RateLimitArgs(policy.limits), consents.customers),
         ConsumeConsent(consents, admission),
         Minimise(issuer),
         forward,

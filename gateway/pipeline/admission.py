@@ -6,13 +6,15 @@ client not disabled, the consent this TPP's, `Authorised` by the grant the token
 clock, to the millisecond), the route's permission granted, the account one the customer selected, and - for a call
 without the customer present - the unattended allowance (PSD2 RTS Art. 36(5)), charged only for a call that passes
 everything else. Nothing is cached, so a revocation holds from the very next call on every worker. Fail closed: if
-Redis cannot answer, nothing is forwarded (503).
+Redis cannot answer, nothing is forwarded (503). The consent's customer id comes back sealed (audit/customers.py) and
+is opened here, once per consent and worker, for Forward (`x-bank-customer-id`) and the audit's `subject`.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 
+from gateway.audit.customers import CustomerIds
 from gateway.errors import Refusal
 from gateway.oauth.tokens import GRANT_CLAIM
 from gateway.pipeline.call import Call
@@ -59,10 +61,12 @@ def conclude(call: Call, verdict: Verdict) -> None:
 
 
 class Admit:
-    def __init__(self, store: AdmissionStore, unattended: UnattendedPolicy, rate: RateLimitArgs) -> None:
+    def __init__(self, store: AdmissionStore, unattended: UnattendedPolicy, rate: RateLimitArgs,
+                 customers: CustomerIds) -> None:
         self._store = store
         self._unattended = unattended
         self._rate = rate
+        self._customers = customers
 
     async def on_request(self, call: Call) -> None:
         claims, route = call.claims, call.route
@@ -71,14 +75,15 @@ class Admit:
         try:
             verdict = await self._store.admit(
                 call.client_id, call.consent_id, claims["jti"], claims[GRANT_CLAIM], self._rate(route.id),
-                permissions=route.permissions,
+                kid=call.key_id, permissions=route.permissions,
                 account_id=call.path_params.get(route.account_param) if route.account_param else None,
                 unattended=call.unattended,
                 allowance=self._unattended.calls, window_seconds=self._unattended.window_seconds,
                 payment_digest=call.payment_digest, allows_consumed=route.allows_consumed)
         except (RedisError, OSError):
             raise Refusal("admission.unavailable", headers={"Retry-After": "1"}) from None
-        call.customer_id = verdict.customer_id  # refused too, when the consent was this TPP's: whose data it was
+        if verdict.customer_id:  # refused too, when the consent was this TPP's: whose data it was
+            call.customer_id = self._customers.reveal(call.consent_id, verdict.customer_id)
         conclude(call, verdict)
         call.payment_claim = verdict.claim
         call.grant = Grant(frozenset(verdict.permissions), frozenset(verdict.accounts),
@@ -101,7 +106,8 @@ class AdmitClient:
         if route_id is None:
             raise Refusal("route.method_not_allowed", headers={"Allow": ", ".join(sorted(self._route_ids))})
         try:
-            verdict = await self._store.admit_client(call.client_id, call.claims["jti"], self._rate(route_id))
+            verdict = await self._store.admit_client(call.client_id, call.claims["jti"], self._rate(route_id),
+                                                     kid=call.key_id)
         except (RedisError, OSError):
             raise Refusal("admission.unavailable", headers={"Retry-After": "1"}) from None
         conclude(call, verdict)

@@ -37,6 +37,7 @@ class Call:
     client_id: str | None = None
     consent_id: str | None = None
     claims: Mapping | None = None                    # the verified access token's claims
+    key_id: str | None = None                        # the kid of the key that signed it (Admit: not revoked)
     customer_id: str | None = None                   # the bank's customer (Admit, the pages); audited as a pseudonym
     grant: Grant | None = None                       # what the consent grants (Admit), for Forward and Minimise
     unattended: bool = False                         # reads consented data without the customer present (Admit)

@@ -108,7 +108,7 @@ class ResourceEndpoint:
         if self.template is not None:
             call.route_template, call.path_params = self.template, dict(scope.get("path_params", {}))
         if not self._pipeline_reads_body:
-            require_json(scope["method"], call.headers)
+            require_json(call.method, call.headers)
             call.body = await read_body(receive, self.max_body_bytes, call.headers)
         reading = _RECEIVE.set(receive)
         try:

@@ -1,12 +1,14 @@
 """Cross-cutting stages as pure ASGI middleware, wrapping every call on the main listener (order: app.py).
 
-InteractionId → Audit → RenderErrors → RefuseUnparsed → TransportIdentity → router
+InteractionId → Audit → RenderErrors → RefuseUnparsed → TransportIdentity → AnonymousThrottle → router
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 
@@ -21,6 +23,7 @@ from gateway.pipeline.identity import (
     from_tls_extension,
     is_trusted_proxy,
 )
+from gateway.pipeline.source import forwarded_for, source_of
 
 log = logging.getLogger("obgw")
 INTERACTION_ID = b"x-fapi-interaction-id"
@@ -210,7 +213,8 @@ class RefuseUnparsed:
 
 
 class TransportIdentity:
-    """Sets `call.certificate` from the verified TLS peer, or from RFC 9440 headers sent by a trusted proxy.
+    """Sets `call.certificate` from the verified TLS peer, or from RFC 9440 headers sent by a trusted proxy; and, from
+    a trusted proxy only, the client's address it appended to `X-Forwarded-For` as `scope["client"]` (pipeline.source).
 
     Envoy's rfc9440 filter rule: the identity headers are stripped from every request first, and only a configured
     proxy's value is ever read, so no TPP can claim another's certificate by sending a header.
@@ -225,16 +229,69 @@ class TransportIdentity:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         call: Call = scope[SCOPE_KEY]
-        forwarded = None
+        forwarded = []
         headers = []
         for key, value in scope["headers"]:
             if key in (CLIENT_CERT, CLIENT_CERT_CHAIN):
-                forwarded = value if key == CLIENT_CERT else forwarded
+                if key == CLIENT_CERT:
+                    forwarded.append(value)
                 continue
             headers.append((key, value))
         scope = dict(scope, headers=headers)
         if self.verifier is not None and is_trusted_proxy(scope.get("client"), self.trusted_proxies):
-            call.certificate = self.verifier.verify(forwarded) if forwarded else None
+            # RFC 9440 §2.2: one certificate, one field. Two mean a client-sent one got past the proxy's strip:
+            # which the proxy verified cannot be told, so neither is taken.
+            if len(forwarded) > 1:
+                raise Refusal("identity.bad_certificate", "Client-Cert is given more than once.")
+            call.certificate = self.verifier.verify(forwarded[0]) if forwarded else None
+            address = forwarded_for(headers)
+            if address is not None:
+                scope["client"] = (address, 0)
         else:
             call.certificate = from_tls_extension(scope)
         await self.app(scope, receive, send)
+
+
+class AnonymousThrottle:
+    """Requests without a verified client certificate (customers' pages, and TPP endpoints, which refuse them anyway)
+    are counted per source address (pipeline.source) in this worker's memory, and refused 429 `request.throttled`
+    with Retry-After past the limit: so anonymous traffic costs Redis at most its audit record, never a session,
+    a count or a page's work (OWASP API4:2023, unrestricted resource consumption).
+
+    Where it sits: after TransportIdentity, which says whether a certificate was verified and which address the
+    caller is; inside RenderErrors and Audit, so a refusal is answered in the standard shape and audited like any
+    other; before the router, so nothing a page or endpoint does is spent on it. A cookie is not an exemption: anyone
+    can send one, and telling a real session from a made-up one would need Redis.
+
+    A token bucket per address (RATE per second, BURST at once), in a bounded LRU (MAX_SOURCES addresses, the least
+    recently seen forgotten first: a few MB at most, no Redis). Per worker: with N workers an address gets up to N
+    times the rate. The limits are far above what people do: a page load is one request (the pages load nothing
+    else), so customers behind one NAT would need dozens of page loads a second, all the time, to meet them.
+    """
+
+    RATE = 50.0        # requests per second, sustained, per address and worker
+    BURST = 200        # requests at once
+    MAX_SOURCES = 16_384
+
+    def __init__(self, app, rate: float = RATE, burst: int = BURST, max_sources: int = MAX_SOURCES) -> None:
+        self.app = app
+        self.rate, self.burst, self.max_sources = rate, burst, max_sources
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # address → (tokens, when)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope[SCOPE_KEY].certificate is None:
+            wait = self.take(source_of(scope))
+            if wait:
+                raise Refusal("request.throttled", headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        await self.app(scope, receive, send)
+
+    def take(self, source: str) -> float:
+        """0 if the address may make a request now (one is counted), else the seconds until it may."""
+        now = time.monotonic()
+        tokens, then = self._buckets.pop(source, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.rate)
+        allowed = tokens >= 1
+        self._buckets[source] = (tokens - 1 if allowed else tokens, now)
+        if len(self._buckets) > self.max_sources:
+            self._buckets.popitem(last=False)
+        return 0.0 if allowed else (1 - tokens) / self.rate

@@ -3,7 +3,8 @@
 RFC 6750 §2.1 (bearer header), RFC 9068 §4 (JWT access token validation), RFC 8705 §3 (certificate binding).
 Everything here is provable from the signed token, so it runs before any I/O. A token's signature is verified
 once per worker and its claims cached until it expires (ECDSA verification costs ~160 µs, FACTS.md); the binding
-to the certificate and the scope are checked on every call, and revocation is Admit's, live, in Redis.
+to the certificate, the scope and the signing key's presence in this worker's key ring are checked on every call,
+and revocation - of the token, its grant, or its signing key (`obgw keys revoke`) - is Admit's, live, in Redis.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 
 from gateway.errors import REASONS, Refusal
-from gateway.oauth.keys import KeyRing
+from gateway.oauth.keys import VERIFIER_RELOAD_SECONDS, KeyRing
 from gateway.oauth.tokens import GRANT_CLAIM, INTENT_CLAIM, AccessTokenVerifier, TokenRejected
 from gateway.pipeline.call import Call
 
@@ -21,7 +22,7 @@ AUTHORIZATION = b"authorization"
 CHALLENGE = 'Bearer error="invalid_token"'
 CACHE_SIZE = 10_000
 KEY_REFRESH_SECONDS = 1.0     # at most one re-read a second on an unknown kid
-KEY_RELOAD_SECONDS = 60.0     # and one a minute anyway, so keys dropped from Redis are dropped here too
+KEY_RELOAD_SECONDS = VERIFIER_RELOAD_SECONDS  # and one a minute anyway: keys dropped from Redis are dropped here too
 
 
 def token_refusal(reason: str, message: str | None = None) -> Refusal:
@@ -61,17 +62,24 @@ class VerifyAccessToken:
         self._verifier, self._keys = verifier, keys
         self._consent_bound = consent_bound  # resource calls need a consent's token; consent creation a client's
         self._scope = scope                  # fixed scope, else the route's
-        self._cache: OrderedDict[str, Mapping] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[str, Mapping]] = OrderedDict()  # token → (its kid, verified claims)
 
     async def on_request(self, call: Call) -> None:
         token = _bearer(call.headers)
-        claims = self._cache.get(token)
-        if claims is None or claims["exp"] <= time.time():
-            claims = await self._verify(token)
+        cached = self._cache.get(token)
+        if cached is None or cached[1]["exp"] <= time.time():
+            kid, claims = await self._verify(token)
+        else:
+            kid, claims = cached
+            # A cached token is only as good as its key: once the key is gone from Redis (revoked, or past its
+            # overlap) and this worker has re-read the keys (at most KEY_RELOAD_SECONDS later), it stops here too.
+            if await self._keys.key(kid) is None:
+                self._cache.pop(token, None)
+                raise token_refusal("token.unknown_key")
         # RFC 8705 §3.1: the token is only good with the certificate it was issued to.
         if claims["cnf"]["x5t#S256"] != call.certificate.thumbprint:
             raise token_refusal("token.cnf_mismatch")
-        call.claims, call.client_id = claims, claims["client_id"]
+        call.claims, call.key_id, call.client_id = claims, kid, claims["client_id"]
         call.consent_id = claims.get(INTENT_CLAIM)
         if (INTENT_CLAIM in claims and GRANT_CLAIM in claims) != self._consent_bound:
             raise Refusal("token.wrong_grant")
@@ -80,15 +88,16 @@ class VerifyAccessToken:
             raise Refusal("token.insufficient_scope",
                           headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'})
 
-    async def _verify(self, token: str) -> Mapping:
+    async def _verify(self, token: str) -> tuple[str, Mapping]:
         try:
-            claims = self._verifier.verify(token, await self._keys.key(self._verifier.kid_of(token)))
+            kid = self._verifier.kid_of(token)
+            claims = self._verifier.verify(token, await self._keys.key(kid))
         except TokenRejected as rejected:
             raise token_refusal(rejected.reason, str(rejected)) from None
         if len(self._cache) >= CACHE_SIZE:
             self._cache.popitem(last=False)
-        self._cache[token] = claims
-        return claims
+        self._cache[token] = kid, claims
+        return kid, claims
 
 
 def _bearer(headers) -> str:

@@ -54,16 +54,17 @@ class AdmissionStore:
         self._release = async_script(redis, "release_claim")
 
     async def admit(self, client_id: str, consent_id: str, jti: str, grant_id: str, rate: RateArgs = UNLIMITED, *,
-                    permissions=(), account_id: str | None = None, unattended: bool = False, allowance: int = 4,
-                    window_seconds: int = 86_400, payment_digest: str = "", allows_consumed: bool = False) -> Verdict:
-        """One EVALSHA of admit.lua (its header lists the checks and their order)."""
+                    kid: str, permissions=(), account_id: str | None = None, unattended: bool = False,
+                    allowance: int = 4, window_seconds: int = 86_400, payment_digest: str = "",
+                    allows_consumed: bool = False) -> Verdict:
+        """One EVALSHA of admit.lua (its header lists the checks and their order); `kid` signed the token."""
         # Names this call's unattended charge and a payment's claim; os.urandom is not free, so only when needed.
         nonce = secrets.token_hex(8) if unattended or payment_digest else ""
         answer = await self._admit(
             keys=[keys.consent(client_id, consent_id), keys.revoked_token(client_id, jti),
                   keys.revoked_grant(client_id, grant_id), keys.client_disabled(client_id),
                   keys.unattended_calls(client_id, consent_id), keys.rate_bucket(client_id, rate.group),
-                  keys.client_tier(client_id)],
+                  keys.client_tier(client_id), keys.revoked_key(client_id, kid)],
             args=[client_id, grant_id, " ".join(sorted(permissions)), account_id or "", "1" if unattended else "0",
                   allowance, window_seconds * 1000, jti, rate.default_tier, rate.limits, rate.group,
                   nonce, payment_digest, "1" if allows_consumed else "0"])
@@ -79,11 +80,13 @@ class AdmissionStore:
         """Give a payment consent back (the bank refused the payment): only the claim this call made."""
         await self._release(keys=[keys.consent(client_id, consent_id)], args=[claim])
 
-    async def admit_client(self, client_id: str, jti: str, rate: RateArgs = UNLIMITED) -> Verdict:
-        """For client-credentials calls (consent API): the rate limit, the client enabled, the token not revoked."""
+    async def admit_client(self, client_id: str, jti: str, rate: RateArgs = UNLIMITED, *, kid: str) -> Verdict:
+        """For client-credentials calls (consent API): the rate limit, the client enabled, the token and its signing
+        key (`kid`) not revoked."""
         answer = await self._admit_client(
             keys=[keys.revoked_token(client_id, jti), keys.client_disabled(client_id),
-                  keys.rate_bucket(client_id, rate.group), keys.client_tier(client_id)],
+                  keys.rate_bucket(client_id, rate.group), keys.client_tier(client_id),
+                  keys.revoked_key(client_id, kid)],
             args=[rate.default_tier, rate.limits, rate.group])
         verdict, state, retry = _common(answer)
         return Verdict(verdict, retry, rate=state)

@@ -1,19 +1,30 @@
 """ClientStore: the TPP registry in Redis, one JSON document per client (survives restarts with the AOF).
 
-Callers: `oauth.server` (query_client, in Authlib's thread), `oauth.registration` (DCR), `cli.clients`, `cli.demo`.
+Next to the documents: the software of every disabled or deleted client (RFC 7591 registration refuses it until an
+operator enables the client again), the software statements used (each registers once), and the per-TPP rate limit
+the authorization server charges pushed authorization requests to.
+
+Callers: `oauth.server` (query_client, in Authlib's thread), `oauth.registration` (DCR), `oauth.routes` (PAR),
+`cli.clients`, `cli.demo`.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import orjson
 
+from gateway.oauth.models import Client
 from gateway.store import keys
+from gateway.store.admission import RateArgs, Verdict
+from gateway.store.admission import _common as rate_outcome  # the admission scripts' answer head, read one way
+from gateway.store.redis import sync_script
 
 
 class ClientStore:
     def __init__(self, redis) -> None:
         self._redis = redis  # a sync client: Authlib and the CLI call this from threads
+        self._rate_limit = sync_script(redis, "rate_limit", ("gcra",))
 
     def get(self, client_id: str) -> dict | None:
         raw = self._redis.get(keys.client(client_id))
@@ -28,28 +39,76 @@ class ClientStore:
         pipe.sadd(keys.CLIENTS, client_id)
         pipe.delete(keys.client_disabled(client_id))
         pipe.execute()
+        # A signing key revoked lately: its tokens are refused for this client too (whoever stole the key could
+        # otherwise mint tokens for a client registered since, until every worker re-reads its keys).
+        now_ms = int(time.time() * 1000)
+        self._redis.zremrangebyscore(keys.REVOKED_KEYS, "-inf", now_ms)
+        for kid, until_ms in self._redis.zrangebyscore(keys.REVOKED_KEYS, now_ms, "+inf", withscores=True):
+            self._redis.set(keys.revoked_key(client_id, kid.decode()), b"1", px=max(int(until_ms) - now_ms, 1))
         return True
 
     def replace(self, document: dict) -> None:
-        """Overwrite an existing client (status changes, `obgw clients add --replace`); a client that is not
-        active gets the marker Admit checks, so its tokens stop on the next call."""
+        """Overwrite an existing client (status changes, `obgw clients add --replace`, a certificate added); a client
+        that is not active gets the marker Admit checks, so its tokens stop on the next call, and its software is
+        refused by registration; made active again, the refusal it caused is lifted."""
         client_id = document["client_id"]
+        software = Client.from_document(document).software
+        active = document.get("status", "active") == "active"
+        lifted = active and software is not None and self._redis.hget(keys.REFUSED_SOFTWARE, software) == \
+            client_id.encode()
         pipe = self._redis.pipeline()
         pipe.set(keys.client(client_id), orjson.dumps(document))
         pipe.sadd(keys.CLIENTS, client_id)
-        if document.get("status", "active") == "active":
+        if active:
             pipe.delete(keys.client_disabled(client_id))
         else:
             pipe.set(keys.client_disabled(client_id), b"1")
+            if software is not None:
+                pipe.hset(keys.REFUSED_SOFTWARE, software, client_id)
+        if lifted:
+            pipe.hdel(keys.REFUSED_SOFTWARE, software)
         pipe.execute()
 
     def delete(self, client_id: str) -> bool:
-        """RFC 7592 §2.3: the client is gone, and its tokens with it (the disabled marker stays)."""
+        """RFC 7592 §2.3: the client is gone, and its tokens with it (the disabled marker stays); its software may
+        not register again until an operator allows it (`obgw clients enable`)."""
+        document = self.get(client_id)
+        software = Client.from_document(document).software if document else None
         pipe = self._redis.pipeline()
         pipe.delete(keys.client(client_id))
         pipe.srem(keys.CLIENTS, client_id)
         pipe.set(keys.client_disabled(client_id), b"1")
+        if software is not None:
+            pipe.hset(keys.REFUSED_SOFTWARE, software, client_id)
         return bool(pipe.execute()[0])
+
+    def software_refused(self, software: str) -> bool:
+        """Is this the software of a disabled or deleted client (registration refuses it)?"""
+        return bool(self._redis.hexists(keys.REFUSED_SOFTWARE, software))
+
+    def refused_software_of(self, client_id: str) -> list[str]:
+        """The software ids registration refuses because of this client (disabled, or deleted)."""
+        return [software.decode() for software, owner in self._redis.hgetall(keys.REFUSED_SOFTWARE).items()
+                if owner.decode() == client_id]
+
+    def allow_software_of(self, client_id: str) -> list[str]:
+        """Lift the registration refusals a deleted client left (its document is gone); the software ids freed."""
+        freed = self.refused_software_of(client_id)
+        if freed:
+            self._redis.hdel(keys.REFUSED_SOFTWARE, *freed)
+        return freed
+
+    def claim_statement(self, digest: str, seconds: int) -> bool:
+        """A software statement (by the SHA-256 of its issuer and jti) registers once: False if it was used already.
+        Remembered for `seconds`, as long as the statement could still be accepted."""
+        return bool(self._redis.set(keys.statement_jti(digest), b"1", nx=True, ex=max(seconds, 1)))
+
+    def charge(self, client_id: str, rate: RateArgs) -> Verdict:
+        """One call against the client's rate limit for `rate`'s route group (gcra.lua, exact across workers)."""
+        answer = self._rate_limit(keys=[keys.rate_bucket(client_id, rate.group), keys.client_tier(client_id)],
+                                  args=[rate.default_tier, rate.limits, rate.group])
+        reason, state, retry_ms = rate_outcome(answer)
+        return Verdict(reason, retry_ms, rate=state)
 
     def tier(self, client_id: str) -> str | None:
         """The client's rate-limit tier, if it has been given one (else the policy's default applies)."""

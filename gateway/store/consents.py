@@ -2,51 +2,77 @@
 
 The hash carries the fields the Admit script reads on every call (`client_id`, `status`, `expires_ms`,
 `customer_id`, `grant_id`, `accounts`, `permissions`, `window`), next to the whole record as JSON. A customer's
-consents are indexed by customer (the dashboard), written when the consent is authorised.
+consents are indexed by customer (the dashboard), written when the consent is authorised. The customer id is kept
+only sealed, and the index named only by the customer's audit pseudonym (audit/customers.py): Redis alone never
+joins a consent id, and so the audit log, to a customer.
 Callers: `consents.api`, `oauth.server` (PAR, tokens), `web.authorize`, `web.dashboard`, `cli.consents`.
 """
 from __future__ import annotations
 
 import orjson
 
+from gateway.audit.customers import CustomerIds, is_sealed
 from gateway.consents.model import payment_digest
 from gateway.store import keys
 from gateway.store.redis import sync_script
 
 
 class ConsentStore:
-    def __init__(self, redis) -> None:
+    def __init__(self, redis, customers: CustomerIds | None = None) -> None:
+        """`customers` seals the customer id a consent stores (and opens it as a consent is read) and names the
+        customer index. Without it the store reads consents with the id sealed, and writes only those that name no
+        customer, or name one sealed already."""
         self._redis = redis
+        self.customers = customers
         self._transition = sync_script(redis, "consent_transition")
 
-    def create(self, record: dict, expires_ms: int | None) -> None:
+    def create(self, record: dict, expires_ms: int | None, lapse_seconds: int) -> None:
+        """A new consent, gone from Redis after `lapse_seconds` unless `keep` is called (it is authorised)."""
         consent_id, client_id = record["consent_id"], record["client_id"]
         pipe = self._redis.pipeline(transaction=False)
-        pipe.hset(keys.consent(client_id, consent_id), mapping=_fields(record, expires_ms))
-        pipe.set(keys.consent_owner(consent_id), client_id)
+        pipe.hset(keys.consent(client_id, consent_id), mapping=self._fields(record, expires_ms))
+        pipe.expire(keys.consent(client_id, consent_id), lapse_seconds)
+        pipe.set(keys.consent_owner(consent_id), client_id, ex=lapse_seconds)
+        pipe.execute()
+
+    def keep(self, client_id: str, consent_id: str) -> None:
+        """The consent stays in Redis for good (authorised: its tokens, payment replays, the customer's dashboard)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.persist(keys.consent(client_id, consent_id))
+        pipe.persist(keys.consent_owner(consent_id))
         pipe.execute()
 
     def get(self, client_id: str, consent_id: str) -> dict | None:
         raw = self._redis.hget(keys.consent(client_id, consent_id), "record")
-        return orjson.loads(raw) if raw else None
+        return self._opened(orjson.loads(raw)) if raw else None
 
     def index_for_customer(self, customer_id: str, client_id: str, consent_id: str) -> None:
-        self._redis.sadd(keys.customer_consents(customer_id), f"{client_id} {consent_id}")
+        self._redis.sadd(keys.subject_consents(self._named().pseudonym(customer_id)), f"{client_id} {consent_id}")
 
     def of_customer(self, customer_id: str) -> list[dict]:
-        """Every consent the customer has authorised, newest first."""
-        members = sorted(m.decode() for m in self._redis.smembers(keys.customer_consents(customer_id)))
+        """Every consent the customer has authorised, newest first (also from the index an older version named by
+        the customer id, until `store.legacy` has merged it)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.smembers(keys.subject_consents(self._named().pseudonym(customer_id)))
+        pipe.smembers(keys.customer_consents(customer_id))
+        members = sorted({m.decode() for found in pipe.execute() for m in found})
         records = [self.get(*member.split(" ", 1)) for member in members]
         return sorted((r for r in records if r), key=lambda r: r["created"], reverse=True)
 
     def all(self):
         """Every consent (for operators: `obgw consents list`); a SCAN over the owner index, never on a request."""
+        for client_id, consent_id in self.ids():
+            record = self.get(client_id, consent_id)
+            if record is not None:
+                yield record
+
+    def ids(self):
+        """(client id, consent id) of every consent, from the owner index (a SCAN)."""
         for key in self._redis.scan_iter(match=keys.consent_owner("*"), count=1000):
             consent_id = key.decode().rsplit(":", 1)[1]
             client_id = self.owner(consent_id)
-            record = self.get(client_id, consent_id) if client_id else None
-            if record is not None:
-                yield record
+            if client_id:
+                yield client_id, consent_id
 
     def owner(self, consent_id: str) -> str | None:
         raw = self._redis.get(keys.consent_owner(consent_id))
@@ -56,10 +82,28 @@ class ConsentStore:
         """Store `record` only if the stored status is one of `expected`: None if stored, else the status found
         ("missing" when there is no such consent)."""
         found = self._transition(keys=[keys.consent(record["client_id"], record["consent_id"])],
-                                 args=[",".join(expected), *_flat(_fields(record, expires_ms))])
+                                 args=[",".join(expected), *_flat(self._fields(record, expires_ms))])
         if found == b"":
             return None
         return found.decode() if found is not None else "missing"
+
+    def _named(self) -> CustomerIds:
+        if self.customers is None:
+            raise RuntimeError("the consent store names a customer only with the audit pseudonym key (audit.key)")
+        return self.customers
+
+    def _opened(self, record: dict) -> dict:
+        customer_id = record.get("customer_id")
+        if customer_id and self.customers is not None:
+            record["customer_id"] = self.customers.reveal(record["consent_id"], customer_id)
+        return record
+
+    def _fields(self, record: dict, expires_ms: int | None) -> dict:
+        """The hash to store, the customer id sealed (bound to the consent id)."""
+        customer_id = record.get("customer_id")
+        if customer_id and not is_sealed(customer_id):
+            record = {**record, "customer_id": self._named().seal(record["consent_id"], customer_id)}
+        return _fields(record, expires_ms)
 
 
 def _fields(record: dict, expires_ms: int | None) -> dict:

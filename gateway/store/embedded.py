@@ -1,8 +1,11 @@
 """A private `redis-server` child for a laptop run: loopback only, random password, append-only file under var/.
 
-Started once by the main process before the workers, stopped when it exits, and killed by the kernel if the parent
-dies (PR_SET_PDEATHSIG). A lock on the data directory stops two gateways from sharing it; while the lock is held the
-running server's URL is in `<dir>/redis.url` (mode 0600) so the CLI can reach the same data.
+Only on request: `obgw demo`, or `obgw serve --embedded-redis` (a gateway that quietly started its own Redis on a
+second host would split the state). Started once by the main process before the workers, stopped when it exits, and
+killed by the kernel if the parent dies (PR_SET_PDEATHSIG). Everything it writes is the owner's alone: its data
+directory is 0700 and it runs with umask 077 (the append-only file holds every consent and token record). A lock on
+the data directory stops two gateways from sharing it; while the lock is held the running server's URL is in
+`<dir>/redis.url` (mode 0600) so the CLI can reach the same data.
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ from pathlib import Path
 
 import redis
 
-from gateway.children import die_with_parent, stop
+from gateway.children import private_child, stop
+from gateway.state import private_dir
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -56,8 +60,9 @@ class EmbeddedRedis:
         return self.data_dir / "redis.url"
 
     def start(self) -> str:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.data_dir / ".lock", "a")  # noqa: SIM115 - held for the server's lifetime
+        private_dir(self.data_dir)
+        lock = os.open(self.data_dir / ".lock", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._lock_file = os.fdopen(lock, "a")  # held for the server's lifetime
         deadline = time.monotonic() + self.start_timeout  # a previous server may still be flushing on its way out
         while True:
             try:
@@ -79,7 +84,7 @@ class EmbeddedRedis:
         ])
         self._process = subprocess.Popen(
             [find_binary(), "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=die_with_parent, start_new_session=True,
+            preexec_fn=private_child, start_new_session=True,
             pass_fds=(self._lock_file.fileno(),),  # the lock lives as long as redis-server, not only its parent
         )
         stdin = self._process.stdin
@@ -149,16 +154,12 @@ def running_url(data_dir: Path) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def redis_url_for(redis_url: str | None, var_dir: Path):
-    """The Redis a command should use: REDIS_URL, else the running gateway's embedded one, else a temporary one."""
-    if redis_url:
-        yield redis_url
-        return
-    data_dir = Path(var_dir) / "redis"
-    url = running_url(data_dir)
-    if url:
-        yield url
-        return
-    with EmbeddedRedis(data_dir) as embedded:
-        yield embedded.url
+def redis_url_for(redis_url: str | None, var_dir: Path) -> str:
+    """The Redis a command should use: REDIS_URL, else the embedded one a running gateway holds for `var_dir`; never
+    a new one (a command run on another host, or with nothing running, must not invent a Redis of its own)."""
+    url = redis_url or running_url(Path(var_dir) / "redis")
+    if not url:
+        raise EmbeddedRedisError(
+            f"no Redis: set REDIS_URL, or run this where `obgw demo` or `obgw serve --embedded-redis` is running "
+            f"with the state directory {var_dir}")
+    return url

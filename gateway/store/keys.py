@@ -24,6 +24,15 @@ def client(client_id: str) -> str:
     return f"obgw:client:{client_id}"
 
 
+# Dynamic registration: software statements used (by the SHA-256 of issuer and jti, kept while the statement could
+# still be accepted), and the software of disabled or deleted clients (software id → client id), which DCR refuses.
+REFUSED_SOFTWARE = "obgw:refused-software"
+
+
+def statement_jti(digest: str) -> str:
+    return f"obgw:statement-jti:{digest}"
+
+
 # Authorization server state. Codes, request_uris and refresh tokens are stored under the SHA-256 of their value,
 # so reading Redis never yields a usable credential.
 SIGNING_KEYS = "obgw:signing-keys"
@@ -42,8 +51,9 @@ def used_code(digest: str) -> str:
     return f"obgw:code-used:{digest}"
 
 
-def assertion_jti(client_id: str, jti: str) -> str:
-    return f"obgw:{_tag(client_id)}:jti:{jti}"
+def assertion_jtis(client_id: str) -> str:
+    """The TPP's client-assertion jtis in use (a sorted set of their SHA-256, scored by when each may go)."""
+    return f"obgw:{_tag(client_id)}:jtis"
 
 
 def refresh_token(client_id: str, digest: str) -> str:
@@ -58,9 +68,23 @@ def revoked_grant(client_id: str, grant_id: str) -> str:
     return f"obgw:{_tag(client_id)}:revoked-grant:{grant_id}"
 
 
-def login_failures(digest: str) -> str:
-    """Failed password checks of one username (by its hash) in the current window."""
-    return f"obgw:login-failures:{digest}"
+# Revoked signing keys (kid → until when, ms, their markers must stay): a client registered meanwhile is marked too.
+REVOKED_KEYS = "obgw:revoked-keys"
+
+
+def revoked_key(client_id: str, kid: str) -> str:
+    """Present while a revoked signing key's tokens could still verify somewhere: Admit refuses them for this TPP."""
+    return f"obgw:{_tag(client_id)}:revoked-key:{kid}"
+
+
+def login_attempts(digest: str) -> str:
+    """One username's (by its hash) login attempts, locks and the current lock's end (store.logins)."""
+    return f"obgw:login-attempts:{digest}"
+
+
+def login_source(digest: str) -> str:
+    """Failed logins from one source address (by its hash) in the current window (store.logins)."""
+    return f"obgw:login-source:{digest}"
 
 
 def customer_session(kind: str, digest: str) -> str:
@@ -84,6 +108,12 @@ def client_disabled(client_id: str) -> str:
 
 def customer_consents(customer_id: str) -> str:
     return f"obgw:customer-consents:{customer_id}"
+
+
+def subject_consents(subject: str) -> str:
+    """A customer's consents, named by their audit pseudonym (audit/customers.py), never by their id: what replaces
+    `customer_consents`, which versions before issue 14 wrote (read, and merged at start, by store.legacy)."""
+    return f"obgw:subject-consents:{subject}"
 
 
 def unattended_calls(client_id: str, consent_id: str) -> str:

@@ -5,8 +5,8 @@ Callers: `consents.notify.outbox_notifier` (`enqueue`, sync: the CLI, Authlib's 
 
 How an entry travels (Redis Streams, consumer group `notifiers`):
 
-- `enqueue` XADDs it (MAXLEN ~ 100000, approximate trimming). The group is created at id 0, so entries added
-  before any worker ever ran are still delivered: the outbox survives restarts with the AOF.
+- `enqueue` XADDs it, never trimming. The group is created at id 0, so entries added before any worker ever ran
+  are still delivered: the outbox survives restarts with the AOF.
 - `read_new` (XREADGROUP `>`) hands each new entry to exactly one worker: its delivery count is then 1.
 - After a failed attempt the worker `park`s the entry: XCLAIM JUSTID to the pseudo-consumer `parked`. That moves
   it off the worker, resets its idle time (the backoff runs from the failure) and leaves the delivery count alone.
@@ -18,13 +18,16 @@ How an entry travels (Redis Streams, consumer group `notifiers`):
   - an entry still held by a worker is due only after `lease_ms`: longer than an attempt can last, so an
     attempt in flight is never taken over, and an entry whose worker died is picked up again.
 - `ack` (XACK) ends it: delivered, refused, or given up.
+- `trim` (XTRIM MINID) removes only what every consumer is done with: the entries before the oldest one still
+  pending and not after the last one handed out. An entry not yet delivered, or waiting for another attempt, is
+  never trimmed, however many there are; the stream holds what is in flight (bounded by the retry schedule) plus
+  what has not been read yet.
 
 XAUTOCLAIM is not used: it has one min-idle-time for the whole scan, while each entry's wait depends on its own
 attempt number (and on whether it is parked or held), and it does not report delivery counts.
 
 Delivery is at least once: a worker that dies after the TPP answered but before the XACK causes one more
 delivery of the same SET (same `jti`, which RFC 8417 §2.2 makes the SET's unique id, so the TPP can drop it).
-Trimming (MAXLEN) can drop entries still pending; with the bound at 100000 that takes a backlog of that size.
 """
 from __future__ import annotations
 
@@ -40,8 +43,6 @@ from gateway.store.keys import NOTIFY_GROUP, NOTIFY_OUTBOX, NOTIFY_PARKED
 from gateway.store.redis import ResponseError
 
 __all__ = ["NOTIFY_GROUP", "NOTIFY_OUTBOX", "NOTIFY_PARKED", "NotificationOutbox", "enqueue"]
-NOTIFY_MAXLEN = 100_000           # approximate (MAXLEN ~): trimming whole macro-nodes is O(1) amortised
-
 FIELD = b"event"                  # the one stream field: the event as JSON
 REQUIRED = ("client_id", "consent_id", "type", "occurred_at")
 
@@ -56,9 +57,7 @@ def enqueue(redis_sync, event: dict) -> str:
     missing = [name for name in REQUIRED if not event.get(name)]
     if missing:
         raise ValueError(f"notification event without {', '.join(missing)}")
-    entry_id = redis_sync.xadd(NOTIFY_OUTBOX, {FIELD: orjson.dumps(event)}, maxlen=NOTIFY_MAXLEN,
-                               approximate=True)
-    return _text(entry_id)
+    return _text(redis_sync.xadd(NOTIFY_OUTBOX, {FIELD: orjson.dumps(event)}))
 
 
 def consumer_name() -> str:
@@ -142,6 +141,25 @@ class NotificationOutbox:
     async def ack(self, entry_id: str) -> None:
         await self._redis.xack(NOTIFY_OUTBOX, NOTIFY_GROUP, entry_id)
 
+    async def trim(self) -> int:
+        """Remove the entries the group is done with (acknowledged: delivered, refused or given up); how many.
+
+        The group's last-delivered id and the oldest pending id are read together (MULTI): every entry before both
+        is acknowledged. Entries only ever move forward from there (new ones come after the last-delivered id, a
+        claim only moves an entry that is already pending), so trimming below that point can drop nothing in flight.
+        """
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.xinfo_groups(NOTIFY_OUTBOX)
+        pipe.xpending(NOTIFY_OUTBOX, NOTIFY_GROUP)
+        groups, pending = await pipe.execute()
+        group = next((g for g in groups if _text(g["name"]) == NOTIFY_GROUP), None)
+        if group is None:
+            return 0
+        keep_from = _after(_text(group["last-delivered-id"]))
+        if pending["pending"]:
+            keep_from = min(keep_from, _text(pending["min"]), key=_id_order)
+        return int(await self._redis.xtrim(NOTIFY_OUTBOX, minid=keep_from, approximate=False))
+
     async def pending(self) -> int:
         """How many entries are delivered but not acknowledged (held or parked): for tests and /metrics."""
         summary = await self._redis.xpending(NOTIFY_OUTBOX, NOTIFY_GROUP)
@@ -163,6 +181,17 @@ def _entry(entry_id, fields, attempt: int) -> Entry:
     except orjson.JSONDecodeError:
         event = None
     return Entry(_text(entry_id), event if isinstance(event, dict) else None, attempt)
+
+
+def _id_order(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+def _after(entry_id: str) -> str:
+    """The stream id right after `entry_id` (XTRIM MINID keeps ids from the one given)."""
+    milliseconds, sequence = _id_order(entry_id)
+    return f"{milliseconds}-{sequence + 1}"
 
 
 def _text(value) -> str:

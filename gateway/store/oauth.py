@@ -10,12 +10,14 @@ Callers: `oauth.par`, `oauth.grants`, `oauth.client_auth`, `oauth.revocation`, `
 from __future__ import annotations
 
 import hashlib
-import secrets
+import time
 
 import orjson
+from redis.exceptions import WatchError
 
 from gateway.store import keys
 from gateway.store.redis import sync_script
+from gateway.store.sealing import SealBroken, Sealer, derive_key
 
 
 _ADD_FIRST_KEY = "if redis.call('HLEN', KEYS[1]) == 0 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
@@ -29,6 +31,7 @@ class AuthorizationStore:
     def __init__(self, redis) -> None:
         self._redis = redis
         self._take = sync_script(redis, "take_owned")
+        self._claim_jti = sync_script(redis, "claim_jti")
 
     def _take_owned(self, key: str, marker: str, client_id: str) -> tuple[dict | None, dict | None]:
         """(the record if this client's and still there, else the redemption marker if any); see take_owned.lua."""
@@ -64,9 +67,13 @@ class AuthorizationStore:
         self._redis.set(keys.used_code(digest(code)), orjson.dumps({"client_id": client_id, "grant_id": grant_id}),
                         ex=seconds)
 
-    # private_key_jwt assertions (RFC 7523 §3 item 7: a jti may be used once).
-    def claim_jti(self, client_id: str, jti: str, seconds: int) -> bool:
-        return bool(self._redis.set(keys.assertion_jti(client_id, jti), b"1", nx=True, ex=max(seconds, 1)))
+    # private_key_jwt assertions (RFC 7523 §3 item 7: a jti may be used once). A jti is remembered by its SHA-256, for
+    # `seconds`, and a client holds at most `limit` at once: what one TPP keeps in Redis is bounded (claim_jti.lua).
+    def claim_jti(self, client_id: str, jti: str, seconds: int, limit: int) -> str:
+        """"claimed", "used" (seen before) or "full" (the client holds `limit` jtis not yet forgotten)."""
+        member = hashlib.sha256(jti.encode("utf-8", "surrogatepass")).hexdigest()  # JSON may hold a lone surrogate
+        answer = self._claim_jti(keys=[keys.assertion_jtis(client_id)], args=[member, max(seconds, 1) * 1000, limit])
+        return answer.decode()
 
     # Refresh tokens: bound to client, certificate and consent; found by their hash.
     def save_refresh_token(self, client_id: str, token: str, record: dict, seconds: int) -> None:
@@ -91,7 +98,7 @@ class AuthorizationStore:
             [keys.revoked_grant(client_id, grant_id)] if grant_id else [])
         return bool(names) and bool(self._redis.exists(*names))
 
-    # Signing keys (persisted; rotation keeps the previous ones for verification).
+    # Signing keys (persisted, private halves sealed: oauth.keys; rotation keeps the previous ones verifying).
     def signing_keys(self) -> dict[str, dict]:
         return {kid.decode(): orjson.loads(raw) for kid, raw in self._redis.hgetall(keys.SIGNING_KEYS).items()}
 
@@ -109,32 +116,83 @@ class AuthorizationStore:
             pipe.hdel(keys.SIGNING_KEYS, *removed)
         pipe.execute()
 
-    def pseudonym_secret(self) -> bytes:
-        """The key of the customers' pseudonyms: made once, then the same for every worker and restart."""
-        self._redis.set(keys.PSEUDONYM_SECRET, secrets.token_bytes(32), nx=True)
+    def replace_signing_key(self, kid: str, record: dict, replacement: dict) -> bool:
+        """Replace `kid`'s record only if it is still `record` (sealing a key stored in clear never brings back a
+        revoked key or undoes a rotation made meanwhile): an optimistic transaction on the keys' hash."""
+        with self._redis.pipeline() as pipe:
+            try:
+                pipe.watch(keys.SIGNING_KEYS)
+                current = pipe.hget(keys.SIGNING_KEYS, kid)
+                if current is None or orjson.loads(current) != record:
+                    return False
+                pipe.multi()
+                pipe.hset(keys.SIGNING_KEYS, kid, orjson.dumps(replacement))
+                pipe.execute()
+            except WatchError:
+                return False
+        return True
+
+    def revoke_signing_key(self, kid: str, seconds: int, new: tuple[str, dict] | None) -> int:
+        """Mark `kid` revoked for every registered client (read by the admission scripts with the token's other
+        revocation keys, under the client's hash tag), then delete it, adding `new` in the same transaction. The
+        markers come first, so no moment exists where the key is gone here but its tokens still pass Admit.
+        Returns how many clients were marked."""
+        self._redis.zadd(keys.REVOKED_KEYS, {kid: int((time.time() + seconds) * 1000)})  # before the clients are read
+        client_ids = [member.decode() for member in self._redis.smembers(keys.CLIENTS)]
+        markers = self._redis.pipeline(transaction=False)  # one slot per client on a Cluster
+        for client_id in client_ids:
+            markers.set(keys.revoked_key(client_id, kid), b"1", ex=seconds)
+        markers.execute()
+        pipe = self._redis.pipeline()
+        pipe.hdel(keys.SIGNING_KEYS, kid)
+        if new is not None:
+            pipe.hset(keys.SIGNING_KEYS, new[0], orjson.dumps(new[1]))
+        pipe.execute()
+        return len(client_ids)
+
+    def pseudonym_secret(self, candidate: bytes) -> bytes:
+        """The stored key of the token subjects, as stored (sealed by the caller): `candidate` unless one is stored
+        already, so two workers starting at once keep one."""
+        self._redis.set(keys.PSEUDONYM_SECRET, candidate, nx=True)
         return self._redis.get(keys.PSEUDONYM_SECRET)
 
-    # Password guessing: failures counted per username across sessions and workers (INCR + TTL: one window).
-    def login_failures(self, username: str) -> int:
-        return int(self._redis.get(keys.login_failures(digest(username))) or 0)
-
-    def count_login_failure(self, username: str, window_seconds: int) -> int:
-        pipe = self._redis.pipeline()
-        pipe.incr(keys.login_failures(digest(username)))
-        pipe.expire(keys.login_failures(digest(username)), window_seconds, nx=True)
-        return int(pipe.execute()[0])
-
-    def clear_login_failures(self, username: str) -> None:
-        self._redis.delete(keys.login_failures(digest(username)))
+    def replace_pseudonym_secret(self, found: bytes, replacement: bytes) -> None:
+        """Store `replacement` only if `found` is still what is stored (sealing a secret an older version kept in
+        clear)."""
+        with self._redis.pipeline() as pipe:
+            try:
+                pipe.watch(keys.PSEUDONYM_SECRET)
+                if pipe.get(keys.PSEUDONYM_SECRET) == found:
+                    pipe.multi()
+                    pipe.set(keys.PSEUDONYM_SECRET, replacement)
+                    pipe.execute()
+            except WatchError:
+                pass
 
     # The customer's server-side sessions: "authorize" (login and consent steps), "dashboard" (consent dashboard).
+    # A session's state (the customer's id and name, the consent it is for) is sealed under a key derived from the
+    # session id, which only the customer's cookie holds (Redis has its SHA-256): Redis alone reads none of it.
     def save_session(self, kind: str, session_id: str, state: dict, seconds: int) -> None:
-        self._redis.set(keys.customer_session(kind, digest(session_id)), orjson.dumps(state), ex=seconds)
+        sealed = _session_sealer(session_id).seal(orjson.dumps(state), kind.encode())
+        self._redis.set(keys.customer_session(kind, digest(session_id)), sealed, ex=seconds)
 
     def session(self, kind: str, session_id: str) -> dict | None:
-        raw = self._redis.get(keys.customer_session(kind, digest(session_id)))
-        return orjson.loads(raw) if raw else None
+        return _opened(kind, session_id, self._redis.get(keys.customer_session(kind, digest(session_id))))
 
     def end_session(self, kind: str, session_id: str) -> dict | None:
-        raw = self._redis.getdel(keys.customer_session(kind, digest(session_id)))
-        return orjson.loads(raw) if raw else None
+        return _opened(kind, session_id, self._redis.getdel(keys.customer_session(kind, digest(session_id))))
+
+
+def _session_sealer(session_id: str) -> Sealer:
+    return Sealer(derive_key(session_id.encode(), b"obgw customer session v1"))
+
+
+def _opened(kind: str, session_id: str, raw: bytes | None) -> dict | None:
+    """The state of a sealed session; None when there is none, or it does not open (written by an older version, or
+    changed in Redis: the customer starts again)."""
+    if not raw:
+        return None
+    try:
+        return orjson.loads(_session_sealer(session_id).open(raw, kind.encode()))
+    except SealBroken:
+        return None

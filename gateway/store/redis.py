@@ -148,5 +148,5 @@ def async_script(client: WorkerRedis, name: str, preludes: tuple[str, ...] = ())
     return AsyncScript(client, _script_source(name, preludes))
 
 
-def sync_script(client: redis.Redis, name: str):
-    return client.register_script(_script_source(name))
+def sync_script(client: redis.Redis, name: str, preludes: tuple[str, ...] = ()):
+    return client.register_script(_script_source(name, preludes))

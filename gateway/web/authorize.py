@@ -25,9 +25,10 @@ from gateway.errors import oauth_reason
 from gateway.oauth.grants import new_grantee
 from gateway.oauth.requests import query_request, single_values
 from gateway.pipeline.call import SCOPE_KEY, Call
+from gateway.pipeline.source import source_of
 from gateway.web import language
 from gateway.web.forms import csrf_matches, one, read_form
-from gateway.web.login import TooManyAttempts, check_password
+from gateway.web.login import PasswordCheck, TooManyAttempts
 from gateway.web.pages import SESSION_COOKIE, clear_session, origin, page, redirect, set_session
 
 AUTHORIZE_PATH = "/oauth2/authorize"
@@ -53,9 +54,10 @@ class _Step:
 class CustomerAuthorization:
     """The three customer steps, as ASGI endpoints (see the module docstring)."""
 
-    def __init__(self, server, bank: Bank, login_seconds: int) -> None:
+    def __init__(self, server, bank: Bank, passwords: PasswordCheck, login_seconds: int) -> None:
         self.server = server
         self.bank = bank
+        self.passwords = passwords
         self.login_seconds = login_seconds
 
     def endpoints(self) -> list[tuple[str, object]]:
@@ -100,10 +102,12 @@ class CustomerAuthorization:
         session_id, state, form = found
         client = self.server.query_client(state["params"]["client_id"])
         try:
-            customer = await check_password(self.bank, self.server.store, one(form, "username"), one(form, "password"))
-        except TooManyAttempts:
-            call.refuse("web.login_locked")
-            return self._login_page(client, state, error="Too many failed attempts: try again later.", status=429)
+            customer = await self.passwords(one(form, "username"), one(form, "password"), source_of(request.scope))
+        except TooManyAttempts as refused:
+            call.refuse(refused.reason)
+            response = self._login_page(client, state, error=refused.message, status=429)
+            response.headers["Retry-After"] = str(refused.retry_after)
+            return response
         except BankUnavailable:
             return self._error_page(call, "backend.unavailable", "Your bank cannot be reached. Try again later.", 502)
         if customer is None:
@@ -210,7 +214,7 @@ class CustomerAuthorization:
         request = query_request(self.server.issuer, AUTHORIZE_PATH, state["params"], {})
         request.pushed = True
         customer_id = state["customer"]["id"]
-        grantee = new_grantee(customer_id, self.server.pseudonym(customer_id), consent.consent_id,
+        grantee = new_grantee(self.server.pseudonym(customer_id), consent.consent_id,
                               state["params"].get("nonce"))
         try:
             grant = self.server.get_consent_grant(request)

@@ -6,6 +6,8 @@
     POST /logout
 
 A customer sees and withdraws only consents they authorised themselves (the customer index, never an id guessed).
+A session exists only once the customer has logged in: the login form is guarded by a signed double-submit cookie
+(web.forms), so showing it, or refusing its post, writes nothing to Redis.
 """
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ from gateway.bank import Bank, BankUnavailable
 from gateway.consents.lifecycle import ConsentConflict, revoke
 from gateway.consents.model import Consent, from_record
 from gateway.pipeline.call import SCOPE_KEY, Call
+from gateway.pipeline.source import source_of
 from gateway.web import language
-from gateway.web.forms import csrf_matches, one, read_form
-from gateway.web.login import TooManyAttempts, check_password
+from gateway.web.forms import SignedDoubleSubmit, csrf_matches, one, read_form
+from gateway.web.login import PasswordCheck, TooManyAttempts
 from gateway.web.pages import DASHBOARD_COOKIE, clear_session, page, redirect, set_session
 
 SESSION = "dashboard"
@@ -48,9 +51,11 @@ class _Page:
 
 
 class Dashboard:
-    def __init__(self, sessions, consents, clients, bank: Bank, accesses, notify) -> None:
+    def __init__(self, sessions, consents, clients, bank: Bank, passwords: PasswordCheck, csrf: SignedDoubleSubmit,
+                 accesses, notify) -> None:
         """`accesses(consent_id)` lists recent accesses; `notify(consent)` tells the TPP of a revocation."""
         self.sessions, self.consents, self.clients, self.bank = sessions, consents, clients, bank
+        self.passwords, self.csrf = passwords, csrf
         self.accesses, self.notify = accesses, notify
 
     def endpoints(self) -> list[tuple[str, object]]:
@@ -81,36 +86,42 @@ class Dashboard:
         return session_id, state, form
 
     # GET /login, POST /login
-    async def _login_form(self, request: Request, call: Call, error: str | None = None, status: int = 200):
-        state = {"csrf": secrets.token_urlsafe(32), "customer": None}
-        session_id = await self._new_session(state)
-        return set_session(page("dashboard_login.html", status=status, csrf_token=state["csrf"], error=error),
-                           session_id, SESSION_SECONDS, DASHBOARD_COOKIE)
+    async def _login_form(self, request: Request, call: Call, error: str | None = None, status: int = 200,
+                          retry_after: int | None = None):
+        value = self.csrf.value(request.cookies.get(SignedDoubleSubmit.COOKIE))
+        response = page("dashboard_login.html", status=status, csrf_token=self.csrf.token(value), error=error)
+        if retry_after:
+            response.headers["Retry-After"] = str(retry_after)
+        return set_session(response, value, SESSION_SECONDS, SignedDoubleSubmit.COOKIE)
 
     async def _login(self, request: Request, call: Call):
-        found = await self._posted(request, call)
-        if not isinstance(found, tuple):
-            return found
-        session_id, _, form = found
+        form = await read_form(request)
+        if form is None or not self.csrf.matches(form, request.cookies.get(SignedDoubleSubmit.COOKIE)):
+            call.refuse("web.csrf_invalid")
+            return page("error.html", status=403, message="This form has expired. Log in again.",
+                        interaction_id=call.interaction_id)
         try:
-            customer = await check_password(self.bank, self.sessions, one(form, "username"), one(form, "password"))
-        except TooManyAttempts:
-            call.refuse("web.login_locked")
-            await run_in_threadpool(self.sessions.end_session, SESSION, session_id)
-            return await self._login_form(request, call, "Too many failed attempts: try again later.", 429)
+            customer = await self.passwords(one(form, "username"), one(form, "password"), source_of(request.scope))
+        except TooManyAttempts as refused:
+            call.refuse(refused.reason)
+            return await self._login_form(request, call, refused.message, 429, refused.retry_after)
         except BankUnavailable:
             call.decision, call.reason = "error", "backend.unavailable"
             return page("error.html", status=502, message="Your bank cannot be reached. Try again later.",
                         interaction_id=call.interaction_id)
-        await run_in_threadpool(self.sessions.end_session, SESSION, session_id)
         if customer is None:
             call.refuse("web.login_failed")
             return await self._login_form(request, call, "The username or password is not right.", 401)
+        # A new session id at every login (no fixation); one the browser brought is ended.
+        brought = request.cookies.get(DASHBOARD_COOKIE)
+        if brought:
+            await run_in_threadpool(self.sessions.end_session, SESSION, brought)
         state = {"csrf": secrets.token_urlsafe(32),
                  "customer": {"id": customer.customer_id, "name": customer.display_name}}
         call.customer_id = customer.customer_id  # audited as the customer's pseudonym
-        return set_session(redirect("/consents", 303), await self._new_session(state), SESSION_SECONDS,
-                           DASHBOARD_COOKIE)
+        response = set_session(redirect("/consents", 303), await self._new_session(state), SESSION_SECONDS,
+                               DASHBOARD_COOKIE)
+        return clear_session(response, SignedDoubleSubmit.COOKIE)
 
     # GET /consents
     async def _list(self, request: Request, call: Call):

@@ -1,13 +1,23 @@
-"""What every customer form shares: reading the posted form, and the synchroniser-token CSRF check.
+"""What every customer form shares: reading the posted form, and the CSRF checks (OWASP CSRF Prevention).
 
-OWASP CSRF Prevention, synchroniser token pattern: the token in the form must be the one the server-side session
-holds; with `SameSite=Lax` session cookies as the second line of defence.
+- Synchroniser token pattern, for forms posted within a session: the token in the form must be the one the
+  server-side session holds; with `SameSite=Lax` session cookies as the second line of defence.
+- Signed double-submit cookie, for the dashboard's login form, posted before any session exists (so showing it
+  writes nothing to Redis): a `__Host-` cookie holds a random value, and the form's token is an HMAC of that value
+  under a key only the gateway holds. A `__Host-` cookie cannot be set by another host or over plain HTTP, so a
+  third site can neither plant the value nor learn it, and without the key it cannot make the token.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import re
+import secrets
 from urllib.parse import parse_qsl
 
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from starlette.requests import Request
 
 from gateway.pipeline.endpoint import read_body
@@ -36,3 +46,26 @@ def one(form: dict[str, list[str]], name: str) -> str:
     """The single value of a field, or "" when it is absent or given more than once."""
     values = form.get(name, [])
     return values[0] if len(values) == 1 else ""
+
+
+class SignedDoubleSubmit:
+    """The signed double-submit cookie (see the module docstring). Its key is derived (HKDF, RFC 5869, a label of its
+    own) from a file key every worker loads, so every worker checks every other's tokens and Redis holds nothing."""
+
+    COOKIE = "__Host-obgw-csrf"
+    _VALUE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
+
+    def __init__(self, file_key: bytes) -> None:
+        self._key = HKDF(algorithm=SHA256(), length=32, salt=None, info=b"obgw login form csrf").derive(file_key)
+
+    def value(self, cookie: str | None) -> str:
+        """The cookie value to (re)set: the browser's own if it has a well-formed one (several tabs), else a new one."""
+        return cookie if cookie and self._VALUE.fullmatch(cookie) else secrets.token_urlsafe(32)
+
+    def token(self, value: str) -> str:
+        """The form's csrf_token for this cookie value."""
+        mac = hmac.new(self._key, value.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def matches(self, form: dict[str, list[str]], cookie: str | None) -> bool:
+        return bool(cookie) and self._VALUE.fullmatch(cookie) is not None and csrf_matches(form, self.token(cookie))

@@ -1,28 +1,74 @@
-"""The customer's password check, shared by the authorization steps and the dashboard: the bank decides, and a
-username is locked for a while after repeated failures, whichever session, page or worker they came through
-(OWASP Authentication: protect against automated attacks)."""
+"""The customer's password check, shared by the authorization steps and the dashboard: the bank decides, and the
+gateway limits how many guesses reach it, whichever session, page or worker they come through (OWASP
+Authentication Cheat Sheet, "Protect against automated attacks"; NIST SP 800-63B §5.2.2, rate limiting).
+
+- Every attempt is counted in Redis *before* the bank is asked (store.logins, one script each): parallel posts
+  cannot all read "not locked yet" and all be checked. A right password forgets the username's count.
+- Per username: the `per_lock`-th attempt since the last success or lock locks the username, first for `first_lock`
+  seconds, doubling with each lock up to `longest_lock`; attempts while it is locked are refused without reaching the
+  bank and without extending it, so a stranger can keep the real customer out for a lock at a time, never for good,
+  and the right password once it ends works (and starts the doubling afresh). All is forgotten `forget` seconds
+  after the last attempt or lock.
+- Per source address (password spraying, one address trying many usernames): at most `per_source` wrong passwords
+  in a `source_window`, across usernames, then every attempt from it is refused before the bank. It is counted
+  before the bank is asked too; a right password, or an attempt refused by a username's lock, gives its count back,
+  so customers behind one NAT logging in, or one of them retrying a locked username, do not shut out the others.
+An attempt the bank could not answer stays counted (fail closed).
+"""
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
+import math
+from dataclasses import dataclass
 
 from gateway.bank import Bank, Customer
+from gateway.store.logins import LoginStore
 
-MAX_FAILURES = 5
-LOCK_SECONDS = 900
+
+@dataclass(frozen=True, slots=True)
+class LoginLimits:
+    per_lock: int = 5
+    first_lock: float = 60.0        # seconds
+    longest_lock: float = 900.0
+    forget: float = 900.0
+    per_source: int = 20
+    source_window: float = 900.0
 
 
 class TooManyAttempts(Exception):
-    """The username has failed too often lately; nothing was asked of the bank."""
+    """Refused before the bank was asked: `reason` is web.login_locked (the username) or web.login_throttled (the
+    source address), `message` what the page says, `retry_after` the whole seconds until it may try again."""
+
+    MESSAGES = {"web.login_locked": "Too many failed attempts: try again later.",
+                "web.login_throttled": "Too many failed log-ins from your network: try again later."}
+
+    def __init__(self, reason: str, retry_ms: int) -> None:
+        super().__init__(reason)
+        self.reason, self.message = reason, self.MESSAGES[reason]
+        self.retry_after = max(1, math.ceil(retry_ms / 1000))
 
 
-async def check_password(bank: Bank, store, username: str, password: str) -> Customer | None:
-    """The customer if the bank accepts the password; None if not; TooManyAttempts when locked (BankUnavailable
-    passes through)."""
-    if await run_in_threadpool(store.login_failures, username) >= MAX_FAILURES:
-        raise TooManyAttempts(username)
-    customer = await bank.authenticate(username, password)
-    if customer is None:
-        await run_in_threadpool(store.count_login_failure, username, LOCK_SECONDS)
-    else:
-        await run_in_threadpool(store.clear_login_failures, username)
-    return customer
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+class PasswordCheck:
+    def __init__(self, bank: Bank, store: LoginStore, limits: LoginLimits = LoginLimits()) -> None:
+        self.bank, self.store, self.limits = bank, store, limits
+
+    async def __call__(self, username: str, password: str, source: str) -> Customer | None:
+        """The customer if the bank accepts the password, None if not; TooManyAttempts when refused before the bank
+        (BankUnavailable passes through). `source`: the caller's address (pipeline.source.source_of)."""
+        limits = self.limits
+        wait = await self.store.take_source(source, limits.per_source, _ms(limits.source_window))
+        if wait:
+            raise TooManyAttempts("web.login_throttled", wait)
+        wait = await self.store.take_attempt(username, limits.per_lock, _ms(limits.first_lock),
+                                             _ms(limits.longest_lock), _ms(limits.forget))
+        if wait:
+            await self.store.refund_source(source)
+            raise TooManyAttempts("web.login_locked", wait)
+        customer = await self.bank.authenticate(username, password)
+        if customer is not None:
+            await self.store.forget_attempts(username)
+            await self.store.refund_source(source)
+        return customer

@@ -4,7 +4,11 @@
 - anti-framing twice over: `X-Frame-Options: DENY` and CSP `frame-ancestors 'none'` (clickjacking);
 - a CSP that allows no script at all, styles only by a per-page nonce, and forms only to this origin and, on the
   consent page, to the TPP's redirect origin (browsers apply `form-action` to the redirect that follows a POST);
-- the session cookie is `__Host-` prefixed, `Secure`, `HttpOnly` and `SameSite=Lax`.
+- `Strict-Transport-Security: max-age=31536000` (RFC 6797): a browser that has seen one page goes to this host only
+  over HTTPS for a year, so an attacker on the path cannot strip TLS from a later visit. Browsers ignore it for an
+  IP-address host (§8.1.1) and honour it once the gateway is reached by name; no `includeSubDomains`, since the
+  gateway speaks for no other host;
+- the session and CSRF cookies are `__Host-` prefixed, `Secure`, `HttpOnly` and `SameSite=Lax`.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ def _security_headers(style_nonce: str | None, form_targets: tuple[str, ...] = (
         "Content-Security-Policy": f"default-src 'none'; style-src {styles}; form-action {forms}; "
                                    "frame-ancestors 'none'; base-uri 'none'",
         "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+        "Strict-Transport-Security": "max-age=31536000",
     }
 
 

@@ -134,6 +134,10 @@ def test_obgw_consents_revoke_stops_the_next_call_and_the_tpp_is_told_with_a_sig
         revoked = gateway.cli("consents", "revoke", token["consent_id"])
         assert revoked.returncode == 0, revoked.stderr
         _stopped_on_every_worker(gateway, tpp, token)
+        # The operator's revocation is in the log, by consent, TPP and operating-system user.
+        [record] = [r for r in gateway.audit("--consent", token["consent_id"]) if r["method"] == "CLI"]
+        assert (record["route"], record["reason"], record["client_id"]) == (
+            "obgw consents revoke", "operator.consents_revoke", "tpp-demo") and "@" in record["operator"]
         deadline = time.monotonic() + 10
         while not receiver.requests and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -19,7 +19,6 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
-import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
@@ -194,17 +193,6 @@ def hs256(secret: bytes, header: dict, claims: dict) -> str:
 def public_pem(jwk: dict) -> bytes:
     public = ECAlgorithm.from_jwk(json.dumps({k: jwk[k] for k in ("kty", "crv", "x", "y")}))
     return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def gateway_signing_key(gw: Gateway, kid: str):
-    """The gateway's own private signing key, as it keeps it in its embedded Redis."""
-    url = (Path(gw.env["OBGW_VAR_DIR"]) / "redis" / "redis.url").read_text().strip()
-    client = redis.Redis.from_url(url)
-    try:
-        record = json.loads(client.hget("obgw:signing-keys", kid))
-    finally:
-        client.close()
-    return serialization.load_pem_private_key(record["private_pem"].encode(), password=None)
 
 
 # 1. PKCE at PAR
@@ -450,7 +438,7 @@ def _forge(gateway: Gateway, tpp: Tpp, token: str, case: str) -> str:
     if case == "HS256 with the public key":
         jwks = tpp.http.get(tpp.metadata["jwks_uri"]).json()
         return hs256(public_pem(next(k for k in jwks["keys"] if k["kid"] == header["kid"])), header, claims)
-    key = gateway_signing_key(gateway, header["kid"])
+    key = gateway.signing_key(header["kid"])
     if case == "expired, real key":
         claims |= {"iat": now - 700, "nbf": now - 700, "exp": now - 100}
     elif case == "fresh, real key":  # the control: the same forgery with valid times works

@@ -195,7 +195,8 @@ def test_search_by_customer_with_redis_unreachable_is_refused_and_shows_nothing(
 
 @pytest.fixture(scope="module")
 def exported(gateway, traffic, tmp_path_factory) -> Path:
-    """The signed checkpoints, exported once every chain's head (the operator's too) has been checkpointed."""
+    """The signed checkpoints, exported once every chain's head (the operator's too) has been checkpointed, and a
+    worker's checkpoint has committed to the operator's chain."""
     done = obgw(gateway, "audit", "search", "--json", "--customer", CUSTOMER)  # an operator chain
     assert done.returncode == 0, done.stderr
     heads: dict[str, int] = {}
@@ -206,10 +207,11 @@ def exported(gateway, traffic, tmp_path_factory) -> Path:
     while True:
         lines = [json.loads(line) for line in source.read_text().splitlines()] if source.exists() else []
         done_chains = {c["chain"] for c in lines if c["seq"] >= heads.get(c["chain"], 0)}
-        if done_chains >= set(heads) or time.monotonic() > deadline:
+        committed = {chain for c in lines if not c["chain"].startswith("operator-") for chain in c.get("heads", {})}
+        if done_chains >= set(heads) and committed >= set(heads) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert done_chains >= set(heads), (heads, lines)
+    assert done_chains >= set(heads) and committed >= set(heads), (heads, lines)
     out = tmp_path_factory.mktemp("external") / "checkpoints.jsonl"
     done = obgw(gateway, "audit", "checkpoints", "-o", str(out))
     assert done.returncode == 0 and done.stdout == "", done.stderr
@@ -249,6 +251,14 @@ def test_an_exported_checkpoint_with_a_changed_hash_or_signature_fails_verify_na
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert f"audit checkpoint {number} (chain {changed['chain']}, seq {changed['seq']})" in done.stderr
     assert "intact" not in done.stdout
+
+
+def test_the_workers_checkpoints_commit_to_every_chain_the_operators_included(exported):
+    lines = _exported_lines(exported)
+    operators = {line["chain"] for line in lines if line["chain"].startswith("operator-")}
+    workers = [line for line in lines if not line["chain"].startswith("operator-")]
+    assert operators and all("heads" in line and "at" in line for line in lines)
+    assert operators <= {chain for line in workers for chain in line["heads"]}  # deleting one would be caught
 
 
 def test_exported_checkpoints_fail_verify_against_another_public_key(gateway, exported, tmp_path):
@@ -382,6 +392,14 @@ def test_the_admin_pages_refuse_no_credentials_and_a_wrong_password(admin, passw
                              ("admin", password + " ")):
             assert admin.get(page, auth=(user, secret)).status_code == 401, (user, secret)
     assert admin.get("/admin", headers={"Authorization": "Basic !!!not-base64"}).status_code == 401
+
+
+def test_the_admin_listener_answers_no_rebound_host_name(admin, password):
+    # DNS rebinding: a page on evil.example resolved to 127.0.0.1 makes the browser send Host: evil.example.
+    for path in ("/admin", "/healthz", "/metrics"):
+        rebound = admin.get(path, headers={"Host": f"evil.example:{admin.base_url.port}"}, auth=("admin", password))
+        assert rebound.status_code == 421 and "tpp-demo" not in rebound.text
+    assert admin.get("/healthz", headers={"Host": f"localhost:{admin.base_url.port}"}).status_code in (200, 503)
 
 
 def test_the_admin_pages_refuse_a_tpps_bearer_token_and_a_customers_session(gateway, pki, admin, password):

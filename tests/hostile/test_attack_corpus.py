@@ -48,12 +48,12 @@ import orjson
 import pytest
 import redis as redis_lib
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from jwt.algorithms import ECAlgorithm, get_default_algorithms
 from support.forms import forms, only_form
-from support.gateway import Gateway, bank_gateway, client_context, gateway_env
+from support.gateway import Gateway, bank_gateway, client_context, gateway_env, with_demo_tpps
 from support.policies import write_policy
 from support.tpp import (
     ACCOUNTS,
@@ -266,12 +266,7 @@ def proxy_gateway(tmp_path_factory, pki, echo, ledger):
     root = tmp_path_factory.mktemp("proxy-gw")
     write_policy(root / "policies", echo, ledger[0][0])
     gw = Gateway(gateway_env(root / "var", pki, root / "policies", OBGW_TRUSTED_PROXIES="127.0.0.1"), workers=1)
-    try:
-        gw.register_tpps(pki)
-    except BaseException:
-        gw.stop()
-        raise
-    yield gw
+    yield with_demo_tpps(gw, pki)
     assert gw.stop() == 0
 
 
@@ -429,13 +424,8 @@ def real_header(world: World) -> dict:
 
 
 def gateway_key(world: World):
-    """The gateway's own private signing key, as it keeps it in its Redis (to mint tokens only the claims spoil)."""
-    store = redis_of(world.gw)
-    try:
-        record = json.loads(store.hget("obgw:signing-keys", real_header(world)["kid"]))
-    finally:
-        store.close()
-    return serialization.load_pem_private_key(record["private_pem"].encode(), password=None)
+    """The gateway's own private signing key (to mint tokens only the claims spoil)."""
+    return world.gw.signing_key(real_header(world)["kid"])
 
 
 def public_jwk_json(world: World) -> bytes:
@@ -1293,7 +1283,8 @@ def test_sessions_a_planted_or_used_up_session_cannot_act_for_the_customer(world
         if case == "dashboard-planted-cookie-cannot-withdraw-after-the-victims-login":
             login = attacker.http.get(world.gw.base + "/login")
             planted, csrf = attacker.http.cookies.get(DASHBOARD_COOKIE), _token_of(login)
-            victim.http.cookies.set(DASHBOARD_COOKIE, planted, domain="127.0.0.1", path="/")
+            for name, value in attacker.http.cookies.items():  # whatever the login form set before any login
+                victim.http.cookies.set(name, value, domain="127.0.0.1", path="/")
             answer = victim.submit(login, {"username": "alice", "password": "alice-pass"})
             assert answer.status_code == 303 and victim.http.cookies.get(DASHBOARD_COOKIE) != planted
             # With the planted value the attacker is not logged in, and cannot withdraw.

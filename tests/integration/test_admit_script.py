@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from gateway.audit.customers import CustomerIds
 from gateway.consents.model import Consent, Kind, Status, expires_ms, to_record
 from gateway.store import keys
 from gateway.store.admission import AdmissionStore, Verdict
 from gateway.store.consents import ConsentStore
 from gateway.store.redis import async_client
 
-CLIENT_ID, CONSENT_ID, GRANT_ID, JTI = "tpp-demo", "aac-1", "grant-1", "jti-1"
+CLIENT_ID, CONSENT_ID, GRANT_ID, JTI, KID = "tpp-demo", "aac-1", "grant-1", "jti-1", "kid-1"
+CUSTOMERS = CustomerIds(os.urandom(32))
 
 
 def _in(delta: timedelta) -> str:
@@ -31,20 +35,47 @@ def _consent(status: Status = Status.AUTHORISED, expires: str | None = None, gra
 def stored(redis_client):
     """Store a consent as ConsentStore.create does (the record shape is consents.model.to_record)."""
     def store(consent: Consent) -> Consent:
-        ConsentStore(redis_client).create(to_record(consent), expires_ms(consent))
+        ConsentStore(redis_client, CUSTOMERS).create(to_record(consent), expires_ms(consent), lapse_seconds=3600)
         return consent
     return store
 
 
+def _opened(consent_id: str, verdict: Verdict) -> Verdict:
+    """The verdict with its customer id opened, as the Admit stage does (pipeline.admission)."""
+    if verdict.customer_id is None:
+        return verdict
+    return dataclasses.replace(verdict, customer_id=CUSTOMERS.reveal(consent_id, verdict.customer_id))
+
+
 def _admit(redis_url: str, client_id: str = CLIENT_ID, consent_id: str = CONSENT_ID, jti: str = JTI,
-           grant_id: str = GRANT_ID, **call) -> Verdict:
+           grant_id: str = GRANT_ID, kid: str = KID, **call) -> Verdict:
     async def go() -> Verdict:
         client = async_client(redis_url)
         try:
-            return await AdmissionStore(client).admit(client_id, consent_id, jti, grant_id, **call)
+            verdict = await AdmissionStore(client).admit(client_id, consent_id, jti, grant_id, kid=kid, **call)
+            return _opened(consent_id, verdict)
         finally:
             await client.aclose()
     return asyncio.run(go())
+
+
+def _admit_client(redis_url: str, kid: str = KID) -> Verdict:
+    async def go() -> Verdict:
+        client = async_client(redis_url)
+        try:
+            return await AdmissionStore(client).admit_client(CLIENT_ID, JTI, kid=kid)
+        finally:
+            await client.aclose()
+    return asyncio.run(go())
+
+
+def test_the_customer_id_is_stored_sealed_and_opens_only_for_its_consent(redis_url, redis_client, stored):
+    stored(_consent())
+    sealed = redis_client.hget(keys.consent(CLIENT_ID, CONSENT_ID), "customer_id").decode()  # what Admit reads
+    assert sealed.startswith("sealed:") and "customer-1" not in sealed
+    assert _admit(redis_url).customer_id == "customer-1"  # opened as the Admit stage opens it
+    with pytest.raises(Exception, match="does not open"):
+        CUSTOMERS.reveal("aac-2", sealed)  # moved to another consent, it does not open
 
 
 def test_an_authorised_consent_of_the_client_with_its_grant_is_admitted(redis_url, stored):
@@ -114,6 +145,17 @@ def test_a_token_of_an_earlier_authorisation_is_revoked(redis_url, stored):
 def test_an_expired_consent_refuses(redis_url, stored):
     stored(_consent(expires=_in(timedelta(seconds=-1))))
     assert _admit(redis_url) == Verdict("consent.expired", None, "customer-1")
+
+
+def test_a_revoked_signing_key_refuses_its_tokens_in_both_admission_scripts(redis_url, redis_client, stored):
+    stored(_consent())
+    redis_client.set(keys.revoked_key(CLIENT_ID, KID), b"1")  # what `obgw keys revoke` writes
+    assert _admit(redis_url) == Verdict("token.key_revoked")
+    assert _admit_client(redis_url) == Verdict("token.key_revoked")
+    assert _admit(redis_url, kid="kid-2").reason is None and _admit_client(redis_url, kid="kid-2").reason is None
+    redis_client.delete(keys.revoked_key(CLIENT_ID, KID))
+    redis_client.set(keys.revoked_key("tpp-other", KID), b"1")  # another TPP's marker is not this one's
+    assert _admit(redis_url).reason is None
 
 
 def test_revocation_is_checked_before_the_consent(redis_url, redis_client, stored):

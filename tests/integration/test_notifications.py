@@ -17,7 +17,7 @@ from gateway.audit import query
 from gateway.audit.chain import AuditChain, verify
 from gateway.consents.model import Consent, Kind, Status
 from gateway.consents.notify import CONSENT_REVOKED, Notifier, outbox_notifier, signer
-from gateway.oauth.keys import KeyRing, new_key_record
+from gateway.oauth.keys import KeyEncryptionKey, KeyRing, new_key_record
 from gateway.store.notifications import NotificationOutbox
 from gateway.store.redis import async_client, sync_client
 from support.receiver import Receiver
@@ -39,8 +39,9 @@ def _consent(client_id: str = CLIENT) -> Consent:
 
 
 def _ring() -> KeyRing:
-    kid, record = new_key_record()
-    return KeyRing({kid: record}, overlap=3600)
+    kek = KeyEncryptionKey(bytes(32))
+    kid, record = new_key_record(kek)
+    return KeyRing({kid: record}, overlap=3600, kek=kek)
 
 
 def _revoke(redis_url: str, consent: Consent) -> str:

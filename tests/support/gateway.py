@@ -9,8 +9,13 @@ import sys
 from pathlib import Path
 
 import httpx
+import redis
 from support.ports import free_port
 from support.processes import Process, python
+
+from gateway.oauth.keys import KeyEncryptionKey
+from gateway.settings import Settings
+from gateway.store.keys import SIGNING_KEYS
 
 
 def gateway_env(var_dir: Path, pki: Path, policy_dir: Path, **extra: str) -> dict[str, str]:
@@ -30,7 +35,9 @@ class Gateway:
         self.env = dict(env, OBGW_PORT=str(self.port), OBGW_ADMIN_PORT=str(self.admin_port),
                         OBGW_WORKERS=str(workers))
         self.base = f"https://127.0.0.1:{self.port}"
-        self.process = Process(python("-m", "gateway", "serve"), env=self.env)
+        # Without REDIS_URL, the gateway's own embedded Redis, asked for explicitly as an operator would.
+        embedded = () if "REDIS_URL" in self.env else ("--embedded-redis",)
+        self.process = Process(python("-m", "gateway", "serve", *embedded), env=self.env)
         self.process.wait_for_line("obgw: gateway", timeout=30)
         self.process.wait_until(self._answers, timeout=30)
 
@@ -42,6 +49,22 @@ class Gateway:
             return True
         except httpx.TransportError:
             return False
+
+    @property
+    def redis_url(self) -> str:
+        """REDIS_URL, else the embedded Redis this gateway runs (found as the CLI finds it)."""
+        return self.env.get("REDIS_URL") or (Path(self.env["OBGW_VAR_DIR"]) / "redis" / "redis.url").read_text().strip()
+
+    def signing_key(self, kid: str):
+        """The private half of the gateway's signing key `kid`, opened with its key-encryption key as only the gateway
+        can (Redis alone does not give it): for tests that mint tokens whose claims alone are wrong."""
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            record = json.loads(client.hget(SIGNING_KEYS, kid))
+        finally:
+            client.close()
+        kek = KeyEncryptionKey.load(Settings.load(environ=self.env).key_encryption_key_file)
+        return kek.open(kid, record["sealed_private_key"])
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         """`obgw ...` against this gateway's state (its embedded Redis is found through OBGW_VAR_DIR)."""
@@ -88,10 +111,15 @@ def bank_gateway(root: Path, pki: Path, bank: tuple[str, str], workers: int = 2,
                       OBGW_SERVICE_PAYMENTS_URL=bank[1], OBGW_DIRECTORY_JWKS=str(pki / "directory-jwks.json"),
                       **extra)
     gw = Gateway(env, workers=workers)
+    return with_demo_tpps(gw, pki) if register else gw
+
+
+def with_demo_tpps(gw: Gateway, pki: Path) -> Gateway:
+    """`gw` with the demo TPPs registered, or stopped if that fails: a fixture that fails before it yields has no
+    teardown, so the gateway is never left running."""
     try:
-        if register:
-            gw.register_tpps(pki)
+        gw.register_tpps(pki)
     except BaseException:
-        gw.stop()  # a fixture that fails before it yields has no teardown: never leave the gateway running
+        gw.stop()
         raise
     return gw

@@ -172,7 +172,7 @@ def test_serial_numbers_are_random(pki_dir: Path) -> None:
 def test_init_writes_exactly_the_contract_files_and_the_audit_keys(tmp_path: Path) -> None:
     out = tmp_path / "new" / "dev"  # parents are created too
     written = pki.init_dev_pki(out)
-    expected = CONTRACT_FILES | set(pki.AUDIT_KEY_FILES)
+    expected = CONTRACT_FILES | set(pki.AUDIT_KEY_FILES) | {pki.KEY_ENCRYPTION_KEY_FILE}
     assert {p.name for p in written} == expected and len(written) == len(expected)
     assert all(p.parent == out for p in written)
     assert {p.name for p in out.iterdir()} == expected
@@ -191,7 +191,17 @@ def test_a_tpp_may_not_take_an_audit_key_files_name(tmp_path: Path, name: str) -
         pki.init_dev_pki(tmp_path, tpps=(name,))
 
 
-@pytest.mark.parametrize("name", ["ca.key", "server.key", "audit.key", "audit-signing.key",
+def test_the_key_encryption_key_is_what_the_signing_keys_are_sealed_with_and_is_never_replaced(tmp_path: Path):
+    from gateway.oauth.keys import KeyEncryptionKey, new_key_record
+    pki.init_dev_pki(tmp_path)
+    kek = tmp_path / "signing.kek"
+    kid, record = new_key_record(KeyEncryptionKey.load(kek))
+    before = kek.read_bytes()
+    pki.init_dev_pki(tmp_path, force=True)  # a new CA, but the key that opens the stored signing keys stays
+    assert kek.read_bytes() == before and KeyEncryptionKey.load(kek).open(kid, record["sealed_private_key"])
+
+
+@pytest.mark.parametrize("name", ["ca.key", "server.key", "audit.key", "audit-signing.key", "signing.kek",
                                   *(f"{t}{ext}" for t in TPPS for ext in (".key", ".json"))])
 def test_private_files_are_mode_0600(pki_dir: Path, name: str) -> None:
     assert stat.S_IMODE((pki_dir / name).stat().st_mode) == 0o600

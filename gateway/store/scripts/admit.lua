@@ -1,6 +1,7 @@
 -- Admit one consent-bound resource call: everything about it that lives in Redis, decided in one round trip,
 -- on Redis's own clock, in the order the consent rules are read (each refusal names its reason id):
 --   the TPP's rate limit (gcra.lua, prepended)        → ratelimit.exceeded (+ ms until a call may pass)
+--   the token's signing key revoked                  → token.key_revoked
 --   token or its grant revoked, client disabled      → token.revoked
 --   the consent is this TPP's                        → consent.not_found
 --   Authorised, by the grant the token came from      → consent.not_authorised / token.revoked
@@ -12,7 +13,8 @@
 --   ... and the consent free (claimed by this call)    → payment.in_progress
 -- Only a call that passes everything is counted against the unattended allowance or claims the consent.
 -- KEYS[1] consent hash, KEYS[2] revoked-token marker, KEYS[3] revoked-grant marker, KEYS[4] client-disabled marker,
--- KEYS[5] the consent's unattended-calls sorted set, KEYS[6] the TPP's rate bucket, KEYS[7] the TPP's tier
+-- KEYS[5] the consent's unattended-calls sorted set, KEYS[6] the TPP's rate bucket, KEYS[7] the TPP's tier,
+-- KEYS[8] the revoked-key marker of the token's signing key (`obgw keys revoke`)
 -- ARGV[1] client id, ARGV[2] grant id, ARGV[3] required permissions (space-separated, any one; "" = none),
 -- ARGV[4] account id ("" = none), ARGV[5] "1" if unattended, ARGV[6] allowance, ARGV[7] window ms, ARGV[8] jti,
 -- ARGV[9] default tier, ARGV[10] the route group's limits, ARGV[11] the route group, ARGV[12] a nonce of this call,
@@ -29,6 +31,9 @@ if not allowed then
   return answer('ratelimit.exceeded', retry)
 end
 now = math.floor(now / 1000)  -- the consent rules are in milliseconds
+if redis.call('EXISTS', KEYS[8]) > 0 then
+  return answer('token.key_revoked')
+end
 if redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) > 0 then
   return answer('token.revoked')
 end

@@ -1,11 +1,13 @@
 """ConsentStore and lifecycle.move against a real Redis: records, owners, and the compare-and-set transitions."""
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from gateway.audit.customers import CustomerIds
 from gateway.consents import lifecycle
 from gateway.consents.lifecycle import ConsentConflict
 from gateway.consents.model import Consent, Kind, Status, expires_ms, from_record, to_record
@@ -25,11 +27,11 @@ def _consent(consent_id: str = "aac-1", client_id: str = "tpp-demo", status: Sta
 
 @pytest.fixture
 def store(redis_client):
-    return ConsentStore(redis_client)
+    return ConsentStore(redis_client, CustomerIds(os.urandom(32)))
 
 
 def _create(store: ConsentStore, consent: Consent) -> Consent:
-    store.create(to_record(consent), expires_ms(consent))
+    store.create(to_record(consent), expires_ms(consent), lapse_seconds=3600)
     return consent
 
 
@@ -62,7 +64,9 @@ def test_an_awaiting_consent_can_be_authorised(store, redis_client):
     assert moved.status is Status.AUTHORISED
     assert from_record(store.get("tpp-demo", "aac-1")) == moved
     fields = redis_client.hmget(keys.consent("tpp-demo", "aac-1"), "status", "customer_id", "grant_id", "accounts")
-    assert fields == [b"Authorised", b"customer-1", b"grant-1", b'["acc-1","acc-2"]']
+    assert [fields[0], *fields[2:]] == [b"Authorised", b"grant-1", b'["acc-1","acc-2"]']
+    assert fields[1].startswith(b"sealed:")  # the customer id only sealed, in the hash as in the record
+    assert b"customer-1" not in b"".join(redis_client.hgetall(keys.consent("tpp-demo", "aac-1")).values())
 
 
 def test_authorising_twice_conflicts_with_the_authorised_status_and_changes_nothing(store):

@@ -93,10 +93,34 @@ def test_a_signature_over_another_checkpoint_does_not_verify_this_one():
     assert not checkpoint_signed_by(key.public_key(), {**sign_checkpoint(key, ENTRY), "sig": other["sig"]})
 
 
-def test_fields_outside_chain_seq_hash_and_ts_are_not_signed():
+def test_fields_outside_the_signed_ones_are_not_signed():
     key = Ed25519PrivateKey.generate()
     signed = sign_checkpoint(key, ENTRY)
     assert checkpoint_signed_by(key.public_key(), {**signed, "key": "0" * 16, "note": "exported"})
+
+
+HEADS = {"heads": {"host-123-abcd": "42:" + "ab" * 32, "operator-host-9-beef": "1:" + "cd" * 32}, "at": "17-0"}
+
+
+@pytest.mark.parametrize("change", [
+    {"heads": {"host-123-abcd": "42:" + "ab" * 32}},                           # a chain left out
+    {"heads": {**HEADS["heads"], "host-666-f00d": "3:" + "ef" * 32}},          # a chain made up
+    {"heads": {**HEADS["heads"], "operator-host-9-beef": "2:" + "cd" * 32}},   # a head moved
+    {"at": "18-0"},
+])
+def test_the_heads_of_every_chain_and_their_stream_position_are_signed(change):
+    key = Ed25519PrivateKey.generate()
+    signed = sign_checkpoint(key, {**ENTRY, **HEADS})
+    assert checkpoint_signed_by(key.public_key(), signed)
+    assert not checkpoint_signed_by(key.public_key(), {**signed, **change})
+
+
+@pytest.mark.parametrize("field", ["heads", "at"])
+def test_neither_can_be_dropped_from_a_checkpoint_nor_added_to_a_legacy_one(field):
+    key = Ed25519PrivateKey.generate()
+    signed = sign_checkpoint(key, {**ENTRY, **HEADS})
+    assert not checkpoint_signed_by(key.public_key(), {k: v for k, v in signed.items() if k != field})
+    assert not checkpoint_signed_by(key.public_key(), {**sign_checkpoint(key, ENTRY), field: HEADS[field]})
 
 
 def test_the_key_id_is_stable_per_key_and_differs_between_keys():

@@ -8,12 +8,13 @@ import pytest
 
 import gateway.cli
 from gateway.cli import CliError, certs
-from gateway.pki import AUDIT_KEY_FILES
+from gateway.pki import AUDIT_KEY_FILES, KEY_ENCRYPTION_KEY_FILE
 
 CONTRACT_FILES = {"ca.pem", "ca.key", "server.pem", "server.key", "directory.json", "directory-jwks.json"} | {
     f"{name}{ext}" for name in ("tpp-demo", "tpp-other") for ext in (".pem", ".key", ".json")
 }
-WRITTEN = CONTRACT_FILES | set(AUDIT_KEY_FILES)  # and the audit log's pseudonym and checkpoint-signing keys
+# and the audit log's pseudonym and checkpoint-signing keys, and the key that encrypts the token-signing keys
+WRITTEN = CONTRACT_FILES | set(AUDIT_KEY_FILES) | {KEY_ENCRYPTION_KEY_FILE}
 
 
 def run(argv: list[str]) -> int:

@@ -9,7 +9,7 @@ import pytest
 from gateway.consents.model import Consent, Kind, Status
 from gateway.consents.notify import CONSENT_REVOKED, Notifier, claims_of, notification_url_allowed
 from gateway.consents.notify import revocation_entry, revocation_event, sign_set
-from gateway.oauth.keys import KeyRing, new_key_record
+from gateway.oauth.keys import KeyEncryptionKey, KeyRing, new_key_record
 
 OB = "http://openbanking.org.uk/"
 API = "https://api.bank.test"
@@ -40,8 +40,9 @@ def test_every_event_has_its_own_jti():
 
 
 def test_the_set_is_typed_and_names_its_key():
-    kid, record = new_key_record()
-    ring = KeyRing({kid: record}, overlap=60)
+    kek = KeyEncryptionKey(bytes(32))
+    kid, record = new_key_record(kek)
+    ring = KeyRing({kid: record}, overlap=60, kek=kek)
     token = sign_set(revocation_event("tpp-demo", "aac-1", "https://bank.test", LINK), ring.signing)
     assert jwt.get_unverified_header(token) == {"alg": "ES256", "typ": "secevent+jwt", "kid": kid}
     assert jwt.decode(token, ring.verification_key(kid), algorithms=["ES256"], audience="tpp-demo")["sub"] == LINK

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from gateway.oauth.client_auth import (
-    ASSERTION_TYPE, CLOCK_SKEW, FRESH_SECONDS, MAX_ASSERTION_SECONDS, PrivateKeyJwt, TlsClientAuth,
+    ASSERTION_TYPE, CLOCK_SKEW, FRESH_SECONDS, MAX_ASSERTION_SECONDS, MAX_JTI_CHARS, MAX_LIVE_JTIS, PrivateKeyJwt,
+    TlsClientAuth,
 )
 from gateway.oauth.models import Client
 from gateway.pipeline.identity import ClientCertificate
@@ -31,11 +32,11 @@ RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 RSA_JWK = RSAAlgorithm.to_jwk(RSA_KEY.public_key(), as_dict=True) | {"kid": "rsa-1", "use": "sig"}  # no alg pinned
 
 CLIENT = Client(client_id="tpp-demo", client_name="Demo TPP", roles=("AISP",), redirect_uris=("https://tpp.test/cb",),
-                auth_methods=("tls_client_auth", "private_key_jwt"), cert_thumbprint=CERT.thumbprint,
+                auth_methods=("tls_client_auth", "private_key_jwt"), cert_thumbprints=(CERT.thumbprint,),
                 subject_dn=None, issuer_dn=None, jwks={"keys": [public_jwk(SIGNING_JWK), RSA_JWK]})
 TLS_ONLY = replace(CLIENT, client_id="tpp-tls", auth_methods=("tls_client_auth",))
 JWT_ONLY = replace(CLIENT, client_id="tpp-jwt", auth_methods=("private_key_jwt",))
-BY_DN = replace(CLIENT, client_id="tpp-dn", cert_thumbprint=None, subject_dn=SUBJECT, issuer_dn=CA)
+BY_DN = replace(CLIENT, client_id="tpp-dn", cert_thumbprints=(), subject_dn=SUBJECT, issuer_dn=CA)
 CLIENTS = {c.client_id: c for c in (CLIENT, TLS_ONLY, JWT_ONLY, BY_DN)}
 
 
@@ -51,14 +52,18 @@ class _Request:
 
 
 class _ReplayStore:
-    def __init__(self) -> None:
+    def __init__(self, full: bool = False) -> None:
         self.claimed: dict[tuple[str, str], int] = {}
+        self.full = full
 
-    def claim_jti(self, client_id: str, jti: str, seconds: int) -> bool:
+    def claim_jti(self, client_id: str, jti: str, seconds: int, limit: int) -> str:
+        assert limit == MAX_LIVE_JTIS
         if (client_id, jti) in self.claimed:
-            return False
+            return "used"
+        if self.full:
+            return "full"
         self.claimed[(client_id, jti)] = seconds
-        return True
+        return "claimed"
 
 
 @pytest.fixture
@@ -160,7 +165,39 @@ def test_a_good_es256_assertion_authenticates_the_client_and_claims_its_jti(priv
     assertion = _assertion(jti="jti-good")
     assert private_key_jwt(query_client, _Request(form=_assertion_form(assertion))) is CLIENT
     seconds = store.claimed[("tpp-demo", "jti-good")]
-    assert 60 <= seconds <= 60 + CLOCK_SKEW  # remembered until exp (and the skew allowance)
+    assert 60 <= seconds <= 60 + CLOCK_SKEW + 1  # remembered until exp (and the skew allowance)
+
+
+def test_a_long_lived_assertions_jti_is_remembered_only_while_it_could_be_accepted(private_key_jwt, store):
+    now = int(time.time())
+    assertion = _assertion(jti="jti-long", iat=now, exp=now + MAX_ASSERTION_SECONDS)
+    assert private_key_jwt(query_client, _Request(form=_assertion_form(assertion))) is CLIENT
+    # Fresh for FRESH_SECONDS after iat whatever exp says: the jti is kept that long, not an hour.
+    assert FRESH_SECONDS <= store.claimed[("tpp-demo", "jti-long")] <= FRESH_SECONDS + CLOCK_SKEW + 1
+
+
+def test_an_assertion_whose_aud_is_an_array_holding_the_issuer_is_refused(private_key_jwt, store):
+    # FAPI 2.0 Security Profile §5.3.2.1 / RFC 7523bis: a single string; PyJWT alone would accept this.
+    request = _Request(form=_assertion_form(_assertion(aud=[ISSUER])))
+    assert "as a single string" in _refused(private_key_jwt, request)
+    assert store.claimed == {}
+
+
+@pytest.mark.parametrize("jti", ["j" * (MAX_JTI_CHARS + 1), "", 12345], ids=["too-long", "empty", "a-number"])
+def test_a_jti_that_is_not_a_short_string_is_refused_before_it_is_stored(private_key_jwt, store, jti):
+    request = _Request(form=_assertion_form(_assertion(jti=jti)))
+    assert "must be a string" in _refused(private_key_jwt, request)  # PyJWT says so of a number first
+    assert store.claimed == {}
+
+
+def test_a_jti_of_the_longest_length_is_accepted(private_key_jwt, store):
+    assertion = _assertion(jti="j" * MAX_JTI_CHARS)
+    assert private_key_jwt(query_client, _Request(form=_assertion_form(assertion))) is CLIENT
+
+
+def test_a_client_holding_the_most_jtis_at_once_is_refused_until_some_are_forgotten():
+    method = PrivateKeyJwt(ISSUER, _ReplayStore(full=True))
+    assert "too many client assertions" in _refused(method, _Request(form=_assertion_form(_assertion())))
 
 
 def test_a_good_ps256_assertion_with_a_registered_rsa_key_is_accepted(private_key_jwt):

@@ -9,7 +9,7 @@ from gateway.oauth.models import Client
 
 AISP = Client(client_id="tpp-demo", client_name="Demo TPP", roles=("AISP",),
               redirect_uris=("https://tpp.test/cb", "https://tpp.test/other"),
-              auth_methods=("tls_client_auth",), cert_thumbprint="thumb", subject_dn=None, issuer_dn=None)
+              auth_methods=("tls_client_auth",), cert_thumbprints=("thumb",), subject_dn=None, issuer_dn=None)
 
 
 @pytest.mark.parametrize("roles, scopes", [
@@ -80,7 +80,7 @@ def test_only_the_code_response_type_and_no_secret_and_no_default_redirect():
 def test_a_client_survives_its_document_round_trip():
     client = Client(client_id="tpp-dcr", client_name="DCR TPP", roles=("AISP", "PISP"),
                     redirect_uris=("https://tpp.test/cb",), auth_methods=("private_key_jwt", "tls_client_auth"),
-                    cert_thumbprint=None, subject_dn="CN=tpp-dcr,O=obgw demo TPP", issuer_dn="CN=obgw dev CA",
+                    cert_thumbprints=(), subject_dn="CN=tpp-dcr,O=obgw demo TPP", issuer_dn="CN=obgw dev CA",
                     jwks={"keys": [{"kty": "EC", "crv": "P-256", "x": "x", "y": "y", "kid": "k1"}]},
                     status="disabled", software_id="sw-1", created_at=1_750_000_000, origin="dcr")
     assert Client.from_document(client.to_document()) == client
@@ -90,7 +90,33 @@ def test_a_client_survives_its_document_round_trip():
 def test_a_minimal_document_gets_the_defaults():
     client = Client.from_document({"client_id": "c", "client_name": "C", "roles": ["PISP"],
                                    "redirect_uris": ["https://c.test/cb"], "auth_methods": ["tls_client_auth"]})
-    assert (client.cert_thumbprint, client.subject_dn, client.issuer_dn) == (None, None, None)
+    assert (client.cert_thumbprints, client.subject_dn, client.issuer_dn) == ((), None, None)
     assert (client.jwks, client.status, client.software_id, client.created_at, client.origin) == (
         {"keys": []}, "active", None, 0, "cli")
     assert client.roles == ("PISP",)
+
+
+def test_a_document_from_before_several_certificates_is_read_with_its_one_certificate():
+    legacy = AISP.to_document()
+    del legacy["cert_thumbprints"]
+    legacy["cert_thumbprint"] = "thumb"
+    assert Client.from_document(legacy) == AISP
+
+
+def test_any_registered_certificate_matches_and_no_other():
+    renewed = replace(AISP, cert_thumbprints=("old", "new"))
+    certificate = type("Certificate", (), {"subject": "CN=tpp-demo", "issuer": "CN=CA"})
+    for thumbprint, matches in (("old", True), ("new", True), ("another", False)):
+        certificate.thumbprint = thumbprint
+        assert renewed.matches_certificate(certificate) is matches
+
+
+@pytest.mark.parametrize("software_id, subject_dn, software", [
+    ("sw-1", "CN=tpp-dcr,O=obgw demo TPP", "sw-1"),
+    (None, "O=obgw demo TPP,CN=tpp-demo", "tpp-demo"),
+    (None, "O=no common name", None),
+    (None, None, None),
+])
+def test_the_software_a_client_is_comes_from_its_software_id_else_its_certificate_cn(software_id, subject_dn,
+                                                                                      software):
+    assert replace(AISP, software_id=software_id, subject_dn=subject_dn).software == software

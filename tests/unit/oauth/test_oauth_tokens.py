@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from gateway.oauth.keys import KeyRing, new_key_record
+from gateway.oauth.keys import KeyEncryptionKey, KeyRing, new_key_record
 from gateway.oauth.models import Client, Grantee
 from gateway.oauth.tokens import (
     GRANT_CLAIM, INTENT_CLAIM, REQUIRED_CLAIMS, AccessTokenVerifier, TokenIssuer, TokenRejected, pseudonym,
@@ -26,13 +26,15 @@ THUMBPRINT = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"
 
 
 def _ring() -> KeyRing:
-    kid, record = new_key_record()
-    return KeyRing({kid: record}, overlap=600)
+    kek = KeyEncryptionKey(bytes(32))
+    kid, record = new_key_record(kek)
+    return KeyRing({kid: record}, overlap=600, kek=kek)
 
 
 RING = _ring()
 KEY = RING.signing
-VERIFIER = AccessTokenVerifier(ISSUER, AUDIENCE)
+LIFETIME = 300  # the access-token lifetime the server is configured with
+VERIFIER = AccessTokenVerifier(ISSUER, AUDIENCE, LIFETIME)
 
 
 def _b64(data: bytes) -> str:
@@ -42,7 +44,7 @@ def _b64(data: bytes) -> str:
 def _claims(**changes) -> dict:
     now = int(time.time())
     claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "cust-abc", "client_id": "tpp-demo", "scope": "accounts",
-              "iat": now, "nbf": now, "exp": now + 300, "jti": "jti-1", "cnf": {"x5t#S256": THUMBPRINT}}
+              "iat": now, "nbf": now, "exp": now + LIFETIME, "jti": "jti-1", "cnf": {"x5t#S256": THUMBPRINT}}
     return {k: v for k, v in (claims | changes).items() if v is not None}
 
 
@@ -164,6 +166,25 @@ def test_an_expired_token_is_refused():
     assert _reason(lambda: _resource_check(expired)) == "token.expired"
 
 
+@pytest.mark.parametrize("lifetime", [3600 * 24 * 365, LIFETIME + 60], ids=["a-year", "a-minute-too-long"])
+def test_a_token_living_longer_than_the_server_issues_is_refused_though_its_signature_is_good(lifetime):
+    # What someone holding a stolen signing key would mint: a good signature, valid now, expiring far away.
+    now = int(time.time())
+    assert _reason(lambda: _resource_check(_token(_claims(iat=now, exp=now + lifetime)))) == "token.too_long_lived"
+
+
+def test_a_token_issued_in_the_future_is_refused():
+    # So exp - iat also bounds how far ahead of now a token's expiry can be.
+    now = int(time.time())
+    token = _token(_claims(iat=now + 3600, nbf=now, exp=now + 3600 + LIFETIME))
+    assert _reason(lambda: _resource_check(token)) == "token.malformed"
+
+
+def test_a_token_of_exactly_the_configured_lifetime_is_accepted():
+    now = int(time.time())
+    assert _resource_check(_token(_claims(iat=now - 10, nbf=now - 10, exp=now - 10 + LIFETIME)))
+
+
 @pytest.mark.parametrize("claim", REQUIRED_CLAIMS)
 def test_a_token_missing_a_required_claim_is_malformed(claim):
     token = _token({k: v for k, v in _claims().items() if k != claim})
@@ -195,12 +216,12 @@ class _RefreshTokens:
 
 CLIENT = Client(client_id="tpp-demo", client_name="Demo TPP", roles=("AISP",),
                 redirect_uris=("https://tpp.test/cb",), auth_methods=("tls_client_auth",),
-                cert_thumbprint=THUMBPRINT, subject_dn=None, issuer_dn=None)
+                cert_thumbprints=(THUMBPRINT,), subject_dn=None, issuer_dn=None)
 
 
-def _grantee(nonce: str | None = "n-0S6_WzA2Mj") -> Grantee:
-    return Grantee(customer_id="customer-1", subject=pseudonym(b"s" * 32, "customer-1"), consent_id="aac-123",
-                   grant_id="grant-9", auth_time=int(time.time()) - 5, nonce=nonce)
+def _grantee(nonce: str | None = "n-0S6_WzA2Mj", sca: bool = False) -> Grantee:
+    return Grantee(subject=pseudonym(b"s" * 32, "customer-1"), consent_id="aac-123",
+                   grant_id="grant-9", auth_time=int(time.time()) - 5, nonce=nonce, sca=sca)
 
 
 @pytest.fixture
@@ -215,13 +236,13 @@ def store():
 
 @pytest.fixture
 def issuer(keys, store):
-    return TokenIssuer(keys, store, ISSUER, AUDIENCE, access_seconds=300, refresh_seconds=7200)
+    return TokenIssuer(keys, store, ISSUER, AUDIENCE, access_seconds=LIFETIME, refresh_seconds=7200)
 
 
 def _access_claims(keys, response) -> dict:
     token = response["access_token"]
     ring = keys.ring()
-    return AccessTokenVerifier(ISSUER, AUDIENCE).verify(token, ring.verification_key(VERIFIER.kid_of(token)))
+    return AccessTokenVerifier(ISSUER, AUDIENCE, LIFETIME).verify(token, ring.verification_key(VERIFIER.kid_of(token)))
 
 
 def test_an_issued_access_token_passes_the_verifier_and_names_its_signing_key(issuer, keys):
@@ -270,10 +291,16 @@ def test_an_id_token_is_issued_for_openid_and_carries_the_intent_and_nonce_for_t
     assert claims["sub"] == grantee.subject
     assert claims[INTENT_CLAIM] == "aac-123"
     assert claims["nonce"] == "n-0S6_WzA2Mj"
-    assert claims["acr"] == "urn:openbanking:psd2:sca"
+    assert claims["acr"] == "urn:openbanking:psd2:ca"  # a password only: customer authentication, not strong
     assert claims["auth_time"] == grantee.auth_time
     # An id_token is not an access token (its typ says so) and not for the API.
     assert _reason(lambda: VERIFIER.kid_of(response["id_token"])) == "token.malformed"
+
+
+@pytest.mark.parametrize("sca, acr", [(False, "urn:openbanking:psd2:ca"), (True, "urn:openbanking:psd2:sca")])
+def test_the_id_token_claims_sca_only_when_strong_customer_authentication_happened(issuer, sca, acr):
+    response = issuer.issue(CLIENT, THUMBPRINT, "openid accounts", _grantee(sca=sca), include_refresh_token=True)
+    assert jwt.decode(response["id_token"], options={"verify_signature": False})["acr"] == acr
 
 
 def test_an_id_token_without_a_nonce_in_the_request_has_no_nonce_claim(issuer):
@@ -297,8 +324,8 @@ def test_a_refresh_token_is_stored_bound_to_client_certificate_and_consent(issue
     assert record["exp"] - int(time.time()) in (7199, 7200)
     assert {k: v for k, v in record.items() if k != "exp"} == {
         "client_id": "tpp-demo", "cnf": THUMBPRINT, "scope": "openid accounts", "consent_id": "aac-123",
-        "customer_id": "customer-1", "subject": grantee.subject, "grant_id": "grant-9",
-        "auth_time": grantee.auth_time}
+        "subject": grantee.subject, "grant_id": "grant-9",
+        "auth_time": grantee.auth_time, "sca": False}  # a refresh keeps how the customer was authenticated
 
 
 @pytest.mark.parametrize("grantee, include", [(_grantee(), False), (None, True)],

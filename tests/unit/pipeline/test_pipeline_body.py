@@ -47,8 +47,11 @@ class Answer:
         call.upstream = Upstream(200, [], call.body)
 
 
-def _run(endpoint, receive, headers=()):
-    call = Call(interaction_id="i", ts="t", started=time.perf_counter(), method="POST")
+JSON = (b"content-type", b"application/json")
+
+
+def _run(endpoint, receive, headers=(JSON,), method="POST"):
+    call = Call(interaction_id="i", ts="t", started=time.perf_counter(), method=method)
     scope = {"type": "http", "path": "/x", "query_string": b"", "headers": list(headers), SCOPE_KEY: call}
     sent = []
 
@@ -90,8 +93,8 @@ def test_read_body_reads_with_the_route_limit_once_the_route_is_known():
     endpoint = ResourceEndpoint(Pipeline((Route(8), ReadBody(), answer)))
     sent = _run(endpoint, Receive(b"12345678"))
     assert sent[1]["body"] == b"12345678" and answer.bodies == [b"12345678"]
-    for receive, headers in ((Receive(b"123456789"), [(b"content-length", b"9")]),
-                             (Receive(b"12345", b"6789"), [(b"transfer-encoding", b"chunked")])):
+    for receive, headers in ((Receive(b"123456789"), [JSON, (b"content-length", b"9")]),
+                             (Receive(b"12345", b"6789"), [JSON, (b"transfer-encoding", b"chunked")])):
         with pytest.raises(Refusal) as refused:
             _run(endpoint, receive, headers)
         assert refused.value.reason == "request.too_large"
@@ -116,5 +119,25 @@ def test_without_read_body_the_endpoint_reads_first_with_its_fixed_limit():
     _run(endpoint, Receive(b"x" * MAX_BODY_BYTES))
     assert answer.bodies == [b"x" * MAX_BODY_BYTES]
     with pytest.raises(Refusal) as refused:
-        _run(endpoint, Receive(), [(b"content-length", str(MAX_BODY_BYTES + 1).encode())])
+        _run(endpoint, Receive(), [JSON, (b"content-length", str(MAX_BODY_BYTES + 1).encode())])
     assert refused.value.reason == "request.too_large"
+
+
+@pytest.mark.parametrize("headers", [(), ((b"content-type", b"text/plain"),), (JSON, JSON),
+                                     ((b"content-type", b"application/json-patch+json"),)])
+@pytest.mark.parametrize("reads_body", [True, False])
+def test_a_body_that_is_not_one_json_document_is_415_before_a_byte_is_read(headers, reads_body):
+    answer = Answer()
+    stages = (Route(100), ReadBody(), answer) if reads_body else (answer,)
+    receive = Receive(b'{"Data": {}}')
+    with pytest.raises(Refusal) as refused:
+        _run(ResourceEndpoint(Pipeline(stages)), receive, headers)
+    assert (refused.value.reason, refused.value.status) == ("request.unsupported_media_type", 415)
+    assert receive.calls == 0 and answer.bodies == []
+
+
+def test_a_get_or_delete_needs_no_content_type():
+    for method in ("GET", "DELETE"):
+        answer = Answer()
+        _run(ResourceEndpoint(Pipeline((Route(100), ReadBody(), answer))), Receive(b""), (), method)
+        assert answer.bodies == [b""]
