@@ -27,7 +27,8 @@ def register(subparsers) -> None:
     r.set_defaults(func=rotate)
     v = sub.add_parser("revoke", help="end a key now: its tokens fail at their next call on every worker; a new key "
                                       "signs if it was the signing one")
-    v.add_argument("kid", metavar="KID", help="the key's id, as `obgw keys list` shows it")
+    v.add_argument("kid", metavar="KID",
+                   help="the key's id, as `obgw keys list` shows it (after `--` if it starts with `-`)")
     v.set_defaults(func=revoke)
     for parser in (ls, r, v):
         add_arguments(parser, _SETTINGS)

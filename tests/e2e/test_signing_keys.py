@@ -143,7 +143,7 @@ def test_keys_revoke_stops_every_token_the_key_signed_at_its_next_call_on_every_
     assert _chains_and_reasons(gateway, before)[0] == 2  # both workers have verified and cached the token
     assert {a.status_code for a in _fresh_calls(tpp, consent_path, client_token["access_token"], 4)} == {200}
 
-    done = gateway.cli("keys", "revoke", kid)
+    done = gateway.cli("keys", "revoke", "--", kid)
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"revoked {kid}: deleted, and its tokens refused from their next call")
@@ -160,7 +160,7 @@ def test_keys_revoke_stops_every_token_the_key_signed_at_its_next_call_on_every_
     assert {a.status_code for a in _fresh_calls(tpp, consent_path, fresh["access_token"], 4)} == {200}
     assert kid not in {k["kid"] for k in tpp.http.get(tpp.metadata["jwks_uri"]).json()["keys"]}
     # A key that no longer exists cannot be revoked again: the command says so.
-    again = gateway.cli("keys", "revoke", kid)
+    again = gateway.cli("keys", "revoke", "--", kid)
     assert again.returncode == 2 and again.stderr == f"obgw: no signing key {kid} (`obgw keys list` shows the keys)\n"
 
 

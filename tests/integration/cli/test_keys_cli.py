@@ -37,7 +37,7 @@ def test_revoking_the_signing_key_deletes_it_marks_every_client_and_a_new_key_si
     run(capsys, "keys", "rotate", *where)
     [kid] = _kids(capsys, where)
 
-    code, out, err = run(capsys, "keys", "revoke", kid, *where)
+    code, out, err = run(capsys, "keys", "revoke", *where, "--", kid)
 
     assert code == 0, err
     [new_kid] = _kids(capsys, where)
@@ -51,7 +51,7 @@ def test_revoking_the_signing_key_deletes_it_marks_every_client_and_a_new_key_si
 def test_a_client_registered_after_a_revocation_is_marked_too(capsys, redis_client, where):
     run(capsys, "keys", "rotate", *where)
     [kid] = _kids(capsys, where)
-    assert run(capsys, "keys", "revoke", kid, *where)[0] == 0
+    assert run(capsys, "keys", "revoke", *where, "--", kid)[0] == 0
     assert ClientStore(redis_client).add({"client_id": "tpp-late", "client_name": "late"})
     assert redis_client.exists(keys.revoked_key("tpp-late", kid))
     assert 0 < redis_client.ttl(keys.revoked_key("tpp-late", kid)) <= 600 + 60 + 60 + 1

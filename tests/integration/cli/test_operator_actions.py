@@ -37,7 +37,7 @@ def test_every_changing_command_is_recorded_with_the_operator(capsys, redis_url,
         code, _, err = run(capsys, *command, *where)
         assert code == 0, (command, err)
     [kid] = [k.decode() for k in redis_client.hkeys(keys.SIGNING_KEYS)]
-    assert run(capsys, "keys", "revoke", kid, *where)[0] == 0
+    assert run(capsys, "keys", "revoke", *where, "--", kid)[0] == 0
     # Read-only commands leave nothing.
     assert run(capsys, "clients", "list", *where)[0] == 0 and run(capsys, "keys", "list", *where)[0] == 0
 
@@ -66,7 +66,8 @@ def test_a_refused_command_leaves_no_record(capsys, redis_url):
     assert _operator_records(capsys, redis_url) == []
 
 
-@pytest.mark.parametrize("command", [("clients", "disable", "tpp-demo"), ("clients", "set-tier", "tpp-demo", "unlimited")])
+@pytest.mark.parametrize("command", [("clients", "disable", "tpp-demo"),
+                                     ("clients", "set-tier", "tpp-demo", "unlimited")])
 def test_a_command_that_cannot_be_recorded_changes_nothing(capsys, redis_url, redis_client, pki, tmp_path, command):
     assert run(capsys, "clients", "add", "tpp-demo", "--from-json", str(pki / "tpp-demo.json"),
                "--redis-url", redis_url)[0] == 0
