@@ -25,13 +25,14 @@ from starlette.routing import Mount, Route, Router
 from gateway.admin import metrics
 from gateway.audit import query
 from gateway.audit.chain import AuditChain
-from gateway.audit.keys import customer_pseudonym, load_pseudonym_key, load_signing_key
+from gateway.audit.keys import load_pseudonym_key, load_signing_key
 from gateway.bank import Bank
 from gateway.children import die_with_parent
 from gateway.consents.api import BASE as ACCOUNT_ACCESS_CONSENTS
 from gateway.consents.api import PAYMENT_BASE as PAYMENT_CONSENTS
 from gateway.consents.api import AccountAccessConsents, DomesticPaymentConsents
 from gateway.consents.notify import Notifier, outbox_notifier, signer
+from gateway.crypto import derive_key, pseudonym
 from gateway.errors import Refusal
 from gateway.oauth.routes import oauth_routes
 from gateway.oauth.server import build_authorization_server
@@ -55,7 +56,6 @@ from gateway.settings import Settings
 from gateway.store.admission import AdmissionStore
 from gateway.store.idempotency import IdempotencyStore
 from gateway.store.logins import LoginStore
-from gateway.store.sealing import derive_key
 from gateway.store.redis import async_client, sync_client
 from gateway.web.authorize import CustomerAuthorization
 from gateway.web.dashboard import Dashboard
@@ -89,7 +89,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
                        signer=load_signing_key(settings.audit_signing_key_file))
     # One HMAC per customer and worker, not per call: customers are few next to calls.
     pseudonym_key = load_pseudonym_key(settings.audit_key_file)
-    subject = functools.lru_cache(maxsize=65_536)(functools.partial(customer_pseudonym, pseudonym_key))
+    subject = functools.lru_cache(maxsize=65_536)(functools.partial(pseudonym, pseudonym_key))
     forward = Forward(policy)
     server = build_authorization_server(settings, sync_redis)
     accounts = policy.services.get("accounts")

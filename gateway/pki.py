@@ -10,9 +10,7 @@ an expired one.
 """
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 import ipaddress
 import json
 import os
@@ -28,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.crypto import b64url, jwk_thumbprint, x5t_s256
 from gateway.settings import KEY_ENCRYPTION_KEY_FILE
 
 DEMO_TPPS = ("tpp-demo", "tpp-other")
@@ -211,17 +210,6 @@ def issue_client_cert(
     return Issued(cert, key)
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def jwk_thumbprint(jwk: dict) -> str:
-    """RFC 7638 thumbprint of an EC JWK: SHA-256 over the required public members, sorted, no whitespace."""
-    required = {name: jwk[name] for name in ("crv", "kty", "x", "y")}
-    canonical = json.dumps(required, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    return _b64url(hashlib.sha256(canonical).digest())
-
-
 def make_signing_jwk() -> dict:
     """A private EC P-256 JWK for ES256: signs `private_key_jwt` client assertions (RFC 7523) and JWS.
 
@@ -231,9 +219,9 @@ def make_signing_jwk() -> dict:
     jwk = {
         "kty": "EC",
         "crv": "P-256",
-        "x": _b64url(numbers.public_numbers.x.to_bytes(32, "big")),
-        "y": _b64url(numbers.public_numbers.y.to_bytes(32, "big")),
-        "d": _b64url(numbers.private_value.to_bytes(32, "big")),
+        "x": b64url(numbers.public_numbers.x.to_bytes(32, "big")),
+        "y": b64url(numbers.public_numbers.y.to_bytes(32, "big")),
+        "d": b64url(numbers.private_value.to_bytes(32, "big")),
         "alg": "ES256",
         "use": "sig",
     }
@@ -248,7 +236,7 @@ def public_jwk(private_jwk: dict) -> dict:
 
 def thumbprint_sha256(cert: x509.Certificate) -> str:
     """The RFC 8705 §3.1 `x5t#S256` value: base64url (no padding) of SHA-256 over the certificate's DER."""
-    return _b64url(hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest())
+    return x5t_s256(cert.public_bytes(serialization.Encoding.DER))
 
 
 def load_ca(directory: Path) -> Issued:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from http import HTTPStatus
 import shutil
 import ssl
 import sys
+from http import HTTPStatus
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol

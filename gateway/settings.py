@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-
 KEY_ENCRYPTION_KEY_FILE = "signing.kek"  # `obgw certs init` writes one beside the CA (gateway.pki)
 
 

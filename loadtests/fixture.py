@@ -35,9 +35,20 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import httpx  # noqa: E402
 import jwt  # noqa: E402
 from support.gateway import client_context  # noqa: E402
-from support.tpp import ALL_ACCOUNT_PERMISSIONS, CUSTOMER_PRESENT, Tpp, domestic_initiation  # noqa: E402
+from support.tpp import (  # noqa: E402
+    ALL_ACCOUNT_PERMISSIONS,
+    CUSTOMER_PRESENT,
+    Tpp,
+    domestic_initiation,
+)
 
-from gateway.pki import DEFAULT_REDIRECT_URI, issue_client_cert, load_ca, make_signing_jwk, public_jwk  # noqa: E402
+from gateway.pki import (  # noqa: E402
+    DEFAULT_REDIRECT_URI,
+    issue_client_cert,
+    load_ca,
+    make_signing_jwk,
+    public_jwk,
+)
 
 ACCOUNTS = "/open-banking/v3.1/aisp/accounts"
 CUSTOMERS = (("alice", "alice-pass"), ("bob", "bob-pass"))

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from enum import Enum
 
+
 def names_this_listener(host_header: str, listener_host: str) -> bool:
     """Whether a `Host` value can be this listener's: an IP literal (DNS rebinding needs a name, so an address is
     never one), `localhost`, or the host name the listener was configured with; any port."""

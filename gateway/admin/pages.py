@@ -12,7 +12,13 @@ from jinja2 import Environment, PackageLoader
 from markupsafe import Markup, escape
 
 from gateway.audit import query
-from gateway.audit.activity import Activity, activity, anomalies, hour_starts, window_start
+from gateway.audit.activity import (
+    Activity,
+    activity,
+    anomalies,
+    hour_starts,
+    window_start,
+)
 
 ENV = Environment(loader=PackageLoader("gateway.admin", "templates"), autoescape=True)
 FILTERS = ("client_id", "consent_id", "subject", "decision", "reason", "route")

@@ -6,7 +6,7 @@ Issue 14 item 5: were the customer id stored in clear in a consent, anyone readi
 
 - the customer's consent index is named by their audit pseudonym (`subject`), which the dashboard computes from the
   id it learns at login and `obgw audit search --customer` computes to re-identify;
-- a consent holds the id sealed (store/sealing.py) under a key derived from the pseudonym key, bound to the consent
+- a consent holds the id sealed (crypto.py) under a key derived from the pseudonym key, bound to the consent
   id, because the gateway must still tell the bank whose data a call reads (`x-bank-customer-id`). Admit gets it
   sealed and opens it once per consent and worker (a small LRU keeps the hot path to a dictionary lookup).
 
@@ -19,8 +19,8 @@ import base64
 import functools
 from pathlib import Path
 
-from gateway.audit.keys import customer_pseudonym, load_pseudonym_key
-from gateway.store.sealing import SealBroken, Sealer, derive_key
+from gateway.audit.keys import load_pseudonym_key
+from gateway.crypto import SealBroken, Sealer, b64url, derive_key, pseudonym
 
 SEALED = "sealed:"
 _LABEL = b"obgw consent customer id v1"
@@ -47,14 +47,14 @@ class CustomerIds:
 
     def pseudonym(self, customer_id: str) -> str:
         """The customer's audit `subject`: what their consent index is named by."""
-        return customer_pseudonym(self._key, customer_id)
+        return pseudonym(self._key, customer_id)
 
     def seal(self, consent_id: str, customer_id: str) -> str:
         """The id as the consent `consent_id` stores it; a value sealed already is returned as it is."""
         if is_sealed(customer_id):
             return customer_id
         sealed = self._sealer.seal(customer_id.encode(), consent_id.encode())
-        return SEALED + base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
+        return SEALED + b64url(sealed)
 
     def _reveal(self, consent_id: str, stored: str) -> str:
         """The customer id a consent stores (sealed, or in clear by an older version)."""

@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,9 +19,12 @@ from pathlib import Path
 import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 
-from gateway.oauth.tokens import pseudonym
+from gateway.crypto import b64url, b64url_decode
 
 SIGNED_FIELDS = ("chain", "seq", "hash", "ts")  # in every checkpoint, the legacy format included
 COMMITTED_FIELDS = ("heads", "at")  # every chain's head and the stream position they were read at, where present
@@ -51,9 +53,6 @@ def load_pseudonym_key(path: Path) -> bytes:
     return key
 
 
-def customer_pseudonym(key: bytes, customer_id: str) -> str:
-    """What the audit log calls a customer (the same HMAC construction as tokens' `sub`, with the audit's own key)."""
-    return pseudonym(key, customer_id)
 
 
 def load_signing_key(path: Path) -> Ed25519PrivateKey:
@@ -92,13 +91,13 @@ def _signed_bytes(entry: Mapping[str, object]) -> bytes:
 def sign_checkpoint(key: Ed25519PrivateKey, entry: Mapping[str, object]) -> dict[str, object]:
     """The checkpoint with `key` (which key) and `sig` (Ed25519 over its canonical chain, seq, hash, ts and, where
     present, heads and at)."""
-    signature = base64.urlsafe_b64encode(key.sign(_signed_bytes(entry))).rstrip(b"=").decode()
+    signature = b64url(key.sign(_signed_bytes(entry)))
     return {**entry, "key": key_id(key.public_key()), "sig": signature}
 
 
 def checkpoint_signed_by(public: Ed25519PublicKey, entry: Mapping[str, object]) -> bool:
     try:
-        signature = base64.urlsafe_b64decode(str(entry["sig"]) + "=" * (-len(str(entry["sig"])) % 4))
+        signature = b64url_decode(str(entry["sig"]))
         public.verify(signature, _signed_bytes(entry))
     except (KeyError, ValueError, InvalidSignature):
         return False

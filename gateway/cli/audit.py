@@ -20,7 +20,6 @@ from gateway.audit.chain import iter_lines, read_checkpoints, verify
 from gateway.audit.keys import (
     AuditKeyError,
     checkpoint_signed_by,
-    customer_pseudonym,
     key_id,
     load_pseudonym_key,
     load_public_key,
@@ -28,6 +27,7 @@ from gateway.audit.keys import (
 from gateway.audit.operator import record_operator_action
 from gateway.cli import CliError
 from gateway.cli._settings import settings_from, with_redis
+from gateway.crypto import pseudonym
 from gateway.settings import add_arguments
 
 _CONNECTION = ("redis_url", "var_dir")
@@ -134,7 +134,7 @@ def search(args) -> int:
         subject = args.subject
         if args.customer:
             try:
-                subject = customer_pseudonym(load_pseudonym_key(settings.audit_key_file), args.customer)
+                subject = pseudonym(load_pseudonym_key(settings.audit_key_file), args.customer)
                 record_operator_action(settings, route="obgw audit search --customer", reason=REIDENTIFIED,
                                        subject=subject)
             except AuditKeyError as exc:

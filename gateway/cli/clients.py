@@ -17,8 +17,8 @@ from gateway.cli import CliError
 from gateway.cli._operator import audited
 from gateway.cli._settings import settings_from, with_redis
 from gateway.consents.notify import notification_url_allowed
+from gateway.crypto import x5t_s256
 from gateway.oauth.models import AUTH_METHODS, ROLES, Client, common_name
-from gateway.pipeline.identity import thumbprint
 from gateway.pki import public_jwk
 from gateway.policy import PolicyError, load_policy
 from gateway.settings import add_arguments
@@ -126,7 +126,7 @@ def build_client(client_id: str, *, cert: Path, redirect_uris: list[str], jwks: 
         raise CliError(f"--notification-url {notification_url!r}: must be https (http only to 127.0.0.1/localhost)")
     return Client(
         client_id=client_id, client_name=name or client_id, roles=tuple(roles), redirect_uris=tuple(redirect_uris),
-        auth_methods=tuple(methods), cert_thumbprints=(thumbprint(certificate.public_bytes(Encoding.DER)),),
+        auth_methods=tuple(methods), cert_thumbprints=(x5t_s256(certificate.public_bytes(Encoding.DER)),),
         subject_dn=certificate.subject.rfc4514_string(), issuer_dn=certificate.issuer.rfc4514_string(),
         jwks=jwks or {"keys": []}, created_at=int(time.time()), origin="cli", notification_url=notification_url)
 
@@ -252,7 +252,7 @@ def add_cert(args) -> int:
     """RFC 8705: a client may hold several certificates, so a renewal overlaps the old one; refresh tokens are bound
     to the client (§4), so its consents carry on with the new certificate."""
     certificate = _verified(args.pem_file, settings_from(args).client_ca)
-    new = thumbprint(certificate.public_bytes(Encoding.DER))
+    new = x5t_s256(certificate.public_bytes(Encoding.DER))
 
     def work(store: ClientStore, settings) -> int:
         document = store.get(args.client_id)

@@ -15,7 +15,14 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.consents import validate
 from gateway.consents.lifecycle import ConsentConflict, lapse_seconds, revoke
-from gateway.consents.model import Consent, Kind, Status, expires_ms, from_record, to_record
+from gateway.consents.model import (
+    Consent,
+    Kind,
+    Status,
+    expires_ms,
+    from_record,
+    to_record,
+)
 from gateway.errors import Refusal
 from gateway.json_body import InvalidJson, loads_request
 from gateway.pipeline.call import Call, Upstream

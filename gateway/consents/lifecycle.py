@@ -10,7 +10,14 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timezone
 
-from gateway.consents.model import TRANSITIONS, Consent, Status, expires_ms, sources_of, to_record
+from gateway.consents.model import (
+    TRANSITIONS,
+    Consent,
+    Status,
+    expires_ms,
+    sources_of,
+    to_record,
+)
 
 
 class ConsentConflict(Exception):

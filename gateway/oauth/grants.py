@@ -7,7 +7,12 @@ from __future__ import annotations
 import secrets
 import time
 
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, InvalidScopeError, grants
+from authlib.oauth2.rfc6749 import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    grants,
+)
 from authlib.oauth2.rfc7636 import CodeChallenge
 
 from gateway.oauth.models import AUTH_METHODS, AuthorizationCode, Grantee, RefreshToken

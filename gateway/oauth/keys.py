@@ -15,7 +15,6 @@ key and marks it revoked for every registered client: the admission scripts refu
 """
 from __future__ import annotations
 
-import base64
 import dataclasses
 import os
 import time
@@ -28,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from jwt.algorithms import ECAlgorithm
 
-from gateway.pki import jwk_thumbprint
+from gateway.crypto import b64url, b64url_decode, jwk_thumbprint
 
 ALGORITHM = "ES256"
 KEK_BYTES = 32                  # AES-256
@@ -39,9 +38,6 @@ VERIFIER_RELOAD_SECONDS = 60.0  # a worker re-reads the keys at least this often
 class KeyEncryptionError(Exception):
     """The key-encryption key is missing, unreadable, or not the one the stored keys were sealed with."""
 
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 class KeyEncryptionKey:
@@ -70,11 +66,11 @@ class KeyEncryptionKey:
         """`data` sealed with AES-256-GCM, `label` (what it is: a kid, a secret's name) as associated data, so a
         sealed value opens only as what it was sealed as."""
         nonce = os.urandom(NONCE_BYTES)
-        return _b64url(nonce + self._aead.encrypt(nonce, data, label.encode()))
+        return b64url(nonce + self._aead.encrypt(nonce, data, label.encode()))
 
     def open_bytes(self, label: str, sealed: str, what: str | None = None) -> bytes:
         try:
-            raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+            raw = b64url_decode(sealed)
             return self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], label.encode())
         except (ValueError, InvalidTag):
             raise KeyEncryptionError(

@@ -14,7 +14,6 @@ from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Request
 from authlib.oauth2.rfc6749.requests import JsonPayload, JsonRequest, OAuth2Payload
 
 from gateway.json_body import InvalidJson, loads_request
-
 from gateway.pipeline.endpoint import read_body
 from gateway.pipeline.identity import ClientCertificate
 

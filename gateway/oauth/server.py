@@ -10,11 +10,16 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from authlib.oauth2.rfc6749 import AuthorizationServer, InvalidRequestError, InvalidScopeError
+from authlib.oauth2.rfc6749 import (
+    AuthorizationServer,
+    InvalidRequestError,
+    InvalidScopeError,
+)
 from authlib.oauth2.rfc9207 import IssuerParameter
 
 from gateway.audit.customers import CustomerIds
 from gateway.consents.model import Status, from_record
+from gateway.crypto import pseudonym
 from gateway.oauth import grants
 from gateway.oauth.client_auth import PrivateKeyJwt, TlsClientAuth
 from gateway.oauth.introspection import Introspection
@@ -28,7 +33,6 @@ from gateway.oauth.tokens import (
     AccessTokenVerifier,
     TokenIssuer,
     TokenRejected,
-    pseudonym,
 )
 from gateway.settings import Settings
 from gateway.store.clients import ClientStore

@@ -8,9 +8,6 @@ key cannot mint a token that outlives the key's revocation), and every claim the
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import secrets
 import time
 import uuid
@@ -35,10 +32,6 @@ ACR_SCA = "urn:openbanking:psd2:sca"
 LIFETIME_LEEWAY_SECONDS = 5  # exp - iat may exceed the configured lifetime by this much (settings changed, rounding)
 
 
-def pseudonym(secret: bytes, customer_id: str) -> str:
-    """The customer as tokens name them: stable, and meaningless without the gateway's secret."""
-    mac = hmac.new(secret, customer_id.encode(), hashlib.sha256).digest()[:16]
-    return "cust-" + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 class TokenIssuer:

@@ -57,7 +57,6 @@ not one JSON object: UK.OBIE.Signature.Malformed) and `signature.invalid` (every
 """
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import math
@@ -68,6 +67,8 @@ from collections.abc import Mapping
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAPSSAlgorithm
+
+from gateway.crypto import b64url, b64url_decode
 
 HEADER = "x-jws-signature"
 IAT = "http://openbanking.org.uk/iat"
@@ -112,19 +113,16 @@ def _invalid(message: str, claim: str | None = None) -> SignatureProblem:
     return SignatureProblem("signature.invalid", message, claim)
 
 
-def _b64url_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
 
 def _b64url_decode(part: str, what: str) -> bytes:
     """Strict base64url without padding (RFC 7515 §2): only the URL-safe alphabet, and only its canonical form."""
     if not _B64URL.fullmatch(part) or len(part) % 4 == 1:
         raise _malformed(f"The {what} is not base64url.")
     try:
-        data = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        data = b64url_decode(part)
     except (binascii.Error, ValueError):
         raise _malformed(f"The {what} is not base64url.") from None
-    if _b64url_encode(data) != part:  # stray bits in the last character: another spelling of the same bytes
+    if b64url(data) != part:  # stray bits in the last character: another spelling of the same bytes
         raise _malformed(f"The {what} is not canonical base64url.")
     return data
 
@@ -254,7 +252,7 @@ def verify_detached(header_value: str | None, body: bytes, jwks: Mapping, client
     encoded_header, header, signature = _parse(header_value.strip(" \t"))
     alg = _check_header(header)
     algorithm, key = _verification_key(jwks, header["kid"], alg)
-    signing_input = encoded_header.encode("ascii") + b"." + _b64url_encode(bytes(body)).encode("ascii")
+    signing_input = encoded_header.encode("ascii") + b"." + b64url(bytes(body)).encode("ascii")
     if not algorithm.verify(signing_input, key, signature):
         raise _invalid(f"The {HEADER} does not verify over the request body with the key its kid names.")
     _check_claims(header, client_id, time.time() if now is None else now)
@@ -287,6 +285,6 @@ def sign_detached(body: bytes, private_jwk: Mapping, client_id: str, iat: int | 
         TAN: TRUST_ANCHOR,
         "crit": [IAT, ISS, TAN],
     }
-    encoded_header = _b64url_encode(json.dumps(header, separators=(",", ":")).encode("utf-8"))
-    signing_input = f"{encoded_header}.{_b64url_encode(bytes(body))}".encode("ascii")
-    return f"{encoded_header}..{_b64url_encode(algorithm.sign(signing_input, key))}"
+    encoded_header = b64url(json.dumps(header, separators=(",", ":")).encode("utf-8"))
+    signing_input = f"{encoded_header}.{b64url(bytes(body))}".encode("ascii")
+    return f"{encoded_header}..{b64url(algorithm.sign(signing_input, key))}"

@@ -24,7 +24,6 @@ from gateway.policy.model import RateLimits, UnattendedPolicy
 from gateway.store.admission import AdmissionStore, RateArgs, Verdict
 from gateway.store.redis import RedisError
 
-
 CUSTOMER_IP = b"x-fapi-customer-ip-address"  # FAPI: present when the customer is, absent for an unattended call
 _WAIT_REASONS = ("ratelimit.exceeded", "consent.unattended_limit")  # refusals that say when to come back
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import hashlib
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from gateway.crypto import x5t_s256
 from gateway.errors import Refusal
 from gateway.pipeline.call import Call
 
@@ -37,14 +37,12 @@ class ClientCertificate:
     not_after: datetime
 
 
-def thumbprint(der: bytes) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
 
 
 @functools.lru_cache(maxsize=4096)
 def _from_der(der: bytes) -> ClientCertificate:
     cert = x509.load_der_x509_certificate(der)
-    return ClientCertificate(thumbprint(der), cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(),
+    return ClientCertificate(x5t_s256(der), cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(),
                              cert.not_valid_after_utc)
 
 

@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 
 from gateway.audit.record import AuditRecord
 from gateway.errors import Refusal, oauth_error_body, ob_error_body
-from gateway.store.redis import RedisError
 from gateway.pipeline.call import SCOPE_KEY, Call
 from gateway.pipeline.identity import (
     CLIENT_CERT,
@@ -24,6 +23,7 @@ from gateway.pipeline.identity import (
     is_trusted_proxy,
 )
 from gateway.pipeline.source import forwarded_for, source_of
+from gateway.store.redis import RedisError
 
 log = logging.getLogger("obgw")
 INTERACTION_ID = b"x-fapi-interaction-id"

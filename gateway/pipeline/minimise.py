@@ -12,7 +12,6 @@ from gateway.errors import Refusal
 from gateway.pipeline.call import Call
 from gateway.policy.fields import Grant, MinimiseError, minimise
 
-
 _BODY_HEADERS = frozenset({b"x-jws-signature", b"etag", b"last-modified", b"cache-control"})
 
 

@@ -15,7 +15,12 @@ from collections.abc import Mapping
 
 from gateway.errors import REASONS, Refusal
 from gateway.oauth.keys import VERIFIER_RELOAD_SECONDS, KeyRing
-from gateway.oauth.tokens import GRANT_CLAIM, INTENT_CLAIM, AccessTokenVerifier, TokenRejected
+from gateway.oauth.tokens import (
+    GRANT_CLAIM,
+    INTENT_CLAIM,
+    AccessTokenVerifier,
+    TokenRejected,
+)
 from gateway.pipeline.call import Call
 
 AUTHORIZATION = b"authorization"

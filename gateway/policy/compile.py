@@ -16,7 +16,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from gateway.policy.loader import INVALID, Document, PolicyError, PolicyProblem, load_file
+from gateway.policy.loader import (
+    INVALID,
+    Document,
+    PolicyError,
+    PolicyProblem,
+    load_file,
+)
 from gateway.policy.model import (
     GATEWAY_ROUTE_IDS,
     FieldRule,

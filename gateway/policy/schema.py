@@ -21,7 +21,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.policy.loader import INVALID, Document, Loc, PolicyProblem, describe, plural
+from gateway.policy.loader import (
+    INVALID,
+    Document,
+    Loc,
+    PolicyProblem,
+    describe,
+    plural,
+)
 
 
 class _Checker:

@@ -19,7 +19,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from gateway.sandbox.auth import Credentials
-from gateway.sandbox.ledger import BANK_BIC, BANK_NAME, Account, Card, Entry, Ledger, agent
+from gateway.sandbox.ledger import (
+    BANK_BIC,
+    BANK_NAME,
+    Account,
+    Card,
+    Entry,
+    Ledger,
+    agent,
+)
 
 HISTORY_DAYS = 180
 SORT_CODE = "771001"  # the sandbox bank's only branch

@@ -17,7 +17,9 @@ import orjson
 from gateway.oauth.models import Client
 from gateway.store import keys
 from gateway.store.admission import RateArgs, Verdict
-from gateway.store.admission import _common as rate_outcome  # the admission scripts' answer head, read one way
+from gateway.store.admission import (
+    _common as rate_outcome,  # the admission scripts' answer head, read one way
+)
 from gateway.store.redis import sync_script
 
 

@@ -15,10 +15,9 @@ import time
 import orjson
 from redis.exceptions import WatchError
 
+from gateway.crypto import SealBroken, Sealer, derive_key
 from gateway.store import keys
 from gateway.store.redis import sync_script
-from gateway.store.sealing import SealBroken, Sealer, derive_key
-
 
 _ADD_FIRST_KEY = "if redis.call('HLEN', KEYS[1]) == 0 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
 

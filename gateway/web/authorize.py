@@ -29,7 +29,14 @@ from gateway.pipeline.source import source_of
 from gateway.web import language
 from gateway.web.forms import csrf_matches, one, read_form
 from gateway.web.login import PasswordCheck, TooManyAttempts
-from gateway.web.pages import SESSION_COOKIE, clear_session, origin, page, redirect, set_session
+from gateway.web.pages import (
+    SESSION_COOKIE,
+    clear_session,
+    origin,
+    page,
+    redirect,
+    set_session,
+)
 
 AUTHORIZE_PATH = "/oauth2/authorize"
 LOGIN_PATH = "/oauth2/authorize/login"

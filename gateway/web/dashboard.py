@@ -25,7 +25,13 @@ from gateway.pipeline.source import source_of
 from gateway.web import language
 from gateway.web.forms import SignedDoubleSubmit, csrf_matches, one, read_form
 from gateway.web.login import PasswordCheck, TooManyAttempts
-from gateway.web.pages import DASHBOARD_COOKIE, clear_session, page, redirect, set_session
+from gateway.web.pages import (
+    DASHBOARD_COOKIE,
+    clear_session,
+    page,
+    redirect,
+    set_session,
+)
 
 SESSION = "dashboard"
 SESSION_SECONDS = 900

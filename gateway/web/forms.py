@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from starlette.requests import Request
 
+from gateway.crypto import b64url
 from gateway.pipeline.endpoint import read_body
 
 MAX_FORM_BYTES = 16 * 1024
@@ -65,7 +65,7 @@ class SignedDoubleSubmit:
     def token(self, value: str) -> str:
         """The form's csrf_token for this cookie value."""
         mac = hmac.new(self._key, value.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+        return b64url(mac)
 
     def matches(self, form: dict[str, list[str]], cookie: str | None) -> bool:
         return bool(cookie) and self._VALUE.fullmatch(cookie) is not None and csrf_matches(form, self.token(cookie))

@@ -24,7 +24,12 @@ from schemathesis.specs.openapi.checks import (
 from schemathesis.specs.openapi.definitions import OPENAPI_30_VALIDATOR
 from support.gateway import bank_gateway, client_context
 from support.processes import ROOT
-from support.tpp import ALL_ACCOUNT_PERMISSIONS, CUSTOMER_PRESENT, Tpp, domestic_initiation
+from support.tpp import (
+    ALL_ACCOUNT_PERMISSIONS,
+    CUSTOMER_PRESENT,
+    Tpp,
+    domestic_initiation,
+)
 
 from gateway.app import CONSENT_API
 from gateway.oauth.discovery import PATHS

@@ -9,7 +9,6 @@ import secrets
 
 import httpx
 import pytest
-
 from support.forms import only_form
 from support.gateway import bank_gateway, client_context
 from support.openapi import assert_conforms

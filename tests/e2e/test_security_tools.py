@@ -23,7 +23,8 @@ from support.gateway import bank_gateway
 from support.ports import free_port
 from support.tpp import ACCOUNTS, Browser, Tpp
 
-from gateway.audit.keys import customer_pseudonym, key_id, load_pseudonym_key, load_public_key
+from gateway import crypto
+from gateway.audit.keys import key_id, load_pseudonym_key, load_public_key
 
 pytestmark = pytest.mark.e2e
 
@@ -76,7 +77,7 @@ def traffic(gateway, pki) -> Traffic:
 @pytest.fixture(scope="module")
 def pseudonym(pki) -> str:
     """What the log should call alice: the dev PKI's audit.key is the gateway's (beside its client CA)."""
-    return customer_pseudonym(load_pseudonym_key(pki / "audit.key"), CUSTOMER)
+    return crypto.pseudonym(load_pseudonym_key(pki / "audit.key"), CUSTOMER)
 
 
 def obgw(gateway, *args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess:

@@ -20,8 +20,8 @@ from support.ports import free_port
 from support.processes import ROOT
 from support.tpp import ACCOUNTS, CONSENTS, CUSTOMER_PRESENT, Tpp
 
+from gateway.crypto import pseudonym
 from gateway.oauth.keys import KeyEncryptionKey, new_key_record
-from gateway.oauth.tokens import pseudonym
 from gateway.store.keys import PSEUDONYM_SECRET, SIGNING_KEYS
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,14 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from support.faults import Answer, Sandbox, call, records_by_interaction, until_every_worker, workers
+from support.faults import (
+    Answer,
+    Sandbox,
+    call,
+    records_by_interaction,
+    until_every_worker,
+    workers,
+)
 from support.gateway import Gateway, client_context, gateway_env
 from support.openapi import assert_conforms
 from support.processes import ROOT

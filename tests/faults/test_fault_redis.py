@@ -14,7 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import jwt
 import pytest
-from support.faults import KillableRedis, Load, call, records_by_interaction, until_every_worker, wait_until, workers
+from support.faults import (
+    KillableRedis,
+    Load,
+    call,
+    records_by_interaction,
+    until_every_worker,
+    wait_until,
+    workers,
+)
 from support.gateway import Gateway, bank_gateway, client_context, gateway_env
 from support.openapi import assert_conforms
 from support.policies import write_policy

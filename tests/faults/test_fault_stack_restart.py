@@ -12,11 +12,26 @@ from __future__ import annotations
 import signal
 
 import pytest
-from support.faults import KillableRedis, Sandbox, call, records_by_interaction, until_every_worker, workers
+from support.faults import (
+    KillableRedis,
+    Sandbox,
+    call,
+    records_by_interaction,
+    until_every_worker,
+    workers,
+)
 from support.forms import only_form
 from support.gateway import Gateway, client_context, gateway_env
 from support.processes import ROOT
-from support.tpp import CONSENTS, PAYMENT_CONSENTS, PAYMENTS, Browser, Tpp, domestic_initiation, redirect_params
+from support.tpp import (
+    CONSENTS,
+    PAYMENT_CONSENTS,
+    PAYMENTS,
+    Browser,
+    Tpp,
+    domestic_initiation,
+    redirect_params,
+)
 
 pytestmark = pytest.mark.e2e
 

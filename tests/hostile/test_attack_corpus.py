@@ -53,7 +53,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from jwt.algorithms import ECAlgorithm, get_default_algorithms
 from support.forms import forms, only_form
-from support.gateway import Gateway, bank_gateway, client_context, gateway_env, with_demo_tpps
+from support.gateway import (
+    Gateway,
+    bank_gateway,
+    client_context,
+    gateway_env,
+    with_demo_tpps,
+)
 from support.policies import write_policy
 from support.tpp import (
     ACCOUNTS,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import orjson
+from support.ports import free_port
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from support.ports import free_port
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 

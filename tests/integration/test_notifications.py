@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+from support.receiver import Receiver
 
 from gateway.audit import query
 from gateway.audit.chain import AuditChain, verify
@@ -20,7 +21,6 @@ from gateway.consents.notify import CONSENT_REVOKED, Notifier, outbox_notifier, 
 from gateway.oauth.keys import KeyEncryptionKey, KeyRing, new_key_record
 from gateway.store.notifications import NotificationOutbox
 from gateway.store.redis import async_client, sync_client
-from support.receiver import Receiver
 
 ISSUER = "https://obgw.test"
 API = "https://api.obgw.test:8443"

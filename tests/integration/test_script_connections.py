@@ -14,7 +14,12 @@ import uuid
 import pytest
 import redis
 
-from gateway.store.redis import AsyncScript, ScriptConnections, WorkerRedis, async_client
+from gateway.store.redis import (
+    AsyncScript,
+    ScriptConnections,
+    WorkerRedis,
+    async_client,
+)
 
 # Every key and argument back (ARGV[3] also as a number) and the number of each; KEYS[2] is written.
 ECHO = """

@@ -4,7 +4,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway.errors import LISTED_ERROR_CODES, REASONS, Refusal, namespaced, oauth_error_body, ob_error_body
+from gateway.errors import (
+    LISTED_ERROR_CODES,
+    REASONS,
+    Refusal,
+    namespaced,
+    oauth_error_body,
+    ob_error_body,
+)
 
 SPEC = Path(__file__).resolve().parents[2] / "gateway/specs/ob-uk/v3.1.11/account-info-openapi.json"
 OB_CODES = set(json.loads(SPEC.read_text())["components"]["schemas"]["OBError1"]["properties"]["ErrorCode"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
+from support.ports import free_port
 
 from gateway.audit import query
 from gateway.audit import spool as spool_module
@@ -26,7 +27,6 @@ from gateway.audit.chain import AuditChain, AuditChainError, read_checkpoints, v
 from gateway.audit.record import AuditRecord
 from gateway.children import stop
 from gateway.store.redis import async_client
-from support.ports import free_port
 
 CONSENT = "c-spool"
 

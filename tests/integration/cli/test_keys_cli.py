@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from gateway.cli import main
-from gateway.pki import jwk_thumbprint
+from gateway.crypto import jwk_thumbprint
 from gateway.store import keys
 from gateway.store.clients import ClientStore
 

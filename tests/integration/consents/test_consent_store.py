@@ -10,7 +10,14 @@ import pytest
 from gateway.audit.customers import CustomerIds
 from gateway.consents import lifecycle
 from gateway.consents.lifecycle import ConsentConflict
-from gateway.consents.model import Consent, Kind, Status, expires_ms, from_record, to_record
+from gateway.consents.model import (
+    Consent,
+    Kind,
+    Status,
+    expires_ms,
+    from_record,
+    to_record,
+)
 from gateway.store import keys
 from gateway.store.consents import ConsentStore
 

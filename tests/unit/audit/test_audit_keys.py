@@ -15,7 +15,6 @@ from gateway.audit.chain import GENESIS, seal, verify
 from gateway.audit.keys import (
     AuditKeyError,
     checkpoint_signed_by,
-    customer_pseudonym,
     key_id,
     load_pseudonym_key,
     load_public_key,
@@ -23,6 +22,7 @@ from gateway.audit.keys import (
     sign_checkpoint,
 )
 from gateway.audit.record import FIELDS, OPTIONAL_FIELDS, REQUIRED_FIELDS, AuditRecord
+from gateway.crypto import pseudonym
 
 ENTRY = {"chain": "host-123-abcd", "seq": 42, "hash": "ab" * 32, "ts": "2026-12-01T11:00:00Z"}
 # The fields of every record written before subject, operator and unattended existed (git show HEAD~2).
@@ -223,15 +223,15 @@ def test_a_raw_32_byte_pseudonym_key_is_refused_not_taken_as_text(tmp_path: Path
 
 def test_a_customer_pseudonym_is_stable_per_key_and_differs_per_key():
     key, other = bytes(range(32)), bytes(range(1, 33))
-    assert customer_pseudonym(key, "alice") == customer_pseudonym(key, "alice")
-    assert customer_pseudonym(key, "alice") != customer_pseudonym(other, "alice")
-    assert customer_pseudonym(key, "alice") != customer_pseudonym(key, "bob")
+    assert pseudonym(key, "alice") == pseudonym(key, "alice")
+    assert pseudonym(key, "alice") != pseudonym(other, "alice")
+    assert pseudonym(key, "alice") != pseudonym(key, "bob")
 
 
 def test_a_customer_pseudonym_does_not_contain_the_customer_id():
     key = bytes(range(32))
     for customer in ("alice", "bob", "customer-000123"):
-        assert customer not in customer_pseudonym(key, customer)
+        assert customer not in pseudonym(key, customer)
 
 
 # ---------------------------------------------------------------- optional record fields

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from gateway.audit.customers import CustomerIds, CustomerIdUnreadable
-from gateway.audit.keys import customer_pseudonym
+from gateway.crypto import pseudonym
 
 KEY = os.urandom(32)
 
@@ -43,5 +43,5 @@ def test_an_id_stored_in_clear_by_an_older_version_is_read_as_it_is_and_sealing_
 
 
 def test_the_index_name_is_the_audit_subject_of_the_customer():
-    assert CustomerIds(KEY).pseudonym("alice") == customer_pseudonym(KEY, "alice")
+    assert CustomerIds(KEY).pseudonym("alice") == pseudonym(KEY, "alice")
     assert "alice" not in CustomerIds(KEY).pseudonym("alice")

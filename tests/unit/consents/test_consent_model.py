@@ -7,7 +7,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from gateway.consents.model import (
-    TRANSITIONS, Consent, Kind, Status, expires_ms, from_record, sources_of, to_record,
+    TRANSITIONS,
+    Consent,
+    Kind,
+    Status,
+    expires_ms,
+    from_record,
+    sources_of,
+    to_record,
 )
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)

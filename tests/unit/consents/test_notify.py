@@ -7,8 +7,15 @@ import jwt
 import pytest
 
 from gateway.consents.model import Consent, Kind, Status
-from gateway.consents.notify import CONSENT_REVOKED, Notifier, claims_of, notification_url_allowed
-from gateway.consents.notify import revocation_entry, revocation_event, sign_set
+from gateway.consents.notify import (
+    CONSENT_REVOKED,
+    Notifier,
+    claims_of,
+    notification_url_allowed,
+    revocation_entry,
+    revocation_event,
+    sign_set,
+)
 from gateway.oauth.keys import KeyEncryptionKey, KeyRing, new_key_record
 
 OB = "http://openbanking.org.uk/"

@@ -13,7 +13,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from gateway.oauth.client_auth import (
-    ASSERTION_TYPE, CLOCK_SKEW, FRESH_SECONDS, MAX_ASSERTION_SECONDS, MAX_JTI_CHARS, MAX_LIVE_JTIS, PrivateKeyJwt,
+    ASSERTION_TYPE,
+    CLOCK_SKEW,
+    FRESH_SECONDS,
+    MAX_ASSERTION_SECONDS,
+    MAX_JTI_CHARS,
+    MAX_LIVE_JTIS,
+    PrivateKeyJwt,
     TlsClientAuth,
 )
 from gateway.oauth.models import Client

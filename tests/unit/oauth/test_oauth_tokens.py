@@ -14,10 +14,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from gateway.crypto import pseudonym
 from gateway.oauth.keys import KeyEncryptionKey, KeyRing, new_key_record
 from gateway.oauth.models import Client, Grantee
 from gateway.oauth.tokens import (
-    GRANT_CLAIM, INTENT_CLAIM, REQUIRED_CLAIMS, AccessTokenVerifier, TokenIssuer, TokenRejected, pseudonym,
+    GRANT_CLAIM,
+    INTENT_CLAIM,
+    REQUIRED_CLAIMS,
+    AccessTokenVerifier,
+    TokenIssuer,
+    TokenRejected,
 )
 
 ISSUER = "https://as.obgw.test"

@@ -12,17 +12,28 @@ import json
 import time
 
 import pytest
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from joserfc import jws as joserfc_jws
 from joserfc.jwk import ECKey, RSAKey
 from joserfc.registry import HeaderParameter
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from gateway.payments.jws import (
-    CLOCK_SKEW, IAT, ISS, MAX_AGE_SECONDS, MAX_HEADER_CHARS, TAN, SignatureProblem, sign_detached, verify_detached,
+    CLOCK_SKEW,
+    IAT,
+    ISS,
+    MAX_AGE_SECONDS,
+    MAX_HEADER_CHARS,
+    TAN,
+    SignatureProblem,
+    sign_detached,
+    verify_detached,
 )
 from gateway.pki import make_signing_jwk, public_jwk
 

@@ -8,7 +8,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway import pki
 from gateway.errors import Refusal
-from gateway.pipeline.identity import ProxyCertificateVerifier, from_tls_extension, is_trusted_proxy
+from gateway.pipeline.identity import (
+    ProxyCertificateVerifier,
+    from_tls_extension,
+    is_trusted_proxy,
+)
 
 
 def _header(issued) -> bytes:

@@ -8,7 +8,12 @@ import pytest
 from gateway.errors import Refusal
 from gateway.pipeline import Pipeline
 from gateway.pipeline.call import SCOPE_KEY, Call, Upstream
-from gateway.pipeline.endpoint import MAX_BODY_BYTES, ReadBody, ResourceEndpoint, read_body
+from gateway.pipeline.endpoint import (
+    MAX_BODY_BYTES,
+    ReadBody,
+    ResourceEndpoint,
+    read_body,
+)
 
 
 class Receive:

@@ -2,7 +2,12 @@
 import pytest
 
 from gateway.errors import Refusal
-from gateway.pipeline.breaker import BackendGuard, CircuitBreaker, ConcurrencyLimit, State
+from gateway.pipeline.breaker import (
+    BackendGuard,
+    CircuitBreaker,
+    ConcurrencyLimit,
+    State,
+)
 from gateway.policy.model import ServicePolicy
 
 

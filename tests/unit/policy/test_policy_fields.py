@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from gateway.policy import PolicyError, load_policy
-from gateway.policy.fields import Grant, MinimiseError, exposure, mask_pan, minimise, windows
+from gateway.policy.fields import (
+    Grant,
+    MinimiseError,
+    exposure,
+    mask_pan,
+    minimise,
+    windows,
+)
 from gateway.policy.model import FieldRule, FieldSet, build_field_tree
 from gateway.sandbox.data import build_bank
 

@@ -2,7 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.policy import MethodNotAllowed, RouteMatch, RoutePolicy, ServicePolicy, load_policy
+from gateway.policy import (
+    MethodNotAllowed,
+    RouteMatch,
+    RoutePolicy,
+    ServicePolicy,
+    load_policy,
+)
 from gateway.policy.router import Router
 
 GOOD = Path(__file__).parents[2] / "fixtures" / "policies" / "good"

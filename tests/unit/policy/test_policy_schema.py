@@ -3,7 +3,13 @@ from pathlib import Path
 import pytest
 
 from gateway.policy.loader import Document, load_file
-from gateway.policy.schema import FILES, PolicyFile, Record, check_document, render_reference
+from gateway.policy.schema import (
+    FILES,
+    PolicyFile,
+    Record,
+    check_document,
+    render_reference,
+)
 
 README = Path(__file__).parents[3] / "policies" / "README.md"
 KEYS = [row for spec in FILES for row in spec.root.rows("")]

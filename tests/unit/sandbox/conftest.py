@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from starlette.applications import Starlette
+from support.openapi import assert_conforms
 
 from gateway.sandbox.app import create_accounts_app, create_payments_app
 from gateway.sandbox.data import Bank, build_bank
-from support.openapi import assert_conforms
 
 ANCHOR = datetime(2026, 6, 1, tzinfo=UTC)
 SEED = 7
