@@ -31,9 +31,10 @@ from gateway.children import die_with_parent
 from gateway.consents.api import BASE as ACCOUNT_ACCESS_CONSENTS
 from gateway.consents.api import PAYMENT_BASE as PAYMENT_CONSENTS
 from gateway.consents.api import AccountAccessConsents, DomesticPaymentConsents
-from gateway.consents.notify import Notifier, outbox_notifier, signer
+from gateway.consents.notify import SET_TYPE, Notifier, outbox_notifier
 from gateway.crypto import derive_key, pseudonym
 from gateway.errors import Refusal
+from gateway.oauth.keys import signer
 from gateway.oauth.routes import oauth_routes
 from gateway.oauth.server import build_authorization_server
 from gateway.openapi_document import PATH as OPENAPI_DOCUMENT
@@ -105,7 +106,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
         document = await run_in_threadpool(server.clients.get, client_id)
         return document.get("notification_url") if document else None
 
-    notifier = Notifier(redis, notification_url_of, signer(server.keys.ring), chain.append, issuer=server.issuer,
+    notifier = Notifier(redis, notification_url_of, signer(server.keys.ring, SET_TYPE), chain.append, issuer=server.issuer,
                         api_base=server.issuer)
     consent_resources = {
         "accounts": AccountAccessConsents(server.consents, server.issuer, settings.consent_authorise_seconds, notify),

@@ -21,6 +21,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 NONCE_BYTES = 12
+SEALED = "sealed:"  # what a sealed text value starts with (a value without it was stored in clear)
+
+
+def is_sealed(value: str) -> bool:
+    return value.startswith(SEALED)
 
 
 def b64url(data: bytes) -> str:

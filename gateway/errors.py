@@ -158,6 +158,15 @@ OAUTH_ERRORS = (
 # decision it stands for in `consents.notify.REASONS` (they are outcomes of a delivery, not refusals of a call).
 
 
+BEARER_CHALLENGE = 'Bearer error="invalid_token"'
+
+
+def token_refusal(reason: str, message: str | None = None) -> Refusal:
+    """RFC 6750 §3: a 401 for a bad token carries the Bearer challenge (RFC 7235 §3.1: every 401 has one)."""
+    challenge = {"WWW-Authenticate": BEARER_CHALLENGE} if REASONS[reason].status == 401 else None
+    return Refusal(reason, message, headers=challenge)
+
+
 def oauth_reason(error: str) -> str:
     """The audit reason id of an OAuth error code; an unforeseen code is still recorded, as `oauth.error`."""
     return f"oauth.{error}" if error in OAUTH_ERRORS else "oauth.error"

@@ -24,11 +24,11 @@ from collections.abc import Iterable, Mapping
 import orjson
 
 from gateway import __version__
+from gateway.call import SCOPE_KEY
 from gateway.errors import OAUTH_ERRORS, REASONS, Refusal
 from gateway.oauth.client_auth import ASSERTION_TYPE
 from gateway.oauth.discovery import PATHS
 from gateway.oauth.models import AUTH_METHODS, GRANT_TYPES
-from gateway.pipeline.call import SCOPE_KEY
 from gateway.policy import PolicySet, RoutePolicy
 from gateway.policy.model import path_parameters
 

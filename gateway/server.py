@@ -24,6 +24,7 @@ from uvicorn.supervisors import Multiprocess
 from gateway.admin.server import AdminApp, start_admin
 from gateway.app import SUPERVISOR_PID
 from gateway.audit.keys import AuditKeyError, load_pseudonym_key, load_signing_key
+from gateway.consents.legacy import seal_at_start
 from gateway.listener import tcp_listener
 from gateway.oauth.keys import KeyEncryptionError, KeyEncryptionKey, open_all
 from gateway.pipeline.middleware import PARSER_REFUSAL
@@ -31,7 +32,6 @@ from gateway.policy import PolicyError, load_policy
 from gateway.settings import Settings
 from gateway.state import make_private
 from gateway.store.embedded import EmbeddedRedis
-from gateway.store.legacy import seal_at_start
 from gateway.store.oauth import AuthorizationStore
 from gateway.store.redis import RedisError, sync_client
 

@@ -11,7 +11,7 @@ Issue 14 item 5: were the customer id stored in clear in a consent, anyone readi
   sealed and opens it once per consent and worker (a small LRU keeps the hot path to a dictionary lookup).
 
 A value without the `sealed:` prefix was stored in clear by an older version: it is read as it is, and sealed when
-the consent is next written or by the migration at start (store/legacy.py).
+the consent is next written or by the migration at start (consents/legacy.py).
 """
 from __future__ import annotations
 
@@ -20,14 +20,17 @@ import functools
 from pathlib import Path
 
 from gateway.audit.keys import load_pseudonym_key
-from gateway.crypto import SealBroken, Sealer, b64url, derive_key, pseudonym
+from gateway.crypto import (
+    SEALED,
+    SealBroken,
+    Sealer,
+    b64url,
+    derive_key,
+    is_sealed,
+    pseudonym,
+)
 
-SEALED = "sealed:"
 _LABEL = b"obgw consent customer id v1"
-
-
-def is_sealed(value: str) -> bool:
-    return value.startswith(SEALED)
 
 
 class CustomerIdUnreadable(Exception):

@@ -161,7 +161,7 @@ def add(args) -> int:
             raise CliError(f"client {client.client_id} exists (use --replace)")
         audited(settings, "clients add", client_id=client.client_id)
         if args.replace:
-            store.replace(client.to_document())
+            store.replace(client.to_document(), client.software)
         elif not store.add(client.to_document()):
             raise CliError(f"client {client.client_id} exists (use --replace)")
         print(f"registered {client.client_id}: {', '.join(client.auth_methods)}; roles {', '.join(client.roles)}")
@@ -264,7 +264,8 @@ def add_cert(args) -> int:
             raise CliError(f"{args.pem_file}: its CN is {name!r}, not the client's software id {client.software!r}")
         audited(settings, "clients add-cert", client_id=args.client_id)
         if new not in client.cert_thumbprints:
-            store.replace(dataclasses.replace(client, cert_thumbprints=(*client.cert_thumbprints, new)).to_document())
+            store.replace(dataclasses.replace(client, cert_thumbprints=(*client.cert_thumbprints, new)).to_document(),
+                          client.software)
         print(f"{args.client_id}: certificate {new} registered ({len(set(client.cert_thumbprints) | {new})} in all); "
               "its consents and tokens are unchanged")
         return 0
@@ -277,7 +278,7 @@ def disable(args) -> int:
         if document is None:
             raise CliError(f"no client {args.client_id}")
         audited(settings, "clients disable", client_id=args.client_id)
-        store.replace(document | {"status": "disabled"})
+        store.replace(document | {"status": "disabled"}, Client.from_document(document).software)
         print(f"{args.client_id} disabled")
         return 0
     return _with_store(args, work)
@@ -295,7 +296,7 @@ def enable(args) -> int:
                 raise CliError(f"no client {args.client_id}")
             print(f"{args.client_id} is deleted; its software {', '.join(freed)} may register again")
             return 0
-        store.replace(document | {"status": "active"})
+        store.replace(document | {"status": "active"}, Client.from_document(document).software)
         print(f"{args.client_id} active")
         return 0
     return _with_store(args, work)

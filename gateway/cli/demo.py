@@ -54,8 +54,9 @@ def register_demo_tpps(redis_url: str, pki_dir) -> None:
         store = ClientStore(client)
         for name in DEMO_TPPS:
             cert, redirect_uris, jwks = from_registration_file(pki_dir / f"{name}.json")
-            store.replace(build_client(name, cert=cert, redirect_uris=redirect_uris, jwks=jwks, roles=["AISP", "PISP"],
-                                       auth_methods=None, name=name).to_document())
+            demo = build_client(name, cert=cert, redirect_uris=redirect_uris, jwks=jwks, roles=["AISP", "PISP"],
+                                auth_methods=None, name=name)
+            store.replace(demo.to_document(), demo.software)
     finally:
         client.close()
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 from starlette.concurrency import run_in_threadpool
 
+from gateway.call import Call, Upstream
 from gateway.consents import validate
 from gateway.consents.lifecycle import ConsentConflict, lapse_seconds, revoke
 from gateway.consents.model import (
@@ -25,7 +26,6 @@ from gateway.consents.model import (
 )
 from gateway.errors import Refusal
 from gateway.json_body import InvalidJson, loads_request
-from gateway.pipeline.call import Call, Upstream
 
 BASE = "/open-banking/v3.1/aisp/account-access-consents"
 PAYMENT_BASE = "/open-banking/v3.1/pisp/domestic-payment-consents"

@@ -122,7 +122,7 @@ def to_record(consent: Consent) -> dict:
         "customer_id": consent.customer_id, "accounts": list(consent.accounts), "initiation": consent.initiation,
         "risk": consent.risk,
         "grant_id": consent.grant_id, "deleted": consent.deleted, "authorise_by": consent.authorise_by,
-        "authorised_at": consent.authorised_at,
+        "authorised_at": consent.authorised_at, "payment_digest": payment_digest(consent.initiation, consent.risk),
     }
 
 

@@ -37,23 +37,17 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
-import jwt
 
 from gateway.audit.record import AuditRecord
 from gateway.consents.model import Consent, Kind
-from gateway.oauth.keys import ALGORITHM
 from gateway.store import notifications
 from gateway.store.notifications import Entry, NotificationOutbox
 
-if TYPE_CHECKING:
-    from gateway.oauth.keys import KeyRing, SigningKey
-
 __all__ = ["CONSENT_REVOKED", "REASONS", "Notifier", "claims_of", "notification_url_allowed", "outbox_notifier",
-           "revocation_entry", "revocation_event", "sign_set", "signer"]
+           "revocation_entry", "revocation_event"]
 
 log = logging.getLogger("obgw.notify")
 
@@ -113,21 +107,6 @@ def revocation_event(client_id: str, consent_id: str, issuer: str, self_url: str
     }
 
 
-def sign_set(claims: dict, key: SigningKey) -> str:
-    """The compact JWS of a SET: ES256 with the gateway's key, `typ: secevent+jwt` (RFC 8417 §2.3)."""
-    return jwt.encode(claims, key.private, ALGORITHM, headers={"kid": key.kid, "typ": SET_TYPE})
-
-
-def signer(ring_of: Callable[[], KeyRing]) -> Callable[[dict], str]:
-    """`sign` for Notifier from the current key ring, e.g. `signer(server.keys.ring)` (sync: may read Redis)."""
-    def sign(claims: dict) -> str:
-        key = ring_of().signing
-        if key is None:
-            raise RuntimeError("no signing key: run `obgw keys rotate`")
-        return sign_set(claims, key)
-    return sign
-
-
 def revocation_entry(consent: Consent, *, txn: str | None = None) -> dict:
     """The outbox event of a revoked consent: the facts its SET is built from (see the module docstring)."""
     occurred = _parse_time(consent.status_updated) or datetime.now(timezone.utc)
@@ -185,7 +164,7 @@ class Notifier:
     - `issuer`: the `iss` of the SETs (the authorization server's issuer); `api_base`: the resource server's
       public origin, e.g. https://obgw.example:8443, the start of the consent's URL (`sub`, `rlk`).
     - `notification_url_of(client_id)` (async): the TPP's registered URL, or None if it has none.
-    - `sign(claims)` (sync, run in a thread): the compact JWS; see `signer`.
+    - `sign(claims)` (sync, run in a thread): the compact JWS, typed SET_TYPE (`oauth.keys.signer`).
     - `record(AuditRecord)` (async): the audit sink, `AuditChain.append`.
 
     Every attempt writes one record, and an entry is acknowledged only once its record is stored: if the sink

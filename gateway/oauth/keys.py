@@ -18,9 +18,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import jwt
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -196,6 +198,17 @@ class SigningKeys:
         if self._ring.signing is None:
             raise RuntimeError("no signing key: run `obgw keys rotate`")
         return self._ring
+
+
+def signer(ring_of: Callable[[], KeyRing], typ: str) -> Callable[[dict], str]:
+    """`sign(claims)`: a compact JWS with the current signing key (ES256, its kid, `typ`) for what the gateway itself
+    asserts to a TPP, e.g. an RFC 8417 event (`typ: secevent+jwt`). Sync: the ring may be re-read from Redis."""
+    def sign(claims: dict) -> str:
+        key = ring_of().signing
+        if key is None:
+            raise RuntimeError("no signing key: run `obgw keys rotate`")
+        return jwt.encode(claims, key.private, ALGORITHM, headers={"kid": key.kid, "typ": typ})
+    return sign
 
 
 def rotate(store, kek: KeyEncryptionKey, overlap: float, now: float | None = None) -> tuple[str, list[str]]:

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 if TYPE_CHECKING:
-    from gateway.pipeline.identity import ClientCertificate
+    from gateway.call import ClientCertificate
 
 ROLES = ("AISP", "PISP", "CBPII")
 ROLE_SCOPES = {"AISP": "accounts", "PISP": "payments"}

@@ -199,7 +199,7 @@ class Registration:
         if request.method == "GET":
             return OAuthResponse(200, self._describe(client), list(_JSON))
         if request.method == "DELETE":
-            self.server.clients.delete(client.client_id)
+            self.server.clients.delete(client.client_id, client.software)
             return OAuthResponse(204, "", [("Cache-Control", "no-store")])
         return self.server.handle_error_response(None, InvalidRequestError("Use GET or DELETE."))
 

@@ -13,9 +13,9 @@ from authlib.oauth2.base import invalid_error_characters
 from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Request
 from authlib.oauth2.rfc6749.requests import JsonPayload, JsonRequest, OAuth2Payload
 
+from gateway.body import read_body
+from gateway.call import ClientCertificate
 from gateway.json_body import InvalidJson, loads_request
-from gateway.pipeline.endpoint import read_body
-from gateway.pipeline.identity import ClientCertificate
 
 MAX_FORM_BYTES = 64 * 1024
 

@@ -14,15 +14,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.call import SCOPE_KEY, Call
 from gateway.errors import oauth_reason
 from gateway.oauth import par
 from gateway.oauth.discovery import PATHS, metadata
 from gateway.oauth.registration import Registration
 from gateway.oauth.requests import form_request, json_request
 from gateway.oauth.server import GatewayAuthorizationServer, OAuthResponse
-from gateway.pipeline.admission import RateLimitArgs, conclude
-from gateway.pipeline.call import SCOPE_KEY, Call
 from gateway.policy.model import RateLimits
+from gateway.ratelimit import RateLimitArgs, conclude
 from gateway.store.admission import RateArgs
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import orjson
 
+from gateway.call import Call
 from gateway.consents.model import payment_digest
 from gateway.consents.validate import domestic_payment
 from gateway.errors import Refusal
 from gateway.json_body import InvalidJson, loads_request
-from gateway.pipeline.call import Call
 
 
 class CheckPayment:

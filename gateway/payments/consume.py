@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
 
+from gateway.call import Call
 from gateway.consents.lifecycle import ConsentConflict, move
 from gateway.consents.model import Status, from_record
 from gateway.errors import Refusal
 from gateway.payments.idempotency import UNKNOWN_OUTCOME
 from gateway.payments.settle import now_or_later
-from gateway.pipeline.call import Call
 
 
 class ConsumeConsent:

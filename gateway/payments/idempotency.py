@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 
+from gateway.call import Call, Upstream
 from gateway.errors import Refusal
 from gateway.payments.settle import now_or_later
-from gateway.pipeline.admission import conclude
-from gateway.pipeline.call import Call, Upstream
+from gateway.ratelimit import conclude
 from gateway.store.idempotency import IdempotencyStore, StoredResponse
 
 KEY_HEADER = b"x-idempotency-key"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
 
+from gateway.call import Call
 from gateway.errors import Refusal
 from gateway.payments.jws import SignatureProblem, verify_detached
-from gateway.pipeline.call import Call
 
 SIGNATURE_HEADER = b"x-jws-signature"
 

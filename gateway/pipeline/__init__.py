@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from gateway.call import Call
 from gateway.errors import Refusal
 from gateway.oauth.tokens import AccessTokenVerifier
 from gateway.payments.check import CheckPayment
 from gateway.payments.consume import ConsumeConsent
 from gateway.payments.idempotency import Idempotency
 from gateway.payments.signature import VerifySignature
-from gateway.pipeline.admission import Admit, AdmitClient, RateLimitArgs
-from gateway.pipeline.call import Call
+from gateway.pipeline.admission import Admit, AdmitClient
 from gateway.pipeline.endpoint import ReadBody
 from gateway.pipeline.forward import Forward
 from gateway.pipeline.identity import RequireClientCertificate
@@ -29,6 +29,7 @@ from gateway.pipeline.minimise import Minimise
 from gateway.pipeline.routing import MatchRoute
 from gateway.pipeline.token import KeyCache, VerifyAccessToken
 from gateway.policy import PolicySet
+from gateway.ratelimit import RateLimitArgs
 from gateway.store.admission import AdmissionStore
 from gateway.store.idempotency import IdempotencyStore
 

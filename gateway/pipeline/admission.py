@@ -11,52 +11,19 @@ is opened here, once per consent and worker, for Forward (`x-bank-customer-id`) 
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 from gateway.audit.customers import CustomerIds
+from gateway.call import Call
 from gateway.errors import Refusal
 from gateway.oauth.tokens import GRANT_CLAIM
-from gateway.pipeline.call import Call
-from gateway.pipeline.token import token_refusal
 from gateway.policy.fields import Grant, parse_moment
-from gateway.policy.model import RateLimits, UnattendedPolicy
-from gateway.store.admission import AdmissionStore, RateArgs, Verdict
+from gateway.policy.model import UnattendedPolicy
+from gateway.ratelimit import RateLimitArgs, conclude
+from gateway.store.admission import AdmissionStore
 from gateway.store.redis import RedisError
 
 CUSTOMER_IP = b"x-fapi-customer-ip-address"  # FAPI: present when the customer is, absent for an unattended call
-_WAIT_REASONS = ("ratelimit.exceeded", "consent.unattended_limit")  # refusals that say when to come back
-
-
-class RateLimitArgs:
-    """The rate policy of each route as the scripts take it, built once per route id."""
-
-    def __init__(self, limits: RateLimits) -> None:
-        self._limits = limits
-        self._by_route: dict[str, RateArgs] = {}
-
-    def __call__(self, route_id: str) -> RateArgs:
-        args = self._by_route.get(route_id)
-        if args is None:
-            group, tiers = self._limits.for_route(route_id)
-            text = ";".join(f"{tier} {limit.rate_per_second if limit else 0} {limit.burst if limit else 0}"
-                            for tier, limit in sorted(tiers.items()))
-            args = self._by_route[route_id] = RateArgs(group, self._limits.default_tier, text)
-        return args
-
-
-def conclude(call: Call, verdict: Verdict) -> None:
-    """Put the rate headers on the answer (IETF httpapi rate-limit headers), then refuse if the verdict says so."""
-    if verdict.rate is not None:
-        rate = verdict.rate
-        call.response_headers += [
-            (b"ratelimit-policy", f'"{rate.policy}";q={rate.quota};w={rate.window}'.encode()),
-            (b"ratelimit", f'"{rate.policy}";r={rate.remaining};t={rate.reset}'.encode())]
-    if verdict.reason in _WAIT_REASONS:
-        # RFC 9110 §10.2.3: whole seconds; a retry at that moment is admitted (the scripts compute the exact wait).
-        raise Refusal(verdict.reason, headers={"Retry-After": str(max(1, math.ceil(verdict.retry_ms / 1000)))})
-    if verdict.reason is not None:
-        raise token_refusal(verdict.reason)
 
 
 class Admit:

@@ -21,10 +21,10 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from gateway.call import Call, Upstream
 from gateway.consents.openapi import first_problem
 from gateway.errors import Refusal, namespaced
 from gateway.pipeline.breaker import BackendGuard, Clock
-from gateway.pipeline.call import Call, Upstream
 from gateway.policy import PolicySet
 from gateway.policy.fields import WindowError, windows
 

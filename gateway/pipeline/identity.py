@@ -13,7 +13,6 @@ import binascii
 import functools
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,20 +20,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from gateway.call import Call, ClientCertificate
 from gateway.crypto import x5t_s256
 from gateway.errors import Refusal
-from gateway.pipeline.call import Call
 
 CLIENT_CERT = b"client-cert"
 CLIENT_CERT_CHAIN = b"client-cert-chain"
-
-
-@dataclass(frozen=True, slots=True)
-class ClientCertificate:
-    thumbprint: str          # RFC 8705 §3.1 x5t#S256: base64url(SHA-256(DER)), no padding
-    subject: str             # RFC 4514 string
-    issuer: str
-    not_after: datetime
 
 
 

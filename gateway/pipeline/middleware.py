@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 
 from gateway.audit.record import AuditRecord
+from gateway.call import SCOPE_KEY, Call
 from gateway.errors import Refusal, oauth_error_body, ob_error_body
-from gateway.pipeline.call import SCOPE_KEY, Call
 from gateway.pipeline.identity import (
     CLIENT_CERT,
     CLIENT_CERT_CHAIN,
@@ -22,7 +22,7 @@ from gateway.pipeline.identity import (
     from_tls_extension,
     is_trusted_proxy,
 )
-from gateway.pipeline.source import forwarded_for, source_of
+from gateway.client_address import forwarded_for, source_of
 from gateway.store.redis import RedisError
 
 log = logging.getLogger("obgw")
@@ -214,7 +214,7 @@ class RefuseUnparsed:
 
 class TransportIdentity:
     """Sets `call.certificate` from the verified TLS peer, or from RFC 9440 headers sent by a trusted proxy; and, from
-    a trusted proxy only, the client's address it appended to `X-Forwarded-For` as `scope["client"]` (pipeline.source).
+    a trusted proxy only, the client's address it appended to `X-Forwarded-For` as `scope["client"]` (client_address.py).
 
     Envoy's rfc9440 filter rule: the identity headers are stripped from every request first, and only a configured
     proxy's value is ever read, so no TPP can claim another's certificate by sending a header.
@@ -254,7 +254,7 @@ class TransportIdentity:
 
 class AnonymousThrottle:
     """Requests without a verified client certificate (customers' pages, and TPP endpoints, which refuse them anyway)
-    are counted per source address (pipeline.source) in this worker's memory, and refused 429 `request.throttled`
+    are counted per source address (client_address.py) in this worker's memory, and refused 429 `request.throttled`
     with Retry-After past the limit: so anonymous traffic costs Redis at most its audit record, never a session,
     a count or a page's work (OWASP API4:2023, unrestricted resource consumption).
 

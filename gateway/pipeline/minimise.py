@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import orjson
 
+from gateway.call import Call
 from gateway.errors import Refusal
-from gateway.pipeline.call import Call
 from gateway.policy.fields import Grant, MinimiseError, minimise
 
 _BODY_HEADERS = frozenset({b"x-jws-signature", b"etag", b"last-modified", b"cache-control"})

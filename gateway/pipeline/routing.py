@@ -1,8 +1,8 @@
 """MatchRoute: method + path → the route's policy, or a 404/405 refusal in the UK OB error shape."""
 from __future__ import annotations
 
+from gateway.call import Call
 from gateway.errors import Refusal
-from gateway.pipeline.call import Call
 from gateway.policy import MethodNotAllowed, PolicySet
 
 

@@ -13,7 +13,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 
-from gateway.errors import REASONS, Refusal
+from gateway.call import Call
+from gateway.errors import Refusal, token_refusal
 from gateway.oauth.keys import VERIFIER_RELOAD_SECONDS, KeyRing
 from gateway.oauth.tokens import (
     GRANT_CLAIM,
@@ -21,19 +22,13 @@ from gateway.oauth.tokens import (
     AccessTokenVerifier,
     TokenRejected,
 )
-from gateway.pipeline.call import Call
 
 AUTHORIZATION = b"authorization"
-CHALLENGE = 'Bearer error="invalid_token"'
 CACHE_SIZE = 10_000
 KEY_REFRESH_SECONDS = 1.0     # at most one re-read a second on an unknown kid
 KEY_RELOAD_SECONDS = VERIFIER_RELOAD_SECONDS  # and one a minute anyway: keys dropped from Redis are dropped here too
 
 
-def token_refusal(reason: str, message: str | None = None) -> Refusal:
-    """RFC 6750 §3: a 401 for a bad token carries the Bearer challenge (RFC 7235 §3.1: every 401 has one)."""
-    challenge = {"WWW-Authenticate": CHALLENGE} if REASONS[reason].status == 401 else None
-    return Refusal(reason, message, headers=challenge)
 
 
 class KeyCache:

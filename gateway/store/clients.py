@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 import orjson
 
-from gateway.oauth.models import Client
 from gateway.store import keys
 from gateway.store.admission import RateArgs, Verdict
 from gateway.store.admission import (
@@ -49,12 +48,12 @@ class ClientStore:
             self._redis.set(keys.revoked_key(client_id, kid.decode()), b"1", px=max(int(until_ms) - now_ms, 1))
         return True
 
-    def replace(self, document: dict) -> None:
+    def replace(self, document: dict, software: str | None) -> None:
         """Overwrite an existing client (status changes, `obgw clients add --replace`, a certificate added); a client
-        that is not active gets the marker Admit checks, so its tokens stop on the next call, and its software is
-        refused by registration; made active again, the refusal it caused is lifted."""
+        that is not active gets the marker Admit checks, so its tokens stop on the next call, and its `software`
+        (`oauth.models.Client.software`) is refused by registration; made active again, the refusal it caused is
+        lifted."""
         client_id = document["client_id"]
-        software = Client.from_document(document).software
         active = document.get("status", "active") == "active"
         lifted = active and software is not None and self._redis.hget(keys.REFUSED_SOFTWARE, software) == \
             client_id.encode()
@@ -71,11 +70,9 @@ class ClientStore:
             pipe.hdel(keys.REFUSED_SOFTWARE, software)
         pipe.execute()
 
-    def delete(self, client_id: str) -> bool:
-        """RFC 7592 §2.3: the client is gone, and its tokens with it (the disabled marker stays); its software may
+    def delete(self, client_id: str, software: str | None) -> bool:
+        """RFC 7592 §2.3: the client is gone, and its tokens with it (the disabled marker stays); its `software` may
         not register again until an operator allows it (`obgw clients enable`)."""
-        document = self.get(client_id)
-        software = Client.from_document(document).software if document else None
         pipe = self._redis.pipeline()
         pipe.delete(keys.client(client_id))
         pipe.srem(keys.CLIENTS, client_id)

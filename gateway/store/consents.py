@@ -9,12 +9,21 @@ Callers: `consents.api`, `oauth.server` (PAR, tokens), `web.authorize`, `web.das
 """
 from __future__ import annotations
 
+from typing import Protocol
+
 import orjson
 
-from gateway.audit.customers import CustomerIds, is_sealed
-from gateway.consents.model import payment_digest
+from gateway.crypto import is_sealed
 from gateway.store import keys
 from gateway.store.redis import sync_script
+
+
+class CustomerIds(Protocol):
+    """How the customer id is kept (audit/customers.py holds the key): sealed per consent, the index by pseudonym."""
+
+    def seal(self, consent_id: str, customer_id: str) -> str: ...
+    def reveal(self, consent_id: str, stored: str) -> str: ...
+    def pseudonym(self, customer_id: str) -> str: ...
 
 
 class ConsentStore:
@@ -51,7 +60,7 @@ class ConsentStore:
 
     def of_customer(self, customer_id: str) -> list[dict]:
         """Every consent the customer has authorised, newest first (also from the index an older version named by
-        the customer id, until `store.legacy` has merged it)."""
+        the customer id, until `consents.legacy` has merged it)."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.smembers(keys.subject_consents(self._named().pseudonym(customer_id)))
         pipe.smembers(keys.customer_consents(customer_id))
@@ -114,7 +123,7 @@ def _fields(record: dict, expires_ms: int | None) -> dict:
         "accounts": orjson.dumps(record.get("accounts") or []),
         "permissions": orjson.dumps(record.get("permissions") or []),
         "window": orjson.dumps([record.get("transaction_from"), record.get("transaction_to")]),
-        "payment_digest": payment_digest(record.get("initiation"), record.get("risk")),
+        "payment_digest": record.get("payment_digest") or "",  # consents.model.to_record: what a payment repeats
         "record": orjson.dumps(record),
     }
 

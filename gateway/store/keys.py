@@ -112,7 +112,7 @@ def customer_consents(customer_id: str) -> str:
 
 def subject_consents(subject: str) -> str:
     """A customer's consents, named by their audit pseudonym (audit/customers.py), never by their id: what replaces
-    `customer_consents`, which versions before issue 14 wrote (read, and merged at start, by store.legacy)."""
+    `customer_consents`, which versions before issue 14 wrote (read, and merged at start, by consents.legacy)."""
     return f"obgw:subject-consents:{subject}"
 
 

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from starlette.requests import Request
 
+from gateway.body import read_body
 from gateway.crypto import b64url
-from gateway.pipeline.endpoint import read_body
 
 MAX_FORM_BYTES = 16 * 1024
 

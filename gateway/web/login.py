@@ -57,7 +57,7 @@ class PasswordCheck:
 
     async def __call__(self, username: str, password: str, source: str) -> Customer | None:
         """The customer if the bank accepts the password, None if not; TooManyAttempts when refused before the bank
-        (BankUnavailable passes through). `source`: the caller's address (pipeline.source.source_of)."""
+        (BankUnavailable passes through). `source`: the caller's address (client_address.source_of)."""
         limits = self.limits
         wait = await self.store.take_source(source, limits.per_source, _ms(limits.source_window))
         if wait:

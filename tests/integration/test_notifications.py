@@ -17,8 +17,8 @@ from support.receiver import Receiver
 from gateway.audit import query
 from gateway.audit.chain import AuditChain, verify
 from gateway.consents.model import Consent, Kind, Status
-from gateway.consents.notify import CONSENT_REVOKED, Notifier, outbox_notifier, signer
-from gateway.oauth.keys import KeyEncryptionKey, KeyRing, new_key_record
+from gateway.consents.notify import CONSENT_REVOKED, SET_TYPE, Notifier, outbox_notifier
+from gateway.oauth.keys import KeyEncryptionKey, KeyRing, new_key_record, signer
 from gateway.store.notifications import NotificationOutbox
 from gateway.store.redis import async_client, sync_client
 
@@ -83,7 +83,7 @@ async def _eventually(predicate, timeout: float = 5.0) -> None:
 @contextlib.asynccontextmanager
 async def _notifier(redis_url: str, url_of, ring: KeyRing, record, **options):
     client = async_client(redis_url)
-    notifier = Notifier(client, url_of, signer(lambda: ring), record, issuer=ISSUER, api_base=API,
+    notifier = Notifier(client, url_of, signer(lambda: ring, SET_TYPE), record, issuer=ISSUER, api_base=API,
                         **(FAST | options))
     await notifier.start()
     try:

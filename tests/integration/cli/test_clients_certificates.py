@@ -78,7 +78,7 @@ def test_disable_refuses_the_software_to_registration_and_enable_lifts_it(regist
 
 def test_a_deleted_clients_software_stays_refused_until_enable_names_the_client(registered, redis_client):
     store = ClientStore(redis_client)
-    assert store.delete("tpp-demo")
+    assert store.delete("tpp-demo", "tpp-demo")  # the software: its certificate CN (oauth.models.Client.software)
     assert store.software_refused("tpp-demo")
     code, out, _ = registered("clients", "enable", "tpp-demo")
     assert code == 0 and "deleted" in out and "tpp-demo" in out

@@ -9,6 +9,7 @@ import pytest
 
 from gateway.audit.customers import CustomerIds
 from gateway.consents import lifecycle
+from gateway.consents.legacy import seal_customer_ids
 from gateway.consents.model import (
     Consent,
     Kind,
@@ -19,7 +20,6 @@ from gateway.consents.model import (
 )
 from gateway.store import keys
 from gateway.store.consents import ConsentStore, _fields
-from gateway.store.legacy import seal_customer_ids
 
 CUSTOMER = "customer-7731"
 CUSTOMERS = CustomerIds(os.urandom(32))

@@ -9,14 +9,14 @@ import pytest
 from gateway.consents.model import Consent, Kind, Status
 from gateway.consents.notify import (
     CONSENT_REVOKED,
+    SET_TYPE,
     Notifier,
     claims_of,
     notification_url_allowed,
     revocation_entry,
     revocation_event,
-    sign_set,
 )
-from gateway.oauth.keys import KeyEncryptionKey, KeyRing, new_key_record
+from gateway.oauth.keys import KeyEncryptionKey, KeyRing, new_key_record, signer
 
 OB = "http://openbanking.org.uk/"
 API = "https://api.bank.test"
@@ -50,7 +50,7 @@ def test_the_set_is_typed_and_names_its_key():
     kek = KeyEncryptionKey(bytes(32))
     kid, record = new_key_record(kek)
     ring = KeyRing({kid: record}, overlap=60, kek=kek)
-    token = sign_set(revocation_event("tpp-demo", "aac-1", "https://bank.test", LINK), ring.signing)
+    token = signer(lambda: ring, SET_TYPE)(revocation_event("tpp-demo", "aac-1", "https://bank.test", LINK))
     assert jwt.get_unverified_header(token) == {"alg": "ES256", "typ": "secevent+jwt", "kid": kid}
     assert jwt.decode(token, ring.verification_key(kid), algorithms=["ES256"], audience="tpp-demo")["sub"] == LINK
 

@@ -12,6 +12,7 @@ from authlib.oauth2.rfc6749 import InvalidClientError
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from gateway.call import ClientCertificate
 from gateway.oauth.client_auth import (
     ASSERTION_TYPE,
     CLOCK_SKEW,
@@ -23,7 +24,6 @@ from gateway.oauth.client_auth import (
     TlsClientAuth,
 )
 from gateway.oauth.models import Client
-from gateway.pipeline.identity import ClientCertificate
 from gateway.pki import make_signing_jwk, public_jwk
 
 ISSUER = "https://as.obgw.test"

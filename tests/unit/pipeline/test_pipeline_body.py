@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from gateway.call import SCOPE_KEY, Call, Upstream
 from gateway.errors import Refusal
 from gateway.pipeline import Pipeline
-from gateway.pipeline.call import SCOPE_KEY, Call, Upstream
 from gateway.pipeline.endpoint import (
     MAX_BODY_BYTES,
     ReadBody,

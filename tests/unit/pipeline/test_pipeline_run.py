@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
+from gateway.call import Call, Upstream
 from gateway.errors import Refusal
 from gateway.pipeline import Pipeline
-from gateway.pipeline.call import Call, Upstream
 
 
 class Stage:

@@ -12,7 +12,7 @@ import logging
 import orjson
 
 from gateway.audit.customers import CustomerIds, is_sealed
-from gateway.consents.model import expires_ms, from_record
+from gateway.consents.model import expires_ms, from_record, payment_digest
 from gateway.settings import Settings
 from gateway.store import keys
 from gateway.store.consents import ConsentStore
@@ -46,7 +46,8 @@ def seal_customer_ids(redis, customers: CustomerIds) -> int:
         record = store.get(client_id, consent_id) if stored and not is_sealed(stored.decode()) else None
         if record is not None:
             # A compare-and-set on the stored status: a consent changed meanwhile was sealed by that change.
-            store.transition(record, [record["status"]], expires_ms(from_record(record)))
+            digest = payment_digest(record.get("initiation"), record.get("risk"))  # the hash field, as before
+            store.transition(record | {"payment_digest": digest}, [record["status"]], expires_ms(from_record(record)))
             changed += 1
     legacy = keys.customer_consents("")
     for key in list(redis.scan_iter(match=legacy + "*", count=1000)):

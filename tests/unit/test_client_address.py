@@ -1,4 +1,4 @@
-"""The address a caller is counted under (pipeline.source), who may say it (TransportIdentity), and the per-address
+"""The address a caller is counted under (client_address.py), who may say it (TransportIdentity), and the per-address
 throttle of requests without a client certificate (AnonymousThrottle)."""
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ import ipaddress
 
 import pytest
 
+from gateway.call import SCOPE_KEY, Call, ClientCertificate
 from gateway.errors import Refusal
 from gateway.pipeline import middleware
-from gateway.pipeline.call import SCOPE_KEY, Call
-from gateway.pipeline.identity import ClientCertificate
 from gateway.pipeline.middleware import AnonymousThrottle, TransportIdentity
-from gateway.pipeline.source import source_of
+from gateway.client_address import source_of
 
 PROXY = ipaddress.ip_network("10.0.0.5/32")
 

@@ -1,16 +1,27 @@
-"""Call: everything one request's stages decide, kept in one typed object under `scope["obgw.call"]`."""
+"""The request-level types every listener shares (the resource pipeline, the consent API, the authorization server,
+the customer pages): `Call`, everything one request's stages decide, kept in one typed object under
+`scope["obgw.call"]`; `Upstream`, the answer being built; `ClientCertificate`, the verified transport identity.
+A floor module: it imports nothing of the gateway at run time, so any package may use it without loading the rest."""
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway.pipeline.identity import ClientCertificate
     from gateway.policy import RoutePolicy
     from gateway.policy.fields import Grant
 
 SCOPE_KEY = "obgw.call"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertificate:
+    thumbprint: str          # RFC 8705 §3.1 x5t#S256: base64url(SHA-256(DER)), no padding
+    subject: str             # RFC 4514 string
+    issuer: str
+    not_after: datetime
 
 
 @dataclass(slots=True)
