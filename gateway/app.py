@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route, Router
 from gateway.admin import metrics
 from gateway.audit import query
 from gateway.audit.chain import AuditChain
-from gateway.audit.keys import load_pseudonym_key, load_signing_key
+from gateway.audit.key_files import load_pseudonym_key, load_signing_key
 from gateway.bank import Bank
 from gateway.children import die_with_parent
 from gateway.consents.api import BASE as ACCOUNT_ACCESS_CONSENTS
@@ -34,9 +34,9 @@ from gateway.consents.api import AccountAccessConsents, DomesticPaymentConsents
 from gateway.consents.notify import SET_TYPE, Notifier, outbox_notifier
 from gateway.crypto import derive_key, pseudonym
 from gateway.errors import Refusal
-from gateway.oauth.keys import signer
 from gateway.oauth.routes import oauth_routes
 from gateway.oauth.server import build_authorization_server
+from gateway.oauth.signing_keys import signer
 from gateway.openapi_document import PATH as OPENAPI_DOCUMENT
 from gateway.openapi_document import OpenApiDocument, build_document
 from gateway.pipeline import Pipeline, consent_api_stages, resource_stages

@@ -293,7 +293,7 @@ def _write_directory(key_path: Path, jwks_path: Path) -> list[Path]:
 
 def _write_audit_keys(out_dir: Path) -> list[Path]:
     """The audit log's pseudonym key (32 random bytes, hex) and checkpoint signing key (Ed25519, PKCS#8) with its
-    public half: what gateway/audit/keys.py reads."""
+    public half: what gateway/audit/key_files.py reads."""
     pseudonym_key, signing_key, public_key = (out_dir / name for name in AUDIT_KEY_FILES)
     _write_private(pseudonym_key, os.urandom(32).hex().encode() + b"\n")
     key = Ed25519PrivateKey.generate()
@@ -355,7 +355,7 @@ def init_dev_pki(
 
     kek = out_dir / KEY_ENCRYPTION_KEY_FILE
     if not kek.exists():
-        _write_private(kek, os.urandom(32).hex().encode() + b"\n")  # 256 bits, as hex (gateway.oauth.keys)
+        _write_private(kek, os.urandom(32).hex().encode() + b"\n")  # 256 bits, as hex (gateway.oauth.signing_keys)
         written.append(kek)
 
     for name in tpps:

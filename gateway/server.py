@@ -23,10 +23,10 @@ from uvicorn.supervisors import Multiprocess
 
 from gateway.admin.server import AdminApp, start_admin
 from gateway.app import SUPERVISOR_PID
-from gateway.audit.keys import AuditKeyError, load_pseudonym_key, load_signing_key
+from gateway.audit.key_files import AuditKeyError, load_pseudonym_key, load_signing_key
 from gateway.consents.legacy import seal_at_start
 from gateway.listener import tcp_listener
-from gateway.oauth.keys import KeyEncryptionError, KeyEncryptionKey, open_all
+from gateway.oauth.signing_keys import KeyEncryptionError, KeyEncryptionKey, open_all
 from gateway.pipeline.middleware import PARSER_REFUSAL
 from gateway.policy import PolicyError, load_policy
 from gateway.settings import Settings

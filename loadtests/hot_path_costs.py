@@ -14,8 +14,8 @@ from pathlib import Path
 
 import orjson
 
-from gateway.oauth.keys import KeyEncryptionKey, KeyRing, new_key_record
 from gateway.oauth.models import Client, Grantee
+from gateway.oauth.signing_keys import KeyEncryptionKey, KeyRing, new_key_record
 from gateway.oauth.tokens import AccessTokenVerifier, TokenIssuer
 from gateway.policy import load_policy
 from gateway.policy.fields import Grant, minimise

@@ -36,10 +36,10 @@ from pathlib import Path
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit.keys import sign_checkpoint
+from gateway.audit.key_files import sign_checkpoint
 from gateway.audit.record import CHAIN_FIELDS, FIELDS, REQUIRED_FIELDS, AuditRecord
 from gateway.audit.spool import Batch, Orphan, Spool, claim_orphans
-from gateway.store import keys
+from gateway.store import names
 from gateway.store.redis import RedisError, ResponseError, async_script
 
 GENESIS = "0" * 64
@@ -93,7 +93,7 @@ class AuditChain:
 
     def __init__(self, redis, checkpoint_file: Path | None, chain_id: str | None = None,
                  signer: Ed25519PrivateKey | None = None, spool: bool = True) -> None:
-        """`signer` signs every checkpoint (audit/keys.py), so an exported one proves what the log held. Without
+        """`signer` signs every checkpoint (audit/names.py), so an exported one proves what the log held. Without
         `spool` (an operator's command), Redis must take each record, and dead workers' spools are left alone."""
         self.chain_id = chain_id or new_chain_id()
         self._signer = signer
@@ -159,7 +159,7 @@ class AuditChain:
     async def _write(self, records: list[AuditRecord]) -> None:
         """Store one batch in Redis, or spool it: durable either way when this returns. Called under `_lock`."""
         if self._head is None:
-            stored = await self._redis.hget(keys.AUDIT_HEADS, self.chain_id)
+            stored = await self._redis.hget(names.AUDIT_HEADS, self.chain_id)
             self._head = self._stored = _parse_head(stored.decode()) if stored else (0, GENESIS)
         batch, head = self._seal(records)
         if not self._spooled:  # while anything is spooled, later batches queue behind it
@@ -198,13 +198,13 @@ class AuditChain:
             fields = seal(record, self.chain_id, seq, prev)
             prev = str(fields["hash"])
             sealed.append(orjson.dumps(fields))
-        accesses = tuple((keys.consent_accesses(r.consent_id), access_entry(r)) for r in records if is_access(r))
+        accesses = tuple((names.consent_accesses(r.consent_id), access_entry(r)) for r in records if is_access(r))
         return Batch(self.chain_id, expected, _format_head(seq, prev), tuple(sealed), accesses), (seq, prev)
 
     async def _store(self, batch: Batch) -> None:
         """One `audit_append.lua` call. 0 (already stored, a retry after a lost reply) counts as success."""
         try:
-            await self._script(keys=[keys.AUDIT_STREAM, keys.AUDIT_HEADS, *(key for key, _ in batch.accesses)],
+            await self._script(keys=[names.AUDIT_STREAM, names.AUDIT_HEADS, *(key for key, _ in batch.accesses)],
                                args=[batch.chain, batch.expected, batch.head, len(batch.records), *batch.records,
                                      *(entry for _, entry in batch.accesses)])
         except ResponseError as exc:
@@ -220,7 +220,7 @@ class AuditChain:
         A batch can be in Redis already: its reply was lost, or a worker died after replaying it but before cutting
         its spool. Returns how many batches were sent.
         """
-        stored = await self._redis.hget(keys.AUDIT_HEADS, batches[0].chain)
+        stored = await self._redis.hget(names.AUDIT_HEADS, batches[0].chain)
         stored_head = stored.decode() if stored else ""
         start = next((i + 1 for i in range(len(batches) - 1, -1, -1) if batches[i].head == stored_head), 0)
         for batch in batches[start:]:
@@ -332,7 +332,7 @@ class AuditChain:
             return
         entry: dict[str, object] = {"chain": self.chain_id, "seq": head[0], "hash": head[1]}
         try:
-            flat, at = await self._heads(keys=[keys.AUDIT_STREAM, keys.AUDIT_HEADS])
+            flat, at = await self._heads(keys=[names.AUDIT_STREAM, names.AUDIT_HEADS])
         except UNREACHABLE as exc:
             log.warning("audit chain %s: the chain heads cannot be read (%s: %s); checkpointing its own head only",
                         self.chain_id, type(exc).__name__, exc)

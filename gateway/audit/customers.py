@@ -2,7 +2,7 @@
 
 Issue 14 item 5: were the customer id stored in clear in a consent, anyone reading Redis could join the audit log
 (pseudonymous: records name the customer by `subject`) to customers without the pseudonym key. So the pseudonym key
-(`audit.key`, audit/keys.py), already the one secret that re-identifies a customer, also guards the id in Redis:
+(`audit.key`, audit/key_files.py), already the one secret that re-identifies a customer, also guards the id in Redis:
 
 - the customer's consent index is named by their audit pseudonym (`subject`), which the dashboard computes from the
   id it learns at login and `obgw audit search --customer` computes to re-identify;
@@ -19,7 +19,7 @@ import base64
 import functools
 from pathlib import Path
 
-from gateway.audit.keys import load_pseudonym_key
+from gateway.audit.key_files import load_pseudonym_key
 from gateway.crypto import (
     SEALED,
     SealBroken,

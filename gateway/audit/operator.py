@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime, timezone
 
 from gateway.audit.chain import AuditChain, new_chain_id
-from gateway.audit.keys import load_signing_key
+from gateway.audit.key_files import load_signing_key
 from gateway.audit.record import AuditRecord
 from gateway.settings import Settings
 from gateway.store.redis import async_client

@@ -10,13 +10,13 @@ from datetime import datetime
 
 import orjson
 
-from gateway.store import keys
+from gateway.store import names
 
 
 def iter_records(client, start: str = "-", end: str = "+", batch: int = 1000) -> Iterator[tuple[str, dict]]:
     """Every record from `start` to `end` (stream ids), oldest first, read in batches."""
     while True:
-        rows = client.xrange(keys.AUDIT_STREAM, min=start, max=end, count=batch)
+        rows = client.xrange(names.AUDIT_STREAM, min=start, max=end, count=batch)
         for stream_id, fields in rows:
             yield stream_id.decode(), orjson.loads(fields[b"r"])
         if len(rows) < batch:
@@ -29,7 +29,7 @@ def stream_id_at(moment: datetime) -> str:
 
 
 def heads(client) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in client.hgetall(keys.AUDIT_HEADS).items()}
+    return {k.decode(): v.decode() for k, v in client.hgetall(names.AUDIT_HEADS).items()}
 
 
 def _wanted(client_id: str | None, consent_id: str | None, filters: Mapping[str, object] | None) -> dict:
@@ -57,7 +57,7 @@ def latest(client, limit: int, *, client_id: str | None = None, consent_id: str 
     found: list[dict] = []
     end, scanned = "+", 0
     while len(found) < limit and scanned < scan:
-        rows = client.xrevrange(keys.AUDIT_STREAM, max=end, min=start, count=batch)
+        rows = client.xrevrange(names.AUDIT_STREAM, max=end, min=start, count=batch)
         for _, fields in rows:
             record = orjson.loads(fields[b"r"])
             if all(record.get(k) == v for k, v in wanted.items()):
@@ -72,7 +72,7 @@ def latest(client, limit: int, *, client_id: str | None = None, consent_id: str 
 
 
 def tail(client, count: int) -> list[dict]:
-    rows = client.xrevrange(keys.AUDIT_STREAM, count=count)
+    rows = client.xrevrange(names.AUDIT_STREAM, count=count)
     return [orjson.loads(fields[b"r"]) for _, fields in reversed(rows)]
 
 
@@ -80,7 +80,7 @@ def follow(client, after: str = "$", block_ms: int = 1000) -> Iterator[dict]:
     """New records as they arrive (blocking reads); the caller stops iterating to end."""
     last = after
     while True:
-        for _, entries in client.xread({keys.AUDIT_STREAM: last}, block=block_ms) or ():
+        for _, entries in client.xread({names.AUDIT_STREAM: last}, block=block_ms) or ():
             for stream_id, fields in entries:
                 last = stream_id.decode()
                 yield orjson.loads(fields[b"r"])
@@ -88,4 +88,4 @@ def follow(client, after: str = "$", block_ms: int = 1000) -> Iterator[dict]:
 
 def recent_accesses(client, consent_id: str, count: int = 10) -> list[dict]:
     """The consent's latest accesses, newest first (kept by the audit append script)."""
-    return [orjson.loads(raw) for raw in client.lrange(keys.consent_accesses(consent_id), 0, count - 1)]
+    return [orjson.loads(raw) for raw in client.lrange(names.consent_accesses(consent_id), 0, count - 1)]

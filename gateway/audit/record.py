@@ -22,7 +22,7 @@ class AuditRecord:
     client_id: str | None = None
     consent_id: str | None = None
     cert_thumbprint: str | None = None  # RFC 8705 x5t#S256 of the presented client certificate
-    subject: str | None = None          # the customer's audit pseudonym (audit/keys.py), never the customer id
+    subject: str | None = None          # the customer's audit pseudonym (audit/key_files.py), never the customer id
     operator: str | None = None         # who ran an audited operator command (a re-identifying search)
     unattended: bool | None = None      # True: read the customer's data without them present (PSD2 RTS Art. 36)
 

@@ -17,7 +17,7 @@ import orjson
 from gateway.audit import query
 from gateway.audit.activity import activity, anomalies, window_start
 from gateway.audit.chain import iter_lines, read_checkpoints, verify
-from gateway.audit.keys import (
+from gateway.audit.key_files import (
     AuditKeyError,
     checkpoint_signed_by,
     key_id,

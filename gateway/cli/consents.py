@@ -5,7 +5,7 @@ Revoking stores the consent again, so it needs the audit pseudonym key that seal
 from __future__ import annotations
 
 from gateway.audit.customers import CustomerIds
-from gateway.audit.keys import AuditKeyError
+from gateway.audit.key_files import AuditKeyError
 from gateway.cli import CliError
 from gateway.cli._operator import audited
 from gateway.cli._settings import with_redis

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from gateway.cli import CliError
 from gateway.cli._operator import audited
 from gateway.cli._settings import with_redis
-from gateway.oauth import keys
+from gateway.oauth import signing_keys
 from gateway.oauth.server import KEY_OVERLAP_MARGIN
 from gateway.settings import add_arguments
 from gateway.store.oauth import AuthorizationStore
@@ -41,9 +41,9 @@ def _with_store(args, work, command: str | None = None, check=None):
     def run(client, settings):
         store = AuthorizationStore(client)
         try:
-            kek = keys.KeyEncryptionKey.load(settings.key_encryption_key_file)
-            keys.open_all(store, kek)
-        except keys.KeyEncryptionError as exc:
+            kek = signing_keys.KeyEncryptionKey.load(settings.key_encryption_key_file)
+            signing_keys.open_all(store, kek)
+        except signing_keys.KeyEncryptionError as exc:
             raise CliError(str(exc)) from None
         if check is not None:
             check(store)
@@ -70,7 +70,7 @@ def list_keys(args) -> int:
 
 def rotate(args) -> int:
     def work(store, overlap, kek) -> int:
-        kid, dropped = keys.rotate(store, kek, overlap)
+        kid, dropped = signing_keys.rotate(store, kek, overlap)
         print(f"signing with {kid} from now; previous keys verify for {overlap} s more"
               + (f"; dropped {', '.join(dropped)}" if dropped else ""))
         return 0
@@ -84,7 +84,7 @@ def revoke(args) -> int:
 
     def work(store, overlap, kek) -> int:
         try:
-            marked, new_kid = keys.revoke(store, kek, args.kid, overlap)
+            marked, new_kid = signing_keys.revoke(store, kek, args.kid, overlap)
         except KeyError:
             raise CliError(f"no signing key {args.kid} (`obgw keys list` shows the keys)") from None
         print(f"revoked {args.kid}: deleted, and its tokens refused from their next call on every worker "

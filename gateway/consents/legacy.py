@@ -14,7 +14,7 @@ import orjson
 from gateway.audit.customers import CustomerIds, is_sealed
 from gateway.consents.model import expires_ms, from_record, payment_digest
 from gateway.settings import Settings
-from gateway.store import keys
+from gateway.store import names
 from gateway.store.consents import ConsentStore
 from gateway.store.redis import RedisError, sync_client
 
@@ -42,21 +42,21 @@ def seal_customer_ids(redis, customers: CustomerIds) -> int:
     store = ConsentStore(redis, customers)
     changed = 0
     for client_id, consent_id in store.ids():
-        stored = redis.hget(keys.consent(client_id, consent_id), "customer_id")
+        stored = redis.hget(names.consent(client_id, consent_id), "customer_id")
         record = store.get(client_id, consent_id) if stored and not is_sealed(stored.decode()) else None
         if record is not None:
             # A compare-and-set on the stored status: a consent changed meanwhile was sealed by that change.
             digest = payment_digest(record.get("initiation"), record.get("risk"))  # the hash field, as before
             store.transition(record | {"payment_digest": digest}, [record["status"]], expires_ms(from_record(record)))
             changed += 1
-    legacy = keys.customer_consents("")
+    legacy = names.customer_consents("")
     for key in list(redis.scan_iter(match=legacy + "*", count=1000)):
         members = redis.smembers(key)
         if members:  # moved member by member: one added meanwhile stays (and is read) until the next start
-            redis.sadd(keys.subject_consents(customers.pseudonym(key.decode()[len(legacy):])), *members)
+            redis.sadd(names.subject_consents(customers.pseudonym(key.decode()[len(legacy):])), *members)
             redis.srem(key, *members)
         changed += 1
-    for pattern in (keys.authorization_code("*"), keys.refresh_token("*", "*")):
+    for pattern in (names.authorization_code("*"), names.refresh_token("*", "*")):
         for key in redis.scan_iter(match=pattern, count=1000):
             raw = redis.get(key)
             record = orjson.loads(raw) if raw else None

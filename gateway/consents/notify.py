@@ -164,7 +164,7 @@ class Notifier:
     - `issuer`: the `iss` of the SETs (the authorization server's issuer); `api_base`: the resource server's
       public origin, e.g. https://obgw.example:8443, the start of the consent's URL (`sub`, `rlk`).
     - `notification_url_of(client_id)` (async): the TPP's registered URL, or None if it has none.
-    - `sign(claims)` (sync, run in a thread): the compact JWS, typed SET_TYPE (`oauth.keys.signer`).
+    - `sign(claims)` (sync, run in a thread): the compact JWS, typed SET_TYPE (`oauth.signing_keys.signer`).
     - `record(AuditRecord)` (async): the audit sink, `AuditChain.append`.
 
     Every attempt writes one record, and an entry is acknowledged only once its record is stored: if the sink

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gateway.oauth.client_auth import ASSERTION_ALGORITHMS
-from gateway.oauth.keys import ALGORITHM
 from gateway.oauth.models import AUTH_METHODS
+from gateway.oauth.signing_keys import ALGORITHM
 
 PATHS = {
     "authorization_endpoint": "/oauth2/authorize",

@@ -23,10 +23,10 @@ from gateway.crypto import pseudonym
 from gateway.oauth import grants
 from gateway.oauth.client_auth import PrivateKeyJwt, TlsClientAuth
 from gateway.oauth.introspection import Introspection
-from gateway.oauth.keys import KeyEncryptionKey, SigningKeys
 from gateway.oauth.models import AccessToken, Client, RefreshToken
 from gateway.oauth.par import PushedAuthorizationEndpoint
 from gateway.oauth.revocation import Revocation
+from gateway.oauth.signing_keys import KeyEncryptionKey, SigningKeys
 from gateway.oauth.tokens import (
     GRANT_CLAIM,
     INTENT_CLAIM,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import jwt
 
-from gateway.oauth.keys import ALGORITHM
+from gateway.oauth.signing_keys import ALGORITHM
 
 if TYPE_CHECKING:
     from gateway.oauth.models import Client, Grantee

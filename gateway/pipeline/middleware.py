@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from gateway.audit.record import AuditRecord
 from gateway.call import SCOPE_KEY, Call
+from gateway.client_address import forwarded_for, source_of
 from gateway.errors import Refusal, oauth_error_body, ob_error_body
 from gateway.pipeline.identity import (
     CLIENT_CERT,
@@ -22,7 +23,6 @@ from gateway.pipeline.identity import (
     from_tls_extension,
     is_trusted_proxy,
 )
-from gateway.client_address import forwarded_for, source_of
 from gateway.store.redis import RedisError
 
 log = logging.getLogger("obgw")

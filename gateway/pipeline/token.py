@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from gateway.call import Call
 from gateway.errors import Refusal, token_refusal
-from gateway.oauth.keys import VERIFIER_RELOAD_SECONDS, KeyRing
+from gateway.oauth.signing_keys import VERIFIER_RELOAD_SECONDS, KeyRing
 from gateway.oauth.tokens import (
     GRANT_CLAIM,
     INTENT_CLAIM,

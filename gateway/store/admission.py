@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from gateway.store import keys
+from gateway.store import names
 from gateway.store.redis import async_script
 
 
@@ -61,10 +61,10 @@ class AdmissionStore:
         # Names this call's unattended charge and a payment's claim; os.urandom is not free, so only when needed.
         nonce = secrets.token_hex(8) if unattended or payment_digest else ""
         answer = await self._admit(
-            keys=[keys.consent(client_id, consent_id), keys.revoked_token(client_id, jti),
-                  keys.revoked_grant(client_id, grant_id), keys.client_disabled(client_id),
-                  keys.unattended_calls(client_id, consent_id), keys.rate_bucket(client_id, rate.group),
-                  keys.client_tier(client_id), keys.revoked_key(client_id, kid)],
+            keys=[names.consent(client_id, consent_id), names.revoked_token(client_id, jti),
+                  names.revoked_grant(client_id, grant_id), names.client_disabled(client_id),
+                  names.unattended_calls(client_id, consent_id), names.rate_bucket(client_id, rate.group),
+                  names.client_tier(client_id), names.revoked_key(client_id, kid)],
             args=[client_id, grant_id, " ".join(sorted(permissions)), account_id or "", "1" if unattended else "0",
                   allowance, window_seconds * 1000, jti, rate.default_tier, rate.limits, rate.group,
                   nonce, payment_digest, "1" if allows_consumed else "0"])
@@ -78,21 +78,21 @@ class AdmissionStore:
 
     async def release_payment(self, client_id: str, consent_id: str, claim: str) -> None:
         """Give a payment consent back (the bank refused the payment): only the claim this call made."""
-        await self._release(keys=[keys.consent(client_id, consent_id)], args=[claim])
+        await self._release(keys=[names.consent(client_id, consent_id)], args=[claim])
 
     async def admit_client(self, client_id: str, jti: str, rate: RateArgs = UNLIMITED, *, kid: str) -> Verdict:
         """For client-credentials calls (consent API): the rate limit, the client enabled, the token and its signing
         key (`kid`) not revoked."""
         answer = await self._admit_client(
-            keys=[keys.revoked_token(client_id, jti), keys.client_disabled(client_id),
-                  keys.rate_bucket(client_id, rate.group), keys.client_tier(client_id),
-                  keys.revoked_key(client_id, kid)],
+            keys=[names.revoked_token(client_id, jti), names.client_disabled(client_id),
+                  names.rate_bucket(client_id, rate.group), names.client_tier(client_id),
+                  names.revoked_key(client_id, kid)],
             args=[rate.default_tier, rate.limits, rate.group])
         verdict, state, retry = _common(answer)
         return Verdict(verdict, retry, rate=state)
 
     async def signing_keys(self) -> dict[str, dict]:
-        return {kid.decode(): orjson.loads(raw) for kid, raw in (await self._redis.hgetall(keys.SIGNING_KEYS)).items()}
+        return {kid.decode(): orjson.loads(raw) for kid, raw in (await self._redis.hgetall(names.SIGNING_KEYS)).items()}
 
 
 

@@ -14,7 +14,7 @@ from typing import Protocol
 import orjson
 
 from gateway.crypto import is_sealed
-from gateway.store import keys
+from gateway.store import names
 from gateway.store.redis import sync_script
 
 
@@ -39,31 +39,31 @@ class ConsentStore:
         """A new consent, gone from Redis after `lapse_seconds` unless `keep` is called (it is authorised)."""
         consent_id, client_id = record["consent_id"], record["client_id"]
         pipe = self._redis.pipeline(transaction=False)
-        pipe.hset(keys.consent(client_id, consent_id), mapping=self._fields(record, expires_ms))
-        pipe.expire(keys.consent(client_id, consent_id), lapse_seconds)
-        pipe.set(keys.consent_owner(consent_id), client_id, ex=lapse_seconds)
+        pipe.hset(names.consent(client_id, consent_id), mapping=self._fields(record, expires_ms))
+        pipe.expire(names.consent(client_id, consent_id), lapse_seconds)
+        pipe.set(names.consent_owner(consent_id), client_id, ex=lapse_seconds)
         pipe.execute()
 
     def keep(self, client_id: str, consent_id: str) -> None:
         """The consent stays in Redis for good (authorised: its tokens, payment replays, the customer's dashboard)."""
         pipe = self._redis.pipeline(transaction=False)
-        pipe.persist(keys.consent(client_id, consent_id))
-        pipe.persist(keys.consent_owner(consent_id))
+        pipe.persist(names.consent(client_id, consent_id))
+        pipe.persist(names.consent_owner(consent_id))
         pipe.execute()
 
     def get(self, client_id: str, consent_id: str) -> dict | None:
-        raw = self._redis.hget(keys.consent(client_id, consent_id), "record")
+        raw = self._redis.hget(names.consent(client_id, consent_id), "record")
         return self._opened(orjson.loads(raw)) if raw else None
 
     def index_for_customer(self, customer_id: str, client_id: str, consent_id: str) -> None:
-        self._redis.sadd(keys.subject_consents(self._named().pseudonym(customer_id)), f"{client_id} {consent_id}")
+        self._redis.sadd(names.subject_consents(self._named().pseudonym(customer_id)), f"{client_id} {consent_id}")
 
     def of_customer(self, customer_id: str) -> list[dict]:
         """Every consent the customer has authorised, newest first (also from the index an older version named by
         the customer id, until `consents.legacy` has merged it)."""
         pipe = self._redis.pipeline(transaction=False)
-        pipe.smembers(keys.subject_consents(self._named().pseudonym(customer_id)))
-        pipe.smembers(keys.customer_consents(customer_id))
+        pipe.smembers(names.subject_consents(self._named().pseudonym(customer_id)))
+        pipe.smembers(names.customer_consents(customer_id))
         members = sorted({m.decode() for found in pipe.execute() for m in found})
         records = [self.get(*member.split(" ", 1)) for member in members]
         return sorted((r for r in records if r), key=lambda r: r["created"], reverse=True)
@@ -77,20 +77,20 @@ class ConsentStore:
 
     def ids(self):
         """(client id, consent id) of every consent, from the owner index (a SCAN)."""
-        for key in self._redis.scan_iter(match=keys.consent_owner("*"), count=1000):
+        for key in self._redis.scan_iter(match=names.consent_owner("*"), count=1000):
             consent_id = key.decode().rsplit(":", 1)[1]
             client_id = self.owner(consent_id)
             if client_id:
                 yield client_id, consent_id
 
     def owner(self, consent_id: str) -> str | None:
-        raw = self._redis.get(keys.consent_owner(consent_id))
+        raw = self._redis.get(names.consent_owner(consent_id))
         return raw.decode() if raw else None
 
     def transition(self, record: dict, expected: list[str], expires_ms: int | None) -> str | None:
         """Store `record` only if the stored status is one of `expected`: None if stored, else the status found
         ("missing" when there is no such consent)."""
-        found = self._transition(keys=[keys.consent(record["client_id"], record["consent_id"])],
+        found = self._transition(keys=[names.consent(record["client_id"], record["consent_id"])],
                                  args=[",".join(expected), *_flat(self._fields(record, expires_ms))])
         if found == b"":
             return None

@@ -41,14 +41,13 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from gateway.store.keys import idempotency_record
+from gateway.store.names import idempotency_record
 from gateway.store.redis import async_script
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_HEADER_BYTES = 32 * 1024
 
 
-# --- key names (keys.py style; to move into keys.py) ---------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
     status: int

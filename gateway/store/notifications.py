@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from gateway.store.keys import NOTIFY_GROUP, NOTIFY_OUTBOX, NOTIFY_PARKED
+from gateway.store.names import NOTIFY_GROUP, NOTIFY_OUTBOX, NOTIFY_PARKED
 from gateway.store.redis import ResponseError
 
 __all__ = ["NOTIFY_GROUP", "NOTIFY_OUTBOX", "NOTIFY_PARKED", "NotificationOutbox", "enqueue"]

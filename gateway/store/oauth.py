@@ -5,7 +5,7 @@ its value, so a Redis dump yields nothing usable; single-use values are taken wi
 both redeem one. Lifetimes are Redis TTLs: an expired entry is simply gone.
 
 Callers: `oauth.par`, `oauth.grants`, `oauth.client_auth`, `oauth.revocation`, `oauth.introspection`,
-`oauth.keys`, `web.authorize` (through `oauth`), all from Authlib's thread with the sync client.
+`oauth.signing_keys`, `web.authorize` (through `oauth`), all from Authlib's thread with the sync client.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import orjson
 from redis.exceptions import WatchError
 
 from gateway.crypto import SealBroken, Sealer, derive_key
-from gateway.store import keys
+from gateway.store import names
 from gateway.store.redis import sync_script
 
 _ADD_FIRST_KEY = "if redis.call('HLEN', KEYS[1]) == 0 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
@@ -43,27 +43,27 @@ class AuthorizationStore:
 
     # Pushed authorization requests (RFC 9126 §2.2: the request_uri is single-use and short-lived).
     def push_request(self, request_uri: str, params: dict, seconds: int) -> None:
-        self._redis.set(keys.pushed_request(digest(request_uri)), orjson.dumps(params), ex=seconds)
+        self._redis.set(names.pushed_request(digest(request_uri)), orjson.dumps(params), ex=seconds)
 
     def take_request(self, request_uri: str, client_id: str) -> dict | None:
         """The pushed request, taken (single use) - only by the client that pushed it."""
-        key = keys.pushed_request(digest(request_uri))
+        key = names.pushed_request(digest(request_uri))
         return self._take_owned(key, key, client_id)[0]  # no redemption marker: a pushed request issues nothing
 
     # Authorization codes (RFC 6749 §4.1.2: single-use; §10.5: short-lived). A code that gave tokens leaves a marker
     # naming its grant, so a replay revokes what the first redemption issued (§4.1.2). A code taken by a refused
     # attempt (a wrong code_verifier, say) is gone too, but issued nothing, so there is nothing to revoke.
     def save_code(self, code: str, record: dict, seconds: int) -> None:
-        self._redis.set(keys.authorization_code(digest(code)), orjson.dumps(record), ex=seconds)
+        self._redis.set(names.authorization_code(digest(code)), orjson.dumps(record), ex=seconds)
 
     def take_code(self, code: str, client_id: str) -> tuple[dict | None, dict | None]:
         """(the code's record if it was unused and this client's, else the marker of a redemption that issued
         tokens, if any). Another client's attempt leaves the code as it was."""
         key = digest(code)
-        return self._take_owned(keys.authorization_code(key), keys.used_code(key), client_id)
+        return self._take_owned(names.authorization_code(key), names.used_code(key), client_id)
 
     def mark_code_redeemed(self, code: str, client_id: str, grant_id: str, seconds: int) -> None:
-        self._redis.set(keys.used_code(digest(code)), orjson.dumps({"client_id": client_id, "grant_id": grant_id}),
+        self._redis.set(names.used_code(digest(code)), orjson.dumps({"client_id": client_id, "grant_id": grant_id}),
                         ex=seconds)
 
     # private_key_jwt assertions (RFC 7523 §3 item 7: a jti may be used once). A jti is remembered by its SHA-256, for
@@ -71,48 +71,48 @@ class AuthorizationStore:
     def claim_jti(self, client_id: str, jti: str, seconds: int, limit: int) -> str:
         """"claimed", "used" (seen before) or "full" (the client holds `limit` jtis not yet forgotten)."""
         member = hashlib.sha256(jti.encode("utf-8", "surrogatepass")).hexdigest()  # JSON may hold a lone surrogate
-        answer = self._claim_jti(keys=[keys.assertion_jtis(client_id)], args=[member, max(seconds, 1) * 1000, limit])
+        answer = self._claim_jti(keys=[names.assertion_jtis(client_id)], args=[member, max(seconds, 1) * 1000, limit])
         return answer.decode()
 
     # Refresh tokens: bound to client, certificate and consent; found by their hash.
     def save_refresh_token(self, client_id: str, token: str, record: dict, seconds: int) -> None:
-        self._redis.set(keys.refresh_token(client_id, digest(token)), orjson.dumps(record), ex=max(seconds, 1))
+        self._redis.set(names.refresh_token(client_id, digest(token)), orjson.dumps(record), ex=max(seconds, 1))
 
     def refresh_token(self, client_id: str, token: str) -> dict | None:
-        raw = self._redis.get(keys.refresh_token(client_id, digest(token)))
+        raw = self._redis.get(names.refresh_token(client_id, digest(token)))
         return orjson.loads(raw) if raw else None
 
     def delete_refresh_token(self, client_id: str, token: str) -> None:
-        self._redis.delete(keys.refresh_token(client_id, digest(token)))
+        self._redis.delete(names.refresh_token(client_id, digest(token)))
 
     # Revocation (RFC 7009): read by the Admit script on every resource call, so it holds on every worker at once.
     def revoke_token(self, client_id: str, jti: str, seconds: int) -> None:
-        self._redis.set(keys.revoked_token(client_id, jti), b"1", ex=max(seconds, 1))
+        self._redis.set(names.revoked_token(client_id, jti), b"1", ex=max(seconds, 1))
 
     def revoke_grant(self, client_id: str, grant_id: str, seconds: int) -> None:
-        self._redis.set(keys.revoked_grant(client_id, grant_id), b"1", ex=max(seconds, 1))
+        self._redis.set(names.revoked_grant(client_id, grant_id), b"1", ex=max(seconds, 1))
 
     def is_revoked(self, client_id: str, jti: str | None, grant_id: str | None) -> bool:
-        names = ([keys.revoked_token(client_id, jti)] if jti else []) + (
-            [keys.revoked_grant(client_id, grant_id)] if grant_id else [])
-        return bool(names) and bool(self._redis.exists(*names))
+        found = ([names.revoked_token(client_id, jti)] if jti else []) + (
+            [names.revoked_grant(client_id, grant_id)] if grant_id else [])
+        return bool(found) and bool(self._redis.exists(*found))
 
-    # Signing keys (persisted, private halves sealed: oauth.keys; rotation keeps the previous ones verifying).
+    # Signing keys (persisted, private halves sealed: oauth.signing_keys; rotation keeps the previous ones verifying).
     def signing_keys(self) -> dict[str, dict]:
-        return {kid.decode(): orjson.loads(raw) for kid, raw in self._redis.hgetall(keys.SIGNING_KEYS).items()}
+        return {kid.decode(): orjson.loads(raw) for kid, raw in self._redis.hgetall(names.SIGNING_KEYS).items()}
 
     def add_signing_key(self, kid: str, record: dict, *, only_if_none: bool = False) -> bool:
         """Add a key; with `only_if_none`, only when no key exists yet (two workers starting at once make one)."""
         if only_if_none:
-            return bool(self._redis.eval(_ADD_FIRST_KEY, 1, keys.SIGNING_KEYS, kid, orjson.dumps(record)))
-        return bool(self._redis.hset(keys.SIGNING_KEYS, kid, orjson.dumps(record)))
+            return bool(self._redis.eval(_ADD_FIRST_KEY, 1, names.SIGNING_KEYS, kid, orjson.dumps(record)))
+        return bool(self._redis.hset(names.SIGNING_KEYS, kid, orjson.dumps(record)))
 
     def update_signing_keys(self, updated: dict[str, dict], removed: list[str]) -> None:
         pipe = self._redis.pipeline()
         for kid, record in updated.items():
-            pipe.hset(keys.SIGNING_KEYS, kid, orjson.dumps(record))
+            pipe.hset(names.SIGNING_KEYS, kid, orjson.dumps(record))
         if removed:
-            pipe.hdel(keys.SIGNING_KEYS, *removed)
+            pipe.hdel(names.SIGNING_KEYS, *removed)
         pipe.execute()
 
     def replace_signing_key(self, kid: str, record: dict, replacement: dict) -> bool:
@@ -120,12 +120,12 @@ class AuthorizationStore:
         revoked key or undoes a rotation made meanwhile): an optimistic transaction on the keys' hash."""
         with self._redis.pipeline() as pipe:
             try:
-                pipe.watch(keys.SIGNING_KEYS)
-                current = pipe.hget(keys.SIGNING_KEYS, kid)
+                pipe.watch(names.SIGNING_KEYS)
+                current = pipe.hget(names.SIGNING_KEYS, kid)
                 if current is None or orjson.loads(current) != record:
                     return False
                 pipe.multi()
-                pipe.hset(keys.SIGNING_KEYS, kid, orjson.dumps(replacement))
+                pipe.hset(names.SIGNING_KEYS, kid, orjson.dumps(replacement))
                 pipe.execute()
             except WatchError:
                 return False
@@ -136,34 +136,34 @@ class AuthorizationStore:
         revocation keys, under the client's hash tag), then delete it, adding `new` in the same transaction. The
         markers come first, so no moment exists where the key is gone here but its tokens still pass Admit.
         Returns how many clients were marked."""
-        self._redis.zadd(keys.REVOKED_KEYS, {kid: int((time.time() + seconds) * 1000)})  # before the clients are read
-        client_ids = [member.decode() for member in self._redis.smembers(keys.CLIENTS)]
+        self._redis.zadd(names.REVOKED_KEYS, {kid: int((time.time() + seconds) * 1000)})  # before the clients are read
+        client_ids = [member.decode() for member in self._redis.smembers(names.CLIENTS)]
         markers = self._redis.pipeline(transaction=False)  # one slot per client on a Cluster
         for client_id in client_ids:
-            markers.set(keys.revoked_key(client_id, kid), b"1", ex=seconds)
+            markers.set(names.revoked_key(client_id, kid), b"1", ex=seconds)
         markers.execute()
         pipe = self._redis.pipeline()
-        pipe.hdel(keys.SIGNING_KEYS, kid)
+        pipe.hdel(names.SIGNING_KEYS, kid)
         if new is not None:
-            pipe.hset(keys.SIGNING_KEYS, new[0], orjson.dumps(new[1]))
+            pipe.hset(names.SIGNING_KEYS, new[0], orjson.dumps(new[1]))
         pipe.execute()
         return len(client_ids)
 
     def pseudonym_secret(self, candidate: bytes) -> bytes:
         """The stored key of the token subjects, as stored (sealed by the caller): `candidate` unless one is stored
         already, so two workers starting at once keep one."""
-        self._redis.set(keys.PSEUDONYM_SECRET, candidate, nx=True)
-        return self._redis.get(keys.PSEUDONYM_SECRET)
+        self._redis.set(names.PSEUDONYM_SECRET, candidate, nx=True)
+        return self._redis.get(names.PSEUDONYM_SECRET)
 
     def replace_pseudonym_secret(self, found: bytes, replacement: bytes) -> None:
         """Store `replacement` only if `found` is still what is stored (sealing a secret an older version kept in
         clear)."""
         with self._redis.pipeline() as pipe:
             try:
-                pipe.watch(keys.PSEUDONYM_SECRET)
-                if pipe.get(keys.PSEUDONYM_SECRET) == found:
+                pipe.watch(names.PSEUDONYM_SECRET)
+                if pipe.get(names.PSEUDONYM_SECRET) == found:
                     pipe.multi()
-                    pipe.set(keys.PSEUDONYM_SECRET, replacement)
+                    pipe.set(names.PSEUDONYM_SECRET, replacement)
                     pipe.execute()
             except WatchError:
                 pass
@@ -173,13 +173,13 @@ class AuthorizationStore:
     # session id, which only the customer's cookie holds (Redis has its SHA-256): Redis alone reads none of it.
     def save_session(self, kind: str, session_id: str, state: dict, seconds: int) -> None:
         sealed = _session_sealer(session_id).seal(orjson.dumps(state), kind.encode())
-        self._redis.set(keys.customer_session(kind, digest(session_id)), sealed, ex=seconds)
+        self._redis.set(names.customer_session(kind, digest(session_id)), sealed, ex=seconds)
 
     def session(self, kind: str, session_id: str) -> dict | None:
-        return _opened(kind, session_id, self._redis.get(keys.customer_session(kind, digest(session_id))))
+        return _opened(kind, session_id, self._redis.get(names.customer_session(kind, digest(session_id))))
 
     def end_session(self, kind: str, session_id: str) -> dict | None:
-        return _opened(kind, session_id, self._redis.getdel(keys.customer_session(kind, digest(session_id))))
+        return _opened(kind, session_id, self._redis.getdel(names.customer_session(kind, digest(session_id))))
 
 
 def _session_sealer(session_id: str) -> Sealer:

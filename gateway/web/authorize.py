@@ -20,12 +20,12 @@ from starlette.requests import Request
 
 from gateway.bank import Bank, BankUnavailable
 from gateway.call import SCOPE_KEY, Call
+from gateway.client_address import source_of
 from gateway.consents.lifecycle import ConsentConflict, move, now_iso
 from gateway.consents.model import Kind, Status, from_record
 from gateway.errors import oauth_reason
 from gateway.oauth.grants import new_grantee
 from gateway.oauth.requests import query_request, single_values
-from gateway.client_address import source_of
 from gateway.web import language
 from gateway.web.forms import csrf_matches, one, read_form
 from gateway.web.login import PasswordCheck, TooManyAttempts

@@ -19,9 +19,9 @@ from starlette.responses import Response
 
 from gateway.bank import Bank, BankUnavailable
 from gateway.call import SCOPE_KEY, Call
+from gateway.client_address import source_of
 from gateway.consents.lifecycle import ConsentConflict, revoke
 from gateway.consents.model import Consent, from_record
-from gateway.client_address import source_of
 from gateway.web import language
 from gateway.web.forms import SignedDoubleSubmit, csrf_matches, one, read_form
 from gateway.web.login import PasswordCheck, TooManyAttempts

@@ -13,13 +13,13 @@ import redis
 from support.gateway import bank_gateway, client_context
 from support.redis_server import RedisServer
 
-from gateway.store import keys
+from gateway.store import names
 
 pytestmark = pytest.mark.e2e
 
 REQUESTS, CONNECTIONS, DEADLINE_S = 10_000, 8, 180
 PATHS = ("/login", "/consents", "/open-banking/v3.1/aisp/accounts")  # the last a TPP endpoint, without a certificate
-ACCESSES = keys.consent_accesses("").encode()
+ACCESSES = names.consent_accesses("").encode()
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +43,9 @@ def gateway(tmp_path_factory, pki, bank, gateway_redis):
 
 def _footprint(client: redis.Redis) -> tuple[int, int]:
     """(keys, bytes) of what Redis holds besides the audit stream and the consent-accesses lists."""
-    names = [name for name in client.scan_iter(count=1000)
-             if name != keys.AUDIT_STREAM.encode() and not name.startswith(ACCESSES)]
-    return len(names), sum(client.memory_usage(name, samples=0) or 0 for name in names)
+    found = [name for name in client.scan_iter(count=1000)
+             if name != names.AUDIT_STREAM.encode() and not name.startswith(ACCESSES)]
+    return len(found), sum(client.memory_usage(name, samples=0) or 0 for name in found)
 
 
 def _browser(pki, address: str) -> httpx.Client:

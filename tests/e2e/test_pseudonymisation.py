@@ -16,7 +16,7 @@ from support.gateway import Gateway, bank_gateway
 from support.tpp import ACCOUNTS, Browser, Tpp
 
 from gateway.audit.customers import CustomerIds
-from gateway.store import keys
+from gateway.store import names
 from gateway.store.embedded import running_url
 
 pytestmark = pytest.mark.e2e
@@ -133,14 +133,14 @@ def _as_an_older_version_stored_it(gateway: Gateway, pki, consent_id: str) -> No
     index named by it, and in the consent's refresh-token record."""
     client = _redis(gateway)
     try:
-        key = keys.consent("tpp-other", consent_id)
+        key = names.consent("tpp-other", consent_id)
         record = orjson.loads(client.hget(key, "record"))
         record["customer_id"] = CUSTOMER
         client.hset(key, mapping={"customer_id": CUSTOMER, "record": orjson.dumps(record)})
         subject = CustomerIds.from_file(pki / "audit.key").pseudonym(CUSTOMER)
-        client.srem(keys.subject_consents(subject), f"tpp-other {consent_id}")
-        client.sadd(keys.customer_consents(CUSTOMER), f"tpp-other {consent_id}")
-        for refresh in client.scan_iter(match=keys.refresh_token("tpp-other", "*")):
+        client.srem(names.subject_consents(subject), f"tpp-other {consent_id}")
+        client.sadd(names.customer_consents(CUSTOMER), f"tpp-other {consent_id}")
+        for refresh in client.scan_iter(match=names.refresh_token("tpp-other", "*")):
             stored = orjson.loads(client.get(refresh))
             client.set(refresh, orjson.dumps({**stored, "customer_id": CUSTOMER}), keepttl=True)
     finally:

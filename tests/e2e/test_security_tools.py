@@ -24,7 +24,7 @@ from support.ports import free_port
 from support.tpp import ACCOUNTS, Browser, Tpp
 
 from gateway import crypto
-from gateway.audit.keys import key_id, load_pseudonym_key, load_public_key
+from gateway.audit.key_files import key_id, load_pseudonym_key, load_public_key
 
 pytestmark = pytest.mark.e2e
 

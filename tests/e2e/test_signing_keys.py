@@ -21,8 +21,8 @@ from support.processes import ROOT
 from support.tpp import ACCOUNTS, CONSENTS, CUSTOMER_PRESENT, Tpp
 
 from gateway.crypto import pseudonym
-from gateway.oauth.keys import KeyEncryptionKey, new_key_record
-from gateway.store.keys import PSEUDONYM_SECRET, SIGNING_KEYS
+from gateway.oauth.signing_keys import KeyEncryptionKey, new_key_record
+from gateway.store.names import PSEUDONYM_SECRET, SIGNING_KEYS
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.audit.customers import CustomerIds
 from gateway.consents.model import Consent, Kind, Status, expires_ms, to_record
-from gateway.store import keys
+from gateway.store import names
 from gateway.store.admission import AdmissionStore, Verdict
 from gateway.store.consents import ConsentStore
 from gateway.store.redis import async_client
@@ -71,7 +71,7 @@ def _admit_client(redis_url: str, kid: str = KID) -> Verdict:
 
 def test_the_customer_id_is_stored_sealed_and_opens_only_for_its_consent(redis_url, redis_client, stored):
     stored(_consent())
-    sealed = redis_client.hget(keys.consent(CLIENT_ID, CONSENT_ID), "customer_id").decode()  # what Admit reads
+    sealed = redis_client.hget(names.consent(CLIENT_ID, CONSENT_ID), "customer_id").decode()  # what Admit reads
     assert sealed.startswith("sealed:") and "customer-1" not in sealed
     assert _admit(redis_url).customer_id == "customer-1"  # opened as the Admit stage opens it
     with pytest.raises(Exception, match="does not open"):
@@ -90,7 +90,7 @@ def test_a_consent_expiring_later_is_admitted(redis_url, stored):
 
 
 @pytest.mark.parametrize("marker", [
-    keys.revoked_token(CLIENT_ID, JTI), keys.revoked_grant(CLIENT_ID, GRANT_ID), keys.client_disabled(CLIENT_ID)],
+    names.revoked_token(CLIENT_ID, JTI), names.revoked_grant(CLIENT_ID, GRANT_ID), names.client_disabled(CLIENT_ID)],
     ids=["revoked-token", "revoked-grant", "client-disabled"])
 def test_a_revocation_or_a_disabled_client_refuses_the_token(redis_url, redis_client, stored, marker):
     stored(_consent())
@@ -100,16 +100,16 @@ def test_a_revocation_or_a_disabled_client_refuses_the_token(redis_url, redis_cl
 
 def test_revocations_of_other_tokens_grants_and_clients_do_not_matter(redis_url, redis_client, stored):
     stored(_consent())
-    redis_client.set(keys.revoked_token(CLIENT_ID, "jti-other"), b"1")
-    redis_client.set(keys.revoked_grant(CLIENT_ID, "grant-other"), b"1")
-    redis_client.set(keys.client_disabled("tpp-other"), b"1")
+    redis_client.set(names.revoked_token(CLIENT_ID, "jti-other"), b"1")
+    redis_client.set(names.revoked_grant(CLIENT_ID, "grant-other"), b"1")
+    redis_client.set(names.client_disabled("tpp-other"), b"1")
     assert _admit(redis_url).reason is None
 
 
 def test_a_refusal_before_the_consent_is_known_to_be_the_tpps_names_no_customer(redis_url, redis_client, stored):
     stored(_consent())
     assert _admit(redis_url, client_id="tpp-other").customer_id is None  # another TPP learns nothing
-    redis_client.set(keys.revoked_token(CLIENT_ID, JTI), b"1")
+    redis_client.set(names.revoked_token(CLIENT_ID, JTI), b"1")
     assert _admit(redis_url).customer_id is None
 
 
@@ -125,7 +125,7 @@ def test_a_missing_consent_is_not_found(redis_url, stored):
 
 def test_a_consent_hash_naming_another_client_is_not_found(redis_url, redis_client, stored):
     stored(_consent())
-    redis_client.hset(keys.consent(CLIENT_ID, CONSENT_ID), "client_id", "tpp-other")
+    redis_client.hset(names.consent(CLIENT_ID, CONSENT_ID), "client_id", "tpp-other")
     assert _admit(redis_url) == Verdict("consent.not_found")
 
 
@@ -149,18 +149,18 @@ def test_an_expired_consent_refuses(redis_url, stored):
 
 def test_a_revoked_signing_key_refuses_its_tokens_in_both_admission_scripts(redis_url, redis_client, stored):
     stored(_consent())
-    redis_client.set(keys.revoked_key(CLIENT_ID, KID), b"1")  # what `obgw keys revoke` writes
+    redis_client.set(names.revoked_key(CLIENT_ID, KID), b"1")  # what `obgw keys revoke` writes
     assert _admit(redis_url) == Verdict("token.key_revoked")
     assert _admit_client(redis_url) == Verdict("token.key_revoked")
     assert _admit(redis_url, kid="kid-2").reason is None and _admit_client(redis_url, kid="kid-2").reason is None
-    redis_client.delete(keys.revoked_key(CLIENT_ID, KID))
-    redis_client.set(keys.revoked_key("tpp-other", KID), b"1")  # another TPP's marker is not this one's
+    redis_client.delete(names.revoked_key(CLIENT_ID, KID))
+    redis_client.set(names.revoked_key("tpp-other", KID), b"1")  # another TPP's marker is not this one's
     assert _admit(redis_url).reason is None
 
 
 def test_revocation_is_checked_before_the_consent(redis_url, redis_client, stored):
     stored(_consent(status=Status.AWAITING_AUTHORISATION, expires=_in(timedelta(seconds=-1))))
-    redis_client.set(keys.revoked_token(CLIENT_ID, JTI), b"1")
+    redis_client.set(names.revoked_token(CLIENT_ID, JTI), b"1")
     assert _admit(redis_url) == Verdict("token.revoked")
 
 

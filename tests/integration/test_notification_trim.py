@@ -9,7 +9,7 @@ from support.receiver import Receiver
 
 from gateway.consents.model import Consent, Kind, Status
 from gateway.consents.notify import Notifier, outbox_notifier
-from gateway.store.keys import NOTIFY_GROUP, NOTIFY_OUTBOX
+from gateway.store.names import NOTIFY_GROUP, NOTIFY_OUTBOX
 from gateway.store.notifications import NotificationOutbox, enqueue
 from gateway.store.redis import async_client
 

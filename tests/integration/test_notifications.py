@@ -18,7 +18,7 @@ from gateway.audit import query
 from gateway.audit.chain import AuditChain, verify
 from gateway.consents.model import Consent, Kind, Status
 from gateway.consents.notify import CONSENT_REVOKED, SET_TYPE, Notifier, outbox_notifier
-from gateway.oauth.keys import KeyEncryptionKey, KeyRing, new_key_record, signer
+from gateway.oauth.signing_keys import KeyEncryptionKey, KeyRing, new_key_record, signer
 from gateway.store.notifications import NotificationOutbox
 from gateway.store.redis import async_client, sync_client
 

@@ -13,9 +13,9 @@ import redis
 from support.ports import free_port
 from support.processes import Process, python
 
-from gateway.oauth.keys import KeyEncryptionKey
+from gateway.oauth.signing_keys import KeyEncryptionKey
 from gateway.settings import Settings
-from gateway.store.keys import SIGNING_KEYS
+from gateway.store.names import SIGNING_KEYS
 
 
 def gateway_env(var_dir: Path, pki: Path, policy_dir: Path, **extra: str) -> dict[str, str]:

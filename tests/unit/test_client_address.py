@@ -8,10 +8,10 @@ import ipaddress
 import pytest
 
 from gateway.call import SCOPE_KEY, Call, ClientCertificate
+from gateway.client_address import source_of
 from gateway.errors import Refusal
 from gateway.pipeline import middleware
 from gateway.pipeline.middleware import AnonymousThrottle, TransportIdentity
-from gateway.client_address import source_of
 
 PROXY = ipaddress.ip_network("10.0.0.5/32")
 

@@ -185,7 +185,11 @@ def test_init_writes_exactly_the_contract_files_and_the_audit_keys(tmp_path: Pat
 
 
 def test_the_audit_keys_are_what_the_audit_log_reads(pki_dir: Path) -> None:
-    from gateway.audit.keys import load_pseudonym_key, load_public_key, load_signing_key
+    from gateway.audit.key_files import (
+        load_pseudonym_key,
+        load_public_key,
+        load_signing_key,
+    )
     assert len(load_pseudonym_key(pki_dir / "audit.key")) == 32
     assert load_signing_key(pki_dir / "audit-signing.key").public_key() == load_public_key(
         pki_dir / "audit-signing.pub")
@@ -198,7 +202,7 @@ def test_a_tpp_may_not_take_an_audit_key_files_name(tmp_path: Path, name: str) -
 
 
 def test_the_key_encryption_key_is_what_the_signing_keys_are_sealed_with_and_is_never_replaced(tmp_path: Path):
-    from gateway.oauth.keys import KeyEncryptionKey, new_key_record
+    from gateway.oauth.signing_keys import KeyEncryptionKey, new_key_record
     pki.init_dev_pki(tmp_path)
     kek = tmp_path / "signing.kek"
     kid, record = new_key_record(KeyEncryptionKey.load(kek))

@@ -14,7 +14,7 @@ from gateway.audit import query
 from gateway.audit.chain import AuditChain, read_checkpoints, verify
 from gateway.audit.record import AuditRecord
 from gateway.cli import main
-from gateway.store import keys
+from gateway.store import names
 from gateway.store.redis import async_client
 
 
@@ -47,9 +47,9 @@ def _rewrite_stream(redis_url: str, transform) -> None:
     """What an attacker with Redis write access can do: replace the stream with an edited copy."""
     client = redis.Redis.from_url(redis_url)
     records = [r for _, r in query.iter_records(client)]
-    client.delete(keys.AUDIT_STREAM)
+    client.delete(names.AUDIT_STREAM)
     for record in transform(records):
-        client.xadd(keys.AUDIT_STREAM, {"r": orjson.dumps(record)})
+        client.xadd(names.AUDIT_STREAM, {"r": orjson.dumps(record)})
     client.close()
 
 
@@ -124,8 +124,8 @@ def test_a_changed_record_with_a_recomputed_hash_breaks_the_next_link(redis_url)
 def test_a_removed_record_is_named(redis_url):
     _write(redis_url, 10)
     client = redis.Redis.from_url(redis_url)
-    fifth = client.xrange(keys.AUDIT_STREAM, count=5)[4][0]
-    client.xdel(keys.AUDIT_STREAM, fifth)
+    fifth = client.xrange(names.AUDIT_STREAM, count=5)[4][0]
+    client.xdel(names.AUDIT_STREAM, fifth)
     client.close()
     breach = _verify(redis_url).breach
     assert "seq 6" in breach.where and "out of sequence: seq 6 follows seq 4" in breach.message
@@ -155,7 +155,7 @@ def test_a_truncation_that_also_rewrites_the_head_is_caught_by_the_checkpoint(re
     _rewrite_stream(redis_url, lambda records: records[:-3])
     client = redis.Redis.from_url(redis_url)
     last = [r for _, r in query.iter_records(client)][-1]
-    client.hset(keys.AUDIT_HEADS, chain_id, f"{last['seq']}:{last['hash']}")
+    client.hset(names.AUDIT_HEADS, chain_id, f"{last['seq']}:{last['hash']}")
     client.close()
     assert _verify(redis_url).breach is None  # Redis alone cannot tell
     breach = _verify(redis_url, read_checkpoints(checkpoints)).breach

@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit import query
 from gateway.audit.chain import GENESIS, AuditChain, read_checkpoints, seal
-from gateway.audit.keys import sign_checkpoint
+from gateway.audit.key_files import sign_checkpoint
 from gateway.audit.record import AuditRecord
 from gateway.cli import main
-from gateway.store import keys
+from gateway.store import names
 from gateway.store.redis import async_client
 
 OPERATOR = "operator-host-1-abcd"  # a re-identifying search's chain: what an insider would most like to hide
@@ -112,8 +112,8 @@ def test_a_chain_deleted_whole_with_its_own_checkpoint_lines_fails_verify_naming
     worker, operator = log
     client = redis.Redis.from_url(redis_url)
     ids = [stream_id for stream_id, record in query.iter_records(client) if record["chain"] == operator]
-    client.xdel(keys.AUDIT_STREAM, *ids)
-    client.hdel(keys.AUDIT_HEADS, operator)
+    client.xdel(names.AUDIT_STREAM, *ids)
+    client.hdel(names.AUDIT_HEADS, operator)
     client.close()
     local = _local(tmp_path)
     local.write_bytes(b"".join(line + b"\n" for line in local.read_bytes().splitlines()
@@ -128,16 +128,16 @@ def _slip_in(redis_url: str, after_seq: int, worker: str, records: list[dict]) -
     """What an insider with Redis write access can do: rebuild the stream with `records` placed right after the
     worker's record `after_seq`, every other record keeping its stream id (so the checkpoints' `at` still fit)."""
     client = redis.Redis.from_url(redis_url)
-    entries = client.xrange(keys.AUDIT_STREAM)
+    entries = client.xrange(names.AUDIT_STREAM)
     [anchor] = [sid for sid, fields in entries if orjson.loads(fields[b"r"])["chain"] == worker
                 and orjson.loads(fields[b"r"])["seq"] == after_seq]
     ms = int(anchor.decode().split("-")[0])
     forged = [(f"{ms}-{1000 + i}".encode(), {b"r": orjson.dumps(record)}) for i, record in enumerate(records)]
-    client.delete(keys.AUDIT_STREAM)
+    client.delete(names.AUDIT_STREAM)
     for stream_id, fields in sorted(entries + forged, key=lambda e: tuple(map(int, e[0].split(b"-")))):
-        client.xadd(keys.AUDIT_STREAM, fields, id=stream_id)
+        client.xadd(names.AUDIT_STREAM, fields, id=stream_id)
     last = records[-1]
-    client.hset(keys.AUDIT_HEADS, str(last["chain"]), f"{last['seq']}:{last['hash']}")
+    client.hset(names.AUDIT_HEADS, str(last["chain"]), f"{last['seq']}:{last['hash']}")
     client.close()
 
 

@@ -11,10 +11,10 @@ from jwt.algorithms import ECAlgorithm
 
 from gateway.cli import main
 from gateway.crypto import jwk_thumbprint
-from gateway.store import keys
+from gateway.store import names
 from gateway.store.clients import ClientStore
 
-SIGNING_KEYS = keys.SIGNING_KEYS
+SIGNING_KEYS = names.SIGNING_KEYS
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -33,7 +33,7 @@ def _kids(capsys, where) -> list[str]:
 
 
 def test_revoking_the_signing_key_deletes_it_marks_every_client_and_a_new_key_signs(capsys, redis_client, where):
-    redis_client.sadd(keys.CLIENTS, "tpp-demo", "tpp-other")
+    redis_client.sadd(names.CLIENTS, "tpp-demo", "tpp-other")
     run(capsys, "keys", "rotate", *where)
     [kid] = _kids(capsys, where)
 
@@ -44,8 +44,8 @@ def test_revoking_the_signing_key_deletes_it_marks_every_client_and_a_new_key_si
     assert out == (f"revoked {kid}: deleted, and its tokens refused from their next call on every worker "
                    f"(2 registered clients marked); signing with {new_kid} from now\n")
     for client_id in ("tpp-demo", "tpp-other"):  # the markers the admission scripts read, under each TPP's tag
-        assert redis_client.exists(keys.revoked_key(client_id, kid))
-        assert 0 < redis_client.ttl(keys.revoked_key(client_id, kid)) <= 600 + 60 + 60 + 1
+        assert redis_client.exists(names.revoked_key(client_id, kid))
+        assert 0 < redis_client.ttl(names.revoked_key(client_id, kid)) <= 600 + 60 + 60 + 1
 
 
 def test_a_client_registered_after_a_revocation_is_marked_too(capsys, redis_client, where):
@@ -53,8 +53,8 @@ def test_a_client_registered_after_a_revocation_is_marked_too(capsys, redis_clie
     [kid] = _kids(capsys, where)
     assert run(capsys, "keys", "revoke", *where, "--", kid)[0] == 0
     assert ClientStore(redis_client).add({"client_id": "tpp-late", "client_name": "late"})
-    assert redis_client.exists(keys.revoked_key("tpp-late", kid))
-    assert 0 < redis_client.ttl(keys.revoked_key("tpp-late", kid)) <= 600 + 60 + 60 + 1
+    assert redis_client.exists(names.revoked_key("tpp-late", kid))
+    assert 0 < redis_client.ttl(names.revoked_key("tpp-late", kid)) <= 600 + 60 + 60 + 1
 
 
 def test_revoking_an_unknown_kid_is_refused_and_changes_nothing(capsys, redis_client, where):

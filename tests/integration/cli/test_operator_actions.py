@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from gateway.cli import main
-from gateway.store import keys
+from gateway.store import names
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -36,7 +36,7 @@ def test_every_changing_command_is_recorded_with_the_operator(capsys, redis_url,
     for command in commands:
         code, _, err = run(capsys, *command, *where)
         assert code == 0, (command, err)
-    [kid] = [k.decode() for k in redis_client.hkeys(keys.SIGNING_KEYS)]
+    [kid] = [k.decode() for k in redis_client.hkeys(names.SIGNING_KEYS)]
     assert run(capsys, "keys", "revoke", *where, "--", kid)[0] == 0
     # Read-only commands leave nothing.
     assert run(capsys, "clients", "list", *where)[0] == 0 and run(capsys, "keys", "list", *where)[0] == 0

@@ -18,7 +18,7 @@ from gateway.consents.model import (
     from_record,
     to_record,
 )
-from gateway.store import keys
+from gateway.store import names
 from gateway.store.consents import ConsentStore, _fields
 
 CUSTOMER = "customer-7731"
@@ -63,7 +63,7 @@ def _authorised(store: ConsentStore, consent_id: str = "aac-1") -> Consent:
 def test_an_authorised_consent_and_its_index_hold_the_customer_id_in_no_readable_form(store, redis_client):
     moved = _authorised(store)
     assert CUSTOMER.encode() not in _everything(redis_client)
-    assert redis_client.exists(keys.subject_consents(CUSTOMERS.pseudonym(CUSTOMER)))
+    assert redis_client.exists(names.subject_consents(CUSTOMERS.pseudonym(CUSTOMER)))
     # Read with the key, the consent is as it was authorised: the dashboard finds it from the customer's id.
     assert [from_record(r) for r in store.of_customer(CUSTOMER)] == [moved]
     assert from_record(store.get("tpp-demo", "aac-1")).customer_id == CUSTOMER
@@ -90,13 +90,13 @@ def test_another_pseudonym_key_opens_no_consent(store, redis_client):
 
 def _store_as_an_older_version(redis_client, consent: Consent) -> None:
     """What versions before item 5 wrote: the id in clear in the hash and record, the index named by it."""
-    redis_client.hset(keys.consent("tpp-demo", consent.consent_id), mapping=_fields(to_record(consent), None))
-    redis_client.set(keys.consent_owner(consent.consent_id), "tpp-demo")
-    redis_client.sadd(keys.customer_consents(CUSTOMER), f"tpp-demo {consent.consent_id}")
-    redis_client.set(keys.refresh_token("tpp-demo", "ab" * 32), orjson.dumps(
+    redis_client.hset(names.consent("tpp-demo", consent.consent_id), mapping=_fields(to_record(consent), None))
+    redis_client.set(names.consent_owner(consent.consent_id), "tpp-demo")
+    redis_client.sadd(names.customer_consents(CUSTOMER), f"tpp-demo {consent.consent_id}")
+    redis_client.set(names.refresh_token("tpp-demo", "ab" * 32), orjson.dumps(
         {"client_id": "tpp-demo", "consent_id": consent.consent_id, "customer_id": CUSTOMER, "subject": "cust-x",
          "grant_id": "grant-1", "auth_time": 1, "exp": 2, "cnf": "t", "scope": "openid accounts"}), ex=600)
-    redis_client.set(keys.authorization_code("cd" * 32), orjson.dumps(
+    redis_client.set(names.authorization_code("cd" * 32), orjson.dumps(
         {"client_id": "tpp-demo", "consent_id": consent.consent_id, "customer_id": CUSTOMER}), ex=60)
 
 
@@ -106,11 +106,11 @@ def test_a_consent_stored_in_clear_by_an_older_version_is_found_read_and_sealed_
     [found] = store.of_customer(CUSTOMER)
     assert from_record(found) == legacy
     # Admit gets the hash's value: in clear, it is taken as it is (pipeline.admission opens it the same way).
-    stored = redis_client.hget(keys.consent("tpp-demo", "aac-old"), "customer_id").decode()
+    stored = redis_client.hget(names.consent("tpp-demo", "aac-old"), "customer_id").decode()
     assert CUSTOMERS.reveal("aac-old", stored) == CUSTOMER
     revoked = lifecycle.move(store, from_record(found), Status.REVOKED)
     assert revoked.status is Status.REVOKED
-    assert redis_client.hget(keys.consent("tpp-demo", "aac-old"), "customer_id").startswith(b"sealed:")
+    assert redis_client.hget(names.consent("tpp-demo", "aac-old"), "customer_id").startswith(b"sealed:")
 
 
 def test_the_migration_at_start_seals_everything_an_older_version_stored_in_clear(store, redis_client):
@@ -123,7 +123,7 @@ def test_the_migration_at_start_seals_everything_an_older_version_stored_in_clea
     assert CUSTOMER.encode() not in _everything(redis_client)
     assert sorted(r["consent_id"] for r in store.of_customer(CUSTOMER)) == ["aac-new", "aac-old"]
     assert from_record(store.get("tpp-demo", "aac-old")) == legacy
-    refresh = orjson.loads(redis_client.get(keys.refresh_token("tpp-demo", "ab" * 32)))
+    refresh = orjson.loads(redis_client.get(names.refresh_token("tpp-demo", "ab" * 32)))
     assert "customer_id" not in refresh and refresh["subject"] == "cust-x"
-    assert 0 < redis_client.ttl(keys.refresh_token("tpp-demo", "ab" * 32)) <= 600  # its lifetime kept
+    assert 0 < redis_client.ttl(names.refresh_token("tpp-demo", "ab" * 32)) <= 600  # its lifetime kept
     assert seal_customer_ids(redis_client, CUSTOMERS) == 0  # a second start finds nothing to do

@@ -6,7 +6,7 @@ import pytest
 from gateway.audit.customers import CustomerIds
 from gateway.consents import lifecycle
 from gateway.consents.model import Consent, Kind, Status, expires_ms, to_record
-from gateway.store import keys
+from gateway.store import names
 from gateway.store.consents import ConsentStore
 
 LAPSE = lifecycle.lapse_seconds(600)
@@ -22,7 +22,7 @@ def _created(store: ConsentStore, kind: Kind = Kind.DOMESTIC_PAYMENT) -> Consent
 
 
 def _ttls(redis_client) -> tuple[int, int]:
-    return redis_client.ttl(keys.consent("tpp-demo", "pdc-1")), redis_client.ttl(keys.consent_owner("pdc-1"))
+    return redis_client.ttl(names.consent("tpp-demo", "pdc-1")), redis_client.ttl(names.consent_owner("pdc-1"))
 
 
 @pytest.mark.parametrize("kind", list(Kind))

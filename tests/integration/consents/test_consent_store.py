@@ -18,7 +18,7 @@ from gateway.consents.model import (
     from_record,
     to_record,
 )
-from gateway.store import keys
+from gateway.store import names
 from gateway.store.consents import ConsentStore
 
 EXPIRES = (datetime.now(timezone.utc) + timedelta(days=30)).replace(microsecond=0).isoformat()
@@ -57,7 +57,7 @@ def test_a_consent_is_not_found_under_another_client_or_another_id(store):
 
 def test_the_hash_carries_the_fields_admit_reads(store, redis_client):
     consent = _create(store, _consent())
-    fields = redis_client.hgetall(keys.consent("tpp-demo", "aac-1"))
+    fields = redis_client.hgetall(names.consent("tpp-demo", "aac-1"))
     assert {k: fields[k] for k in (b"client_id", b"status", b"expires_ms", b"customer_id", b"grant_id",
                                    b"accounts")} == {
         b"client_id": b"tpp-demo", b"status": b"AwaitingAuthorisation",
@@ -70,10 +70,10 @@ def test_an_awaiting_consent_can_be_authorised(store, redis_client):
                            accounts=("acc-1", "acc-2"), grant_id="grant-1")
     assert moved.status is Status.AUTHORISED
     assert from_record(store.get("tpp-demo", "aac-1")) == moved
-    fields = redis_client.hmget(keys.consent("tpp-demo", "aac-1"), "status", "customer_id", "grant_id", "accounts")
+    fields = redis_client.hmget(names.consent("tpp-demo", "aac-1"), "status", "customer_id", "grant_id", "accounts")
     assert [fields[0], *fields[2:]] == [b"Authorised", b"grant-1", b'["acc-1","acc-2"]']
     assert fields[1].startswith(b"sealed:")  # the customer id only sealed, in the hash as in the record
-    assert b"customer-1" not in b"".join(redis_client.hgetall(keys.consent("tpp-demo", "aac-1")).values())
+    assert b"customer-1" not in b"".join(redis_client.hgetall(names.consent("tpp-demo", "aac-1")).values())
 
 
 def test_authorising_twice_conflicts_with_the_authorised_status_and_changes_nothing(store):
@@ -107,7 +107,7 @@ def test_moving_a_missing_consent_finds_it_missing_and_creates_nothing(store, re
     with pytest.raises(ConsentConflict) as conflict:
         lifecycle.move(store, _consent("aac-ghost"), Status.AUTHORISED, grant_id="grant-1")
     assert conflict.value.found == "missing"
-    assert not redis_client.exists(keys.consent("tpp-demo", "aac-ghost"))
+    assert not redis_client.exists(names.consent("tpp-demo", "aac-ghost"))
 
 
 def test_a_consent_of_another_client_cannot_be_moved_through_this_clients_key(store):
@@ -120,6 +120,6 @@ def test_a_consent_of_another_client_cannot_be_moved_through_this_clients_key(st
 
 def test_a_transition_stores_the_new_expiry_for_admit(store, redis_client):
     consent = _create(store, _consent(expires=None))
-    assert redis_client.hget(keys.consent("tpp-demo", "aac-1"), "expires_ms") == b""
+    assert redis_client.hget(names.consent("tpp-demo", "aac-1"), "expires_ms") == b""
     moved = lifecycle.move(store, consent, Status.AUTHORISED, grant_id="grant-1", expires=EXPIRES)
-    assert redis_client.hget(keys.consent("tpp-demo", "aac-1"), "expires_ms") == str(expires_ms(moved)).encode()
+    assert redis_client.hget(names.consent("tpp-demo", "aac-1"), "expires_ms") == str(expires_ms(moved)).encode()

@@ -16,7 +16,7 @@ from gateway.consents.notify import (
     revocation_entry,
     revocation_event,
 )
-from gateway.oauth.keys import KeyEncryptionKey, KeyRing, new_key_record, signer
+from gateway.oauth.signing_keys import KeyEncryptionKey, KeyRing, new_key_record, signer
 
 OB = "http://openbanking.org.uk/"
 API = "https://api.bank.test"

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.crypto import pseudonym
-from gateway.oauth.keys import KeyEncryptionKey, KeyRing, new_key_record
 from gateway.oauth.models import Client, Grantee
+from gateway.oauth.signing_keys import KeyEncryptionKey, KeyRing, new_key_record
 from gateway.oauth.tokens import (
     GRANT_CLAIM,
     INTENT_CLAIM,

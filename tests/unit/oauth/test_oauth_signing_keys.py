@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from gateway.oauth.keys import (
+from gateway.oauth.signing_keys import (
     ALGORITHM,
     VERIFIER_RELOAD_SECONDS,
     KeyEncryptionError,
@@ -42,7 +42,7 @@ def _rfc7638(jwk: dict) -> str:
 
 
 class _KeyStore:
-    """The calls `oauth.keys` makes of the authorization-server store (a Redis hash in production)."""
+    """The calls `oauth.signing_keys` makes of the authorization-server store (a Redis hash in production)."""
 
     def __init__(self, records: dict[str, dict] | None = None) -> None:
         self.records = {kid: dict(r) for kid, r in (records or {}).items()}

@@ -1,4 +1,4 @@
-"""The audit log's keys (gateway/audit/keys.py): the pseudonym key that names customers, the Ed25519 key that signs
+"""The audit log's keys (gateway/audit/key_files.py): the pseudonym key that names customers, the Ed25519 key that signs
 checkpoints; and the record's optional fields, left out when unset so that older records keep their hashes."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit.chain import GENESIS, seal, verify
-from gateway.audit.keys import (
+from gateway.audit.key_files import (
     AuditKeyError,
     checkpoint_signed_by,
     key_id,
