@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: demo test bench loadtest install dev redis-server browser clean
+.PHONY: demo test lint bench loadtest install dev redis-server browser clean
 
 # Debian/Ubuntu ship venv support separately (python3-venv); as root we install it when it is missing.
 $(BIN)/python:
@@ -55,7 +55,11 @@ browser:
 demo: install redis-server
 	$(BIN)/obgw demo $(ARGS)
 
-test: dev redis-server browser
+# ruff first (imports, unused code, line length; pyproject.toml [tool.ruff]), then the whole suite.
+lint: dev
+	$(BIN)/ruff check gateway tests loadtests
+
+test: lint redis-server browser
 	$(BIN)/python -m pytest $(ARGS)
 
 # The benchmark (loadtests/bench.py: its own Redis, bank and gateway; ARGS=--quick for under a minute) and the locust

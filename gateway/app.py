@@ -23,13 +23,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Mount, Route, Router
 
 from gateway.admin import metrics
-from gateway.audit import query
 from gateway.audit.chain import AuditChain
 from gateway.audit.key_files import load_pseudonym_key, load_signing_key
 from gateway.bank import Bank
 from gateway.children import die_with_parent
-from gateway.consents.api import BASE as ACCOUNT_ACCESS_CONSENTS
-from gateway.consents.api import PAYMENT_BASE as PAYMENT_CONSENTS
 from gateway.consents.api import AccountAccessConsents, DomesticPaymentConsents
 from gateway.consents.notify import SET_TYPE, Notifier, outbox_notifier
 from gateway.crypto import derive_key, pseudonym
@@ -53,8 +50,10 @@ from gateway.pipeline.middleware import (
 )
 from gateway.pipeline.token import KeyCache
 from gateway.policy import PolicySet, load_policy
+from gateway.policy.model import CONSENT_API
 from gateway.settings import Settings
 from gateway.store.admission import AdmissionStore
+from gateway.store.audit import AuditReader
 from gateway.store.idempotency import IdempotencyStore
 from gateway.store.logins import LoginStore
 from gateway.store.redis import async_client, sync_client
@@ -65,15 +64,6 @@ from gateway.web.login import PasswordCheck
 
 log = logging.getLogger("obgw")
 LOGIN_NAMES = b"obgw login counter names v1"  # HKDF label: the key of the login guards' key names (store.logins)
-
-# The consent API the gateway answers itself: path → (token scope, {method: route id}); wired and documented.
-CONSENT_API = {
-    ACCOUNT_ACCESS_CONSENTS: ("accounts", {"POST": "ais.consents.create"}),
-    ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}": ("accounts", {"GET": "ais.consents.get",
-                                                             "DELETE": "ais.consents.delete"}),
-    PAYMENT_CONSENTS: ("payments", {"POST": "pis.consents.create"}),
-    PAYMENT_CONSENTS + "/{ConsentId}": ("payments", {"GET": "pis.consents.get"}),
-}
 
 
 async def _not_found(scope, receive, send) -> None:
@@ -92,7 +82,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     pseudonym_key = load_pseudonym_key(settings.audit_key_file)
     subject = functools.lru_cache(maxsize=65_536)(functools.partial(pseudonym, pseudonym_key))
     forward = Forward(policy)
-    server = build_authorization_server(settings, sync_redis)
+    server = build_authorization_server(settings, sync_redis, live=redis)
     accounts = policy.services.get("accounts")
     bank = Bank(accounts.url if accounts else None)
     admission = AdmissionStore(redis)
@@ -106,8 +96,8 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
         document = await run_in_threadpool(server.clients.get, client_id)
         return document.get("notification_url") if document else None
 
-    notifier = Notifier(redis, notification_url_of, signer(server.keys.ring, SET_TYPE), chain.append, issuer=server.issuer,
-                        api_base=server.issuer)
+    notifier = Notifier(redis, notification_url_of, signer(server.keys.ring, SET_TYPE), chain.append,
+                        issuer=server.issuer, api_base=server.issuer)
     consent_resources = {
         "accounts": AccountAccessConsents(server.consents, server.issuer, settings.consent_authorise_seconds, notify),
         "payments": DomesticPaymentConsents(server.consents, server.issuer, settings.consent_authorise_seconds,
@@ -120,7 +110,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     passwords = PasswordCheck(bank, LoginStore(redis, derive_key(pseudonym_key, LOGIN_NAMES)))
     dashboard = Dashboard(server.store, server.consents, server.clients, bank, passwords,
                           SignedDoubleSubmit(pseudonym_key),
-                          lambda consent_id: query.recent_accesses(sync_redis, consent_id), notify)
+                          AuditReader(sync_redis).recent_accesses, notify)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -1,17 +1,21 @@
 """The request-level types every listener shares (the resource pipeline, the consent API, the authorization server,
 the customer pages): `Call`, everything one request's stages decide, kept in one typed object under
-`scope["obgw.call"]`; `Upstream`, the answer being built; `ClientCertificate`, the verified transport identity.
+`scope["obgw.call"]`; `Upstream`, the answer being built; `ClientCertificate`, the verified transport identity;
+and `Stage`, the contract of a pipeline stage (run by `pipeline.Pipeline`), which stages of every package implement.
 A floor module: it imports nothing of the gateway at run time, so any package may use it without loading the rest."""
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 if TYPE_CHECKING:
+    from gateway.body import Receive
+    from gateway.errors import Refusal
     from gateway.policy import RoutePolicy
-    from gateway.policy.fields import Grant
+    from gateway.policy.fields import Entitlement
 
 SCOPE_KEY = "obgw.call"
 
@@ -50,11 +54,12 @@ class Call:
     claims: Mapping | None = None                    # the verified access token's claims
     key_id: str | None = None                        # the kid of the key that signed it (Admit: not revoked)
     customer_id: str | None = None                   # the bank's customer (Admit, the pages); audited as a pseudonym
-    grant: Grant | None = None                       # what the consent grants (Admit), for Forward and Minimise
+    entitlement: Entitlement | None = None           # what the consent allows (Admit), for Forward and Minimise
     unattended: bool = False                         # reads consented data without the customer present (Admit)
     payment_digest: str = ""                         # a payment's Initiation + Risk (CheckPayment), for Admit
     payment_claim: str | None = None                 # the claim Admit made on a payment consent, until resolved
     idempotency: tuple | None = None                 # (x-idempotency-key, the claim) this call owns
+    receive: Receive | None = None                   # the ASGI receive: the transport, like the scope (ReadBody)
     body: bytes = b""
     upstream: Upstream | None = None
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # on the answer, refusals too
@@ -65,3 +70,41 @@ class Call:
     def refuse(self, reason: str) -> None:
         """Mark the call refused under `reason` (audited so), whoever answers it: a stage's Refusal or a page."""
         self.decision, self.reason = "refuse", reason
+
+
+class Flow(enum.Enum):
+    """What a stage's request hook says: on to the next stage, or stop there, the call answered."""
+    CONTINUE = "continue"
+    STOP = "stop"
+
+
+CONTINUE, STOP = Flow.CONTINUE, Flow.STOP
+
+
+class Stage(Protocol):
+    """A pipeline stage: a class built once with its dependencies; what one request decides lives only on the Call.
+
+    Every hook has a default that does nothing; `Pipeline` finds, once when it is built, which hooks a stage defines
+    and calls only those (a stage subclasses Stage to inherit the defaults):
+
+    - `on_request(call)`: check or enrich the call, or refuse it by raising `Refusal` (never by writing a response).
+      `CONTINUE` passes the call on; `STOP` says the stage has answered it (set `call.upstream`: the bank's answer,
+      an idempotent replay, a consent-API resource), so no later request hook runs.
+    - `on_response(call)`: reshape or settle the answer; run in reverse order over the stages the call went through.
+    - `on_abort(call, refusal)`: a later stage refused the call, or failed; undo a claim this stage made.
+
+    `calls_bank`: True only on a stage that sends the call to the bank. A fault (anything but a Refusal) there may
+    have come after the bank acted: the stages before it are shown `backend.unanswered` (unknown outcome: a payment
+    claim stays held). A fault anywhere else left the bank untouched: they are shown `error.unexpected`.
+    """
+
+    calls_bank: ClassVar[bool] = False
+
+    async def on_request(self, call: Call) -> Flow:
+        return CONTINUE
+
+    async def on_response(self, call: Call) -> None:
+        return None
+
+    async def on_abort(self, call: Call, refusal: Refusal) -> None:
+        return None

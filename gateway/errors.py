@@ -6,6 +6,9 @@ A stage refuses by raising; only `RenderErrors` turns a refusal into a response,
     └── Refusal(reason, message=None, headers=None)     HTTP status and error code come from REASONS[reason]
         (no subclasses: a new refusal is one line in REASONS, so the catalogue is the whole list)
 
+The customer pages answer a browser, not a TPP: their own refusals are `PAGE_REASONS` (a status and the page's
+text, no ErrorCode), shown by `web.pages.error_page` and audited like every refusal; never raised as a Refusal.
+
 Reason ids are `<stage>.<reason>`, stable across releases: the audit log, the metrics and the tests key on them.
 """
 from __future__ import annotations
@@ -22,6 +25,12 @@ class Reason:
     status: int
     code: str  # UK.OBIE.* ErrorCode for resource calls; the OAuth `error` value for the authorization server
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PageReason:
+    status: int
+    message: str  # what the page tells the customer
 
 
 # OBError1.ErrorCode: the values UK OB v3.1.11 lists (`x-namespaced-enum`, the same in every API's spec file;
@@ -151,9 +160,18 @@ OAUTH_ERRORS = (
     "invalid_redirect_uri", "invalid_client_metadata", "invalid_software_statement", "unapproved_software_statement",
     "invalid_token", "server_error",
 )
-# The customer pages' own refusals are shown as pages (not rendered from REASONS) and audited like every refusal,
-# as web.login_failed, web.login_locked, web.session_missing and web.csrf_invalid, and web.login_throttled (too many
-# failed logins from one source address).
+OAUTH_UNFORESEEN = "oauth.error"  # the reason of an OAuth error code not in OAUTH_ERRORS (see oauth_reason)
+
+# The customer pages' own refusals (gateway/web). A step may show its own text (or status) instead, as a Refusal may.
+PAGE_REASONS: Mapping[str, PageReason] = {
+    "web.login_failed": PageReason(401, "The username or password is not right."),
+    # Refused before the bank is asked (web.login): the username is locked, or its source address sent too many.
+    "web.login_locked": PageReason(429, "Too many failed attempts: try again later."),
+    "web.login_throttled": PageReason(429, "Too many failed log-ins from your network: try again later."),
+    "web.session_missing": PageReason(400, "Your session has expired. Go back to the app and start again."),
+    "web.csrf_invalid": PageReason(403, "This form has expired. Go back and try again."),
+}
+
 # Each attempt to notify a TPP of a revoked consent is audited under a `notify.*` reason, catalogued with the
 # decision it stands for in `consents.notify.REASONS` (they are outcomes of a delivery, not refusals of a call).
 
@@ -169,7 +187,18 @@ def token_refusal(reason: str, message: str | None = None) -> Refusal:
 
 def oauth_reason(error: str) -> str:
     """The audit reason id of an OAuth error code; an unforeseen code is still recorded, as `oauth.error`."""
-    return f"oauth.{error}" if error in OAUTH_ERRORS else "oauth.error"
+    return f"oauth.{error}" if error in OAUTH_ERRORS else OAUTH_UNFORESEEN
+
+
+# Every reason id a refused call can be audited under: the catalogue's, the pages' and the OAuth errors'.
+REFUSAL_REASONS = frozenset((*REASONS, *PAGE_REASONS, *map(oauth_reason, OAUTH_ERRORS), OAUTH_UNFORESEEN))
+
+
+def catalogued(reason: str) -> str:
+    """`reason` if a refused call may be audited under it; a KeyError otherwise (a programming error, as in Refusal)."""
+    if reason not in REFUSAL_REASONS:
+        raise KeyError(reason)
+    return reason
 
 
 class Refusal(Exception):

@@ -2,7 +2,7 @@
 worker, never restated by hand.
 
 - the proxied routes come from the PolicySet (routes.yaml), so a route added there is documented by itself; the
-  consent API from the table `app.py` wires it with;
+  consent API from the table app.py wires it from (`policy.model.CONSENT_API`);
 - their parameters, request bodies and answers are the vendored UK OB v3.1.11 documents' own, by reference to their
   component schemas (copied in with everything they reference, so every `#/components/...` resolves here); a route
   UK OB does not define gets its path parameters, the FAPI headers and its policy's `response_type`;
@@ -16,14 +16,12 @@ OpenAPI 3.0, like the UK OB documents whose Schema Objects it references. 3.0 ha
 from __future__ import annotations
 
 import functools
-import importlib.resources
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
 import orjson
 
-from gateway import __version__
+from gateway import __version__, specs
 from gateway.call import SCOPE_KEY
 from gateway.errors import OAUTH_ERRORS, REASONS, Refusal
 from gateway.oauth.client_auth import ASSERTION_TYPE
@@ -33,8 +31,6 @@ from gateway.policy import PolicySet, RoutePolicy
 from gateway.policy.model import path_parameters
 
 PATH = "/openapi.json"
-_SPECS = importlib.resources.files("gateway") / "specs" / "ob-uk" / "v3.1.11"
-_APIS = {"aisp": "account-info-openapi.json", "pisp": "payment-initiation-openapi.json"}
 # Headers the security schemes stand for (OpenAPI 3.0 ignores an `Authorization` parameter anyway).
 _SECURITY_PARAMETERS = frozenset({"Authorization"})
 # What a route UK OB does not define takes, besides its path parameters (FAPI headers, as UK OB declares them).
@@ -52,17 +48,12 @@ _FORM = "application/x-www-form-urlencoded"
 _MUTUAL_TLS = "required"
 
 
-@functools.cache
-def _spec(api: str) -> dict:
-    return json.loads((_SPECS / _APIS[api]).read_text(encoding="utf-8"))
-
-
 def _vendored_operation(method: str, path: str) -> tuple[str | None, dict | None]:
     """(api, UK OB operation) of a public path, by the UK OB document whose server URL prefixes it."""
-    for api in _APIS:
-        base = _spec(api)["servers"][0]["url"]
+    for api in specs.APIS:
+        base = specs.openapi(api)["servers"][0]["url"]
         if path.startswith(base + "/"):
-            return api, _spec(api)["paths"].get(path[len(base):], {}).get(method.lower())
+            return api, specs.openapi(api)["paths"].get(path[len(base):], {}).get(method.lower())
     return None, None
 
 
@@ -88,7 +79,7 @@ class _Components:
     def ref(self, api: str, section: str, name: str) -> str:
         key = (api, section, name)
         if key not in self._local:
-            adopted = self.adopt(api, _spec(api)["components"][section][name])
+            adopted = self.adopt(api, specs.openapi(api)["components"][section][name])
             local = name if self.sections[section].get(name, adopted) == adopted else f"{name}.{api}"
             self.sections[section][local] = adopted
             self._local[key] = local
@@ -104,7 +95,7 @@ class _Components:
 def _response(api: str, response: dict) -> tuple[str, dict | None]:
     """(description, JSON schema) of a UK OB response object (a `#/components/responses/...` reference)."""
     if "$ref" in response:
-        response = _spec(api)["components"]["responses"][response["$ref"].split("/")[-1]]
+        response = specs.openapi(api)["components"]["responses"][response["$ref"].split("/")[-1]]
     content = response.get("content", {})
     return response["description"], (content.get(_JSON) or next(iter(content.values()), {})).get("schema")
 
@@ -172,7 +163,7 @@ class _Builder:
                     parameters.append(local)
         response_type = route.response_type if route is not None else None
         if response_type:
-            api = api or next(a for a in _APIS if response_type in _spec(a)["components"]["schemas"])
+            api = api or next(a for a in specs.APIS if response_type in specs.openapi(a)["components"]["schemas"])
             schema = components.schema(api, response_type)
         elif schema is not None:
             schema = components.adopt(api, schema)
@@ -296,7 +287,7 @@ def _security_schemes(issuer: str) -> dict:
 
 
 def build_document(policy: PolicySet, consent_api: Mapping[str, tuple[str, Mapping[str, str]]], issuer: str) -> dict:
-    """The OpenAPI 3.0 document; `consent_api` is app.py's: path → (scope, {method: route id})."""
+    """The OpenAPI 3.0 document; `consent_api` is `policy.model.CONSENT_API`: path → (scope, {method: route id})."""
     builder = _Builder()
     for path, (scope, route_ids) in consent_api.items():
         for method, route_id in route_ids.items():

@@ -159,7 +159,8 @@ class Settings:
 
     @classmethod
     def load(cls, flags: Mapping[str, str | None] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-        """Resolve every setting: a flag given on the command line wins over the environment, which wins over the default."""
+        """Resolve every setting: a flag given on the command line wins over the environment, which wins over the
+        default."""
         flags = flags or {}
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}

@@ -14,14 +14,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import uvicorn  # noqa: E402
-from yarl import URL  # noqa: E402
+import uvicorn
+from yarl import URL
 
-from gateway.listener import tcp_listener  # noqa: E402
-from gateway.pipeline.forward import service_session  # noqa: E402
-from gateway.policy.model import ServicePolicy  # noqa: E402
-from gateway.server import uvicorn_config  # noqa: E402
-from gateway.settings import Settings  # noqa: E402
+from gateway.listener import tcp_listener
+from gateway.pipeline.forward import service_session
+from gateway.policy.model import ServicePolicy
+from gateway.server import uvicorn_config
+from gateway.settings import Settings
 
 
 def create_app():

@@ -18,7 +18,7 @@ from gateway.oauth.models import Client, Grantee
 from gateway.oauth.signing_keys import KeyEncryptionKey, KeyRing, new_key_record
 from gateway.oauth.tokens import AccessTokenVerifier, TokenIssuer
 from gateway.policy import load_policy
-from gateway.policy.fields import Grant, minimise
+from gateway.policy.fields import Entitlement, minimise
 from gateway.sandbox.data import build_bank
 
 POLICIES = Path(__file__).resolve().parents[1] / "policies"
@@ -64,18 +64,19 @@ def main() -> None:
     bank = build_bank(7, datetime.now(timezone.utc))
     accounts = orjson.dumps({"Data": {"Account": [a.to_ob() for a in bank.ledger.accounts_of("alice")]},
                              "Links": {"Self": "x"}, "Meta": {"TotalPages": 1}})
-    grant = Grant(frozenset({"ReadAccountsDetail"}), frozenset({"acc-alice-current", "acc-alice-card"}),
-                  (None, None), "https://gw/open-banking/v3.1/aisp/accounts")
+    entitlement = Entitlement(frozenset({"ReadAccountsDetail"}), frozenset({"acc-alice-current", "acc-alice-card"}),
+                              (None, None), "https://gw/open-banking/v3.1/aisp/accounts")
     fields = policy.fields["OBReadAccount6"]
     print(f"minimise 3 accounts:                    "
-          f"{per_call(lambda: orjson.dumps(minimise(orjson.loads(accounts), fields, grant)), 5000):8.1f} us")
+          f"{per_call(lambda: orjson.dumps(minimise(orjson.loads(accounts), fields, entitlement)), 5000):8.1f} us")
     entries = bank.ledger.entries("acc-alice-current")
     transactions = orjson.dumps({"Data": {"Transaction": [e.to_ob("GBP") for e in entries]},
                                  "Links": {"Self": "x"}, "Meta": {"TotalPages": 1}})
-    grant = Grant(frozenset({"ReadTransactionsDetail", "ReadTransactionsCredits", "ReadTransactionsDebits"}),
-                  frozenset({"acc-alice-current"}), (None, None), "https://gw/x")
+    entitlement = Entitlement(
+        frozenset({"ReadTransactionsDetail", "ReadTransactionsCredits", "ReadTransactionsDebits"}),
+        frozenset({"acc-alice-current"}), (None, None), "https://gw/x")
     fields = policy.fields["OBReadTransaction6"]
-    cost = per_call(lambda: orjson.dumps(minimise(orjson.loads(transactions), fields, grant)), 200)
+    cost = per_call(lambda: orjson.dumps(minimise(orjson.loads(transactions), fields, entitlement)), 200)
     print(f"minimise {len(entries)} transactions ({len(transactions) // 1024} KB):  {cost:8.1f} us")
 
 

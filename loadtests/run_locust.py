@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import fixture  # noqa: E402
-from stack import ROOT, Stack  # noqa: E402
+import fixture
+from stack import ROOT, Stack
 
-from gateway.consents.notify import ROUTE as NOTIFICATION_ROUTE  # noqa: E402
+from gateway.consents.notify import ROUTE as NOTIFICATION_ROUTE
 
 
 def locust_failures(stats_csv: Path) -> int:

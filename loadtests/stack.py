@@ -22,6 +22,7 @@ from gateway.audit import query  # noqa: E402
 from gateway.children import die_with_parent, stop  # noqa: E402
 from gateway.cli.demo import register_demo_tpps, start_bank  # noqa: E402
 from gateway.pki import init_dev_pki  # noqa: E402
+from gateway.store.audit import AuditReader  # noqa: E402
 from gateway.store.embedded import EmbeddedRedis  # noqa: E402
 from gateway.store.redis import sync_client  # noqa: E402
 
@@ -125,6 +126,6 @@ class Stack:
         """The audit records that arrived between the two moments."""
         client = sync_client(self.redis_url)
         try:
-            return list(query.search(client, since=since, until=until))
+            return list(query.search(AuditReader(client), since=since, until=until))
         finally:
             client.close()

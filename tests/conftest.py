@@ -14,11 +14,11 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).parent))  # `from support import ...`
 
-from support.processes import Process, python  # noqa: E402
+from support.processes import Process, python
 
-from gateway.pki import init_dev_pki  # noqa: E402
-from gateway.store.embedded import EmbeddedRedis  # noqa: E402
-from gateway.store.redis import sync_client  # noqa: E402
+from gateway.pki import init_dev_pki
+from gateway.store.embedded import EmbeddedRedis
+from gateway.store.redis import sync_client
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,7 @@ from gateway.audit.activity import (
     hour_starts,
     window_start,
 )
+from gateway.store.audit import AuditReader
 
 ENV = Environment(loader=PackageLoader("gateway.admin", "templates"), autoescape=True)
 FILTERS = ("client_id", "consent_id", "subject", "decision", "reason", "route")
@@ -47,16 +48,17 @@ def chart(tpp: Activity, width: int = 480, height: int = 90) -> Markup:
     return Markup("".join(parts))  # built from numbers and the escaped client id only
 
 
-def overview(client, hours: int = 24, now: datetime | None = None) -> str:
+def overview(redis, hours: int = 24, now: datetime | None = None) -> str:
+    """`redis`: the admin listener's (sync) connection, read through AuditReader."""
     start, end = window_start(now, hours)
-    tpps = activity(query.search(client, since=start, until=end), end, hours)
+    tpps = activity(query.search(AuditReader(redis), since=start, until=end), end, hours)
     ranked = sorted(tpps.values(), key=lambda tpp: -tpp.total)
     return ENV.get_template("admin.html").render(
         hours=hours, start=start, end=end, flags=anomalies(tpps), tpps=ranked,
         charts={tpp.client_id: chart(tpp) for tpp in ranked[:CHARTED]}, first_hour=hour_starts(end, hours)[0])
 
 
-def records(client, params: Mapping[str, str]) -> str:
+def records(redis, params: Mapping[str, str]) -> str:
     wanted = {name: params[name] for name in FILTERS if params.get(name)}
     since = None
     if params.get("since"):
@@ -65,6 +67,6 @@ def records(client, params: Mapping[str, str]) -> str:
             since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
         except ValueError:
             since = None
-    found = query.latest(client, RECORDS_SHOWN, since=since, filters=wanted)
+    found = query.latest(AuditReader(redis), RECORDS_SHOWN, since=since, filters=wanted)
     return ENV.get_template("records.html").render(records=found, filters=FILTERS, wanted=wanted,
                                                    since=params.get("since", ""), shown=RECORDS_SHOWN)

@@ -4,11 +4,13 @@ Design (measured in FACTS.md: SHA-256 in Redis Lua costs ~0.24 ms per append and
 each worker process writes its own chain, hashing in Python; the append is one `audit_append.lua` call that adds
 the batch to a shared stream and moves the chain's head only if it is still the head the batch was chained to, so
 two writers can never fork a chain and no worker waits for another. Concurrent requests in one worker share one
-round trip (group commit), and a request's response is released only after its record is durable.
+round trip (group commit), and a request's response is released only after its record is durable. Redis is
+reached through `store/audit.py` (AuditStore).
 
 Durable means in Redis or, while Redis cannot be reached, in this worker's spool file (`spool.py`): the batch is
-sealed first, so it continues the chain wherever it is written, and a background task replays the spool into Redis
-in order once Redis answers. Batches after a spooled one are spooled too, so the order (and the chain) is kept.
+sealed first, so it continues the chain wherever it is written, and a background task (`replay.py`) replays the
+spool into Redis in order once Redis answers. Batches after a spooled one are spooled too, so the order (and the
+chain) is kept.
 A head that moved under us is never spooled: a forked chain fails the append (`AuditChainError`).
 
 Each record carries `chain`, `seq` (1, 2, ...), `prev` (the previous record's hash, GENESIS first) and `hash`
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import hashlib
 import logging
 import os
@@ -38,15 +39,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit.key_files import sign_checkpoint
 from gateway.audit.record import CHAIN_FIELDS, FIELDS, REQUIRED_FIELDS, AuditRecord
-from gateway.audit.spool import Batch, Orphan, Spool, claim_orphans
-from gateway.store import names
-from gateway.store.redis import RedisError, ResponseError, async_script
+from gateway.audit.replay import SpoolReplay
+from gateway.audit.spool import Batch, Spool
+from gateway.store.audit import UNREACHABLE, AuditStore, StaleHead
 
 GENESIS = "0" * 64
-REPLAY_SECONDS = 0.5  # how often a spool is retried while Redis is away
-# What "Redis cannot take the batch now" looks like: redis-py's errors, and the builtin ConnectionError/TimeoutError
-# (OSError). Not AuditChainError: a forked chain is not an outage and must fail loudly.
-UNREACHABLE = (RedisError, OSError)
 log = logging.getLogger("obgw.audit")
 
 
@@ -87,51 +84,43 @@ class AuditChain:
     """This worker's chain. `append` returns once the record is stored in Redis, or spooled on disk while Redis is away.
 
     With a `checkpoint_file`, the spool lives in `<its directory>/spool/`, and the first `append` also adopts the spool
-    files of workers that died (replays them, then deletes them). Without one there is no spool: `append` raises
-    whenever Redis cannot take the record. Nothing here needs Redis (or the disk) before the first `append`.
+    files of workers that died (replay.py replays them, then deletes them). Without one there is no spool: `append`
+    raises whenever Redis cannot take the record. Nothing here needs Redis (or the disk) before the first `append`.
     """
 
     def __init__(self, redis, checkpoint_file: Path | None, chain_id: str | None = None,
                  signer: Ed25519PrivateKey | None = None, spool: bool = True) -> None:
-        """`signer` signs every checkpoint (audit/names.py), so an exported one proves what the log held. Without
+        """`signer` signs every checkpoint (audit/key_files.py), so an exported one proves what the log held. Without
         `spool` (an operator's command), Redis must take each record, and dead workers' spools are left alone."""
         self.chain_id = chain_id or new_chain_id()
         self._signer = signer
-        self._redis = redis
-        self._script = async_script(redis, "audit_append")
+        self._store = AuditStore(redis)
         self._checkpoint_file = checkpoint_file
         # The head the next batch is chained to: stored in Redis or spooled. None: unknown (after a fork, or a failed
         # write that could not be spooled either); the next batch reloads it from Redis.
         self._head: tuple[int, str] | None = (0, GENESIS)
         self._stored: tuple[int, str] = (0, GENESIS)  # the head known to be in Redis: the one a checkpoint anchors
         self._checkpointed: tuple[int, str] = (0, GENESIS)
-        self._heads = async_script(redis, "audit_heads")
         self._covered: dict[str, str] = {}  # every chain's head as this chain's last checkpoint committed to them
         self._pending: list[tuple[AuditRecord, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._spool = Spool(checkpoint_file.parent / "spool", self.chain_id) if checkpoint_file and spool else None
-        self._spooled: list[Batch] = []  # this chain's batches in the spool file and not yet known to be in Redis
-        self._orphans: list[Orphan] = []  # other chains' spool files we hold the lock of, until replayed
         self._lock = asyncio.Lock()  # flusher vs replayer: what is spooled, what is stored, when the file is cut
-        self._replaying = False
-        self._replayer: asyncio.Task[None] | None = None
-        self._replay_failing = False
-        self._adopt_on_first_append = self._spool is not None
-        self._closing = asyncio.Event()
+        self._replay = SpoolReplay(self._store, Spool(checkpoint_file.parent / "spool", self.chain_id), self._lock,
+                                   on_replayed=self._replayed, on_set_aside=self._forget_head) \
+            if checkpoint_file and spool else None
 
     @property
     def spool_path(self) -> Path | None:
         """This worker's spool file, once something has been spooled (for operators and tests)."""
-        return self._spool.path if self._spool is not None else None
+        return self._replay.path if self._replay is not None else None
 
     def start(self) -> None:
         """Adopt the spools of dead workers now, in the background, rather than at the first `append`.
 
         Optional (the first `append` does it otherwise); needs a running event loop, never waits for Redis.
         """
-        if self._adopt_on_first_append:
-            self._adopt_on_first_append = False
-            self._start_replayer()
+        if self._replay is not None:
+            self._replay.adopt_orphans()
 
     async def append(self, record: AuditRecord) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -159,17 +148,18 @@ class AuditChain:
     async def _write(self, records: list[AuditRecord]) -> None:
         """Store one batch in Redis, or spool it: durable either way when this returns. Called under `_lock`."""
         if self._head is None:
-            stored = await self._redis.hget(names.AUDIT_HEADS, self.chain_id)
-            self._head = self._stored = _parse_head(stored.decode()) if stored else (0, GENESIS)
+            stored = await self._store.head(self.chain_id)
+            self._head = self._stored = _parse_head(stored) if stored else (0, GENESIS)
         batch, head = self._seal(records)
-        if not self._spooled:  # while anything is spooled, later batches queue behind it
+        queued = self._replay is not None and self._replay.waiting
+        if not queued:  # while anything is spooled, later batches queue behind it
             try:
-                await self._store(batch)
-            except AuditChainError:
+                await self._store.append(batch)
+            except StaleHead as exc:
                 self._head = None
-                raise
+                raise AuditChainError(str(exc)) from None
             except UNREACHABLE as exc:
-                if self._spool is None:
+                if self._replay is None:
                     self._head = None
                     raise
                 log.warning("audit chain %s: Redis cannot take the batch (%s: %s); spooling it",
@@ -177,16 +167,14 @@ class AuditChain:
             else:
                 self._head = self._stored = head
                 return
-        assert self._spool is not None
+        assert self._replay is not None
         try:
-            await asyncio.to_thread(self._spool.append, batch)
+            await self._replay.spool(batch)
         except BaseException:
-            if not self._spooled:  # the failed send may have been stored after all (a lost reply): ask Redis next time
+            if not queued:  # the failed send may have been stored after all (a lost reply): ask Redis next time
                 self._head = None
             raise
-        self._spooled.append(batch)
         self._head = head
-        self._start_replayer()
 
     def _seal(self, records: list[AuditRecord]) -> tuple[Batch, tuple[int, str]]:
         assert self._head is not None
@@ -198,125 +186,16 @@ class AuditChain:
             fields = seal(record, self.chain_id, seq, prev)
             prev = str(fields["hash"])
             sealed.append(orjson.dumps(fields))
-        accesses = tuple((names.consent_accesses(r.consent_id), access_entry(r)) for r in records if is_access(r))
+        accesses = tuple((AuditStore.accesses_key(r.consent_id), access_entry(r)) for r in records if is_access(r))
         return Batch(self.chain_id, expected, _format_head(seq, prev), tuple(sealed), accesses), (seq, prev)
 
-    async def _store(self, batch: Batch) -> None:
-        """One `audit_append.lua` call. 0 (already stored, a retry after a lost reply) counts as success."""
-        try:
-            await self._script(keys=[names.AUDIT_STREAM, names.AUDIT_HEADS, *(key for key, _ in batch.accesses)],
-                               args=[batch.chain, batch.expected, batch.head, len(batch.records), *batch.records,
-                                     *(entry for _, entry in batch.accesses)])
-        except ResponseError as exc:
-            if str(exc).startswith("STALEHEAD"):
-                raise AuditChainError(f"audit chain {batch.chain}: head moved under us ({exc})") from None
-            raise
+    def _replayed(self, head: str) -> None:
+        """The spooled batches are in Redis up to `head` (under `_lock`): what a checkpoint may now anchor."""
+        self._stored = _parse_head(head)
 
-    # ------------------------------------------------------------ replay of spooled batches
-
-    async def _replay(self, batches: list[Batch]) -> int:
-        """Store one chain's spooled batches in order, skipping those up to the head Redis already holds.
-
-        A batch can be in Redis already: its reply was lost, or a worker died after replaying it but before cutting
-        its spool. Returns how many batches were sent.
-        """
-        stored = await self._redis.hget(names.AUDIT_HEADS, batches[0].chain)
-        stored_head = stored.decode() if stored else ""
-        start = next((i + 1 for i in range(len(batches) - 1, -1, -1) if batches[i].head == stored_head), 0)
-        for batch in batches[start:]:
-            await self._store(batch)
-        return len(batches) - start
-
-    def _start_replayer(self) -> None:
-        if self._spool is None or self._replaying or self._closing.is_set():
-            return
-        self._replaying = True
-        self._replayer = asyncio.create_task(self._replay_until_done(), name=f"obgw-audit-replay-{self.chain_id}")
-
-    async def _replay_until_done(self) -> None:
-        try:
-            while True:
-                try:
-                    if await self._replay_pass(adopt=True):
-                        return  # no await between the pass's verdict (under the lock) and clearing the flag
-                except Exception:  # a bug or a broken disk: keep the records, keep trying
-                    log.exception("audit chain %s: replaying the spool failed", self.chain_id)
-                if self._closing.is_set():
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), REPLAY_SECONDS)
-        finally:
-            self._replaying = False
-
-    async def _replay_pass(self, *, adopt: bool) -> bool:
-        """One attempt at everything waiting: this chain's spool, then orphans. True when nothing is left."""
-        try:
-            await self._replay_own()
-            if adopt:
-                self._orphans.extend(await asyncio.to_thread(claim_orphans, self._spool.directory))
-            while self._orphans:
-                await self._replay_orphan(self._orphans[0])
-                self._orphans.pop(0)
-        except UNREACHABLE as exc:
-            if not self._replay_failing:
-                log.warning("audit chain %s: the spool cannot be replayed yet (%s: %s); retrying every %.1f s",
-                            self.chain_id, type(exc).__name__, exc, REPLAY_SECONDS)
-            self._replay_failing = True
-            return False
-        if self._replay_failing:
-            log.warning("audit chain %s: Redis answers again; the spool is replayed", self.chain_id)
-        self._replay_failing = False
-        async with self._lock:
-            return not self._spooled and not self._orphans
-
-    async def _replay_own(self) -> None:
-        """Send this chain's spooled batches without holding the lock (appends keep spooling meanwhile); then, under
-        the lock, forget those sent and cut the file once nothing is left in it that Redis lacks."""
-        async with self._lock:
-            pending = list(self._spooled)
-        if not pending:
-            return
-        try:
-            await self._replay(pending)
-        except AuditChainError as exc:
-            await self._set_own_spool_aside(exc)
-            return
-        async with self._lock:
-            if self._spooled[:len(pending)] != pending:  # set aside meanwhile: nothing to forget
-                return
-            self._stored = _parse_head(pending[-1].head)
-            if len(self._spooled) > len(pending):  # spooled meanwhile: the file is cut once those are in too
-                del self._spooled[:len(pending)]
-                return
-            try:
-                await asyncio.to_thread(self._spool.clear)
-            except OSError as exc:  # keep them listed (re-sent as no-ops) until the file can be cut
-                raise OSError(f"could not empty the spool {self._spool.path}: {exc}") from exc
-            self._spooled = []
-
-    async def _replay_orphan(self, orphan: Orphan) -> None:
-        chain = orphan.batches[0].chain
-        try:
-            sent = await self._replay(orphan.batches)
-        except AuditChainError as exc:
-            target = await asyncio.to_thread(orphan.set_aside)
-            log.error("audit chain %s: the spool %s left by a stopped worker cannot be appended (%s); kept in %s",
-                      chain, orphan.path, exc, target)
-            return
-        await asyncio.to_thread(orphan.remove)
-        log.warning("audit chain %s: adopted the spool %s left by a stopped worker; %d of %d batches replayed",
-                    chain, orphan.path, sent, len(orphan.batches))
-
-    async def _set_own_spool_aside(self, exc: AuditChainError) -> None:
-        """This chain's head in Redis is not the one its spool continues: the spool can never be appended."""
-        async with self._lock:
-            if not self._spooled:
-                return
-            count = len(self._spooled)
-            target = await asyncio.to_thread(self._spool.set_aside)
-            self._spooled = []
-            self._head = None  # the next batch starts from the head Redis holds, as after any fork
-        log.error("%s: its %d spooled batches cannot be appended; kept in %s", exc, count, target)
+    def _forget_head(self) -> None:
+        """The spooled batches will never be in Redis (under `_lock`): the next batch starts from Redis's head."""
+        self._head = None
 
     async def checkpoint(self) -> None:
         """Anchor the stored head outside Redis (append-only file, each line one O_APPEND write and fsync).
@@ -332,7 +211,7 @@ class AuditChain:
             return
         entry: dict[str, object] = {"chain": self.chain_id, "seq": head[0], "hash": head[1]}
         try:
-            flat, at = await self._heads(keys=[names.AUDIT_STREAM, names.AUDIT_HEADS])
+            heads, at = await self._store.heads_at()
         except UNREACHABLE as exc:
             log.warning("audit chain %s: the chain heads cannot be read (%s: %s); checkpointing its own head only",
                         self.chain_id, type(exc).__name__, exc)
@@ -340,11 +219,10 @@ class AuditChain:
             if head == self._checkpointed:
                 return
         else:
-            heads = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
             moved = {chain: value for chain, value in sorted(heads.items()) if self._covered.get(chain) != value}
             if not moved and head == self._checkpointed:
                 return
-            entry |= {"heads": moved, "at": at.decode()}
+            entry |= {"heads": moved, "at": at}
         entry["ts"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         line = orjson.dumps(sign_checkpoint(self._signer, entry) if self._signer else entry) + b"\n"
         self._checkpoint_file.parent.mkdir(parents=True, exist_ok=True)
@@ -362,22 +240,8 @@ class AuditChain:
         """Finish the batch in flight, try the spool one last time, release the spool (kept if Redis is still away)."""
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-        self._closing.set()
-        if self._replayer is not None:
-            await asyncio.gather(self._replayer, return_exceptions=True)
-        if self._spool is not None:
-            if self._spooled or self._orphans:
-                try:
-                    await self._replay_pass(adopt=False)
-                except Exception:
-                    log.exception("audit chain %s: the last replay failed", self.chain_id)
-            for orphan in self._orphans:
-                orphan.release()
-            self._orphans = []
-            if self._spooled:
-                log.warning("audit chain %s: %d batches stay spooled in %s until a worker adopts it",
-                            self.chain_id, len(self._spooled), self._spool.path)
-            await asyncio.to_thread(self._spool.close)
+        if self._replay is not None:
+            await self._replay.close()
         await self.checkpoint()
 
 

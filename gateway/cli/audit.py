@@ -29,6 +29,7 @@ from gateway.cli import CliError
 from gateway.cli._settings import settings_from, with_redis
 from gateway.crypto import pseudonym
 from gateway.settings import add_arguments
+from gateway.store.audit import AuditReader
 
 _CONNECTION = ("redis_url", "var_dir")
 _KEYS = ("client_ca", "audit_key", "audit_signing_key")
@@ -99,8 +100,10 @@ def _moment(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _with_client(args, work):
-    return with_redis(args, work, "read the audit log from Redis")
+def _with_log(args, work):
+    """Run `work(log, settings)` with the audit log of the Redis `with_redis` finds."""
+    return with_redis(args, lambda client, settings: work(AuditReader(client), settings),
+                      "read the audit log from Redis")
 
 
 def _line(record: dict) -> str:
@@ -114,23 +117,23 @@ def _print(record: dict, as_json: bool) -> None:
 
 
 def tail(args) -> int:
-    def work(client, _settings):
-        for record in query.tail(client, args.lines):
+    def work(log, _settings):
+        for record in log.tail(args.lines):
             _print(record, args.json)
         sys.stdout.flush()
         if args.follow:
-            for record in query.follow(client):
+            for record in log.follow():
                 _print(record, args.json)
                 sys.stdout.flush()
         return 0
-    return _with_client(args, work)
+    return _with_log(args, work)
 
 
 def search(args) -> int:
     if args.subject and args.customer:
         raise CliError("give --subject or --customer, not both")
 
-    def work(client, settings):
+    def work(log, settings):
         subject = args.subject
         if args.customer:
             try:
@@ -142,11 +145,11 @@ def search(args) -> int:
             except Exception as exc:  # the lookup could not be recorded: it does not happen
                 raise CliError(f"cannot record the re-identifying search, so it was not run: {exc}") from None
         filters = {"decision": args.decision, "reason": args.reason, "status": args.status, "subject": subject}
-        for record in query.search(client, client_id=args.client, consent_id=args.consent, since=args.since,
+        for record in query.search(log, client_id=args.client, consent_id=args.consent, since=args.since,
                                    until=args.until, filters=filters):
             _print(record, args.json)
         return 0
-    return _with_client(args, work)
+    return _with_log(args, work)
 
 
 def _report(result) -> int:
@@ -168,7 +171,7 @@ def run_verify(args) -> int:
     if args.checkpoints and not args.checkpoints.is_file():  # a file named must be read, never silently skipped
         raise CliError(f"{args.checkpoints}: no such checkpoint file")
 
-    def work(client, settings):
+    def work(log, settings):
         checkpoints = read_checkpoints(args.checkpoints or settings.var_dir / "audit" / "checkpoints.jsonl")
         signed = [c for c in checkpoints if "sig" in c]
         try:  # the key is needed only to check signatures
@@ -183,24 +186,24 @@ def run_verify(args) -> int:
                 print(f"audit checkpoint {number} (chain {checkpoint.get('chain')}, seq {checkpoint.get('seq')}) "
                       f"is not signed by the audit key {key_id(public)}", file=sys.stderr)
                 return 1
-        heads = query.heads(client)  # read before the records: a record appended meanwhile is past its head
-        code = _report(verify(query.iter_records(client), heads=heads, checkpoints=checkpoints))
+        heads = log.heads()  # read before the records: a record appended meanwhile is past its head
+        code = _report(verify(log.records(), heads=heads, checkpoints=checkpoints))
         if code == 0 and checkpoints:
             signer = f" by {key_id(public)}" if public else ""
             legacy = sum(1 for c in signed if "heads" not in c)
             print(f"checkpoints: {len(signed)} signed{signer}, {len(checkpoints) - len(signed)} unsigned; "
                   f"{legacy} of the signed name their own chain only (legacy format, or Redis was unreadable)")
         return code
-    return _with_client(args, work)
+    return _with_log(args, work)
 
 
 def report_anomalies(args) -> int:
     if args.hours < 2:
         raise CliError("--hours must be at least 2: the latest hour is compared with the ones before")
 
-    def work(client, _settings):
+    def work(log, _settings):
         start, end = window_start(None, args.hours)
-        tpps = activity(query.search(client, since=start, until=end), end, args.hours)
+        tpps = activity(query.search(log, since=start, until=end), end, args.hours)
         for flag in anomalies(tpps):
             sys.stdout.write(orjson.dumps(dataclasses.asdict(flag)).decode() + "\n" if args.json
                              else f"{flag.client_id}: {flag.kind}: {flag.detail}\n")
@@ -209,7 +212,7 @@ def report_anomalies(args) -> int:
                 print(f"  {tpp.client_id}: {tpp.total} calls, {sum(tpp.refusals)} refused, "
                       f"{sum(tpp.rate_limited)} rate limited, {sum(tpp.unattended)} unattended in {args.hours} h")
         return 0
-    return _with_client(args, work)
+    return _with_log(args, work)
 
 
 def export_checkpoints(args) -> int:
@@ -227,14 +230,14 @@ def export_checkpoints(args) -> int:
 
 
 def export(args) -> int:
-    def work(client, _settings):
+    def work(log, _settings):
         out = args.output.open("wb") if args.output else sys.stdout.buffer
         try:
-            for _, record in query.iter_records(client, query.stream_id_at(args.since) if args.since else "-",
-                                                query.stream_id_at(args.until) if args.until else "+"):
+            for _, record in log.records(query.stream_id_at(args.since) if args.since else "-",
+                                         query.stream_id_at(args.until) if args.until else "+"):
                 out.write(orjson.dumps(record) + b"\n")
         finally:
             if args.output:
                 out.close()
         return 0
-    return _with_client(args, work)
+    return _with_log(args, work)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 from starlette.concurrency import run_in_threadpool
 
-from gateway.call import Call, Upstream
+from gateway.call import STOP, Call, Flow, Stage, Upstream
 from gateway.consents import validate
 from gateway.consents.lifecycle import ConsentConflict, lapse_seconds, revoke
 from gateway.consents.model import (
@@ -26,14 +26,13 @@ from gateway.consents.model import (
 )
 from gateway.errors import Refusal
 from gateway.json_body import InvalidJson, loads_request
+from gateway.policy.model import ACCOUNT_ACCESS_CONSENTS, PAYMENT_CONSENTS
 
-BASE = "/open-banking/v3.1/aisp/account-access-consents"
-PAYMENT_BASE = "/open-banking/v3.1/pisp/domestic-payment-consents"
 _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 
 
-class _Consents:
-    """The last stage of a consent API: answers the call itself (sets `call.upstream`)."""
+class _Consents(Stage):
+    """The last stage of a consent API: answers the call itself (sets `call.upstream`, returns STOP)."""
 
     kind: Kind
     base: str
@@ -44,23 +43,27 @@ class _Consents:
         self._store, self._issuer, self._authorise_seconds = store, issuer, authorise_seconds
         self._notify = notify  # tells the TPP of a revocation (the durable outbox)
 
-    async def on_request(self, call: Call) -> None:
+    async def on_request(self, call: Call) -> Flow:
         consent_id = call.path_params.get("ConsentId")
         allowed = self.methods if consent_id else ("POST",)
         if call.method not in allowed:
             raise Refusal("route.method_not_allowed", headers={"Allow": ", ".join(allowed)})
         if call.method == "POST":
-            return await self._create(call)
-        consent = await run_in_threadpool(self._owned, call.client_id, consent_id)
+            await self._create(call)
+            return STOP
+        consent = await self._owned(call.client_id, consent_id)
         call.consent_id = consent.consent_id
         if call.method == "GET":
             call.upstream = Upstream(200, list(_JSON), self._document(consent))
-            return
+            return STOP
         try:
+            # The one revocation every place makes (lifecycle.revoke: the status change, then the TPP's notice in
+            # the durable outbox), on the sync store in a thread, as the dashboard and the CLI revoke.
             await run_in_threadpool(lambda: revoke(self._store, consent, self._notify, deleted=True))
         except ConsentConflict:
             raise Refusal("consent.conflict", f"The consent is {consent.status}.") from None
         call.upstream = Upstream(204, [(b"cache-control", b"no-store")], b"")
+        return STOP
 
     async def _create(self, call: Call) -> None:
         try:
@@ -76,13 +79,12 @@ class _Consents:
             status=Status.AWAITING_AUTHORISATION, created=created, status_updated=created, customer_id=None,
             accounts=(), authorise_by=(now + timedelta(seconds=self._authorise_seconds)).isoformat(
                 timespec="milliseconds"), **fields)
-        await run_in_threadpool(self._store.create, to_record(consent), expires_ms(consent),
-                                lapse_seconds(self._authorise_seconds))
+        await self._store.acreate(to_record(consent), expires_ms(consent), lapse_seconds(self._authorise_seconds))
         call.consent_id = consent.consent_id
         call.upstream = Upstream(201, list(_JSON), self._document(consent))
 
-    def _owned(self, client_id: str, consent_id: str) -> Consent:
-        record = self._store.get(client_id, consent_id)
+    async def _owned(self, client_id: str, consent_id: str) -> Consent:
+        record = await self._store.aget(client_id, consent_id)
         # A deleted consent is gone for the TPP (UK OB: GET after DELETE is a 400), though kept for the customer.
         if record is None or record["kind"] != self.kind or record.get("deleted"):
             raise Refusal("consent.unknown", path="ConsentId")
@@ -105,7 +107,7 @@ class _Consents:
 class AccountAccessConsents(_Consents):
     """OBReadConsent1 in, OBReadConsentResponse1 out."""
 
-    kind, base, prefix, methods = Kind.ACCOUNT_ACCESS, BASE, "aac", ("GET", "DELETE")
+    kind, base, prefix, methods = Kind.ACCOUNT_ACCESS, ACCOUNT_ACCESS_CONSENTS, "aac", ("GET", "DELETE")
 
     def _asked(self, body: object) -> dict:
         asked = validate.account_access(body)
@@ -124,7 +126,7 @@ class AccountAccessConsents(_Consents):
 class DomesticPaymentConsents(_Consents):
     """OBWriteDomesticConsent4 in, OBWriteDomesticConsentResponse5 out."""
 
-    kind, base, prefix = Kind.DOMESTIC_PAYMENT, PAYMENT_BASE, "pdc"
+    kind, base, prefix = Kind.DOMESTIC_PAYMENT, PAYMENT_CONSENTS, "pdc"
 
     def _asked(self, body: object) -> dict:
         asked = validate.domestic_payment(body)

@@ -46,17 +46,36 @@ def move(store, consent: Consent, target: Status, **changes) -> Consent:
     `consent` is as read (a lapsed one is already Rejected), so the table is checked here, and again in Redis
     against the stored status, which may have moved on since it was read.
     """
-    if target not in TRANSITIONS[consent.status]:
-        raise ConsentConflict(str(consent.status))
+    moved, expected = _moved(consent, target, changes)
     if target is Status.AUTHORISED:
         # Kept before the change, so an authorised consent never lapses out of Redis; should the change then lose
         # (revoked meanwhile), one record stays that a customer's approval, not a TPP, caused.
         store.keep(consent.client_id, consent.consent_id)
+    _stored(store.transition(to_record(moved), expected, expires_ms(moved)))
+    return moved
+
+
+async def move_async(store, consent: Consent, target: Status, **changes) -> Consent:
+    """`move` on the store's async twins (`akeep`, `atransition`: the worker's async client), for the request path."""
+    moved, expected = _moved(consent, target, changes)
+    if target is Status.AUTHORISED:
+        await store.akeep(consent.client_id, consent.consent_id)
+    _stored(await store.atransition(to_record(moved), expected, expires_ms(moved)))
+    return moved
+
+
+def _moved(consent: Consent, target: Status, changes: dict) -> tuple[Consent, list[str]]:
+    """The consent as it is to be stored, and the statuses the stored one may be in; ConsentConflict if the table
+    does not allow the move."""
+    if target not in TRANSITIONS[consent.status]:
+        raise ConsentConflict(str(consent.status))
     moved = dataclasses.replace(consent, status=target, status_updated=now_iso(), **changes)
-    found = store.transition(to_record(moved), sorted(str(s) for s in sources_of(target)), expires_ms(moved))
+    return moved, sorted(str(s) for s in sources_of(target))
+
+
+def _stored(found: str | None) -> None:
     if found is not None:
         raise ConsentConflict(found)
-    return moved
 
 
 def revoke(store, consent: Consent, notify, **changes) -> Consent:

@@ -4,6 +4,10 @@ UK OB v3.1.11 Account and Transaction API, "Consent Status": AwaitingAuthorisati
 Authorised → Revoked. A payment consent (Payment Initiation API) ends Consumed once used. Time is never a stored
 status: an authorised consent expires at its `ExpirationDateTime` and one never authorised lapses at `authorise_by`
 (it then reads as Rejected), both computed whenever the consent is read, so they take effect to the millisecond.
+
+What is computed here, on the worker's clock, is what people are shown (the status, the dashboard's revoke button)
+and whether a consent may still be authorised. Whether its tokens may be used is not decided here: the Admit script
+and the authorization server ask one Lua function, on Redis's clock (store/scripts/consent_rules.lua).
 """
 from __future__ import annotations
 
@@ -91,9 +95,9 @@ class Consent:
         return "Expired" if self.status is Status.AUTHORISED and self.expired() else str(self.status)
 
     @property
-    def usable(self) -> bool:
-        """May tokens of this consent be used right now (Admit decides the same on the hot path)?"""
-        return self.status is Status.AUTHORISED and not self.expired()
+    def revocable(self) -> bool:
+        """Offered for withdrawal on the dashboard: shown as Authorised (not past its ExpirationDateTime)."""
+        return self.shown_status == Status.AUTHORISED
 
 
 def from_record(record: dict) -> Consent:

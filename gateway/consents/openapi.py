@@ -7,23 +7,19 @@ references resolve; their schemas use no `nullable`, so JSON Schema draft 4 read
 from __future__ import annotations
 
 import functools
-import importlib.resources
-import json
 
 from jsonschema import Draft4Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
-_SPECS = importlib.resources.files("gateway") / "specs" / "ob-uk" / "v3.1.11"
-_APIS = {"pisp": "payment-initiation-openapi.json", "aisp": "account-info-openapi.json"}
+from gateway import specs
 
 
 @functools.cache
 def _validator(api: str, schema: str) -> Draft4Validator:
     registry: Registry = Registry()
-    for name, file in _APIS.items():
-        registry = registry.with_resource(f"urn:ob:{name}", DRAFT4.create_resource(
-            json.loads((_SPECS / file).read_text(encoding="utf-8"))))
+    for name in specs.APIS:
+        registry = registry.with_resource(f"urn:ob:{name}", DRAFT4.create_resource(specs.openapi(name)))
     return Draft4Validator({"$ref": f"urn:ob:{api}#/components/schemas/{schema}"}, registry=registry)
 
 

@@ -36,6 +36,7 @@ from gateway.oauth.tokens import (
 )
 from gateway.settings import Settings
 from gateway.store.clients import ClientStore
+from gateway.store.consent_rules import ConsentRules
 from gateway.store.consents import ConsentStore
 from gateway.store.oauth import AuthorizationStore
 
@@ -69,12 +70,15 @@ class Issuer(IssuerParameter):
 
 
 class GatewayAuthorizationServer(AuthorizationServer):
-    def __init__(self, settings: Settings, redis) -> None:
+    def __init__(self, settings: Settings, redis, live=None) -> None:
+        """`redis` is the sync client Authlib's threads use; `live` the worker's async client, for the stores' async
+        twins the request path uses (consents.api, payments)."""
         super().__init__(scopes_supported=["openid", "accounts", "payments"])
         self.settings = settings
         self.issuer = settings.issuer_url
-        self.clients = ClientStore(redis)
-        self.consents = ConsentStore(redis, CustomerIds.from_file(settings.audit_key_file))
+        self.clients = ClientStore(redis, live=live)
+        self.consents = ConsentStore(redis, CustomerIds.from_file(settings.audit_key_file), live=live)
+        self.consent_rules = ConsentRules(redis)
         self.store = AuthorizationStore(redis)
         self.kek = KeyEncryptionKey.load(settings.key_encryption_key_file)
         self.keys = SigningKeys(self.store, overlap=settings.access_token_seconds + KEY_OVERLAP_MARGIN, kek=self.kek)
@@ -145,12 +149,10 @@ class GatewayAuthorizationServer(AuthorizationServer):
         return consent
 
     def consent_usable(self, client_id: str, consent_id: str, grant_id: str | None) -> bool:
-        """Authorised, in date, and by the authorisation `grant_id` (a second, losing approval's code never works)."""
-        record = self.consents.get(client_id, consent_id)
-        if record is None:
-            return False
-        consent = from_record(record)
-        return consent.usable and consent.grant_id == grant_id
+        """This client's, Authorised, in date, and by the authorisation `grant_id` (a second, losing approval's code
+        never works): decided by the Admit script's own rule on Redis's clock (store/consent_rules.py), as for a
+        route that does not read a paid payment: a Consumed consent's tokens are neither refreshed nor active."""
+        return self.consent_rules.refusal(client_id, consent_id, grant_id) is None
 
     # Tokens, as revocation and introspection see them
     def find_token(self, value: str, hint: str | None, client: Client):
@@ -184,8 +186,8 @@ def resource_audience(issuer: str) -> str:
     return issuer + "/open-banking/v3.1"
 
 
-def build_authorization_server(settings: Settings, redis) -> GatewayAuthorizationServer:
-    server = GatewayAuthorizationServer(settings, redis)
+def build_authorization_server(settings: Settings, redis, live=None) -> GatewayAuthorizationServer:
+    server = GatewayAuthorizationServer(settings, redis, live)
     server.register_client_auth_method(TlsClientAuth.name, TlsClientAuth())
     server.register_client_auth_method(PrivateKeyJwt.name, PrivateKeyJwt(server.issuer, server.store))
     server.register_grant(grants.PushedAuthorizationCode, [grants.S256CodeChallenge(required=True)])

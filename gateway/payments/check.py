@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import orjson
 
-from gateway.call import Call
+from gateway.call import CONTINUE, Call, Flow, Stage
 from gateway.consents.model import payment_digest
 from gateway.consents.validate import domestic_payment
 from gateway.errors import Refusal
 from gateway.json_body import InvalidJson, loads_request
 
 
-class CheckPayment:
-    async def on_request(self, call: Call) -> None:
+class CheckPayment(Stage):
+    async def on_request(self, call: Call) -> Flow:
         if not call.route.uses_consent:
-            return
+            return CONTINUE
         try:
             body = loads_request(call.body)
         except InvalidJson as exc:
@@ -29,6 +29,7 @@ class CheckPayment:
             raise Refusal("payment.consent_mismatch", "Data.ConsentId is not the consent of the access token.",
                           path="Data.ConsentId")
         call.payment_digest = payment_digest(payment.initiation, payment.risk)
+        return CONTINUE
 
     async def on_response(self, call: Call) -> None:
         """A payment read answers only for this consent's own payment (the bank knows the customer, not the TPP)."""

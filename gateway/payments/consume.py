@@ -5,19 +5,17 @@ failed), the claim stays: no second payment can start under this consent. Once t
 failure does not hide its answer from the TPP (settle.py)."""
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
-
-from gateway.call import Call
-from gateway.consents.lifecycle import ConsentConflict, move
+from gateway.call import Call, Stage
+from gateway.consents.lifecycle import ConsentConflict, move_async
 from gateway.consents.model import Status, from_record
 from gateway.errors import Refusal
 from gateway.payments.idempotency import UNKNOWN_OUTCOME
 from gateway.payments.settle import now_or_later
 
 
-class ConsumeConsent:
+class ConsumeConsent(Stage):
     def __init__(self, consents, admission) -> None:
-        self._consents = consents    # sync ConsentStore (the status change, as everywhere: lifecycle.move)
+        self._consents = consents    # ConsentStore, its async twins (the status change, as everywhere: lifecycle)
         self._admission = admission  # async AdmissionStore (the claim)
 
     async def on_response(self, call: Call) -> None:
@@ -25,8 +23,7 @@ class ConsumeConsent:
             return
         client_id, consent_id, claim = call.client_id, call.consent_id, call.payment_claim
         if 200 <= call.upstream.status < 300:
-            await now_or_later(f"consent {consent_id} paid: Consumed",
-                               lambda: run_in_threadpool(self._consume, client_id, consent_id))
+            await now_or_later(f"consent {consent_id} paid: Consumed", lambda: self._consume(client_id, consent_id))
         else:
             await now_or_later(f"consent {consent_id} refused by the bank: claim released",
                                lambda: self._admission.release_payment(client_id, consent_id, claim))
@@ -35,8 +32,9 @@ class ConsumeConsent:
         if call.payment_claim is not None and refusal.reason not in UNKNOWN_OUTCOME:
             await self._admission.release_payment(call.client_id, call.consent_id, call.payment_claim)
 
-    def _consume(self, client_id: str, consent_id: str) -> None:
+    async def _consume(self, client_id: str, consent_id: str) -> None:
         try:
-            move(self._consents, from_record(self._consents.get(client_id, consent_id)), Status.CONSUMED)
+            await move_async(self._consents, from_record(await self._consents.aget(client_id, consent_id)),
+                             Status.CONSUMED)
         except ConsentConflict:
             pass  # revoked while the bank paid: the payment stands, the consent stays what it became

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from gateway.call import Call, Upstream
+from gateway.call import CONTINUE, STOP, Call, Flow, Stage, Upstream
 from gateway.errors import Refusal
 from gateway.payments.settle import now_or_later
 from gateway.ratelimit import conclude
@@ -22,7 +22,7 @@ MAX_KEY_LENGTH = 40                 # UK OB: "max length 40"
 UNKNOWN_OUTCOME = frozenset({"backend.timeout", "backend.error", "backend.unanswered"})
 
 
-class Idempotency:
+class Idempotency(Stage):
     def __init__(self, store: IdempotencyStore, *, always: bool = False, wait_seconds: float = 10.0,
                  admission=None, rate=None) -> None:
         self._store = store
@@ -35,9 +35,9 @@ class Idempotency:
     def _applies(self, call: Call) -> bool:
         return call.method == "POST" and (self._always or (call.route is not None and call.route.idempotency_required))
 
-    async def on_request(self, call: Call) -> None:
+    async def on_request(self, call: Call) -> Flow:
         if not self._applies(call):
-            return
+            return CONTINUE
         values = [v for k, v in call.headers if k == KEY_HEADER]
         if not values:
             raise Refusal("idempotency.missing", path="x-idempotency-key")
@@ -58,10 +58,11 @@ class Idempotency:
                 conclude(call, verdict)
             response = claim.response
             call.upstream = Upstream(response.status, list(response.headers), response.body)
-            return
+            return STOP  # answered: the stages after this one (Admit, the bank) are not asked again
         if claim.state != "new":
             raise Refusal("idempotency.pending", headers={"Retry-After": "1"}, path="x-idempotency-key")
         call.idempotency = (key, claim)
+        return CONTINUE
 
     async def on_response(self, call: Call) -> None:
         if call.idempotency is not None:

@@ -1,20 +1,31 @@
-"""The resource pipeline: named stages, run in one direction, each able to refuse.
+"""The resource pipeline: named stages, run in one direction, each able to refuse. The order is written once, here,
+as one literal tuple per pipeline.
 
-`on_request` hooks run in the order of the tuple; `on_response` hooks run in reverse, so the stages that shape the
-answer unwrap in the mirror order of the ones that checked the request (Envoy's filter chain). A stage refuses by
-raising `Refusal`; it never writes a response itself. The order is written once, here.
+The stage contract (`gateway.call.Stage`, a Protocol) and how `Pipeline` runs it:
+- `on_request(call)` hooks run in the order of the tuple. Each returns `CONTINUE` or `STOP`; `STOP` means the stage
+  answered the call (it set `call.upstream`: Forward with the bank's answer, Idempotency with a replay, a consent-API
+  resource), and no later request hook runs, as an Envoy filter that sends a local reply stops the chain.
+- `on_response(call)` hooks run in reverse over the stages the call went through, so the stages that shape the answer
+  unwrap in the mirror order of the ones that checked the request (Envoy's filter chain).
+- A stage refuses by raising `Refusal`; it never writes a response itself. The refusal is first shown, with
+  `on_abort(call, refusal)`, to the stages before it (to undo a claim they made), then goes on to be rendered.
+- A fault (any other exception) is shown to them as `backend.unanswered` if the failing stage declares `calls_bank`
+  (the bank may have acted: a payment claim stays held), else as `error.unexpected`; then it goes on to be rendered.
+- Which hooks a stage has is found once, when the Pipeline is built: a call runs only the hooks that exist.
+- The request body reaches ReadBody through `call.receive`, set by the endpoint (endpoint.py).
 
 Consent-bound calls carry the consent id in the signed token; everything the token proves is checked first, without
-I/O. The consent record is then the only source of what it grants: Admit reads it live in one round trip and
+I/O. The consent record is then the only source of what it allows: Admit reads it live in one round trip and
 decides status, expiry, permission, account and the unattended allowance together - in the script, because the
 allowance may only be charged for a call that passes the permission and account checks. The permissions, accounts
-and window it returns drive Forward (what the bank is asked for) and Minimise (what the TPP is given).
+and window it returns (`call.entitlement`) drive Forward (what the bank is asked for) and Minimise (what the TPP is
+given).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gateway.call import Call
+from gateway.call import STOP, Call, Stage
 from gateway.errors import Refusal
 from gateway.oauth.tokens import AccessTokenVerifier
 from gateway.payments.check import CheckPayment
@@ -36,9 +47,10 @@ from gateway.store.idempotency import IdempotencyStore
 
 def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVerifier, keys: KeyCache,
                     admission: AdmissionStore, issuer: str, *, clients, consents,
-                    idempotency: IdempotencyStore) -> tuple:
+                    idempotency: IdempotencyStore) -> tuple[Stage, ...]:
     """The stages of every proxied `/open-banking/...` call, in order (the `on_response` hooks run backwards:
-    Minimise cuts the answer, ConsumeConsent settles a payment consent, Idempotency keeps the answer).
+    Minimise cuts the answer, ConsumeConsent settles a payment consent, Idempotency keeps the answer). Forward,
+    last, is the one stage that calls the bank; Idempotency stops the chain when it replays an answer.
 
     The payment stages act only where the route's policy says so (`signature`, `idempotency`, `uses_consent`).
     """
@@ -58,11 +70,12 @@ def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVe
 
 
 def consent_api_stages(scope: str, verifier: AccessTokenVerifier, keys: KeyCache, admission: AdmissionStore,
-                       policy: PolicySet, route_ids: Mapping[str, str], resource,
-                       idempotency: IdempotencyStore | None = None, clients=None) -> tuple:
-    """The stages of a consent-resource call (made with a client-credentials token), ending in `resource`;
-    `route_ids` names the gateway route of each method (for its rate-limit group); with `idempotency`, a POST
-    needs its x-idempotency-key and x-jws-signature (payment consents, UK OB v3.1.4+)."""
+                       policy: PolicySet, route_ids: Mapping[str, str], resource: Stage,
+                       idempotency: IdempotencyStore | None = None, clients=None) -> tuple[Stage, ...]:
+    """The stages of a consent-resource call (made with a client-credentials token), ending in `resource`, which
+    answers it (consents.api; none of them calls the bank). `route_ids` names the gateway route of each method (for
+    its rate-limit group); with `idempotency`, a POST needs its x-idempotency-key and x-jws-signature (payment
+    consents, UK OB v3.1.4+)."""
     return (
         RequireClientCertificate(),
         VerifyAccessToken(verifier, keys, consent_bound=False, scope=scope),
@@ -74,42 +87,44 @@ def consent_api_stages(scope: str, verifier: AccessTokenVerifier, keys: KeyCache
 
 
 class Pipeline:
-    """Runs `on_request` forward, then `on_response` backward over the stages that ran.
+    """Runs `on_request` forward, then `on_response` backward over the stages that ran (the contract: above)."""
 
-    A stage may answer the call itself by setting `call.upstream` (an idempotent replay, the consent API): the
-    request hooks stop there, as an Envoy filter that sends a local reply stops the chain. A refusal raised by a
-    stage is first shown, with `on_abort(call, refusal)`, to the stages that ran before it (to undo a claim they
-    made), then goes on to be rendered.
-    """
-
-    def __init__(self, stages: tuple) -> None:
+    def __init__(self, stages: tuple[Stage, ...]) -> None:
         self.stages = stages
+        hooks = [{name: _hook(stage, name) for name in ("on_request", "on_response", "on_abort")}
+                 for stage in stages]
+        self._requests = tuple((index, h["on_request"]) for index, h in enumerate(hooks) if h["on_request"])
+        # Indexed by how many stages the call went through: their response (abort) hooks, last stage first.
+        self._responses = tuple(tuple(h["on_response"] for h in reversed(hooks[:ran]) if h["on_response"])
+                                for ran in range(len(stages) + 1))
+        self._aborts = tuple(tuple(h["on_abort"] for h in reversed(hooks[:ran]) if h["on_abort"])
+                             for ran in range(len(stages) + 1))
+        self._faults = tuple("backend.unanswered" if getattr(stage, "calls_bank", False) else "error.unexpected"
+                             for stage in stages)
 
     async def run(self, call: Call) -> None:
-        ran: list = []
-        stage = None
+        ran = len(self.stages)
+        index = 0
         try:
-            for stage in self.stages:
-                if hasattr(stage, "on_request"):
-                    await stage.on_request(call)
-                ran.append(stage)
-                if call.upstream is not None:
+            for index, on_request in self._requests:
+                if await on_request(call) is STOP:
+                    ran = index + 1
                     break
         except Refusal as refusal:
-            await self._abort(ran, call, refusal)
+            await self._abort(index, call, refusal)
             raise
         except Exception:
-            # A fault before the last stage (the one that calls the bank) left the bank untouched: claims are
-            # released; a fault in it may have come after the bank acted: treated as an unknown outcome.
-            unknown = stage is self.stages[-1]
-            await self._abort(ran, call, Refusal("backend.unanswered" if unknown else "error.unexpected"))
+            await self._abort(index, call, Refusal(self._faults[index]))
             raise
-        for stage in reversed(ran):
-            if hasattr(stage, "on_response"):
-                await stage.on_response(call)
+        for on_response in self._responses[ran]:
+            await on_response(call)
 
-    @staticmethod
-    async def _abort(ran: list, call: Call, refusal: Refusal) -> None:
-        for stage in reversed(ran):
-            if hasattr(stage, "on_abort"):
-                await stage.on_abort(call, refusal)
+    async def _abort(self, ran: int, call: Call, refusal: Refusal) -> None:
+        for on_abort in self._aborts[ran]:
+            await on_abort(call, refusal)
+
+
+def _hook(stage: Stage, name: str):
+    """`stage`'s own `name` hook, bound; None where it has none, or only the default that does nothing."""
+    defined = getattr(type(stage), name, None)
+    return None if defined is None or defined is getattr(Stage, name) else getattr(stage, name)

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from gateway.audit.customers import CustomerIds
-from gateway.call import Call
+from gateway.call import CONTINUE, Call, Flow, Stage
 from gateway.errors import Refusal
 from gateway.oauth.tokens import GRANT_CLAIM
-from gateway.policy.fields import Grant, parse_moment
+from gateway.policy.fields import Entitlement, parse_moment
 from gateway.policy.model import UnattendedPolicy
 from gateway.ratelimit import RateLimitArgs, conclude
 from gateway.store.admission import AdmissionStore
@@ -26,7 +26,7 @@ from gateway.store.redis import RedisError
 CUSTOMER_IP = b"x-fapi-customer-ip-address"  # FAPI: present when the customer is, absent for an unattended call
 
 
-class Admit:
+class Admit(Stage):
     def __init__(self, store: AdmissionStore, unattended: UnattendedPolicy, rate: RateLimitArgs,
                  customers: CustomerIds) -> None:
         self._store = store
@@ -34,7 +34,7 @@ class Admit:
         self._rate = rate
         self._customers = customers
 
-    async def on_request(self, call: Call) -> None:
+    async def on_request(self, call: Call) -> Flow:
         claims, route = call.claims, call.route
         # PSD2 RTS Art. 36(5) limits account information: routes that read consented data.
         call.unattended = bool(route.permissions) and not any(k == CUSTOMER_IP for k, _ in call.headers)
@@ -52,11 +52,12 @@ class Admit:
             call.customer_id = self._customers.reveal(call.consent_id, verdict.customer_id)
         conclude(call, verdict)
         call.payment_claim = verdict.claim
-        call.grant = Grant(frozenset(verdict.permissions), frozenset(verdict.accounts),
-                           (parse_moment(verdict.window[0]), parse_moment(verdict.window[1])))
+        call.entitlement = Entitlement(frozenset(verdict.permissions), frozenset(verdict.accounts),
+                                       (parse_moment(verdict.window[0]), parse_moment(verdict.window[1])))
+        return CONTINUE
 
 
-class AdmitClient:
+class AdmitClient(Stage):
     """The client-credentials counterpart (consent API): the rate limit, the client enabled, the token not revoked.
 
     `route_ids` names the gateway's own route of each method (model.GATEWAY_ROUTE_IDS), for its rate-limit group.
@@ -67,7 +68,7 @@ class AdmitClient:
         self._rate = rate
         self._route_ids = route_ids
 
-    async def on_request(self, call: Call) -> None:
+    async def on_request(self, call: Call) -> Flow:
         route_id = self._route_ids.get(call.method)
         if route_id is None:
             raise Refusal("route.method_not_allowed", headers={"Allow": ", ".join(sorted(self._route_ids))})
@@ -77,3 +78,4 @@ class AdmitClient:
         except (RedisError, OSError):
             raise Refusal("admission.unavailable", headers={"Retry-After": "1"}) from None
         conclude(call, verdict)
+        return CONTINUE

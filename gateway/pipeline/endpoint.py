@@ -11,30 +11,27 @@ comes before the token checks too, as the whole body used to be read before anyt
 limit, 64 KiB unless a route says otherwise. A pipeline without ReadBody (the consent API: routed by Starlette, no
 RoutePolicy) has its body read here, before the pipeline, with the fixed `MAX_BODY_BYTES`.
 
-The ASGI `receive` reaches ReadBody through a context variable set while the pipeline runs (each request runs in
-its own asyncio task, so the value is that request's). Call holds what the stages decide; `receive` is the
-transport, like the ASGI scope, and a stage still keeps no per-request attribute.
+The ASGI `receive` reaches ReadBody on the call (`call.receive`, put there by the endpoint): like the scope it is
+the transport, not something a stage decides, and a stage still keeps no per-request attribute.
 """
 from __future__ import annotations
 
-from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
-from gateway.body import MAX_BODY_BYTES, Receive, read_body, require_json
-from gateway.call import SCOPE_KEY, Call
+from gateway.body import MAX_BODY_BYTES, read_body, require_json
+from gateway.call import CONTINUE, SCOPE_KEY, Call, Flow, Stage
 
 if TYPE_CHECKING:
     from gateway.pipeline import Pipeline
 
-_RECEIVE: ContextVar[Receive] = ContextVar("obgw.receive")
 
-
-class ReadBody:
+class ReadBody(Stage):
     """Reads the body into `call.body` with the matched route's `max_body_bytes` (after MatchRoute)."""
 
-    async def on_request(self, call: Call) -> None:
+    async def on_request(self, call: Call) -> Flow:
         require_json(call.method, call.headers)
-        call.body = await read_body(_RECEIVE.get(), call.route.max_body_bytes, call.headers)
+        call.body = await read_body(call.receive, call.route.max_body_bytes, call.headers)
+        return CONTINUE
 
 
 class ResourceEndpoint:
@@ -54,16 +51,13 @@ class ResourceEndpoint:
     async def __call__(self, scope, receive, send) -> None:
         call: Call = scope[SCOPE_KEY]
         call.path, call.query, call.headers = scope["path"], scope["query_string"], scope["headers"]
+        call.receive = receive
         if self.template is not None:
             call.route_template, call.path_params = self.template, dict(scope.get("path_params", {}))
         if not self._pipeline_reads_body:
             require_json(call.method, call.headers)
             call.body = await read_body(receive, self.max_body_bytes, call.headers)
-        reading = _RECEIVE.set(receive)
-        try:
-            await self.pipeline.run(call)
-        finally:
-            _RECEIVE.reset(reading)
+        await self.pipeline.run(call)
         upstream = call.upstream
         headers = [*upstream.headers, (b"content-length", str(len(upstream.body)).encode())]
         await send({"type": "http.response.start", "status": upstream.status, "headers": headers})

@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from gateway.call import Call, Upstream
+from gateway.call import STOP, Call, Flow, Stage, Upstream
 from gateway.consents.openapi import first_problem
 from gateway.errors import Refusal, namespaced
 from gateway.pipeline.breaker import BackendGuard, Clock
@@ -44,16 +44,17 @@ RESPONSE_HEADERS = frozenset({
 def _scoped_query(call: Call) -> str:
     """The TPP's query, with what the consent decides put in by the gateway: the selected accounts (so the bank
     fetches no others) and the transaction window narrowed to the consent's (so it fetches no more)."""
-    route, grant = call.route, call.grant
-    if grant is None or (route.selected_accounts_param is None and (route.fields is None or not route.fields.window)):
+    route, entitlement = call.route, call.entitlement
+    if entitlement is None or (route.selected_accounts_param is None
+                               and (route.fields is None or not route.fields.window)):
         return call.query.decode("latin-1")
     asked = dict(parse_qsl(call.query.decode("latin-1"), keep_blank_values=True))
     try:
-        ours = windows(route.fields, asked, grant) if route.fields is not None else {}
+        ours = windows(route.fields, asked, entitlement) if route.fields is not None else {}
     except WindowError as bad:
         raise Refusal("request.invalid_date", str(bad), path=bad.param) from None
     if route.selected_accounts_param:
-        ours[route.selected_accounts_param] = ",".join(sorted(grant.accounts))
+        ours[route.selected_accounts_param] = ",".join(sorted(entitlement.accounts))
     window = route.fields.window if route.fields is not None else None
     theirs = {k: v for k, v in asked.items()
               if k != route.selected_accounts_param and not (window and k in (window.from_param, window.to_param))}
@@ -85,8 +86,10 @@ def _ob_error(body: bytes) -> bytes | None:
     return orjson.dumps(document)
 
 
-class Forward:
-    """Sends the call to the route's service and stores the answer on `call.upstream`."""
+class Forward(Stage):
+    """Sends the call to the route's service and answers the call with what it said (`call.upstream`)."""
+
+    calls_bank = True  # a fault here may come after the bank acted: the outcome is unknown (stage contract)
 
     def __init__(self, policy: PolicySet, clock: Clock = time.monotonic) -> None:
         self._policy = policy
@@ -100,7 +103,7 @@ class Forward:
         await asyncio.gather(*(session.close() for session in self._sessions.values()))
         self._sessions.clear()
 
-    async def on_request(self, call: Call) -> None:
+    async def on_request(self, call: Call) -> Flow:
         route = call.route
         service = route.service
         target = route.upstream_target(call.path_params)
@@ -115,8 +118,8 @@ class Forward:
         headers["x-fapi-interaction-id"] = call.interaction_id
         if call.customer_id:  # the bank learns whose data from the consent, never from anything the TPP sent
             headers[CUSTOMER_HEADER] = call.customer_id
-        if route.uses_consent and call.grant is not None:  # ... and, for a payment, the account the customer chose
-            headers[DEBTOR_ACCOUNT_HEADER] = sorted(call.grant.accounts)[0]
+        if route.uses_consent and call.entitlement is not None:  # ... and, for a payment, the account chosen
+            headers[DEBTOR_ACCOUNT_HEADER] = sorted(call.entitlement.accounts)[0]
         timeout = aiohttp.ClientTimeout(total=route.timeout_ms / 1000, sock_connect=service.connect_timeout_ms / 1000)
         with self._guards[service.name].admit() as admission:  # may refuse (503) before any I/O
             try:
@@ -147,3 +150,4 @@ class Forward:
             headers=[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()
                      if k.lower() in RESPONSE_HEADERS],
             body=body)
+        return STOP

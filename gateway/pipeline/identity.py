@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from gateway.call import Call, ClientCertificate
+from gateway.call import CONTINUE, Call, ClientCertificate, Flow, Stage
 from gateway.crypto import x5t_s256
 from gateway.errors import Refusal
 
@@ -82,9 +82,10 @@ def is_trusted_proxy(client: Sequence | None, proxies: Sequence) -> bool:
     return any(address in network for network in proxies)
 
 
-class RequireClientCertificate:
+class RequireClientCertificate(Stage):
     """Every TPP-facing endpoint needs a verified client certificate (FAPI 1 Advanced §5.2.2-5, RFC 8705 §2)."""
 
-    async def on_request(self, call: Call) -> None:
+    async def on_request(self, call: Call) -> Flow:
         if call.certificate is None:
             raise Refusal("identity.no_certificate")
+        return CONTINUE

@@ -214,7 +214,8 @@ class RefuseUnparsed:
 
 class TransportIdentity:
     """Sets `call.certificate` from the verified TLS peer, or from RFC 9440 headers sent by a trusted proxy; and, from
-    a trusted proxy only, the client's address it appended to `X-Forwarded-For` as `scope["client"]` (client_address.py).
+    a trusted proxy only, the client's address it appended to `X-Forwarded-For` as `scope["client"]`
+    (client_address.py).
 
     Envoy's rfc9440 filter rule: the identity headers are stripped from every request first, and only a configured
     proxy's value is ever read, so no TPP can claim another's certificate by sending a header.

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import orjson
 
-from gateway.call import Call
+from gateway.call import Call, Stage
 from gateway.errors import Refusal
-from gateway.policy.fields import Grant, MinimiseError, minimise
+from gateway.policy.fields import Entitlement, MinimiseError, minimise
 
 _BODY_HEADERS = frozenset({b"x-jws-signature", b"etag", b"last-modified", b"cache-control"})
 
 
-class Minimise:
+class Minimise(Stage):
     def __init__(self, issuer: str) -> None:
         self._issuer = issuer  # Links.Self names the gateway's URL, never the back-end's
 
@@ -24,10 +24,11 @@ class Minimise:
         if fields is None or upstream is None or not 200 <= upstream.status < 300:
             return
         query = "?" + call.query.decode("latin-1") if call.query else ""
-        grant = call.grant
-        grant = Grant(grant.permissions, grant.accounts, grant.window, f"{self._issuer}{call.path}{query}")
+        consented = call.entitlement
+        entitlement = Entitlement(consented.permissions, consented.accounts, consented.window,
+                                  f"{self._issuer}{call.path}{query}")
         try:
-            body = orjson.dumps(minimise(orjson.loads(upstream.body), fields, grant))
+            body = orjson.dumps(minimise(orjson.loads(upstream.body), fields, entitlement))
         except (orjson.JSONDecodeError, MinimiseError):
             raise Refusal("minimise.failed") from None
         upstream.body = body

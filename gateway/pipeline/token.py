@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 
-from gateway.call import Call
+from gateway.call import CONTINUE, Call, Flow, Stage
 from gateway.errors import Refusal, token_refusal
 from gateway.oauth.signing_keys import VERIFIER_RELOAD_SECONDS, KeyRing
 from gateway.oauth.tokens import (
@@ -56,7 +56,7 @@ class KeyCache:
         return key
 
 
-class VerifyAccessToken:
+class VerifyAccessToken(Stage):
     def __init__(self, verifier: AccessTokenVerifier, keys: KeyCache, *, consent_bound: bool,
                  scope: str | None = None) -> None:
         self._verifier, self._keys = verifier, keys
@@ -64,7 +64,7 @@ class VerifyAccessToken:
         self._scope = scope                  # fixed scope, else the route's
         self._cache: OrderedDict[str, tuple[str, Mapping]] = OrderedDict()  # token → (its kid, verified claims)
 
-    async def on_request(self, call: Call) -> None:
+    async def on_request(self, call: Call) -> Flow:
         token = _bearer(call.headers)
         cached = self._cache.get(token)
         if cached is None or cached[1]["exp"] <= time.time():
@@ -87,6 +87,7 @@ class VerifyAccessToken:
         if scope and scope not in claims["scope"].split():
             raise Refusal("token.insufficient_scope",
                           headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'})
+        return CONTINUE
 
     async def _verify(self, token: str) -> tuple[str, Mapping]:
         try:

@@ -9,22 +9,22 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import importlib.resources
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from gateway import specs
 from gateway.policy.loader import (
     INVALID,
     Document,
     PolicyError,
     PolicyProblem,
+    json_pointer,
     load_file,
 )
 from gateway.policy.model import (
-    GATEWAY_ROUTE_IDS,
+    CONSENT_API_ROUTE_IDS,
     FieldRule,
     FieldSet,
     Limit,
@@ -39,25 +39,19 @@ from gateway.policy.model import (
 from gateway.policy.router import MethodNotAllowed, RouteMatch, Router
 from gateway.policy.schema import FILES, check_document, http_url_problem
 
-_SPECS = importlib.resources.files("gateway") / "specs" / "ob-uk"
-# The vendored v3.1.11 APIs whose components.schemas name the response types routes may declare.
-_RESPONSE_APIS = ("account-info", "payment-initiation")
-
 
 @functools.cache
 def permission_codes() -> tuple[str, ...]:
     """The 21 UK Open Banking v3.1.11 permission codes."""
-    clusters = json.loads((_SPECS / "permission-clusters.json").read_text(encoding="utf-8"))
-    return tuple(clusters["v3.1.11"]["permissions"])
+    return tuple(specs.permission_clusters()[specs.VERSION]["permissions"])
 
 
 @functools.cache
 def _schemas() -> Mapping[str, Any]:
-    """components.schemas of the vendored v3.1.11 APIs, by name."""
+    """components.schemas of the vendored v3.1.11 APIs, by name: the response types routes may declare."""
     schemas: dict[str, Any] = {}
-    for api in _RESPONSE_APIS:
-        spec = json.loads((_SPECS / "v3.1.11" / f"{api}-openapi.json").read_text(encoding="utf-8"))
-        schemas.update(spec["components"]["schemas"])
+    for api in specs.APIS:
+        schemas.update(specs.openapi(api)["components"]["schemas"])
     return MappingProxyType(schemas)
 
 
@@ -390,6 +384,9 @@ def tiers_are_whole(policy: _Checked) -> Iterator[PolicyProblem]:
 
 def limit_tiers_exist(policy: _Checked) -> Iterator[PolicyProblem]:
     limits = _limits(policy)
+    document = policy.documents.get("limits.yaml")
+    if "tiers" not in limits and document is not None and json_pointer(("tiers",)) in document.positions:
+        return  # given but invalid: reported by the shape check, and no tier can be known to be missing
     tiers = limits.get("tiers", {})
     defined = f"limits.yaml defines: {', '.join(sorted(tiers))}" if tiers else "limits.yaml defines no tiers"
     if "default_tier" in limits and limits["default_tier"] not in tiers:
@@ -404,7 +401,7 @@ def limit_tiers_exist(policy: _Checked) -> Iterator[PolicyProblem]:
 
 
 def route_group_routes_exist(policy: _Checked) -> Iterator[PolicyProblem]:
-    known = {route["id"] for _, route in policy.routes() if "id" in route} | set(GATEWAY_ROUTE_IDS)
+    known = {route["id"] for _, route in policy.routes() if "id" in route} | CONSENT_API_ROUTE_IDS
     first: dict[str, str] = {}
     for group, spec in _limits(policy).get("route_groups", {}).items():
         if spec is INVALID:

@@ -24,8 +24,9 @@ class MinimiseError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Grant:
-    """What a consent grants, as the minimiser needs it."""
+class Entitlement:
+    """What a consent entitles the TPP to (its permissions, the accounts the customer selected, the transaction
+    window), and the URL the answer is served at (its Links.Self): what the minimiser needs. Not an OAuth grant."""
     permissions: frozenset[str]
     accounts: frozenset[str]
     window: tuple[datetime | None, datetime | None] = (None, None)
@@ -39,18 +40,18 @@ def parse_moment(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def minimise(document: object, fields: FieldSet, grant: Grant) -> dict:
+def minimise(document: object, fields: FieldSet, entitlement: Entitlement) -> dict:
     if not isinstance(document, dict):
         raise MinimiseError("the answer is not a JSON object")
     if fields.records is not None:
-        document = _filter_records(document, fields, grant)
-    result = _apply(document, fields.root, grant, False)
+        document = _filter_records(document, fields, entitlement)
+    result = _apply(document, fields.root, entitlement, False)
     if result is _DROP or not isinstance(result, dict):
         raise MinimiseError("nothing of the answer is allowed")
     return result
 
 
-def _filter_records(document: dict, fields: FieldSet, grant: Grant) -> dict:
+def _filter_records(document: dict, fields: FieldSet, entitlement: Entitlement) -> dict:
     container: object = document
     for name in fields.records:
         # Anything but objects on the way down would let the records past their filters: refuse it.
@@ -61,7 +62,7 @@ def _filter_records(document: dict, fields: FieldSet, grant: Grant) -> dict:
         container = container[name]
     if not isinstance(container, list):
         raise MinimiseError(f"{'.'.join(fields.records)} is not a list")
-    return _replace_at(document, fields.records, [r for r in container if _record_allowed(r, fields, grant)])
+    return _replace_at(document, fields.records, [r for r in container if _record_allowed(r, fields, entitlement)])
 
 
 def _replace_at(document: dict, path: tuple[str, ...], value: object) -> dict:
@@ -70,21 +71,21 @@ def _replace_at(document: dict, path: tuple[str, ...], value: object) -> dict:
     return {**document, head: _replace_at(document[head], tuple(rest), value) if rest else value}
 
 
-def _record_allowed(record: object, fields: FieldSet, grant: Grant) -> bool:
+def _record_allowed(record: object, fields: FieldSet, entitlement: Entitlement) -> bool:
     if not isinstance(record, dict):
         raise MinimiseError("a record is not an object")
     for field in (fields.account_field, fields.direction[0] if fields.direction else None):
         if field is not None and record.get(field) is not None and not isinstance(record[field], str):
             raise MinimiseError(f"a record's {field} is not a string")
-    if fields.account_field is not None and record.get(fields.account_field) not in grant.accounts:
+    if fields.account_field is not None and record.get(fields.account_field) not in entitlement.accounts:
         return False  # a record of another account, or of none, is not the customer's to share
     if fields.direction is not None:
         field, permissions = fields.direction
         permission = permissions.get(record.get(field))
-        if permission is None or permission not in grant.permissions:
+        if permission is None or permission not in entitlement.permissions:
             return False
     if fields.window is not None:
-        since, until = grant.window
+        since, until = entitlement.window
         try:
             moment = parse_moment(record.get(fields.window.field))
         except (TypeError, ValueError):
@@ -94,17 +95,17 @@ def _record_allowed(record: object, fields: FieldSet, grant: Grant) -> bool:
     return True
 
 
-def _allowed(rule: FieldRule, grant: Grant) -> bool:
-    return not rule.permissions or bool(rule.permissions & grant.permissions)
+def _allowed(rule: FieldRule, entitlement: Entitlement) -> bool:
+    return not rule.permissions or bool(rule.permissions & entitlement.permissions)
 
 
-def _apply(value: object, node: FieldNode | None, grant: Grant, whole: bool) -> object:
+def _apply(value: object, node: FieldNode | None, entitlement: Entitlement, whole: bool) -> object:
     if whole and (node is None or not node.children):
         return value  # allowed whole, with no deeper rule: nothing inside it to cut (the document is ours to share)
     if isinstance(value, list):
         out_list = []
         for item in value:
-            result = _apply(item, node, grant, whole)
+            result = _apply(item, node, entitlement, whole)
             if result is not _DROP:
                 out_list.append(result)
         return out_list
@@ -118,22 +119,23 @@ def _apply(value: object, node: FieldNode | None, grant: Grant, whole: bool) -> 
                     out[key] = item
                 continue
             rule = child.rule
-            if rule is not None and not _allowed(rule, grant):
+            if rule is not None and not _allowed(rule, entitlement):
                 continue
-            result = _apply(item, child, grant, whole or rule is not None)
+            result = _apply(item, child, entitlement, whole or rule is not None)
             if result is not _DROP:
-                out[key] = _transform(result, rule, grant, value) if rule else result
+                out[key] = _transform(result, rule, entitlement, value) if rule else result
         return out
     return value if whole else _DROP
 
 
-def _transform(value: object, rule: FieldRule, grant: Grant, parent: dict) -> object:
-    if rule.mask == "pan" and "ReadPAN" not in grant.permissions and parent.get("SchemeName", PAN_SCHEME) == PAN_SCHEME:
+def _transform(value: object, rule: FieldRule, entitlement: Entitlement, parent: dict) -> object:
+    if (rule.mask == "pan" and "ReadPAN" not in entitlement.permissions
+            and parent.get("SchemeName", PAN_SCHEME) == PAN_SCHEME):
         if not isinstance(value, str):
             raise MinimiseError("a card number is not a string")  # never let one leave unmasked
         return mask_pan(value)
     if rule.rewrite == "public_url":
-        return grant.public_url
+        return entitlement.public_url
     return value
 
 
@@ -152,12 +154,12 @@ class Exposure:
 
 def exposure(fields: FieldSet, permissions: Iterable[str]) -> Exposure:
     """What a consent with `permissions` gets of this response type, rule by rule (for `obgw policy explain`)."""
-    grant = Grant(frozenset(permissions), frozenset())
+    entitlement = Entitlement(frozenset(permissions), frozenset())
     exposed, masked, hidden = [], [], []
     for rule in fields.rules:
-        if not _path_allowed(fields.root, rule.path, grant):
+        if not _path_allowed(fields.root, rule.path, entitlement):
             hidden.append(rule.path)
-        elif rule.mask == "pan" and "ReadPAN" not in grant.permissions:
+        elif rule.mask == "pan" and "ReadPAN" not in entitlement.permissions:
             masked.append(rule.path)
         else:
             exposed.append(rule.path)
@@ -166,19 +168,19 @@ def exposure(fields: FieldSet, permissions: Iterable[str]) -> Exposure:
         notes.append("only the accounts the customer selected")
     if fields.direction:
         field, by_direction = fields.direction
-        kept = [d for d, permission in by_direction.items() if permission in grant.permissions]
+        kept = [d for d, permission in by_direction.items() if permission in entitlement.permissions]
         notes.append(f"{' and '.join(kept) or 'no'} records ({field})")
     if fields.window:
         notes.append(f"only {fields.window.field} within the consent's TransactionFromDateTime..ToDateTime")
     return Exposure(tuple(exposed), tuple(masked), tuple(hidden), tuple(notes))
 
 
-def _path_allowed(root: FieldNode, path: str, grant: Grant) -> bool:
+def _path_allowed(root: FieldNode, path: str, entitlement: Entitlement) -> bool:
     """Every rule on the way down to `path` (its own included) is granted."""
     node: FieldNode | None = root
     for name in (part.removesuffix("[]") for part in path.split(".")):
         node = node.children[name]
-        if node.rule is not None and not _allowed(node.rule, grant):
+        if node.rule is not None and not _allowed(node.rule, entitlement):
             return False
     return True
 
@@ -210,11 +212,11 @@ def _asked(query: Mapping[str, str], param: str) -> datetime | None:
     return moment
 
 
-def windows(fields: FieldSet, query: Mapping[str, str], grant: Grant) -> dict[str, str]:
+def windows(fields: FieldSet, query: Mapping[str, str], entitlement: Entitlement) -> dict[str, str]:
     """The window query parameters to send the back-end: the TPP's own, narrowed to the consent's window."""
     if fields.window is None:
         return {}
-    since, until = grant.window
+    since, until = entitlement.window
     asked_since, asked_until = _asked(query, fields.window.from_param), _asked(query, fields.window.to_param)
     if asked_since and (since is None or asked_since > since):
         since = asked_since

@@ -123,9 +123,19 @@ def build_field_tree(rules: tuple[FieldRule, ...]) -> FieldNode:
     return FieldNode(None, freeze(tree))
 
 
-# The routes the gateway answers itself (consents/api.py): route groups in limits.yaml may name them too.
-GATEWAY_ROUTE_IDS = ("ais.consents.create", "ais.consents.get", "ais.consents.delete", "pis.consents.create",
-                     "pis.consents.get")
+# The consent API the gateway answers itself (consents/api.py), declared once: path → (token scope, {method: route
+# id}). app.py wires it from here, the OpenAPI document describes it from here, and route groups in limits.yaml may
+# name its route ids as they name those of routes.yaml.
+ACCOUNT_ACCESS_CONSENTS = "/open-banking/v3.1/aisp/account-access-consents"
+PAYMENT_CONSENTS = "/open-banking/v3.1/pisp/domestic-payment-consents"
+CONSENT_API: Mapping[str, tuple[str, Mapping[str, str]]] = MappingProxyType({
+    ACCOUNT_ACCESS_CONSENTS: ("accounts", MappingProxyType({"POST": "ais.consents.create"})),
+    ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}": ("accounts", MappingProxyType({"GET": "ais.consents.get",
+                                                                             "DELETE": "ais.consents.delete"})),
+    PAYMENT_CONSENTS: ("payments", MappingProxyType({"POST": "pis.consents.create"})),
+    PAYMENT_CONSENTS + "/{ConsentId}": ("payments", MappingProxyType({"GET": "pis.consents.get"})),
+})
+CONSENT_API_ROUTE_IDS = frozenset(route_id for _, route_ids in CONSENT_API.values() for route_id in route_ids.values())
 DEFAULT_GROUP = "default"
 
 

@@ -286,7 +286,7 @@ def http_url_problem(url: str) -> str | None:
     except ValueError:
         return "not a URL"
     try:
-        parts.port  # noqa: B018 - the property parses the port
+        parts.port  # the property parses the port
     except ValueError:
         return "the port must be a number up to 65535"
     if parts.scheme not in ("http", "https"):

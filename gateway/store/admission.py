@@ -49,7 +49,7 @@ class Verdict:
 class AdmissionStore:
     def __init__(self, redis) -> None:
         self._redis = redis
-        self._admit = async_script(redis, "admit", preludes=("gcra",))
+        self._admit = async_script(redis, "admit", preludes=("gcra", "consent_rules"))
         self._admit_client = async_script(redis, "admit_client", preludes=("gcra",))
         self._release = async_script(redis, "release_claim")
 

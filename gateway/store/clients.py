@@ -5,7 +5,8 @@ operator enables the client again), the software statements used (each registers
 the authorization server charges pushed authorization requests to.
 
 Callers: `oauth.server` (query_client, in Authlib's thread), `oauth.registration` (DCR), `oauth.routes` (PAR),
-`cli.clients`, `cli.demo`.
+`cli.clients`, `cli.demo`; on the request path, `payments.signature` reads a client with `aget`, the async twin of
+`get` on the worker's async client (`live`), so no Redis call of a payment waits for a thread.
 """
 from __future__ import annotations
 
@@ -23,12 +24,19 @@ from gateway.store.redis import sync_script
 
 
 class ClientStore:
-    def __init__(self, redis) -> None:
+    def __init__(self, redis, live=None) -> None:
         self._redis = redis  # a sync client: Authlib and the CLI call this from threads
+        self._live = live    # the worker's async client (store.redis.async_client), for the `a...` methods
         self._rate_limit = sync_script(redis, "rate_limit", ("gcra",))
 
     def get(self, client_id: str) -> dict | None:
         raw = self._redis.get(names.client(client_id))
+        return orjson.loads(raw) if raw else None
+
+    async def aget(self, client_id: str) -> dict | None:
+        """`get` on the worker's async client; read on every call, never cached (a client disabled or given new
+        keys holds from its next call)."""
+        raw = await self._live.get(names.client(client_id))
         return orjson.loads(raw) if raw else None
 
     def add(self, document: dict) -> bool:

@@ -5,7 +5,10 @@ The hash carries the fields the Admit script reads on every call (`client_id`, `
 consents are indexed by customer (the dashboard), written when the consent is authorised. The customer id is kept
 only sealed, and the index named only by the customer's audit pseudonym (audit/customers.py): Redis alone never
 joins a consent id, and so the audit log, to a customer.
-Callers: `consents.api`, `oauth.server` (PAR, tokens), `web.authorize`, `web.dashboard`, `cli.consents`.
+Callers: `consents.api`, `oauth.server` (PAR, tokens), `web.authorize`, `web.dashboard`, `cli.consents`. The
+`a...` methods are the async twins of the ones so named, on the worker's async client (`live`): the request path
+(`consents.api`, `payments.consume`) uses them, so none of its Redis calls waits for a thread; the sync ones stay
+for Authlib's threads and the CLI. Nothing is cached: every read is live (a revoked consent holds at once).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import orjson
 
 from gateway.crypto import is_sealed
 from gateway.store import names
-from gateway.store.redis import sync_script
+from gateway.store.redis import async_script, sync_script
 
 
 class CustomerIds(Protocol):
@@ -27,32 +30,45 @@ class CustomerIds(Protocol):
 
 
 class ConsentStore:
-    def __init__(self, redis, customers: CustomerIds | None = None) -> None:
+    def __init__(self, redis, customers: CustomerIds | None = None, live=None) -> None:
         """`customers` seals the customer id a consent stores (and opens it as a consent is read) and names the
         customer index. Without it the store reads consents with the id sealed, and writes only those that name no
-        customer, or name one sealed already."""
+        customer, or name one sealed already. `live` is the worker's async client (store.redis.async_client), for
+        the `a...` methods."""
         self._redis = redis
         self.customers = customers
         self._transition = sync_script(redis, "consent_transition")
+        self._live = live
+        self._live_transition = async_script(live, "consent_transition") if live is not None else None
 
     def create(self, record: dict, expires_ms: int | None, lapse_seconds: int) -> None:
         """A new consent, gone from Redis after `lapse_seconds` unless `keep` is called (it is authorised)."""
+        self._creating(self._redis.pipeline(transaction=False), record, expires_ms, lapse_seconds).execute()
+
+    async def acreate(self, record: dict, expires_ms: int | None, lapse_seconds: int) -> None:
+        await self._creating(self._live.pipeline(transaction=False), record, expires_ms, lapse_seconds).execute()
+
+    def _creating(self, pipe, record: dict, expires_ms: int | None, lapse_seconds: int):
+        """`pipe` (sync or async) with the commands that create a consent queued."""
         consent_id, client_id = record["consent_id"], record["client_id"]
-        pipe = self._redis.pipeline(transaction=False)
         pipe.hset(names.consent(client_id, consent_id), mapping=self._fields(record, expires_ms))
         pipe.expire(names.consent(client_id, consent_id), lapse_seconds)
         pipe.set(names.consent_owner(consent_id), client_id, ex=lapse_seconds)
-        pipe.execute()
+        return pipe
 
     def keep(self, client_id: str, consent_id: str) -> None:
         """The consent stays in Redis for good (authorised: its tokens, payment replays, the customer's dashboard)."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.persist(names.consent(client_id, consent_id))
-        pipe.persist(names.consent_owner(consent_id))
-        pipe.execute()
+        _keeping(self._redis.pipeline(transaction=False), client_id, consent_id).execute()
+
+    async def akeep(self, client_id: str, consent_id: str) -> None:
+        await _keeping(self._live.pipeline(transaction=False), client_id, consent_id).execute()
 
     def get(self, client_id: str, consent_id: str) -> dict | None:
         raw = self._redis.hget(names.consent(client_id, consent_id), "record")
+        return self._opened(orjson.loads(raw)) if raw else None
+
+    async def aget(self, client_id: str, consent_id: str) -> dict | None:
+        raw = await self._live.hget(names.consent(client_id, consent_id), "record")
         return self._opened(orjson.loads(raw)) if raw else None
 
     def index_for_customer(self, customer_id: str, client_id: str, consent_id: str) -> None:
@@ -90,11 +106,14 @@ class ConsentStore:
     def transition(self, record: dict, expected: list[str], expires_ms: int | None) -> str | None:
         """Store `record` only if the stored status is one of `expected`: None if stored, else the status found
         ("missing" when there is no such consent)."""
-        found = self._transition(keys=[names.consent(record["client_id"], record["consent_id"])],
-                                 args=[",".join(expected), *_flat(self._fields(record, expires_ms))])
-        if found == b"":
-            return None
-        return found.decode() if found is not None else "missing"
+        return _found(self._transition(**self._transition_args(record, expected, expires_ms)))
+
+    async def atransition(self, record: dict, expected: list[str], expires_ms: int | None) -> str | None:
+        return _found(await self._live_transition(**self._transition_args(record, expected, expires_ms)))
+
+    def _transition_args(self, record: dict, expected: list[str], expires_ms: int | None) -> dict:
+        return {"keys": [names.consent(record["client_id"], record["consent_id"])],
+                "args": [",".join(expected), *_flat(self._fields(record, expires_ms))]}
 
     def _named(self) -> CustomerIds:
         if self.customers is None:
@@ -130,3 +149,17 @@ def _fields(record: dict, expires_ms: int | None) -> dict:
 
 def _flat(fields: dict) -> list:
     return [item for pair in fields.items() for item in pair]
+
+
+def _found(answer: bytes | None) -> str | None:
+    """consent_transition.lua's answer: None if stored, else the status found ("missing": no such consent)."""
+    if answer == b"":
+        return None
+    return answer.decode() if answer is not None else "missing"
+
+
+def _keeping(pipe, client_id: str, consent_id: str):
+    """`pipe` (sync or async) with the commands that keep a consent for good queued."""
+    pipe.persist(names.consent(client_id, consent_id))
+    pipe.persist(names.consent_owner(consent_id))
+    return pipe

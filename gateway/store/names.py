@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 
-# Audit log (one hash tag, so the append script runs on one Cluster slot): one stream holds every record of every chain, in arrival order; one hash holds each chain's head.
+# Audit log (one hash tag, so the append script runs on one Cluster slot): one stream holds every record of every
+# chain, in arrival order; one hash holds each chain's head.
 AUDIT_STREAM = "obgw:{audit}:records"
 AUDIT_HEADS = "obgw:{audit}:heads"
 

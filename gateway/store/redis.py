@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-ConnectionError = redis.ConnectionError  # noqa: A001 - re-exported so callers need not import redis
+ConnectionError = redis.ConnectionError
 RedisError = redis.RedisError
 ResponseError = redis.ResponseError
 NoScriptError = redis.exceptions.NoScriptError

@@ -23,18 +23,21 @@ from gateway.call import SCOPE_KEY, Call
 from gateway.client_address import source_of
 from gateway.consents.lifecycle import ConsentConflict, move, now_iso
 from gateway.consents.model import Kind, Status, from_record
-from gateway.errors import oauth_reason
+from gateway.errors import PAGE_REASONS, oauth_reason
 from gateway.oauth.grants import new_grantee
 from gateway.oauth.requests import query_request, single_values
 from gateway.web import language
 from gateway.web.forms import csrf_matches, one, read_form
 from gateway.web.login import PasswordCheck, TooManyAttempts
 from gateway.web.pages import (
+    BANK_UNREACHABLE,
     SESSION_COOKIE,
     clear_session,
+    error_page,
     origin,
     page,
     redirect,
+    refuse,
     set_session,
 )
 
@@ -75,19 +78,18 @@ class CustomerAuthorization:
     # GET /oauth2/authorize
     async def _start(self, request: Request, call: Call):
         if request.method != "GET":
-            return self._error_page(call, "oauth.invalid_request", "Use GET.", 405)
+            return error_page(call, "oauth.invalid_request", "Use GET.", 405)
         try:
             params = single_values(parse_qsl(request.url.query, keep_blank_values=True))
         except OAuth2Error:
-            return self._error_page(call, "oauth.invalid_request", "A parameter is given more than once.")
+            return error_page(call, "oauth.invalid_request", "A parameter is given more than once.")
         # RFC 9126 §4: with require_pushed_authorization_requests the only parameters are client_id + request_uri.
         if set(params) != {"client_id", "request_uri"}:
-            return self._error_page(call, "oauth.invalid_request",
-                                    "The authorization request was not pushed: send only client_id and request_uri.")
+            return error_page(call, "oauth.invalid_request",
+                              "The authorization request was not pushed: send only client_id and request_uri.")
         pushed = await run_in_threadpool(self.server.store.take_request, params["request_uri"], params["client_id"])
         if pushed is None:
-            return self._error_page(call, "oauth.invalid_request_uri",
-                                    "This link has expired or was used already.")
+            return error_page(call, "oauth.invalid_request_uri", "This link has expired or was used already.")
         call.client_id = pushed["client_id"]
         oauth_request = self._oauth_request(request, pushed)
         try:
@@ -111,24 +113,26 @@ class CustomerAuthorization:
         try:
             customer = await self.passwords(one(form, "username"), one(form, "password"), source_of(request.scope))
         except TooManyAttempts as refused:
-            call.refuse(refused.reason)
-            response = self._login_page(client, state, error=refused.message, status=429)
+            refuse(call, refused.reason)
+            shown = PAGE_REASONS[refused.reason]
+            response = self._login_page(client, state, error=shown.message, status=shown.status)
             response.headers["Retry-After"] = str(refused.retry_after)
             return response
         except BankUnavailable:
-            return self._error_page(call, "backend.unavailable", "Your bank cannot be reached. Try again later.", 502)
+            return error_page(call, "backend.unavailable", BANK_UNREACHABLE, 502)
         if customer is None:
             state["attempts"] += 1
-            call.refuse("web.login_failed")
+            refuse(call, "web.login_failed")
             if state["attempts"] >= MAX_LOGIN_ATTEMPTS:
                 await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
                 return clear_session(await self._deny_redirect(state, call, "Too many failed log-in attempts."))
             await run_in_threadpool(self.server.store.save_session, SESSION, session_id, state, self.login_seconds)
-            return self._login_page(client, state, error="The username or password is not right.", status=401)
+            shown = PAGE_REASONS["web.login_failed"]
+            return self._login_page(client, state, error=shown.message, status=shown.status)
         try:
             choices = await self.bank.accounts(customer.customer_id)
         except BankUnavailable:
-            return self._error_page(call, "backend.unavailable", "Your bank cannot be reached. Try again later.", 502)
+            return error_page(call, "backend.unavailable", BANK_UNREACHABLE, 502)
         consent = await run_in_threadpool(self._consent, state)
         debtor = (consent.initiation or {}).get("DebtorAccount")
         if debtor is not None:
@@ -156,7 +160,7 @@ class CustomerAuthorization:
         session_id, state, form = found
         decision = form.get("decision", [""])
         if len(decision) != 1 or decision[0] not in ("approve", "deny"):
-            call.refuse("oauth.invalid_request")
+            refuse(call, "oauth.invalid_request")
             return self._consent_page(self.server.query_client(call.client_id), await run_in_threadpool(
                 self._consent, state), state, error="Choose Agree or Do not agree.", status=400)
         consent = await run_in_threadpool(self._consent, state)
@@ -170,7 +174,7 @@ class CustomerAuthorization:
         offered = {account_id for account_id, _ in state["accounts"]}
         single = consent.kind is Kind.DOMESTIC_PAYMENT
         if not chosen or not set(chosen) <= offered or len(set(chosen)) != len(chosen) or (single and len(chosen) != 1):
-            call.refuse("oauth.invalid_request")
+            refuse(call, "oauth.invalid_request")
             message = "Choose the account to pay from." if single else "Choose at least one account."
             return self._consent_page(self.server.query_client(call.client_id), consent, state, error=message,
                                       status=400)
@@ -182,22 +186,21 @@ class CustomerAuthorization:
     async def _session(self, request: Request, call: Call, stage: str):
         """(session id, state, form) of a live session at `stage` with a valid CSRF token, else the error page."""
         if request.method != "POST":
-            return self._error_page(call, "oauth.invalid_request", "Use the form.", 405)
+            return error_page(call, "oauth.invalid_request", "Use the form.", 405)
         form = await read_form(request)
         if form is None:
-            return self._error_page(call, "oauth.invalid_request", "The form could not be read.")
+            return error_page(call, "oauth.invalid_request", "The form could not be read.")
         session_id = request.cookies.get(SESSION_COOKIE)
         state = await run_in_threadpool(self.server.store.session, SESSION, session_id) if session_id else None
         if state is None:
-            return self._error_page(call, "web.session_missing",
-                                    "Your session has expired. Go back to the app and start again.")
+            return error_page(call, "web.session_missing")
         call.client_id = state["params"]["client_id"]
         call.customer_id = (state.get("customer") or {}).get("id")  # audited as the customer's pseudonym
         # RFC 6749 §10.12: the form must carry this session's CSRF token.
         if not csrf_matches(form, state["csrf"]):
-            return self._error_page(call, "web.csrf_invalid", "This form has expired. Go back and try again.", 403)
+            return error_page(call, "web.csrf_invalid")
         if state["stage"] != stage:
-            return self._error_page(call, "web.session_missing", "This step is out of order. Start again.")
+            return error_page(call, "web.session_missing", "This step is out of order. Start again.")
         return session_id, state, form
 
     def _oauth_request(self, request: Request, params: dict):
@@ -238,9 +241,9 @@ class CustomerAuthorization:
                  accounts=tuple(chosen), grant_id=grantee.grant_id, authorised_at=now_iso())
         except ConsentConflict as conflict:
             params = state["params"]
-            error = InvalidRequestError(f"The consent is {conflict.found}.", redirect_uri=params["redirect_uri"],
-                                        state=params.get("state"))
-            return self._error_response(call, request, error)
+            late = InvalidRequestError(f"The consent is {conflict.found}.", redirect_uri=params["redirect_uri"],
+                                       state=params.get("state"))
+            return self._error_response(call, request, late)
         return self._from_oauth(call, response)
 
     async def _deny_redirect(self, state: dict, call: Call, why: str):
@@ -253,21 +256,17 @@ class CustomerAuthorization:
     def _error_response(self, call: Call, request, error: OAuth2Error):
         """An error after the redirect URI is validated is a redirect with error, state and iss; before, a page."""
         if not error.redirect_uri:
-            return self._error_page(call, oauth_reason(error.error), error.get_error_description() or error.error)
+            return error_page(call, oauth_reason(error.error), error.get_error_description() or error.error)
         return self._from_oauth(call, self.server.handle_error_response(request, error))
 
     def _from_oauth(self, call: Call, response):
         location = response.location
         if "error=" in location and "code=" not in location:
             query = dict(parse_qsl(location.split("?", 1)[1]))
-            call.refuse(oauth_reason(query.get("error", "invalid_request")))
+            refuse(call, oauth_reason(query.get("error", "invalid_request")))
         if "iss=" not in location:  # RFC 9207 §2: every authorization response, error responses included
             location = add_params_to_uri(location, {"iss": self.server.issuer})
         return redirect(location, response.status)
-
-    def _error_page(self, call: Call, reason: str, message: str, status: int = 400):
-        call.decision, call.reason = ("error", reason) if status >= 500 else ("refuse", reason)
-        return page("error.html", status=status, message=message, interaction_id=call.interaction_id)
 
     def _login_page(self, client, state: dict, error: str | None = None, status: int = 200):
         return page("login.html", status=status, tpp_name=client.client_name if client else "An app",

@@ -22,19 +22,24 @@ from gateway.call import SCOPE_KEY, Call
 from gateway.client_address import source_of
 from gateway.consents.lifecycle import ConsentConflict, revoke
 from gateway.consents.model import Consent, from_record
+from gateway.errors import PAGE_REASONS
 from gateway.web import language
 from gateway.web.forms import SignedDoubleSubmit, csrf_matches, one, read_form
 from gateway.web.login import PasswordCheck, TooManyAttempts
 from gateway.web.pages import (
+    BANK_UNREACHABLE,
     DASHBOARD_COOKIE,
     clear_session,
+    error_page,
     page,
     redirect,
+    refuse,
     set_session,
 )
 
 SESSION = "dashboard"
 SESSION_SECONDS = 900
+LOG_IN_AGAIN = "This form has expired. Log in again."  # a form without its session or CSRF token (403)
 
 
 class _Page:
@@ -49,8 +54,7 @@ class _Page:
         request = Request(scope, receive)
         handler = self.handlers.get(request.method)
         if handler is None:
-            call.refuse("route.method_not_allowed")
-            response: Response = page("error.html", status=405, message="Not here.", interaction_id=call.interaction_id)
+            response: Response = error_page(call, "route.method_not_allowed", "Not here.", 405)
         else:
             response = await handler(request, call)
         await response(scope, receive, send)
@@ -86,9 +90,7 @@ class Dashboard:
         session_id, state = await self._state(request)
         form = await read_form(request)
         if state is None or form is None or not csrf_matches(form, state["csrf"]):
-            call.refuse("web.csrf_invalid" if state else "web.session_missing")
-            return page("error.html", status=403, message="This form has expired. Log in again.",
-                        interaction_id=call.interaction_id)
+            return error_page(call, "web.csrf_invalid" if state else "web.session_missing", LOG_IN_AGAIN, 403)
         return session_id, state, form
 
     # GET /login, POST /login
@@ -103,21 +105,19 @@ class Dashboard:
     async def _login(self, request: Request, call: Call):
         form = await read_form(request)
         if form is None or not self.csrf.matches(form, request.cookies.get(SignedDoubleSubmit.COOKIE)):
-            call.refuse("web.csrf_invalid")
-            return page("error.html", status=403, message="This form has expired. Log in again.",
-                        interaction_id=call.interaction_id)
+            return error_page(call, "web.csrf_invalid", LOG_IN_AGAIN, 403)
         try:
             customer = await self.passwords(one(form, "username"), one(form, "password"), source_of(request.scope))
         except TooManyAttempts as refused:
-            call.refuse(refused.reason)
-            return await self._login_form(request, call, refused.message, 429, refused.retry_after)
+            refuse(call, refused.reason)
+            shown = PAGE_REASONS[refused.reason]
+            return await self._login_form(request, call, shown.message, shown.status, refused.retry_after)
         except BankUnavailable:
-            call.decision, call.reason = "error", "backend.unavailable"
-            return page("error.html", status=502, message="Your bank cannot be reached. Try again later.",
-                        interaction_id=call.interaction_id)
+            return error_page(call, "backend.unavailable", BANK_UNREACHABLE, 502)
         if customer is None:
-            call.refuse("web.login_failed")
-            return await self._login_form(request, call, "The username or password is not right.", 401)
+            refuse(call, "web.login_failed")
+            shown = PAGE_REASONS["web.login_failed"]
+            return await self._login_form(request, call, shown.message, shown.status)
         # A new session id at every login (no fixation); one the browser brought is ended.
         brought = request.cookies.get(DASHBOARD_COOKIE)
         if brought:
@@ -155,7 +155,7 @@ class Dashboard:
                 "status": consent.shown_status, "granted": consent.authorised_at, "expires": consent.expires,
                 "will_see": language.will_see(consent.permissions),
                 "accounts": [labels.get(a, a) for a in consent.accounts],
-                "accesses": self.accesses(consent.consent_id), "revocable": consent.usable,
+                "accesses": self.accesses(consent.consent_id), "revocable": consent.revocable,
             })
         return described
 
@@ -171,14 +171,12 @@ class Dashboard:
         consent = await run_in_threadpool(self._own_consent, state["customer"]["id"],
                                           request.path_params["ConsentId"])
         if consent is None:
-            call.refuse("consent.unknown")
-            return page("error.html", status=404, message="There is no such consent of yours.",
-                        interaction_id=call.interaction_id)
+            return error_page(call, "consent.unknown", "There is no such consent of yours.", 404)
         call.client_id, call.consent_id = consent.client_id, consent.consent_id
         try:
             await run_in_threadpool(revoke, self.consents, consent, self.notify)
         except ConsentConflict:
-            call.refuse("consent.conflict")
+            refuse(call, "consent.conflict")
         return redirect("/consents?revoked=1", 303)
 
     def _own_consent(self, customer_id: str, consent_id: str) -> Consent | None:

@@ -68,4 +68,6 @@ class SignedDoubleSubmit:
         return b64url(mac)
 
     def matches(self, form: dict[str, list[str]], cookie: str | None) -> bool:
-        return bool(cookie) and self._VALUE.fullmatch(cookie) is not None and csrf_matches(form, self.token(cookie))
+        if cookie is None or self._VALUE.fullmatch(cookie) is None:
+            return False
+        return csrf_matches(form, self.token(cookie))

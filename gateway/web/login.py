@@ -36,14 +36,12 @@ class LoginLimits:
 
 class TooManyAttempts(Exception):
     """Refused before the bank was asked: `reason` is web.login_locked (the username) or web.login_throttled (the
-    source address), `message` what the page says, `retry_after` the whole seconds until it may try again."""
-
-    MESSAGES = {"web.login_locked": "Too many failed attempts: try again later.",
-                "web.login_throttled": "Too many failed log-ins from your network: try again later."}
+    source address; what the page says is in errors.PAGE_REASONS), `retry_after` the whole seconds until it may try
+    again."""
 
     def __init__(self, reason: str, retry_ms: int) -> None:
         super().__init__(reason)
-        self.reason, self.message = reason, self.MESSAGES[reason]
+        self.reason = reason
         self.retry_after = max(1, math.ceil(retry_ms / 1000))
 
 

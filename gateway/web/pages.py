@@ -1,4 +1,5 @@
-"""Rendering customer pages with the headers every one of them carries, and the session cookie.
+"""Rendering customer pages with the headers every one of them carries, the session cookie, and the error page of a
+refused step (audited under a catalogued reason: `errors.PAGE_REASONS`, or any other `errors.REFUSAL_REASONS` id).
 
 - `Cache-Control: no-store` (a shared computer never shows a consent page from its cache);
 - anti-framing twice over: `X-Frame-Options: DENY` and CSP `frame-ancestors 'none'` (clickjacking);
@@ -14,15 +15,22 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from gateway.errors import PAGE_REASONS, catalogued
+
+if TYPE_CHECKING:
+    from gateway.call import Call
+
 SESSION_COOKIE = "__Host-obgw-login"       # the authorization endpoint's login and consent steps
 DASHBOARD_COOKIE = "__Host-obgw-dashboard"  # the consent dashboard
 _TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                          autoescape=select_autoescape(default=True), auto_reload=False)
+BANK_UNREACHABLE = "Your bank cannot be reached. Try again later."  # the page's text for backend.unavailable
 
 
 def _security_headers(style_nonce: str | None, form_targets: tuple[str, ...] = ()) -> dict[str, str]:
@@ -60,3 +68,21 @@ def set_session(response: Response, session_id: str, seconds: int, cookie: str =
 def clear_session(response: Response, cookie: str = SESSION_COOKIE) -> Response:
     response.delete_cookie(cookie, path="/", secure=True, httponly=True, samesite="lax")
     return response
+
+
+def refuse(call: Call, reason: str) -> None:
+    """Mark the call refused under `reason`, which must be catalogued (a typo is a KeyError, as in Refusal)."""
+    call.refuse(catalogued(reason))
+
+
+def error_page(call: Call, reason: str, message: str | None = None, status: int | None = None) -> HTMLResponse:
+    """The page of a step that cannot go on, audited under `reason`: refused, or an error when the status is 5xx.
+    A page reason shows its catalogued status and text unless the step gives its own; any other reason (an OAuth
+    error's, the bank's) needs the step's text, and is a 400 unless the step says otherwise."""
+    usual = PAGE_REASONS.get(catalogued(reason))
+    if status is None:
+        status = usual.status if usual else 400
+    if message is None:
+        message = PAGE_REASONS[reason].message
+    call.decision, call.reason = ("error" if status >= 500 else "refuse"), reason
+    return page("error.html", status=status, message=message, interaction_id=call.interaction_id)

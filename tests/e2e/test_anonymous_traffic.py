@@ -4,7 +4,6 @@ are refused 429 with Retry-After, audited; a customer at another address is serv
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -17,7 +16,7 @@ from gateway.store import names
 
 pytestmark = pytest.mark.e2e
 
-REQUESTS, CONNECTIONS, DEADLINE_S = 10_000, 8, 180
+REQUESTS, CONNECTIONS = 10_000, 8
 PATHS = ("/login", "/consents", "/open-banking/v3.1/aisp/accounts")  # the last a TPP endpoint, without a certificate
 ACCESSES = names.consent_accesses("").encode()
 
@@ -57,27 +56,22 @@ def test_ten_thousand_anonymous_requests_leave_no_key_behind_and_are_throttled_p
                                                                                            gateway_redis):
     client = gateway_redis[1]
     keys_before, bytes_before = _footprint(client)
-    deadline = time.monotonic() + DEADLINE_S
     statuses: dict[int, int] = {}
     throttled: list[httpx.Response] = []
     lock = threading.Lock()
 
-    def browse(n: int) -> int:
-        done = 0
+    def browse(n: int) -> None:
         with _browser(pki, "127.0.5.1") as http:  # one keep-alive connection, many requests
             for i in range(n, REQUESTS, CONNECTIONS):
-                if time.monotonic() > deadline:
-                    break
                 answer = http.get(gateway.base + PATHS[i % len(PATHS)])
                 with lock:
                     statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
                     if answer.status_code == 429 and len(throttled) < 5:
                         throttled.append(answer)
-                done += 1
-        return done
 
     with ThreadPoolExecutor(CONNECTIONS) as pool:
-        assert sum(pool.map(browse, range(CONNECTIONS))) == REQUESTS, f"not done in {DEADLINE_S} s: {statuses}"
+        list(pool.map(browse, range(CONNECTIONS)))  # a failed request fails the test here
+    assert sum(statuses.values()) == REQUESTS, statuses
 
     keys_after, bytes_after = _footprint(client)
     assert keys_after - keys_before <= 2, f"{keys_after - keys_before} new keys for {REQUESTS} requests"

@@ -49,7 +49,8 @@ routes:
   - {{id: test.upload, method: POST, scope: accounts, path: {TEST}/upload, service: echo, upstream_path: /echo/upload,
      max_body_bytes: 1024}}
   - {{id: test.down, method: GET, scope: accounts, path: {TEST}/down, service: dead}}
-  - {{id: test.slow, method: GET, scope: accounts, path: {TEST}/slow, service: slow, upstream_path: /slow/timeout, timeout_ms: 300}}
+  - {{id: test.slow, method: GET, scope: accounts, path: {TEST}/slow, service: slow, upstream_path: /slow/timeout,
+     timeout_ms: 300}}
   - {{id: test.capped, method: GET, scope: accounts, path: {TEST}/capped, service: capped, upstream_path: /slow/capped}}
 """)
 

@@ -1,12 +1,11 @@
 """The whole TPP flow with Authlib's client over real mutual TLS, against `obgw serve` and the sandbox bank."""
 from __future__ import annotations
 
-import time
-
 import jwt
 import pytest
 from cryptography import x509
 from support.gateway import bank_gateway
+from support.rotation import until_every_worker_takes_the_new_key
 from support.tpp import ACCOUNTS, Tpp
 
 from gateway import pki as pkimod
@@ -74,7 +73,7 @@ def test_a_key_rotation_keeps_earlier_tokens_valid_on_every_worker(gateway, pki)
     before = tpp.consent_token(["ReadAccountsBasic"])
     done = gateway.cli("keys", "rotate")
     assert done.returncode == 0, done.stderr
-    time.sleep(5.5)  # the authorization server re-reads its keys every 5 s
+    until_every_worker_takes_the_new_key(gateway, tpp)
     after = tpp.consent_token(["ReadAccountsBasic"])
     kid = jwt.get_unverified_header
     assert kid(after["access_token"])["kid"] != kid(before["access_token"])["kid"]

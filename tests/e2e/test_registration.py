@@ -73,8 +73,8 @@ def test_a_directory_signed_statement_registers_a_client_that_can_then_authentic
     assert client["client_name"] == "Acme Budgeting" and client["redirect_uris"] == ["https://acme.example/cb"]
     assert client["token_endpoint_auth_method"] == "private_key_jwt" and "client_secret" not in client
     assert client["tls_client_auth_subject_dn"] == f"O=obgw demo TPP,CN={software_id}"
-    (directory / "acme.json").write_text(json.dumps({"client_id": client["client_id"],
-                                                     "redirect_uri": "https://acme.example/cb", "private_jwk": signing}))
+    (directory / "acme.json").write_text(json.dumps({
+        "client_id": client["client_id"], "redirect_uri": "https://acme.example/cb", "private_jwk": signing}))
     tpp = Tpp(gateway.base, directory, "acme", auth="private_key_jwt")
     token = tpp.client_credentials("accounts")
     assert token["token_type"] == "Bearer"
@@ -96,7 +96,8 @@ def test_the_registration_of_another_client_is_not_readable(gateway, pki, newcom
     gateway.register_tpps(pki)
     other = Tpp(gateway.base, pki, "tpp-other")
     token = other.client_credentials("accounts")
-    answer = other.http.get(created["registration_client_uri"], headers={"Authorization": f"Bearer {token['access_token']}"})
+    answer = other.http.get(created["registration_client_uri"],
+                            headers={"Authorization": f"Bearer {token['access_token']}"})
     assert answer.status_code == 401 and answer.json()["error"] == "invalid_client"
     other.close()
 

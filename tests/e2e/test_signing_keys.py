@@ -15,9 +15,11 @@ import httpx
 import jwt
 import pytest
 import redis
+from support.faults import wait_until
 from support.gateway import bank_gateway, gateway_env
 from support.ports import free_port
 from support.processes import ROOT
+from support.rotation import until_every_worker_takes_the_new_key
 from support.tpp import ACCOUNTS, CONSENTS, CUSTOMER_PRESENT, Tpp
 
 from gateway.crypto import pseudonym
@@ -68,19 +70,26 @@ def _forms_of(private) -> list[bytes]:
     return [d, d.hex().encode(), base64.urlsafe_b64encode(d).rstrip(b"="), base64.b64encode(d)[:40]]
 
 
+def _holding(directory: Path, kids: list[str]) -> bytes | None:
+    """What the files of `directory` hold, once it names every kid."""
+    written = b"".join(p.read_bytes() for p in directory.iterdir())
+    return written if all(kid.encode() in written for kid in kids) else None
+
+
 def test_no_signing_key_is_in_clear_in_redis_or_its_append_only_file(gateway, tpp):
     tpp.consent_token(["ReadAccountsBasic"])  # a key signs tokens, id_tokens and a refresh token
     assert gateway.cli("keys", "rotate").returncode == 0
-    tpp.client_credentials()                  # the new key signs too
+    until_every_worker_takes_the_new_key(gateway, tpp)  # the new key signs too
     client = redis.Redis.from_url(gateway.redis_url)
     try:
         kids = [kid.decode() for kid in client.hkeys(SIGNING_KEYS)]
         everything = _everything_in(client)
     finally:
         client.close()
-    time.sleep(1.2)  # appendfsync everysec
-    aof = b"".join(p.read_bytes() for p in (Path(gateway.env["OBGW_VAR_DIR"]) / "redis" / "appendonlydir").iterdir())
-    assert len(kids) == 2 and aof
+    assert len(kids) == 2
+    # appendfsync everysec: the file holds the writes within about a second; wait until it has both keys' records.
+    aof = wait_until(lambda: _holding(Path(gateway.env["OBGW_VAR_DIR"]) / "redis" / "appendonlydir", kids), 10,
+                     "both signing keys in the append-only file")
     for dump in (everything, aof):
         assert b"PRIVATE KEY" not in dump and b"private_pem" not in dump
         for kid in kids:

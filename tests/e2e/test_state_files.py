@@ -6,7 +6,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -54,7 +53,8 @@ def test_after_a_demo_run_nothing_under_var_is_open_to_group_or_others(tmp_path,
             assert tpp.get(ACCOUNTS, tpp.consent_token(["ReadAccountsBasic"])).status_code == 200
         finally:
             tpp.close()
-        time.sleep(1.5)  # an audit checkpoint (every second here) and the append-only file's fsync
+        # A worker anchors its audit chain (every second here) into the file an older version left open.
+        demo.wait_until(lambda: (var / "audit" / "checkpoints.jsonl").stat().st_size > 0, timeout=10)
     finally:
         assert demo.stop() == 0, demo.output()
     for written in ("redis/appendonlydir", "redis/redis.log", "redis/.lock", "audit/checkpoints.jsonl", "sandbox",

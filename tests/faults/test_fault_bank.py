@@ -10,7 +10,6 @@ done to the sandbox bank itself, on both workers, and to the bytes of the answer
 from __future__ import annotations
 
 import shutil
-import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
@@ -150,9 +149,7 @@ def _assert_audited_once(gateway, answers: list[Answer]) -> dict[str, dict]:
 def _recovered(gateway, get, live: set[int]) -> list[Answer]:
     """Once the fault is over: fresh connections are served 200 on every worker within a bounded time (the open
     breakers let their probe through after OPEN_SECONDS)."""
-    started = time.monotonic()
-    answers = until_every_worker(get, live, _ok, each=2, max_calls=120, seconds=OPEN_SECONDS + 12, pause=0.1)
-    assert time.monotonic() - started < OPEN_SECONDS + 10
+    answers = until_every_worker(get, live, _ok, each=2, max_calls=120, seconds=OPEN_SECONDS + 10, pause=0.1)
     for answer in answers:
         if answer.status != 200:
             _assert_clean_error(answer, (503,))  # still open, or its probe in flight: at once, never stuck

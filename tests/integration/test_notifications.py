@@ -14,11 +14,11 @@ import jwt
 import pytest
 from support.receiver import Receiver
 
-from gateway.audit import query
 from gateway.audit.chain import AuditChain, verify
 from gateway.consents.model import Consent, Kind, Status
 from gateway.consents.notify import CONSENT_REVOKED, SET_TYPE, Notifier, outbox_notifier
 from gateway.oauth.signing_keys import KeyEncryptionKey, KeyRing, new_key_record, signer
+from gateway.store.audit import AuditReader
 from gateway.store.notifications import NotificationOutbox
 from gateway.store.redis import async_client, sync_client
 
@@ -167,8 +167,8 @@ def test_a_failing_tpp_gets_it_on_the_third_attempt_and_the_chain_records_each(r
     assert len({jwt.decode(r.body, options={"verify_signature": False})["jti"] for r in requests}) == 1
     client = sync_client(redis_url)
     try:
-        records = [record for _, record in query.iter_records(client)]
-        assert verify(query.iter_records(client), heads=query.heads(client)).breach is None
+        records = [record for _, record in AuditReader(client).records()]
+        assert verify(AuditReader(client).records(), heads=AuditReader(client).heads()).breach is None
     finally:
         client.close()
     assert [(r["status"], r["decision"], r["reason"]) for r in records] == [

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from gateway.policy import load_policy
 from gateway.policy.compile import permission_codes
-from gateway.policy.fields import PAN_SCHEME, Grant, MinimiseError, exposure, minimise
+from gateway.policy.fields import PAN_SCHEME, Entitlement, MinimiseError, exposure, minimise
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = load_policy(ROOT / "policies")
@@ -221,7 +221,7 @@ def grants(draw, response_type: str, meets_route: bool = False):
     until = draw(st.none() | st.datetimes(min_value=datetime(2024, 6, 1), max_value=datetime(2026, 1, 1),
                                           timezones=st.just(UTC)))
     accounts = frozenset(account for account in ACCOUNT_POOL if draw(st.booleans()))
-    return Grant(frozenset(permissions), accounts, (since, until), PUBLIC_URL)
+    return Entitlement(frozenset(permissions), accounts, (since, until), PUBLIC_URL)
 
 
 @st.composite
@@ -288,7 +288,7 @@ def granted_rules(fields, permissions) -> set[str]:
     return {key for key in by_key if granted(key)}
 
 
-def kept_records(fields, records: list, grant: Grant) -> list:
+def kept_records(fields, records: list, grant: Entitlement) -> list:
     """The records the consent lets out: selected account, granted direction, readable date inside the window."""
     kept = []
     for record in records:
@@ -316,7 +316,7 @@ def record_list(document: dict, fields) -> list | None:
     return container
 
 
-def assert_only_what_the_grant_allows(response_type: str, document: dict, grant: Grant, result: dict) -> None:
+def assert_only_what_the_grant_allows(response_type: str, document: dict, grant: Entitlement, result: dict) -> None:
     fields = FIELD_SETS[response_type]
     allowed = granted_rules(fields, grant.permissions)
     said = exposure(fields, grant.permissions)  # what `obgw policy explain` says such a consent gets

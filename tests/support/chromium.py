@@ -1,8 +1,9 @@
 """Headless Chromium for browser tests: Debian's chromium driven by Selenium through Debian's chromedriver.
 
 Nothing is downloaded: the driver is /usr/bin/chromedriver (`make browser` installs it), so Selenium Manager is not
-asked for one, and the caller sets SE_OFFLINE=true so that it could not fetch a driver or a browser if it were. The browser trusts exactly the certificates whose public keys
-are pinned (`--ignore-certificate-errors-spki-list`), never every certificate.
+asked for one, and the caller sets SE_OFFLINE=true so that it could not fetch a driver or a browser if it were.
+The browser trusts exactly the certificates whose public keys are pinned (`--ignore-certificate-errors-spki-list`),
+never every certificate.
 """
 from __future__ import annotations
 

@@ -192,7 +192,7 @@ class Answer:
     def error_code(self) -> str | None:
         try:
             return self.response.json()["Errors"][0]["ErrorCode"]
-        except Exception:  # noqa: BLE001 - not an OBErrorResponse1
+        except Exception:
             return None
 
 
@@ -293,7 +293,7 @@ class Load:
                 with self._lock:
                     self._answers.append(answer)
                 self._stop.wait(self._pause)
-        except BaseException as exc:  # noqa: BLE001 - reported by __exit__
+        except BaseException as exc:
             self._errors.append(exc)
 
     @property

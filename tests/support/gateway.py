@@ -95,7 +95,8 @@ def client_context(ca: Path, cert: Path | None = None, key: Path | None = None) 
 
 def tpp_client(pki: Path, name: str | None = "tpp-demo", token: str | None = None, **transport_options) -> httpx.Client:
     """An HTTPS client presenting `name`'s certificate (None: no certificate), sending `token` as its bearer."""
-    context = client_context(pki / "ca.pem", pki / f"{name}.pem" if name else None, pki / f"{name}.key" if name else None)
+    context = client_context(pki / "ca.pem", pki / f"{name}.pem" if name else None,
+                             pki / f"{name}.key" if name else None)
     # With a token, calls are made with the customer present, so they do not use up the unattended allowance.
     headers = {"Authorization": f"Bearer {token}", "x-fapi-customer-ip-address": "198.51.100.7"} if token else {}
     return httpx.Client(transport=httpx.HTTPTransport(verify=context, **transport_options), timeout=10,

@@ -3,9 +3,9 @@
 --   the TPP's rate limit (gcra.lua, prepended)        → ratelimit.exceeded (+ ms until a call may pass)
 --   the token's signing key revoked                  → token.key_revoked
 --   token or its grant revoked, client disabled      → token.revoked
---   the consent is this TPP's                        → consent.not_found
---   Authorised, by the grant the token came from      → consent.not_authorised / token.revoked
---   not expired (to the millisecond)                  → consent.expired
+--   the consent usable (consent_rules.lua, prepended: this TPP's, Authorised by the grant the token came from,
+--   not expired)                                      → consent.not_found / consent.not_authorised /
+--                                                       token.revoked / consent.expired
 --   the route's permission is granted                 → consent.permission_missing
 --   the account is one the customer selected          → consent.account_not_selected
 --   an unattended call within the rolling allowance   → consent.unattended_limit (+ ms until a slot frees)
@@ -37,19 +37,13 @@ end
 if redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) > 0 then
   return answer('token.revoked')
 end
-local c = redis.call('HMGET', KEYS[1], 'client_id', 'status', 'expires_ms', 'customer_id', 'accounts', 'grant_id',
+local c = redis.call('HMGET', KEYS[1], 'client_id', 'status', 'expires_ms', 'grant_id', 'customer_id', 'accounts',
                      'permissions', 'window', 'payment_digest')
-if not c[1] or c[1] ~= ARGV[1] then
-  return answer('consent.not_found')
-end
-if c[2] ~= 'Authorised' and not (c[2] == 'Consumed' and ARGV[14] == '1') then
-  return answer('consent.not_authorised', 0, c[4])
-end
-if c[6] ~= ARGV[2] then
-  return answer('token.revoked', 0, c[4])  -- authorised again since: only the newest authorisation's tokens work
-end
-if c[3] ~= '' and tonumber(c[3]) <= now then
-  return answer('consent.expired', 0, c[4])
+local refusal = consent_refusal(c, ARGV[1], ARGV[2], now, ARGV[14] == '1')
+if refusal == 'consent.not_found' then
+  return answer(refusal)
+elseif refusal then
+  return answer(refusal, 0, c[5])
 end
 if ARGV[3] ~= '' then
   local granted = {}
@@ -58,31 +52,31 @@ if ARGV[3] ~= '' then
   for p in string.gmatch(ARGV[3], '%S+') do
     if granted[p] then any = true end
   end
-  if not any then return answer('consent.permission_missing', 0, c[4]) end
+  if not any then return answer('consent.permission_missing', 0, c[5]) end
 end
 if ARGV[4] ~= '' then
   local selected = false
-  for _, a in ipairs(cjson.decode(c[5])) do
+  for _, a in ipairs(cjson.decode(c[6])) do
     if a == ARGV[4] then selected = true end
   end
-  if not selected then return answer('consent.account_not_selected', 0, c[4]) end
+  if not selected then return answer('consent.account_not_selected', 0, c[5]) end
 end
 if ARGV[5] == '1' then
   local window = tonumber(ARGV[7])
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - window)
   if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[6]) then
     local oldest = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
-    return answer('consent.unattended_limit', tonumber(oldest[2]) + window - now, c[4])
+    return answer('consent.unattended_limit', tonumber(oldest[2]) + window - now, c[5])
   end
   redis.call('ZADD', KEYS[5], now, tostring(now) .. ':' .. ARGV[12])  -- one member per call, however many a ms
   redis.call('PEXPIRE', KEYS[5], window)
 end
 if ARGV[13] ~= '' then
   if c[9] ~= ARGV[13] then
-    return answer('payment.consent_mismatch', 0, c[4])
+    return answer('payment.consent_mismatch', 0, c[5])
   end
   if redis.call('HSETNX', KEYS[1], 'payment_claim', ARGV[12]) == 0 then
-    return answer('payment.in_progress', 0, c[4])
+    return answer('payment.in_progress', 0, c[5])
   end
 end
-return answer('ok', 0, c[4], c[5], c[7], c[8])
+return answer('ok', 0, c[5], c[6], c[7], c[8])

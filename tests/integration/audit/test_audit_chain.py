@@ -10,16 +10,17 @@ import orjson
 import pytest
 import redis
 
-from gateway.audit import query
 from gateway.audit.chain import AuditChain, read_checkpoints, verify
 from gateway.audit.record import AuditRecord
 from gateway.cli import main
 from gateway.store import names
+from gateway.store.audit import AuditReader
 from gateway.store.redis import async_client
 
 
 def _record(n: int, client_id: str = "tpp-demo") -> AuditRecord:
-    return AuditRecord(ts=f"2026-11-23T10:00:{n % 60:02d}.000+00:00", interaction_id=f"00000000-0000-4000-8000-{n:012d}",
+    return AuditRecord(ts=f"2026-11-23T10:00:{n % 60:02d}.000+00:00",
+                       interaction_id=f"00000000-0000-4000-8000-{n:012d}",
                        method="GET", route="/open-banking/v3.1/aisp/accounts", status=200, decision="allow",
                        reason=None, latency_ms=1.5, client_id=client_id, cert_thumbprint="abc")
 
@@ -38,7 +39,7 @@ def _write(redis_url: str, count: int, checkpoint_file=None) -> str:
 def _verify(redis_url: str, checkpoints=()):
     client = redis.Redis.from_url(redis_url)
     try:
-        return verify(query.iter_records(client), heads=query.heads(client), checkpoints=checkpoints)
+        return verify(AuditReader(client).records(), heads=AuditReader(client).heads(), checkpoints=checkpoints)
     finally:
         client.close()
 
@@ -46,7 +47,7 @@ def _verify(redis_url: str, checkpoints=()):
 def _rewrite_stream(redis_url: str, transform) -> None:
     """What an attacker with Redis write access can do: replace the stream with an edited copy."""
     client = redis.Redis.from_url(redis_url)
-    records = [r for _, r in query.iter_records(client)]
+    records = [r for _, r in AuditReader(client).records()]
     client.delete(names.AUDIT_STREAM)
     for record in transform(records):
         client.xadd(names.AUDIT_STREAM, {"r": orjson.dumps(record)})
@@ -154,7 +155,7 @@ def test_a_truncation_that_also_rewrites_the_head_is_caught_by_the_checkpoint(re
     chain_id = _write(redis_url, 10, checkpoints)
     _rewrite_stream(redis_url, lambda records: records[:-3])
     client = redis.Redis.from_url(redis_url)
-    last = [r for _, r in query.iter_records(client)][-1]
+    last = [r for _, r in AuditReader(client).records()][-1]
     client.hset(names.AUDIT_HEADS, chain_id, f"{last['seq']}:{last['hash']}")
     client.close()
     assert _verify(redis_url).breach is None  # Redis alone cannot tell

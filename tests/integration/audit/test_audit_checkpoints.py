@@ -12,12 +12,12 @@ import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit import query
 from gateway.audit.chain import GENESIS, AuditChain, read_checkpoints, seal
 from gateway.audit.key_files import sign_checkpoint
 from gateway.audit.record import AuditRecord
 from gateway.cli import main
 from gateway.store import names
+from gateway.store.audit import AuditReader
 from gateway.store.redis import async_client
 
 OPERATOR = "operator-host-1-abcd"  # a re-identifying search's chain: what an insider would most like to hide
@@ -26,7 +26,8 @@ SIGNING_KEY = Ed25519PrivateKey.generate()
 
 def _record(n: int) -> AuditRecord:
     return AuditRecord(ts=f"2026-12-01T10:00:{n % 60:02d}.000+00:00",
-                       interaction_id=f"00000000-0000-4000-8000-{n:012d}", method="GET", route="/open-banking/v3.1/aisp/accounts", status=200, decision="allow",
+                       interaction_id=f"00000000-0000-4000-8000-{n:012d}", method="GET",
+                       route="/open-banking/v3.1/aisp/accounts", status=200, decision="allow",
                        reason=None, latency_ms=1.5, client_id="tpp-demo", cert_thumbprint="abc")
 
 
@@ -89,7 +90,7 @@ def _verify_exported(tmp_path, public_key, capsys) -> tuple[int, str, str]:
 def test_each_checkpoint_commits_to_the_heads_of_every_chain_it_saw_move(log, redis_url, tmp_path):
     worker, operator = log
     client = redis.Redis.from_url(redis_url)
-    heads = query.heads(client)
+    heads = AuditReader(client).heads()
     client.close()
     lines = read_checkpoints(_local(tmp_path))
     assert [(line["chain"], line["seq"]) for line in lines] == [(worker, 5), (operator, 1), (worker, 8)]
@@ -111,7 +112,7 @@ def test_a_chain_deleted_whole_with_its_own_checkpoint_lines_fails_verify_naming
                                                                                      public_key, capsys):
     worker, operator = log
     client = redis.Redis.from_url(redis_url)
-    ids = [stream_id for stream_id, record in query.iter_records(client) if record["chain"] == operator]
+    ids = [stream_id for stream_id, record in AuditReader(client).records() if record["chain"] == operator]
     client.xdel(names.AUDIT_STREAM, *ids)
     client.hdel(names.AUDIT_HEADS, operator)
     client.close()
@@ -154,7 +155,7 @@ def test_an_invented_chain_with_valid_hashes_slipped_in_before_a_checkpoint_fail
     worker, _ = log
     _slip_in(redis_url, 6, worker, _forged_chain("host-9-forged", [200, 201]))
     client = redis.Redis.from_url(redis_url)
-    assert len([r for _, r in query.iter_records(client) if r["chain"] == "host-9-forged"]) == 2
+    assert len([r for _, r in AuditReader(client).records() if r["chain"] == "host-9-forged"]) == 2
     client.close()
 
     code, _, err = _verify_exported(tmp_path, public_key, capsys)
@@ -166,7 +167,7 @@ def test_a_record_added_to_a_finished_chain_before_a_checkpoint_fails_verify(log
                                                                              public_key, capsys):
     worker, operator = log
     client = redis.Redis.from_url(redis_url)
-    [head] = [r for _, r in query.iter_records(client) if r["chain"] == operator]
+    [head] = [r for _, r in AuditReader(client).records() if r["chain"] == operator]
     client.close()
     _slip_in(redis_url, 6, worker, _forged_chain(operator, [300], start=2, prev=str(head["hash"])))
 
@@ -201,7 +202,7 @@ def test_checkpoints_in_the_legacy_format_still_verify_and_are_counted_as_such(r
         return chain.chain_id
     chain_id = asyncio.run(go())
     client = redis.Redis.from_url(redis_url)
-    seq, digest_hex = query.heads(client)[chain_id].split(":")
+    seq, digest_hex = AuditReader(client).heads()[chain_id].split(":")
     client.close()
     legacy = tmp_path / "legacy.jsonl"  # as a version before item 6 wrote them: chain, seq, hash, ts, key, sig
     legacy.write_bytes(orjson.dumps(sign_checkpoint(SIGNING_KEY, {"chain": chain_id, "seq": int(seq),

@@ -21,32 +21,32 @@ import pytest
 import redis
 from support.ports import free_port
 
-from gateway.audit import query
 from gateway.audit import spool as spool_module
 from gateway.audit.chain import AuditChain, AuditChainError, read_checkpoints, verify
 from gateway.audit.record import AuditRecord
 from gateway.children import stop
+from gateway.store.audit import AuditReader
 from gateway.store.redis import async_client
 
 CONSENT = "c-spool"
 
 
 class Network:
-    """Between the chain and Redis: `down` refuses every script call; `lose` names calls whose reply is lost
-    (the script runs in Redis, then the client sees a ConnectionError)."""
+    """Between the chain and Redis: `down` refuses every append (the chain's and its replay's); `lose` names appends
+    whose reply is lost (the script runs in Redis, then the client sees a ConnectionError)."""
 
     def __init__(self, chain: AuditChain) -> None:
-        self._script = chain._script
-        chain._script = self
+        self._append = chain._store.append
+        chain._store.append = self
         self.down = False
         self.lose: set[int] = set()
         self.calls = 0
 
-    async def __call__(self, **kwargs):
+    async def __call__(self, batch):
         if self.down:
             raise redis.ConnectionError("the network is down (test)")
         self.calls += 1
-        result = await self._script(**kwargs)
+        result = await self._append(batch)
         if self.calls in self.lose:
             raise redis.ConnectionError("the reply was lost (test)")
         return result
@@ -71,8 +71,8 @@ def _stored(url: str, checkpoints=()):
     """What `obgw audit verify` sees, and the interaction ids in stream order."""
     client = redis.Redis.from_url(url)
     try:
-        heads = query.heads(client)  # before the records, as the CLI reads them
-        records = list(query.iter_records(client))
+        heads = AuditReader(client).heads()  # before the records, as the CLI reads them
+        records = list(AuditReader(client).records())
         result = verify(iter(records), heads=heads, checkpoints=checkpoints)
         return result, [r["interaction_id"] for _, r in records]
     finally:
@@ -150,7 +150,7 @@ def test_records_appended_while_redis_is_down_are_spooled_then_replayed_in_order
     assert ids == _ids(*range(10))
     assert [cp["seq"] for cp in read_checkpoints(checkpoints)] == [3, 10]
     client = redis.Redis.from_url(server.url)
-    assert len(query.recent_accesses(client, CONSENT, count=50)) == 10  # the dashboard's list came back too
+    assert len(AuditReader(client).recent_accesses(CONSENT, count=50)) == 10  # the dashboard's list came back too
     client.close()
 
 

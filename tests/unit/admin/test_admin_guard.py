@@ -45,7 +45,8 @@ def test_addresses_localhost_and_the_configured_name_name_the_listener(host):
     assert names_this_listener(host, "admin.bank.internal")
 
 
-@pytest.mark.parametrize("host", ["evil.example:8090", "evil.example", "127.0.0.1.evil.example:8090", "localhost.evil.example", "[::1", ""])
+@pytest.mark.parametrize("host", ["evil.example:8090", "evil.example", "127.0.0.1.evil.example:8090",
+                                  "localhost.evil.example", "[::1", ""])
 @pytest.mark.parametrize("path", ["/healthz", "/metrics", "/admin"])
 def test_a_rebound_host_name_is_421_on_every_path(tmp_path, host, path):
     # DNS rebinding: the browser sends the attacker's host name to 127.0.0.1; nothing is answered for it.

@@ -75,14 +75,14 @@ def test_expiry_defaults_to_the_current_time():
     assert not replace(CONSENT, expires=future).expired()
 
 
-def test_only_an_authorised_unexpired_consent_is_usable():
+def test_only_an_authorised_unexpired_consent_is_offered_for_withdrawal():
     future = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
     past = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
-    assert replace(CONSENT, status=Status.AUTHORISED).usable
-    assert replace(CONSENT, status=Status.AUTHORISED, expires=future).usable
-    assert not replace(CONSENT, status=Status.AUTHORISED, expires=past).usable
+    assert replace(CONSENT, status=Status.AUTHORISED).revocable
+    assert replace(CONSENT, status=Status.AUTHORISED, expires=future).revocable
+    assert not replace(CONSENT, status=Status.AUTHORISED, expires=past).revocable
     for status in set(Status) - {Status.AUTHORISED}:
-        assert not replace(CONSENT, status=status, expires=future).usable
+        assert not replace(CONSENT, status=status, expires=future).revocable
 
 
 @pytest.mark.parametrize("consent", [

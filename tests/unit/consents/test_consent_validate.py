@@ -45,7 +45,8 @@ def test_a_full_consent_request_is_accepted_with_its_dates_normalised():
     assert request.transaction_to == "2025-12-31T23:59:59+00:00"
 
 
-@pytest.mark.parametrize("body", [[], "Data", None, 42, ["Data"]], ids=["empty-list", "string", "null", "number", "list"])
+@pytest.mark.parametrize("body", [[], "Data", None, 42, ["Data"]],
+                         ids=["empty-list", "string", "null", "number", "list"])
 def test_a_body_that_is_not_an_object_is_refused(body):
     _assert_refused(body, "request.invalid_json", None)
 

@@ -1,11 +1,12 @@
-"""Request bodies: ReadBody reads with the matched route's limit; ResourceEndpoint reads ahead only without it."""
+"""Request bodies: ReadBody reads from `call.receive` with the matched route's limit; ResourceEndpoint reads ahead
+only without it."""
 import asyncio
 import time
 from types import SimpleNamespace
 
 import pytest
 
-from gateway.call import SCOPE_KEY, Call, Upstream
+from gateway.call import CONTINUE, SCOPE_KEY, STOP, Call, Flow, Stage, Upstream
 from gateway.errors import Refusal
 from gateway.pipeline import Pipeline
 from gateway.pipeline.endpoint import (
@@ -31,25 +32,27 @@ class Receive:
         return self.messages.pop(0)
 
 
-class Route:
+class Route(Stage):
     """Plays MatchRoute: gives the call a route with `limit` bytes."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
 
-    async def on_request(self, call: Call) -> None:
+    async def on_request(self, call: Call) -> Flow:
         call.route = SimpleNamespace(max_body_bytes=self.limit)
+        return CONTINUE
 
 
-class Answer:
+class Answer(Stage):
     """Plays Forward: answers with what reached it."""
 
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
 
-    async def on_request(self, call: Call) -> None:
+    async def on_request(self, call: Call) -> Flow:
         self.bodies.append(call.body)
         call.upstream = Upstream(200, [], call.body)
+        return STOP
 
 
 JSON = (b"content-type", b"application/json")
@@ -107,8 +110,8 @@ def test_read_body_reads_with_the_route_limit_once_the_route_is_known():
 
 
 def test_nothing_is_read_for_a_call_refused_before_read_body():
-    class NoRoute:
-        async def on_request(self, call):
+    class NoRoute(Stage):
+        async def on_request(self, call: Call) -> Flow:
             raise Refusal("route.not_found")
 
     receive = Receive(b"x")
@@ -146,3 +149,24 @@ def test_a_get_or_delete_needs_no_content_type():
         answer = Answer()
         _run(ResourceEndpoint(Pipeline((Route(100), ReadBody(), answer))), Receive(b""), (), method)
         assert answer.bodies == [b""]
+
+
+def test_read_body_reads_the_receive_the_endpoint_put_on_the_call():
+    call = Call(interaction_id="i", ts="t", started=0.0, method="POST", headers=[JSON],
+                route=SimpleNamespace(max_body_bytes=10), receive=Receive(b"12", b"345"))
+    assert asyncio.run(ReadBody().on_request(call)) is CONTINUE
+    assert call.body == b"12345"
+
+
+def test_the_endpoint_puts_the_transport_on_the_call():
+    seen = []
+
+    class Look(Stage):
+        async def on_request(self, call: Call) -> Flow:
+            seen.append(call.receive)
+            call.upstream = Upstream(204, [], b"")
+            return STOP
+
+    receive = Receive(b"")
+    _run(ResourceEndpoint(Pipeline((Look(),)), template="/consents"), receive, method="GET")
+    assert seen == [receive]

@@ -37,7 +37,8 @@ def test_the_shipped_policy_routes_the_sandbox_bank():
 def test_defaults_fill_what_the_good_fixture_leaves_out():
     policy = load_policy(GOOD)
     assert policy.services["payments"] == ServicePolicy("payments", "http://127.0.0.1:8082", 1000, 5000, 100)
-    assert policy.services["core"] == ServicePolicy("core", "https://core.bank.example:8443/api", 250, 2000, 20, 20)  # max_concurrent: max_connections
+    # max_concurrent defaults to max_connections
+    assert policy.services["core"] == ServicePolicy("core", "https://core.bank.example:8443/api", 250, 2000, 20, 20)
     bare = route(policy, "pis.domestic_payments.get")
     assert (bare.upstream_path, bare.scope, bare.permissions, bare.account_param, bare.response_type,
             bare.max_body_bytes) == (bare.path, "payments", frozenset(), None, None, 65_536)

@@ -87,12 +87,13 @@ def test_explain_prints_exactly_what_exposure_computes(capsys):
             + [f"  records  {note}" for note in seen.records]
             + ["  drops    anything else the bank returns"])
     transactions = section(lines, f"GET {AISP}/accounts/{{AccountId}}/transactions (")
-    assert "  masks    Data.Transaction[].CardInstrument.Identification (card numbers: last 4 digits; ReadPAN shows them)" in (
-        transactions)
+    assert ("  masks    Data.Transaction[].CardInstrument.Identification (card numbers: last 4 digits; ReadPAN shows "
+            "them)") in transactions
     assert "  hides    Data.Transaction[].TransactionInformation" in transactions
     assert "  records  Credit records (CreditDebitIndicator)" in transactions
     accounts = section(lines, f"GET {AISP}/accounts (")
-    assert "  masks    Data.Account[].Account[].Identification (card numbers: last 4 digits; ReadPAN shows them)" in accounts
+    assert ("  masks    Data.Account[].Account[].Identification (card numbers: last 4 digits; ReadPAN shows "
+            "them)") in accounts
 
 
 @pytest.mark.parametrize(("codes", "named"), [

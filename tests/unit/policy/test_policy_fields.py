@@ -18,7 +18,7 @@ import pytest
 
 from gateway.policy import PolicyError, load_policy
 from gateway.policy.fields import (
-    Grant,
+    Entitlement,
     MinimiseError,
     exposure,
     mask_pan,
@@ -47,8 +47,8 @@ TX_BASIC, TX_DETAIL = "ReadTransactionsBasic", "ReadTransactionsDetail"
 CREDITS, DEBITS = "ReadTransactionsCredits", "ReadTransactionsDebits"
 
 
-def grant(*permissions: str, accounts=ALICE, window=(None, None)) -> Grant:
-    return Grant(frozenset(permissions), frozenset(accounts), window, PUBLIC)
+def grant(*permissions: str, accounts=ALICE, window=(None, None)) -> Entitlement:
+    return Entitlement(frozenset(permissions), frozenset(accounts), window, PUBLIC)
 
 
 # -- documents as the sandbox bank answers (gateway/sandbox/app.py) ----------------------------------------------
@@ -621,7 +621,7 @@ def assert_exposure_is_what_minimise_does(fields, permissions):
 
     document, leaves = full_document(fields)
     before = copy.deepcopy(document)
-    out = minimise(document, fields, Grant(permissions, frozenset({RECORD_ACCOUNT}), (None, None), PUBLIC))
+    out = minimise(document, fields, Entitlement(permissions, frozenset({RECORD_ACCOUNT}), (None, None), PUBLIC))
     assert document == before
 
     shown = set(seen.exposed) | set(seen.masked)
