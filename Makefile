@@ -55,9 +55,11 @@ browser:
 demo: install redis-server
 	$(BIN)/obgw demo $(ARGS)
 
-# ruff first (imports, unused code, line length; pyproject.toml [tool.ruff]), then the whole suite.
+# ruff (imports, unused code, line length; pyproject.toml [tool.ruff]) and mypy (types; [tool.mypy]: strict on the
+# request path, the policy and storage) first, then the whole suite.
 lint: dev
 	$(BIN)/ruff check gateway tests loadtests
+	$(BIN)/mypy
 
 test: lint redis-server browser
 	$(BIN)/python -m pytest $(ARGS)

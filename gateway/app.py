@@ -18,16 +18,18 @@ import functools
 import logging
 import os
 import sys
+from collections.abc import Mapping
 
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Mount, Route, Router
+from starlette.types import ASGIApp
 
 from gateway.admin import metrics
 from gateway.audit.chain import AuditChain
 from gateway.audit.key_files import load_pseudonym_key, load_signing_key
 from gateway.bank import Bank
 from gateway.children import die_with_parent
-from gateway.consents.api import AccountAccessConsents, DomesticPaymentConsents
+from gateway.consents.api import AccountAccessConsents, DomesticPaymentConsents, FundsConfirmationConsents
 from gateway.consents.notify import SET_TYPE, Notifier, outbox_notifier
 from gateway.crypto import derive_key, pseudonym
 from gateway.errors import Refusal
@@ -99,11 +101,10 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     notifier = Notifier(redis, notification_url_of, signer(server.keys.ring, SET_TYPE), chain.append,
                         issuer=server.issuer, api_base=server.issuer)
     consent_resources = {
-        "accounts": AccountAccessConsents(server.consents, server.issuer, settings.consent_authorise_seconds, notify),
-        "payments": DomesticPaymentConsents(server.consents, server.issuer, settings.consent_authorise_seconds,
-                                            notify)}
+        resource.kind.scope: resource(server.consents, server.issuer, settings.consent_authorise_seconds, notify)
+        for resource in (AccountAccessConsents, DomesticPaymentConsents, FundsConfirmationConsents)}
 
-    def consent_api(scope: str, route_ids: dict[str, str]) -> Pipeline:
+    def consent_api(scope: str, route_ids: Mapping[str, str]) -> Pipeline:
         return Pipeline(consent_api_stages(scope, server.verifier, keys, admission, policy, route_ids,
                                            consent_resources[scope], idempotency if scope == "payments" else None,
                                            server.clients))
@@ -143,7 +144,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     ]
     router = Router(routes=routes, default=_not_found, redirect_slashes=False, lifespan=lifespan)
     verifier = ProxyCertificateVerifier(settings.client_ca) if settings.trusted_proxies else None
-    app = TransportIdentity(AnonymousThrottle(router), settings.trusted_proxies, verifier)
+    app: ASGIApp = TransportIdentity(AnonymousThrottle(router), settings.trusted_proxies, verifier)
     app = RefuseUnparsed(app)
     app = RenderErrors(app)
     app = Audit(app, store=chain.append, observers=(metrics.observe,), subject=subject)

@@ -71,6 +71,8 @@ class Bank:
     async def _call(self, method: str, path: str, **kwargs) -> tuple[int, object]:
         if self._url is None:
             raise BankUnavailable("the policy declares no accounts service")
+        if self._session is None:
+            raise BankUnavailable("not started")
         try:
             async with self._session.request(method, self._url + path, allow_redirects=False, **kwargs) as response:
                 raw = await response.read()

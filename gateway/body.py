@@ -2,7 +2,9 @@
 (the pipelines, the authorization server, the customer pages) reads bodies with. A floor module (see `call.py`)."""
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
+
+from starlette.types import Receive
 
 from gateway.errors import Refusal
 
@@ -11,8 +13,6 @@ CONTENT_LENGTH = b"content-length"
 CONTENT_TYPE = b"content-type"
 JSON_MEDIA_TYPE = b"application/json"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-Receive = Callable[[], Awaitable[dict]]
 
 def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     """The request's Content-Length, if it declares one (the HTTP server has already refused a malformed one)."""

@@ -9,15 +9,18 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from gateway.body import Receive
+    from starlette.types import Receive
+
     from gateway.errors import Refusal
     from gateway.policy import RoutePolicy
     from gateway.policy.fields import Entitlement
+    from gateway.store.idempotency import Claim
 
 SCOPE_KEY = "obgw.call"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +54,14 @@ class Call:
     path_params: dict[str, str] = field(default_factory=dict)
     client_id: str | None = None
     consent_id: str | None = None
-    claims: Mapping | None = None                    # the verified access token's claims
+    claims: Mapping[str, Any] | None = None          # the verified access token's claims
     key_id: str | None = None                        # the kid of the key that signed it (Admit: not revoked)
     customer_id: str | None = None                   # the bank's customer (Admit, the pages); audited as a pseudonym
     entitlement: Entitlement | None = None           # what the consent allows (Admit), for Forward and Minimise
     unattended: bool = False                         # reads consented data without the customer present (Admit)
     payment_digest: str = ""                         # a payment's Initiation + Risk (CheckPayment), for Admit
     payment_claim: str | None = None                 # the claim Admit made on a payment consent, until resolved
-    idempotency: tuple | None = None                 # (x-idempotency-key, the claim) this call owns
+    idempotency: tuple[str, Claim] | None = None     # (x-idempotency-key, the claim) this call owns
     receive: Receive | None = None                   # the ASGI receive: the transport, like the scope (ReadBody)
     body: bytes = b""
     upstream: Upstream | None = None
@@ -67,9 +70,38 @@ class Call:
     reason: str | None = None                        # the refusal's reason id, when refused
     decision: str = "allow"                          # "allow" | "refuse" | "error"
 
+    # What an earlier stage has set, for the stages after it (the stage order guarantees it; a broken order fails
+    # loudly here rather than as an AttributeError on None somewhere later).
+    @property
+    def routed(self) -> RoutePolicy:
+        """The route policy (set by the routing stage)."""
+        return required(self.route, "route")
+
+    @property
+    def tpp(self) -> str:
+        """The TPP's client id (set by the access-token stage)."""
+        return required(self.client_id, "client_id")
+
+    @property
+    def entitled(self) -> Entitlement:
+        """What the consent allows (set by Admit)."""
+        return required(self.entitlement, "entitlement")
+
+    @property
+    def answer(self) -> Upstream:
+        """The answer being built (set by the stage that stopped the chain)."""
+        return required(self.upstream, "upstream")
+
     def refuse(self, reason: str) -> None:
         """Mark the call refused under `reason` (audited so), whoever answers it: a stage's Refusal or a page."""
         self.decision, self.reason = "refuse", reason
+
+
+def required(value: T | None, name: str) -> T:
+    """`call.<name>`, which an earlier stage must have set."""
+    if value is None:
+        raise RuntimeError(f"call.{name} is not set: a stage runs before the stage that sets it")
+    return value
 
 
 class Flow(enum.Enum):

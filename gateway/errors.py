@@ -126,6 +126,10 @@ REASONS: Mapping[str, Reason] = {
     "consent.field_invalid": Reason(400, "UK.OBIE.Field.Invalid", "The consent request is not valid."),
     "consent.invalid_date": Reason(400, "UK.OBIE.Field.InvalidDate", "A date in the consent request is not valid."),
     "request.invalid_json": Reason(400, "UK.OBIE.Resource.InvalidFormat", "The body is not a JSON object."),
+    "request.field_missing": Reason(400, "UK.OBIE.Field.Missing", "The request lacks a required field."),
+    "request.field_invalid": Reason(400, "UK.OBIE.Field.Invalid", "A field of the request is not valid."),
+    "request.consent_mismatch": Reason(400, "UK.OBIE.Resource.ConsentMismatch",
+                                       "The request names another consent than the access token's."),
     "payment.consent_mismatch": Reason(400, "UK.OBIE.Resource.ConsentMismatch",
                                        "The payment is not the one the customer consented to."),
     "payment.in_progress": Reason(400, "UK.OBIE.Resource.InvalidConsentStatus",
@@ -220,11 +224,19 @@ class Refusal(Exception):
         return self._status or self.entry.status
 
 
+OB_TEXT_MAX = 500  # OBError1 Message and Path: maxLength 500
+
+
+def _fit(text: str) -> str:
+    return text if len(text) <= OB_TEXT_MAX else text[:OB_TEXT_MAX - 1] + "…"
+
+
 def ob_error_body(refusal: Refusal, error_id: str | None = None) -> bytes:
-    """UK OB v3.1 `OBErrorResponse1`: Code is the HTTP status as text, Id a reference the TPP can quote to the bank."""
-    error = {"ErrorCode": refusal.entry.code, "Message": refusal.message}
+    """UK OB v3.1 `OBErrorResponse1`: Code is the HTTP status as text, Id a reference the TPP can quote to the bank.
+    Message and Path are cut to the schema's 500 characters (a Path may name keys the TPP sent)."""
+    error = {"ErrorCode": refusal.entry.code, "Message": _fit(refusal.message)}
     if refusal.path:
-        error["Path"] = refusal.path
+        error["Path"] = _fit(refusal.path)
     return orjson.dumps({
         "Code": str(refusal.status),
         "Id": error_id or str(uuid.uuid4()),

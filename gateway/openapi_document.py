@@ -15,9 +15,9 @@ OpenAPI 3.0, like the UK OB documents whose Schema Objects it references. 3.0 ha
 """
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import orjson
 
@@ -96,8 +96,9 @@ def _response(api: str, response: dict) -> tuple[str, dict | None]:
     """(description, JSON schema) of a UK OB response object (a `#/components/responses/...` reference)."""
     if "$ref" in response:
         response = specs.openapi(api)["components"]["responses"][response["$ref"].split("/")[-1]]
-    content = response.get("content", {})
-    return response["description"], (content.get(_JSON) or next(iter(content.values()), {})).get("schema")
+    content: dict = response.get("content", {})
+    media: dict = content.get(_JSON) or next(iter(content.values()), {})
+    return response["description"], media.get("schema")
 
 
 class _Builder:
@@ -142,7 +143,7 @@ class _Builder:
         """A UK OB operation: the vendored definition where UK OB has one, else what the policy says."""
         api, vendored = _vendored_operation(method, path)
         components = self.components
-        if vendored is not None:
+        if vendored is not None and api is not None:
             parameters = [components.adopt(api, p) for p in vendored.get("parameters", ())
                           if p.get("$ref", "").split("/")[-1] not in _SECURITY_PARAMETERS]
             status, vendored_answer = next((s, r) for s, r in vendored["responses"].items() if s.startswith("2"))
@@ -163,17 +164,21 @@ class _Builder:
                     parameters.append(local)
         response_type = route.response_type if route is not None else None
         if response_type:
-            api = api or next(a for a in specs.APIS if response_type in specs.openapi(a)["components"]["schemas"])
+            api = api or specs.api_of(response_type)
             schema = components.schema(api, response_type)
-        elif schema is not None:
+        elif schema is not None and api is not None:
             schema = components.adopt(api, schema)
         answer = self.answer(description, schema)
+        if route is not None and route.fields is not None and route.fields.media_types is not None:
+            # A file (a statement's PDF): the bank's document, in the media types its policy names.
+            answer["content"] = {media_type: {"schema": {"type": "string", "format": "binary"}}
+                                 for media_type in sorted(route.fields.media_types)}
         operation.update({
             "operationId": operation_id, "parameters": parameters,
             "responses": {status: answer, **self.refusals(REASONS)},
             "security": [security], "x-mutual-tls": _MUTUAL_TLS,
         })
-        if body is not None:
+        if body is not None and api is not None:
             operation["requestBody"] = {"required": True,
                                         "content": {_JSON: {"schema": components.adopt(api, body)}}}
         self.add(method, path, operation)
@@ -200,8 +205,8 @@ class _Builder:
                           **self.refusals(_PUBLIC, oauth=path.startswith("/oauth2/"))}})
 
 
-def _object(required: Iterable[str] = (), **properties) -> dict:
-    schema = {"type": "object", "properties": properties}
+def _object(required: Iterable[str] = (), **properties: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         schema["required"] = list(required)
     return schema
@@ -226,7 +231,9 @@ _CLIENT_METADATA = _object(
 
 def _authorization_server(builder: _Builder) -> None:
     """The AS's TPP endpoints: token, PAR, revocation, introspection, registration and its management."""
-    form = functools.partial(_object, **_CLIENT_AUTHENTICATION)
+
+    def form(required: Iterable[str], **properties: Any) -> dict[str, Any]:
+        return _object(required, **_CLIENT_AUTHENTICATION, **properties)
     token_hint = {"type": "string", "enum": ["access_token", "refresh_token"]}
     builder.oauth_operation("POST", PATHS["token_endpoint"], "oauth.token", "Token (RFC 6749 §3.2)", {
         "200": builder.answer("Tokens: the access token is a JWT bound to the client certificate (RFC 8705)", _object(
@@ -264,7 +271,7 @@ def _authorization_server(builder: _Builder) -> None:
                                 grant_types={"type": "array", "items": _STRING},
                                 response_types={"type": "array", "items": _STRING},
                                 tls_client_auth_subject_dn=_STRING))
-    managed = {"parameters": [{"name": "client_id", "in": "path", "required": True, "schema": _STRING}],
+    managed: dict[str, Any] = {"parameters": [{"name": "client_id", "in": "path", "required": True, "schema": _STRING}],
                "security": [{"TPPOAuth2Security": []}]}
     builder.oauth_operation("GET", register + "/{client_id}", "oauth.register.get", "Read a registration (RFC 7592)",
                             {"200": builder.answer("The registered client", _CLIENT_METADATA)}, **managed)
@@ -273,7 +280,8 @@ def _authorization_server(builder: _Builder) -> None:
 
 
 def _security_schemes(issuer: str) -> dict:
-    scopes = {"accounts": "Account information (AISP)", "payments": "Payment initiation (PISP)"}
+    scopes = {"accounts": "Account information (AISP)", "payments": "Payment initiation (PISP)",
+              "fundsconfirmations": "Confirmation of funds (CBPII)"}
     bound = ("Sent as `Authorization: Bearer`; a JWT bound to the client certificate (RFC 8705 `cnf.x5t#S256`), "
              "so only good over mutual TLS with the certificate it was issued to.")
     return {

@@ -39,6 +39,6 @@ def conclude(call: Call, verdict: Verdict) -> None:
             (b"ratelimit", f'"{rate.policy}";r={rate.remaining};t={rate.reset}'.encode())]
     if verdict.reason in _WAIT_REASONS:
         # RFC 9110 §10.2.3: whole seconds; a retry at that moment is admitted (the scripts compute the exact wait).
-        raise Refusal(verdict.reason, headers={"Retry-After": str(max(1, math.ceil(verdict.retry_ms / 1000)))})
+        raise Refusal(verdict.reason, headers={"Retry-After": str(max(1, math.ceil((verdict.retry_ms or 0) / 1000)))})
     if verdict.reason is not None:
         raise token_refusal(verdict.reason)

@@ -82,7 +82,7 @@ class ClientCertProtocol(HttpToolsProtocol):
     requests the parser refuses answered through the app (the standard body, an interaction id, an audit record)
     rather than with uvicorn's bare text 400."""
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._refusal: str | None = None
         tls = _tls_extension(transport.get_extra_info("ssl_object"))
@@ -103,7 +103,8 @@ class ClientCertProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         reason, self._refusal = self._refusal or "request.malformed", None
         self.transport.pause_reading()  # nothing more is read from a connection that is answered and closed
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "https",
+        scope: dict[str, object] = {
+                 "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "https",
                  "path": "", "raw_path": b"", "query_string": b"", "root_path": "", "headers": [],
                  "client": self.client, "server": self.server, PARSER_REFUSAL: reason}
         self.loop.create_task(self._answer_refusal(scope))
@@ -172,7 +173,7 @@ def check_audit_keys(settings: Settings) -> None:
 def check_signing_keys(settings: Settings, kek: KeyEncryptionKey) -> None:
     """Once, in the main process: seal the signing keys an older version stored in clear, and open every stored key,
     so a wrong key-encryption key stops the start (naming its file) instead of failing each token request."""
-    client = sync_client(settings.redis_url)
+    client = sync_client(settings.redis)
     try:
         sealed = open_all(AuthorizationStore(client), kek)
     except KeyEncryptionError as exc:
@@ -217,7 +218,7 @@ def serve(settings: Settings, on_ready=None, *, embedded_redis: bool = False) ->
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
         os.environ[SUPERVISOR_PID] = str(os.getpid())
         admin = start_admin(settings.admin_host, settings.admin_port,
-                            AdminApp(settings.redis_url, {n: s.url for n, s in policy.services.items()},
+                            AdminApp(settings.redis, {n: s.url for n, s in policy.services.items()},
                                      settings.admin_password_path))
         stack.callback(admin.shutdown)
         config = uvicorn_config(settings)

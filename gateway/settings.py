@@ -157,6 +157,13 @@ class Settings:
     # Back-end URL overrides, `OBGW_SERVICE_<NAME>_URL`, applied over policies/services.yaml.
     service_urls: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
+    @property
+    def redis(self) -> str:
+        """REDIS_URL, for what needs Redis: unset, the command that runs it must have started the embedded one."""
+        if not self.redis_url:
+            raise SettingsError("REDIS_URL is not set (`obgw serve` needs it, or --embedded-redis)")
+        return self.redis_url
+
     @classmethod
     def load(cls, flags: Mapping[str, str | None] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
         """Resolve every setting: a flag given on the command line wins over the environment, which wins over the

@@ -62,7 +62,7 @@ def activity(records: Iterable[Mapping[str, object]], now: datetime, hours: int 
         client = str(record.get("client_id") or UNIDENTIFIED)
         tpp = found.get(client)
         if tpp is None:
-            tpp = found[client] = Activity(client, *([0] * hours for _ in range(4)))
+            tpp = found[client] = Activity(client, [0] * hours, [0] * hours, [0] * hours, [0] * hours)
         tpp.calls[hour] += 1
         if record.get("decision") == "refuse":
             tpp.refusals[hour] += 1

@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -186,7 +187,8 @@ class AuditChain:
             fields = seal(record, self.chain_id, seq, prev)
             prev = str(fields["hash"])
             sealed.append(orjson.dumps(fields))
-        accesses = tuple((AuditStore.accesses_key(r.consent_id), access_entry(r)) for r in records if is_access(r))
+        accesses = tuple((AuditStore.accesses_key(r.consent_id), access_entry(r))
+                         for r in records if r.consent_id and is_access(r))
         return Batch(self.chain_id, expected, _format_head(seq, prev), tuple(sealed), accesses), (seq, prev)
 
     def _replayed(self, head: str) -> None:
@@ -210,6 +212,7 @@ class AuditChain:
         if self._checkpoint_file is None or head[0] == 0:
             return
         entry: dict[str, object] = {"chain": self.chain_id, "seq": head[0], "hash": head[1]}
+        heads: dict[str, str] | None
         try:
             heads, at = await self._store.heads_at()
         except UNREACHABLE as exc:
@@ -219,7 +222,8 @@ class AuditChain:
             if head == self._checkpointed:
                 return
         else:
-            moved = {chain: value for chain, value in sorted(heads.items()) if self._covered.get(chain) != value}
+            moved = {chain: value for chain, value in sorted((heads or {}).items())
+                     if self._covered.get(chain) != value}
             if not moved and head == self._checkpointed:
                 return
             entry |= {"heads": moved, "at": at}
@@ -280,7 +284,7 @@ def read_checkpoints(path: Path) -> list[dict[str, object]]:
 
 
 def verify(records: Iterable[tuple[str, Mapping[str, object]]], heads: Mapping[str, str] | None = None,
-           checkpoints: Iterable[Mapping[str, object]] = (), *, partial: bool = False) -> VerifyResult:
+           checkpoints: Iterable[Mapping[str, Any]] = (), *, partial: bool = False) -> VerifyResult:
     """Check every record's hash, each chain's sequence and links, that every anchor is present, and that every
     record a signed checkpoint was taken after is one it commits to.
 
@@ -383,8 +387,7 @@ def _check_record(where: str, rec: Mapping[str, object], last: Mapping[str, tupl
     chain, seq = str(rec["chain"]), rec["seq"]
     if not isinstance(seq, int):
         return Breach(_describe(where, rec), "changed: seq is not a number")
-    prev_seq, prev_hash = last.get(chain, (None, None)) if chain in last else (
-        (seq - 1, rec["prev"]) if partial else (0, GENESIS))
+    prev_seq, prev_hash = last[chain] if chain in last else ((seq - 1, str(rec["prev"])) if partial else (0, GENESIS))
     if seq != prev_seq + 1:
         return Breach(_describe(where, rec), f"out of sequence: seq {seq} follows seq {prev_seq} "
                       f"(records removed, reordered or duplicated)")

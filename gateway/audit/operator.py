@@ -24,7 +24,7 @@ def operator_name() -> str:
 
 
 async def _append(settings: Settings, record: AuditRecord) -> None:
-    client = async_client(settings.redis_url)
+    client = async_client(settings.redis)
     chain = AuditChain(client, settings.var_dir / "audit" / "checkpoints.jsonl", chain_id=f"operator-{new_chain_id()}",
                        signer=load_signing_key(settings.audit_signing_key_file), spool=False)
     try:

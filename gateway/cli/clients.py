@@ -41,7 +41,7 @@ def register(subparsers) -> None:
     a.add_argument("--redirect-uri", action="append", default=[], help="a redirect URI (repeatable)")
     a.add_argument("--jwks", type=Path, help="JWKS (or one JWK) for private_key_jwt")
     a.add_argument("--role", action="append", choices=ROLES,
-                   help="AISP, PISP or CBPII (repeatable; default AISP and PISP)")
+                   help="AISP, PISP or CBPII (repeatable; default all three)")
     a.add_argument("--auth-method", action="append", choices=AUTH_METHODS,
                    help="tls_client_auth and/or private_key_jwt (default: both when a JWKS is given)")
     a.add_argument("--name", help="the name customers see on the consent page (default CLIENT_ID)")
@@ -149,7 +149,7 @@ def client_from_args(args) -> Client:
     if cert is None:
         raise CliError("give --cert (or --from-json)")
     return build_client(args.client_id, cert=cert, redirect_uris=redirect_uris, jwks=jwks,
-                        roles=args.role or ["AISP", "PISP"], auth_methods=args.auth_method, name=args.name,
+                        roles=args.role or list(ROLES), auth_methods=args.auth_method, name=args.name,
                         notification_url=args.notification_url)
 
 

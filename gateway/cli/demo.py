@@ -10,6 +10,7 @@ from gateway.children import die_with_parent, private_child, stop
 from gateway.cli import CliError
 from gateway.cli._settings import settings_from
 from gateway.cli.clients import build_client, from_registration_file
+from gateway.oauth.models import ROLES
 from gateway.pki import DEMO_TPPS, init_dev_pki
 from gateway.server import StartError, serve
 from gateway.settings import SETTINGS, add_arguments
@@ -39,7 +40,7 @@ def start_bank(host: str, accounts_port: int, payments_port: int, state_file) ->
     deadline = time.monotonic() + BANK_READY_SECONDS
     line = ""
     while time.monotonic() < deadline and process.poll() is None:
-        line = process.stdout.readline()
+        line = process.stdout.readline() if process.stdout else ""
         if line.startswith("sandbox bank:"):
             return process, line.strip()
     stop(process)
@@ -47,14 +48,14 @@ def start_bank(host: str, accounts_port: int, payments_port: int, state_file) ->
 
 
 def register_demo_tpps(redis_url: str, pki_dir) -> None:
-    """tpp-demo and tpp-other, AISP and PISP, both client authentication methods (CONTRACT §3); refreshed on every
-    start so a re-issued certificate or key is the registered one."""
+    """tpp-demo and tpp-other, AISP, PISP and CBPII, both client authentication methods (CONTRACT §3, §10);
+    refreshed on every start so a re-issued certificate or key is the registered one."""
     client = sync_client(redis_url)
     try:
         store = ClientStore(client)
         for name in DEMO_TPPS:
             cert, redirect_uris, jwks = from_registration_file(pki_dir / f"{name}.json")
-            demo = build_client(name, cert=cert, redirect_uris=redirect_uris, jwks=jwks, roles=["AISP", "PISP"],
+            demo = build_client(name, cert=cert, redirect_uris=redirect_uris, jwks=jwks, roles=list(ROLES),
                                 auth_methods=None, name=name)
             store.replace(demo.to_document(), demo.software)
     finally:

@@ -1,5 +1,6 @@
 """The consent resources the gateway answers itself (UK OB v3.1.11): account-access-consents (POST, GET, DELETE;
-Account and Transaction API) and domestic-payment-consents (POST, GET; Payment Initiation API).
+Account and Transaction API), domestic-payment-consents (POST, GET; Payment Initiation API) and
+funds-confirmation-consents (POST, GET, DELETE; Confirmation of Funds API).
 
 Each runs after the consent-API stages (certificate, client-credentials token with the resource's scope, rate
 limit, client active; for payment consents also the idempotency key). A TPP only ever sees its own consents:
@@ -26,7 +27,7 @@ from gateway.consents.model import (
 )
 from gateway.errors import Refusal
 from gateway.json_body import InvalidJson, loads_request
-from gateway.policy.model import ACCOUNT_ACCESS_CONSENTS, PAYMENT_CONSENTS
+from gateway.policy.model import ACCOUNT_ACCESS_CONSENTS, FUNDS_CONFIRMATION_CONSENTS, PAYMENT_CONSENTS
 
 _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 
@@ -37,7 +38,8 @@ class _Consents(Stage):
     kind: Kind
     base: str
     prefix: str
-    methods = ("GET",)                 # on /{ConsentId}
+    methods: tuple[str, ...] = ("GET",)  # on /{ConsentId}
+    has_risk = True                      # the answer carries the consent's Risk (OBRisk)
 
     def __init__(self, store, issuer: str, authorise_seconds: int, notify) -> None:
         self._store, self._issuer, self._authorise_seconds = store, issuer, authorise_seconds
@@ -51,7 +53,7 @@ class _Consents(Stage):
         if call.method == "POST":
             await self._create(call)
             return STOP
-        consent = await self._owned(call.client_id, consent_id)
+        consent = await self._owned(call.tpp, call.path_params["ConsentId"])
         call.consent_id = consent.consent_id
         if call.method == "GET":
             call.upstream = Upstream(200, list(_JSON), self._document(consent))
@@ -75,7 +77,7 @@ class _Consents(Stage):
         fields = {"permissions": (), "expires": None, "transaction_from": None, "transaction_to": None,
                   **self._asked(body)}
         consent = Consent(
-            consent_id=f"{self.prefix}-{uuid.uuid4()}", client_id=call.client_id, kind=self.kind,
+            consent_id=f"{self.prefix}-{uuid.uuid4()}", client_id=call.tpp, kind=self.kind,
             status=Status.AWAITING_AUTHORISATION, created=created, status_updated=created, customer_id=None,
             accounts=(), authorise_by=(now + timedelta(seconds=self._authorise_seconds)).isoformat(
                 timespec="milliseconds"), **fields)
@@ -100,7 +102,8 @@ class _Consents(Stage):
     def _document(self, consent: Consent) -> bytes:
         data = {"ConsentId": consent.consent_id, "CreationDateTime": consent.created, "Status": str(consent.status),
                 "StatusUpdateDateTime": consent.status_updated, **self._data(consent)}
-        return orjson.dumps({"Data": data, "Risk": consent.risk or {},
+        risk = {"Risk": consent.risk or {}} if self.has_risk else {}
+        return orjson.dumps({"Data": data, **risk,
                              "Links": {"Self": f"{self._issuer}{self.base}/{consent.consent_id}"}, "Meta": {}})
 
 
@@ -134,3 +137,20 @@ class DomesticPaymentConsents(_Consents):
 
     def _data(self, consent: Consent) -> dict:
         return {"Initiation": consent.initiation}
+
+
+class FundsConfirmationConsents(_Consents):
+    """OBFundsConfirmationConsent1 in, OBFundsConfirmationConsentResponse1 out (no Risk in this API)."""
+
+    kind, base, prefix, methods = Kind.FUNDS_CONFIRMATION, FUNDS_CONFIRMATION_CONSENTS, "fcc", ("GET", "DELETE")
+    has_risk = False
+
+    def _asked(self, body: object) -> dict:
+        asked = validate.funds_confirmation(body)
+        return {"expires": asked.expires, "debtor_account": asked.debtor_account}
+
+    def _data(self, consent: Consent) -> dict:
+        data: dict = {"DebtorAccount": consent.debtor_account}
+        if consent.expires:
+            data["ExpirationDateTime"] = consent.expires
+        return data

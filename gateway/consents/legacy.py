@@ -23,7 +23,7 @@ log = logging.getLogger("obgw")
 
 def seal_at_start(settings: Settings) -> None:
     """`seal_customer_ids` on the gateway's Redis; if Redis cannot be reached yet, the next start does it."""
-    client = sync_client(settings.redis_url)
+    client = sync_client(settings.redis)
     try:
         changed = seal_customer_ids(client, CustomerIds.from_file(settings.audit_key_file))
     except (RedisError, OSError) as exc:

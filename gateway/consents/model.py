@@ -32,10 +32,20 @@ class Kind(enum.StrEnum):
     """What a consent lets the TPP do, and the OAuth scope that must accompany it."""
     ACCOUNT_ACCESS = "account-access"
     DOMESTIC_PAYMENT = "domestic-payment"
+    FUNDS_CONFIRMATION = "funds-confirmation"
 
     @property
     def scope(self) -> str:
-        return "accounts" if self is Kind.ACCOUNT_ACCESS else "payments"
+        return _SCOPES[self]
+
+    @property
+    def names_its_account(self) -> bool:
+        """The consent names the one account it is for (CBPII: DebtorAccount): the customer confirms, not chooses."""
+        return self is Kind.FUNDS_CONFIRMATION
+
+
+_SCOPES = {Kind.ACCOUNT_ACCESS: "accounts", Kind.DOMESTIC_PAYMENT: "payments",
+           Kind.FUNDS_CONFIRMATION: "fundsconfirmations"}
 
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
@@ -68,6 +78,7 @@ class Consent:
     accounts: tuple[str, ...]     # the AccountIds the customer selected
     initiation: dict | None = None  # a payment consent's Initiation, as given
     risk: dict | None = None        # ... and its Risk: the payment must repeat both exactly
+    debtor_account: dict | None = None  # a funds-confirmation consent's DebtorAccount, as given
     grant_id: str | None = None   # the one authorisation whose tokens this consent accepts
     deleted: bool = False         # revoked by the TPP's DELETE: gone for the TPP, kept for the customer's history
     authorise_by: str | None = None  # an AwaitingAuthorisation consent lapses at this time (Rejected from then on)
@@ -86,7 +97,7 @@ class Consent:
     def current(self, now: datetime | None = None) -> Consent:
         """The consent as of now: a lapsed one is Rejected, at the moment it lapsed (computed, no sweep)."""
         if self.lapsed(now):
-            return dataclasses.replace(self, status=Status.REJECTED, status_updated=self.authorise_by)
+            return dataclasses.replace(self, status=Status.REJECTED, status_updated=self.authorise_by or self.created)
         return self
 
     @property
@@ -112,7 +123,8 @@ def _from_record(record: dict) -> Consent:
         permissions=tuple(record.get("permissions") or ()), expires=record.get("expires"),
         transaction_from=record.get("transaction_from"), transaction_to=record.get("transaction_to"),
         customer_id=record.get("customer_id"), accounts=tuple(record.get("accounts") or ()),
-        initiation=record.get("initiation"), risk=record.get("risk"), grant_id=record.get("grant_id"),
+        initiation=record.get("initiation"), risk=record.get("risk"), debtor_account=record.get("debtor_account"),
+        grant_id=record.get("grant_id"),
         deleted=bool(record.get("deleted")), authorise_by=record.get("authorise_by"),
         authorised_at=record.get("authorised_at"))
 
@@ -124,7 +136,7 @@ def to_record(consent: Consent) -> dict:
         "permissions": list(consent.permissions), "expires": consent.expires,
         "transaction_from": consent.transaction_from, "transaction_to": consent.transaction_to,
         "customer_id": consent.customer_id, "accounts": list(consent.accounts), "initiation": consent.initiation,
-        "risk": consent.risk,
+        "risk": consent.risk, "debtor_account": consent.debtor_account,
         "grant_id": consent.grant_id, "deleted": consent.deleted, "authorise_by": consent.authorise_by,
         "authorised_at": consent.authorised_at, "payment_digest": payment_digest(consent.initiation, consent.risk),
     }

@@ -43,6 +43,7 @@ import aiohttp
 
 from gateway.audit.record import AuditRecord
 from gateway.consents.model import Consent, Kind
+from gateway.policy.model import ACCOUNT_ACCESS_CONSENTS, FUNDS_CONFIRMATION_CONSENTS, PAYMENT_CONSENTS
 from gateway.store import notifications
 from gateway.store.notifications import Entry, NotificationOutbox
 
@@ -61,8 +62,9 @@ LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 # What each kind of consent is called in the event (rty) and where the TPP reads it (rlk, sub).
 RESOURCES: dict[Kind, tuple[str, str]] = {
-    Kind.ACCOUNT_ACCESS: ("account-access-consent", "/open-banking/v3.1/aisp/account-access-consents"),
-    Kind.DOMESTIC_PAYMENT: ("domestic-payment-consent", "/open-banking/v3.1/pisp/domestic-payment-consents"),
+    Kind.ACCOUNT_ACCESS: ("account-access-consent", ACCOUNT_ACCESS_CONSENTS),
+    Kind.DOMESTIC_PAYMENT: ("domestic-payment-consent", PAYMENT_CONSENTS),
+    Kind.FUNDS_CONFIRMATION: ("funds-confirmation-consent", FUNDS_CONFIRMATION_CONSENTS),
 }
 
 # The audit reasons of a notification attempt, and the decision each is recorded with.

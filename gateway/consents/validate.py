@@ -1,5 +1,5 @@
-"""The UK Open Banking v3.1.11 rules for a new consent, each above its check: account access (OBReadConsent1) and
-domestic payments (OBWriteDomesticConsent4).
+"""The UK Open Banking v3.1.11 rules for a new consent, each above its check: account access (OBReadConsent1),
+domestic payments (OBWriteDomesticConsent4) and funds confirmation (OBFundsConfirmationConsent1).
 
 Every failure is a Refusal naming the field (OBError1.Path), so the TPP sees exactly what to fix.
 """
@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 
 import orjson
 
-from gateway.consents.openapi import first_problem
 from gateway.errors import Refusal
 from gateway.policy.compile import permission_codes
+from gateway.specs import first_problem
 
 TRANSACTION_CONTENT = {"ReadTransactionsBasic", "ReadTransactionsDetail"}
 TRANSACTION_DIRECTION = {"ReadTransactionsCredits", "ReadTransactionsDebits"}
@@ -43,6 +43,15 @@ def _date(data: dict, name: str) -> str | None:
     return moment.isoformat()
 
 
+def _expiry(data: dict) -> str | None:
+    """Data.ExpirationDateTime, which must be in the future; None: open-ended."""
+    expires = _date(data, "ExpirationDateTime")
+    if expires is not None and datetime.fromisoformat(expires) <= datetime.now(timezone.utc):
+        raise Refusal("consent.invalid_date", "Data.ExpirationDateTime must be in the future.",
+                      path="Data.ExpirationDateTime")
+    return expires
+
+
 def account_access(body: object) -> AccountAccessRequest:
     if not isinstance(body, dict):
         raise Refusal("request.invalid_json")
@@ -71,10 +80,7 @@ def account_access(body: object) -> AccountAccessRequest:
     if bool(given & TRANSACTION_CONTENT) != bool(given & TRANSACTION_DIRECTION):
         raise Refusal("consent.field_invalid", "ReadTransactionsBasic/Detail and ReadTransactionsCredits/Debits "
                       "must be asked for together.", path="Data.Permissions")
-    expires = _date(data, "ExpirationDateTime")
-    if expires is not None and datetime.fromisoformat(expires) <= datetime.now(timezone.utc):
-        raise Refusal("consent.invalid_date", "Data.ExpirationDateTime must be in the future.",
-                      path="Data.ExpirationDateTime")
+    expires = _expiry(data)
     since, until = _date(data, "TransactionFromDateTime"), _date(data, "TransactionToDateTime")
     if since and until and datetime.fromisoformat(since) > datetime.fromisoformat(until):
         raise Refusal("consent.invalid_date", "Data.TransactionFromDateTime is after TransactionToDateTime.",
@@ -120,3 +126,24 @@ def domestic_payment(body: object, schema: str = "OBWriteDomesticConsent4") -> D
         raise Refusal("payment.scheme_unsupported", f"The creditor account must be a {DOMESTIC_SCHEMES[0]}.",
                       path="Data.Initiation.CreditorAccount.SchemeName")
     return DomesticPaymentRequest(initiation, body["Risk"])
+
+
+@dataclass(frozen=True)
+class FundsConfirmationRequest:
+    expires: str | None
+    debtor_account: dict
+
+
+def funds_confirmation(body: object) -> FundsConfirmationRequest:
+    """A funds-confirmation consent (OBFundsConfirmationConsent1): the schema itself, then a future expiry.
+
+    Whether the DebtorAccount is the customer's is for the customer's authorisation to show (the bank knows)."""
+    if not isinstance(body, dict):
+        raise Refusal("request.invalid_json")
+    problem = first_problem(body, "OBFundsConfirmationConsent1", "cbpii")
+    if problem is not None:
+        path, message, missing = problem
+        raise Refusal("consent.field_missing" if missing else "consent.field_invalid", message, path=path)
+    data = body["Data"]
+    expires = _expiry(data)
+    return FundsConfirmationRequest(expires, data["DebtorAccount"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.oauth.client_auth import ASSERTION_ALGORITHMS
-from gateway.oauth.models import AUTH_METHODS
+from gateway.oauth.models import AUTH_METHODS, RESOURCE_SCOPES
 from gateway.oauth.signing_keys import ALGORITHM
 
 PATHS = {
@@ -22,7 +22,7 @@ def metadata(issuer: str) -> dict:
     return {
         "issuer": issuer,
         **urls,
-        "scopes_supported": ["openid", "accounts", "payments"],
+        "scopes_supported": ["openid", *RESOURCE_SCOPES],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

@@ -15,7 +15,7 @@ from authlib.oauth2.rfc6749 import (
 )
 from authlib.oauth2.rfc7636 import CodeChallenge
 
-from gateway.oauth.models import AUTH_METHODS, AuthorizationCode, Grantee, RefreshToken
+from gateway.oauth.models import AUTH_METHODS, RESOURCE_SCOPES, AuthorizationCode, Grantee, RefreshToken
 
 
 class CertificateBoundTokens:
@@ -52,8 +52,8 @@ class ClientCredentials(CertificateBoundTokens, grants.ClientCredentialsGrant):
         super().validate_token_request()
         scope = self.request.payload.scope
         wanted = set((scope or "").split())
-        if not wanted or not wanted <= {"accounts", "payments"} or self.client.get_allowed_scope(scope) is None:
-            raise InvalidScopeError("Ask for scope accounts or payments, as the client's roles allow.")
+        if not wanted or not wanted <= set(RESOURCE_SCOPES) or self.client.get_allowed_scope(scope) is None:
+            raise InvalidScopeError(f"Ask for scope {', '.join(RESOURCE_SCOPES)}, as the client's roles allow.")
 
 
 class PushedAuthorizationCode(CertificateBoundTokens, grants.AuthorizationCodeGrant):

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from gateway.call import ClientCertificate
 
 ROLES = ("AISP", "PISP", "CBPII")
-ROLE_SCOPES = {"AISP": "accounts", "PISP": "payments"}
+ROLE_SCOPES = {"AISP": "accounts", "PISP": "payments", "CBPII": "fundsconfirmations"}
+RESOURCE_SCOPES = tuple(ROLE_SCOPES.values())  # what a client-credentials token may be for
 AUTH_METHODS = ("tls_client_auth", "private_key_jwt")  # FAPI 1 Advanced §5.2.2-14: nothing else
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 

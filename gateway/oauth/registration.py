@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jwt
 import orjson
@@ -37,14 +39,15 @@ _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _JSON = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), ("Pragma", "no-cache")]
 
 
-_KEY_ALGORITHM = {"EC": ("ES256", ECAlgorithm), "RSA": ("PS256", RSAPSSAlgorithm)}
+_KEY_ALGORITHM: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "EC": ("ES256", ECAlgorithm.from_jwk), "RSA": ("PS256", RSAPSSAlgorithm.from_jwk)}
 # RFC 7591 §2.3 leaves it to the server which statements it accepts: here one minted in the last day (the directory
 # mints one for the registration at hand; a day allows for slack and clocks), never past its exp (UK OB DCR: a
 # request past exp is rejected), and once: its jti is remembered while it could be accepted (RFC 7519 §4.1.7).
 STATEMENT_MAX_AGE = 86_400
 
 
-def load_directory_keys(path: Path) -> dict[str, tuple[str, object]]:
+def load_directory_keys(path: Path) -> dict[str, tuple[str, Any]]:
     """kid → (its algorithm, public key) of the directory's JWKS; missing file: no directory trusted."""
     if not Path(path).exists():
         return {}
@@ -52,7 +55,7 @@ def load_directory_keys(path: Path) -> dict[str, tuple[str, object]]:
     for jwk in orjson.loads(Path(path).read_bytes()).get("keys", []):
         if jwk.get("kty") in _KEY_ALGORITHM:
             alg, loader = _KEY_ALGORITHM[jwk["kty"]]
-            keys[jwk.get("kid", "")] = (alg, loader.from_jwk(orjson.dumps(jwk).decode()))
+            keys[jwk.get("kid", "")] = (alg, loader(orjson.dumps(jwk).decode()))
     return keys
 
 
@@ -148,7 +151,7 @@ class Registration:
             raise InvalidSoftwareStatementError("The software_statement is not a JWT.") from None
         if header.get("alg") not in ASSERTION_ALGORITHMS:
             raise InvalidSoftwareStatementError("The software_statement must be signed (ES256 or PS256).")
-        trusted = self.directory.get(header.get("kid")) if isinstance(header.get("kid"), str) else None
+        trusted = self.directory.get(header["kid"]) if isinstance(header.get("kid"), str) else None
         if trusted is None:
             raise UnapprovedSoftwareStatementError("The software_statement is not signed by a trusted directory.")
         alg, key = trusted

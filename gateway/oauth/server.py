@@ -23,7 +23,7 @@ from gateway.crypto import pseudonym
 from gateway.oauth import grants
 from gateway.oauth.client_auth import PrivateKeyJwt, TlsClientAuth
 from gateway.oauth.introspection import Introspection
-from gateway.oauth.models import AccessToken, Client, RefreshToken
+from gateway.oauth.models import RESOURCE_SCOPES, AccessToken, Client, RefreshToken
 from gateway.oauth.par import PushedAuthorizationEndpoint
 from gateway.oauth.revocation import Revocation
 from gateway.oauth.signing_keys import KeyEncryptionKey, SigningKeys
@@ -73,7 +73,7 @@ class GatewayAuthorizationServer(AuthorizationServer):
     def __init__(self, settings: Settings, redis, live=None) -> None:
         """`redis` is the sync client Authlib's threads use; `live` the worker's async client, for the stores' async
         twins the request path uses (consents.api, payments)."""
-        super().__init__(scopes_supported=["openid", "accounts", "payments"])
+        super().__init__(scopes_supported=["openid", *RESOURCE_SCOPES])
         self.settings = settings
         self.issuer = settings.issuer_url
         self.clients = ClientStore(redis, live=live)

@@ -85,7 +85,8 @@ class KeyEncryptionKey:
                                                           serialization.NoEncryption()))
 
     def open(self, kid: str, sealed: str) -> ec.EllipticCurvePrivateKey:
-        return serialization.load_der_private_key(self.open_bytes(kid, sealed, f"signing key {kid}"), password=None)
+        return _ec_private(serialization.load_der_private_key(self.open_bytes(kid, sealed, f"signing key {kid}"),
+                                                              password=None))
 
 @dataclass(frozen=True)
 class SigningKey:
@@ -99,6 +100,12 @@ class SigningKey:
     @property
     def public_jwk(self) -> dict:
         return {**self.jwk, "kid": self.kid, "use": "sig", "alg": ALGORITHM}
+
+
+def _ec_private(key: object) -> ec.EllipticCurvePrivateKey:
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("a token-signing key is not an EC private key")
+    return key
 
 
 def _sealed_record(kek: KeyEncryptionKey, private: ec.EllipticCurvePrivateKey, created: float,
@@ -128,7 +135,10 @@ class KeyRing:
             if "public_jwk" not in record:
                 continue  # stored in clear by an older version, until `seal_in_clear` seals it (at start)
             jwk = record["public_jwk"]
-            self.keys[kid] = SigningKey(kid, jwk, ECAlgorithm.from_jwk(jwk), record["created"],
+            public = ECAlgorithm.from_jwk(jwk)
+            if not isinstance(public, ec.EllipticCurvePublicKey):
+                raise ValueError(f"signing key {kid}: its public_jwk is not an EC public key")
+            self.keys[kid] = SigningKey(kid, jwk, public, record["created"],
                                         record.get("retired_at"))
         live = [k for k in self.keys.values() if k.retired_at is None]
         self.signing: SigningKey | None = max(live, key=lambda k: k.created) if live else None
@@ -157,7 +167,7 @@ def seal_in_clear(store, kek: KeyEncryptionKey) -> list[str]:
     sealed = []
     for kid, record in store.signing_keys().items():
         if "private_pem" in record:
-            private = serialization.load_pem_private_key(record["private_pem"].encode(), password=None)
+            private = _ec_private(serialization.load_pem_private_key(record["private_pem"].encode(), password=None))
             _, replacement = _sealed_record(kek, private, record["created"], record.get("retired_at"))
             if store.replace_signing_key(kid, record, replacement):
                 sealed.append(kid)
@@ -193,7 +203,7 @@ class SigningKeys:
             records = self._store.signing_keys()
         if any("private_pem" in record for record in records.values()) and seal_in_clear(self._store, self._kek):
             records = self._store.signing_keys()
-        if records != self._records:
+        if self._ring is None or records != self._records:
             self._ring, self._records = KeyRing(records, self.overlap, kek=self._kek), records
         if self._ring.signing is None:
             raise RuntimeError("no signing key: run `obgw keys rotate`")
@@ -205,7 +215,7 @@ def signer(ring_of: Callable[[], KeyRing], typ: str) -> Callable[[dict], str]:
     asserts to a TPP, e.g. an RFC 8417 event (`typ: secevent+jwt`). Sync: the ring may be re-read from Redis."""
     def sign(claims: dict) -> str:
         key = ring_of().signing
-        if key is None:
+        if key is None or key.private is None:
             raise RuntimeError("no signing key: run `obgw keys rotate`")
         return jwt.encode(claims, key.private, ALGORITHM, headers={"kid": key.kid, "typ": typ})
     return sign

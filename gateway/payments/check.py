@@ -7,6 +7,8 @@ consent for this one call (so two payments under one consent can never both go t
 """
 from __future__ import annotations
 
+from typing import cast
+
 import orjson
 
 from gateway.call import CONTINUE, Call, Flow, Stage
@@ -18,14 +20,14 @@ from gateway.json_body import InvalidJson, loads_request
 
 class CheckPayment(Stage):
     async def on_request(self, call: Call) -> Flow:
-        if not call.route.uses_consent:
+        if not call.routed.uses_consent:
             return CONTINUE
         try:
             body = loads_request(call.body)
         except InvalidJson as exc:
             raise Refusal("request.invalid_json", f"The body is not accepted: {exc}.") from None
-        payment = domestic_payment(body, "OBWriteDomestic2")
-        if body["Data"]["ConsentId"] != call.consent_id:
+        payment = domestic_payment(body, "OBWriteDomestic2")  # a schema-valid OBWriteDomestic2: Data.ConsentId
+        if cast(dict, body)["Data"]["ConsentId"] != call.consent_id:
             raise Refusal("payment.consent_mismatch", "Data.ConsentId is not the consent of the access token.",
                           path="Data.ConsentId")
         call.payment_digest = payment_digest(payment.initiation, payment.risk)
@@ -34,7 +36,7 @@ class CheckPayment(Stage):
     async def on_response(self, call: Call) -> None:
         """A payment read answers only for this consent's own payment (the bank knows the customer, not the TPP)."""
         upstream = call.upstream
-        if not call.route.allows_consumed or upstream is None or upstream.status != 200:
+        if not call.routed.allows_consumed or upstream is None or upstream.status != 200:
             return
         try:
             consent_id = orjson.loads(upstream.body)["Data"]["ConsentId"]

@@ -5,7 +5,7 @@ failed), the claim stays: no second payment can start under this consent. Once t
 failure does not hide its answer from the TPP (settle.py)."""
 from __future__ import annotations
 
-from gateway.call import Call, Stage
+from gateway.call import Call, Stage, required
 from gateway.consents.lifecycle import ConsentConflict, move_async
 from gateway.consents.model import Status, from_record
 from gateway.errors import Refusal
@@ -21,8 +21,8 @@ class ConsumeConsent(Stage):
     async def on_response(self, call: Call) -> None:
         if call.payment_claim is None:
             return
-        client_id, consent_id, claim = call.client_id, call.consent_id, call.payment_claim
-        if 200 <= call.upstream.status < 300:
+        client_id, consent_id, claim = call.tpp, required(call.consent_id, "consent_id"), call.payment_claim
+        if 200 <= call.answer.status < 300:
             await now_or_later(f"consent {consent_id} paid: Consumed", lambda: self._consume(client_id, consent_id))
         else:
             await now_or_later(f"consent {consent_id} refused by the bank: claim released",
@@ -30,7 +30,7 @@ class ConsumeConsent(Stage):
 
     async def on_abort(self, call: Call, refusal: Refusal) -> None:
         if call.payment_claim is not None and refusal.reason not in UNKNOWN_OUTCOME:
-            await self._admission.release_payment(call.client_id, call.consent_id, call.payment_claim)
+            await self._admission.release_payment(call.tpp, call.consent_id, call.payment_claim)
 
     async def _consume(self, client_id: str, consent_id: str) -> None:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from gateway.call import CONTINUE, STOP, Call, Flow, Stage, Upstream
+from gateway.call import CONTINUE, STOP, Call, Flow, Stage, Upstream, required
 from gateway.errors import Refusal
 from gateway.payments.settle import now_or_later
 from gateway.ratelimit import conclude
@@ -46,17 +46,18 @@ class Idempotency(Stage):
             raise Refusal("idempotency.invalid", path="x-idempotency-key")
         # The same request: method, path, consent and body (a replay under another consent is another request).
         digest = hashlib.sha256(f"{call.method} {call.path} {call.consent_id or ''}\n".encode() + call.body).hexdigest()
-        claim = await self._store.claim(call.client_id, key, digest)
+        claim = await self._store.claim(call.tpp, key, digest)
         if claim.state == "pending":
-            claim = await self._store.wait(call.client_id, key, digest, self._wait)
+            claim = await self._store.wait(call.tpp, key, digest, self._wait)
         if claim.state == "mismatch":
             raise Refusal("idempotency.mismatch", path="x-idempotency-key")
         if claim.state == "replay":
             if self._admission is not None:
-                verdict = await self._admission.admit_client(call.client_id, call.claims["jti"],
-                                                             self._rate(call.route.id), kid=call.key_id)
+                verdict = await self._admission.admit_client(call.tpp, required(call.claims, "claims")["jti"],
+                                                             self._rate(call.routed.id),
+                                                             kid=required(call.key_id, "key_id"))
                 conclude(call, verdict)
-            response = claim.response
+            response = required(claim.response, "claim.response")
             call.upstream = Upstream(response.status, list(response.headers), response.body)
             return STOP  # answered: the stages after this one (Admit, the bank) are not asked again
         if claim.state != "new":
@@ -67,7 +68,7 @@ class Idempotency(Stage):
     async def on_response(self, call: Call) -> None:
         if call.idempotency is not None:
             key, claim = call.idempotency
-            upstream, client_id = call.upstream, call.client_id
+            upstream, client_id = call.answer, call.tpp
             answer = StoredResponse(upstream.status, tuple(upstream.headers), upstream.body)
             # Until the key holds the answer, a retry with it waits (409 idempotency.pending), never pays again.
             await now_or_later(f"idempotency key of {client_id}: answer kept",
@@ -76,4 +77,4 @@ class Idempotency(Stage):
     async def on_abort(self, call: Call, refusal: Refusal) -> None:
         if call.idempotency is not None and refusal.reason not in UNKNOWN_OUTCOME:
             key, claim = call.idempotency
-            await self._store.release(call.client_id, key, claim)  # refused before any effect: a retry may run
+            await self._store.release(call.tpp, key, claim)  # refused before any effect: a retry may run

@@ -220,9 +220,9 @@ def _verification_key(jwks: Mapping, kid: str, alg: str):
         raise _invalid("The key the kid names cannot be used.", "kid") from None
     if isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
         key = key.public_key()  # a private JWK registered by mistake still verifies only as its public half
-    if key_alg == "ES256" and not isinstance(key.curve, ec.SECP256R1):
+    if isinstance(key, ec.EllipticCurvePublicKey) and not isinstance(key.curve, ec.SECP256R1):
         raise _invalid("The key the kid names is not a P-256 key.", "kid")
-    if key_alg == "PS256" and key.key_size < MIN_RSA_BITS:
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
         raise _invalid(f"The key the kid names is shorter than {MIN_RSA_BITS} bits.", "kid")
     return (_ES256 if key_alg == "ES256" else _PS256), key
 
@@ -268,15 +268,16 @@ def sign_detached(body: bytes, private_jwk: Mapping, client_id: str, iat: int | 
     kid = private_jwk.get("kid")
     if not isinstance(kid, str) or not kid:
         raise ValueError("the private JWK has no kid")
-    alg = private_jwk.get("alg") or {"EC": "ES256", "RSA": "PS256"}.get(private_jwk.get("kty"))
+    alg = private_jwk.get("alg") or {"EC": "ES256", "RSA": "PS256"}.get(str(private_jwk.get("kty")))
     if alg not in ALGORITHMS:
         raise ValueError(f"cannot sign with {alg!r}: use an ES256 (P-256) or PS256 (RSA) key")
-    algorithm = _ES256 if alg == "ES256" else _PS256
-    key = algorithm.from_jwk(dict(private_jwk))
+    key = (_ES256 if alg == "ES256" else _PS256).from_jwk(dict(private_jwk))
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
         raise ValueError("the JWK is a public key: signing needs the private one")
     if isinstance(key, ec.EllipticCurvePrivateKey) and not isinstance(key.curve, ec.SECP256R1):
         raise ValueError("ES256 signs with a P-256 key")
+    if (alg == "ES256") != isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{alg} does not sign with a {private_jwk.get('kty')} key")
     header = {
         "alg": alg,
         "kid": kid,
@@ -287,4 +288,6 @@ def sign_detached(body: bytes, private_jwk: Mapping, client_id: str, iat: int | 
     }
     encoded_header = b64url(json.dumps(header, separators=(",", ":")).encode("utf-8"))
     signing_input = f"{encoded_header}.{b64url(bytes(body))}".encode("ascii")
-    return f"{encoded_header}..{b64url(algorithm.sign(signing_input, key))}"
+    signature = _ES256.sign(signing_input, key) if isinstance(key, ec.EllipticCurvePrivateKey) \
+        else _PS256.sign(signing_input, key)
+    return f"{encoded_header}..{b64url(signature)}"

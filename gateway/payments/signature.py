@@ -24,7 +24,7 @@ class VerifySignature(Stage):
         value = values[0].decode("latin-1") if len(values) == 1 else None
         document = await self._clients.aget(call.client_id)
         try:
-            verify_detached(value, call.body, (document or {}).get("jwks") or {"keys": []}, call.client_id)
+            verify_detached(value, call.body, (document or {}).get("jwks") or {"keys": []}, call.tpp)
         except SignatureProblem as problem:
             raise Refusal(problem.reason, str(problem), path=problem.claim or "x-jws-signature") from None
         return CONTINUE

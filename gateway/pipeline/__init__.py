@@ -23,7 +23,8 @@ given).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from gateway.call import STOP, Call, Stage
 from gateway.errors import Refusal
@@ -37,16 +38,21 @@ from gateway.pipeline.endpoint import ReadBody
 from gateway.pipeline.forward import Forward
 from gateway.pipeline.identity import RequireClientCertificate
 from gateway.pipeline.minimise import Minimise
+from gateway.pipeline.request import CheckRequest
 from gateway.pipeline.routing import MatchRoute
 from gateway.pipeline.token import KeyCache, VerifyAccessToken
 from gateway.policy import PolicySet
 from gateway.ratelimit import RateLimitArgs
 from gateway.store.admission import AdmissionStore
+from gateway.store.clients import ClientStore
+from gateway.store.consents import ConsentStore
 from gateway.store.idempotency import IdempotencyStore
+
+Hook = Callable[..., Awaitable[Any]]  # a stage's bound on_request, on_response or on_abort
 
 
 def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVerifier, keys: KeyCache,
-                    admission: AdmissionStore, issuer: str, *, clients, consents,
+                    admission: AdmissionStore, issuer: str, *, clients: ClientStore, consents: ConsentStore,
                     idempotency: IdempotencyStore) -> tuple[Stage, ...]:
     """The stages of every proxied `/open-banking/...` call, in order (the `on_response` hooks run backwards:
     Minimise cuts the answer, ConsumeConsent settles a payment consent, Idempotency keeps the answer). Forward,
@@ -61,17 +67,19 @@ def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVe
         VerifyAccessToken(verifier, keys, consent_bound=True),
         VerifySignature(clients),
         CheckPayment(),
+        CheckRequest(),
         Idempotency(idempotency, admission=admission, rate=RateLimitArgs(policy.limits)),
-        Admit(admission, policy.unattended, RateLimitArgs(policy.limits), consents.customers),
+        Admit(admission, policy.unattended, RateLimitArgs(policy.limits), consents.customer_ids()),
+        Minimise(issuer, policy),
         ConsumeConsent(consents, admission),
-        Minimise(issuer),
         forward,
     )
 
 
 def consent_api_stages(scope: str, verifier: AccessTokenVerifier, keys: KeyCache, admission: AdmissionStore,
                        policy: PolicySet, route_ids: Mapping[str, str], resource: Stage,
-                       idempotency: IdempotencyStore | None = None, clients=None) -> tuple[Stage, ...]:
+                       idempotency: IdempotencyStore | None = None,
+                       clients: ClientStore | None = None) -> tuple[Stage, ...]:
     """The stages of a consent-resource call (made with a client-credentials token), ending in `resource`, which
     answers it (consents.api; none of them calls the bank). `route_ids` names the gateway route of each method (for
     its rate-limit group); with `idempotency`, a POST needs its x-idempotency-key and x-jws-signature (payment
@@ -124,7 +132,7 @@ class Pipeline:
             await on_abort(call, refusal)
 
 
-def _hook(stage: Stage, name: str):
+def _hook(stage: Stage, name: str) -> Hook | None:
     """`stage`'s own `name` hook, bound; None where it has none, or only the default that does nothing."""
     defined = getattr(type(stage), name, None)
     return None if defined is None or defined is getattr(Stage, name) else getattr(stage, name)

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gateway.audit.customers import CustomerIds
-from gateway.call import CONTINUE, Call, Flow, Stage
+from gateway.call import CONTINUE, Call, Flow, Stage, required
 from gateway.errors import Refusal
 from gateway.oauth.tokens import GRANT_CLAIM
 from gateway.policy.fields import Entitlement, parse_moment
 from gateway.policy.model import UnattendedPolicy
 from gateway.ratelimit import RateLimitArgs, conclude
 from gateway.store.admission import AdmissionStore
+from gateway.store.consents import CustomerIds
 from gateway.store.redis import RedisError
 
 CUSTOMER_IP = b"x-fapi-customer-ip-address"  # FAPI: present when the customer is, absent for an unattended call
@@ -35,13 +35,14 @@ class Admit(Stage):
         self._customers = customers
 
     async def on_request(self, call: Call) -> Flow:
-        claims, route = call.claims, call.route
+        claims, route = required(call.claims, "claims"), call.routed
+        consent_id = required(call.consent_id, "consent_id")
         # PSD2 RTS Art. 36(5) limits account information: routes that read consented data.
         call.unattended = bool(route.permissions) and not any(k == CUSTOMER_IP for k, _ in call.headers)
         try:
             verdict = await self._store.admit(
-                call.client_id, call.consent_id, claims["jti"], claims[GRANT_CLAIM], self._rate(route.id),
-                kid=call.key_id, permissions=route.permissions,
+                call.tpp, consent_id, claims["jti"], claims[GRANT_CLAIM],
+                self._rate(route.id), kid=required(call.key_id, "key_id"), permissions=route.permissions,
                 account_id=call.path_params.get(route.account_param) if route.account_param else None,
                 unattended=call.unattended,
                 allowance=self._unattended.calls, window_seconds=self._unattended.window_seconds,
@@ -49,7 +50,7 @@ class Admit(Stage):
         except (RedisError, OSError):
             raise Refusal("admission.unavailable", headers={"Retry-After": "1"}) from None
         if verdict.customer_id:  # refused too, when the consent was this TPP's: whose data it was
-            call.customer_id = self._customers.reveal(call.consent_id, verdict.customer_id)
+            call.customer_id = self._customers.reveal(consent_id, verdict.customer_id)
         conclude(call, verdict)
         call.payment_claim = verdict.claim
         call.entitlement = Entitlement(frozenset(verdict.permissions), frozenset(verdict.accounts),
@@ -73,8 +74,8 @@ class AdmitClient(Stage):
         if route_id is None:
             raise Refusal("route.method_not_allowed", headers={"Allow": ", ".join(sorted(self._route_ids))})
         try:
-            verdict = await self._store.admit_client(call.client_id, call.claims["jti"], self._rate(route_id),
-                                                     kid=call.key_id)
+            verdict = await self._store.admit_client(call.tpp, required(call.claims, "claims")["jti"],
+                                                     self._rate(route_id), kid=required(call.key_id, "key_id"))
         except (RedisError, OSError):
             raise Refusal("admission.unavailable", headers={"Retry-After": "1"}) from None
         conclude(call, verdict)

@@ -157,7 +157,7 @@ class Admission:
     def __enter__(self) -> Admission:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if not self._recorded:
             self._guard.breaker.abandon(self._period)
         self._guard.slots.release()

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from starlette.types import Receive, Scope, Send
+
 from gateway.body import MAX_BODY_BYTES, read_body, require_json
-from gateway.call import CONTINUE, SCOPE_KEY, Call, Flow, Stage
+from gateway.call import CONTINUE, SCOPE_KEY, Call, Flow, Stage, required
 
 if TYPE_CHECKING:
     from gateway.pipeline import Pipeline
@@ -30,7 +32,7 @@ class ReadBody(Stage):
 
     async def on_request(self, call: Call) -> Flow:
         require_json(call.method, call.headers)
-        call.body = await read_body(call.receive, call.route.max_body_bytes, call.headers)
+        call.body = await read_body(required(call.receive, "receive"), call.routed.max_body_bytes, call.headers)
         return CONTINUE
 
 
@@ -48,7 +50,7 @@ class ResourceEndpoint:
         self.template = template
         self._pipeline_reads_body = any(isinstance(stage, ReadBody) for stage in pipeline.stages)
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         call: Call = scope[SCOPE_KEY]
         call.path, call.query, call.headers = scope["path"], scope["query_string"], scope["headers"]
         call.receive = receive
@@ -58,7 +60,7 @@ class ResourceEndpoint:
             require_json(call.method, call.headers)
             call.body = await read_body(receive, self.max_body_bytes, call.headers)
         await self.pipeline.run(call)
-        upstream = call.upstream
+        upstream = call.answer
         headers = [*upstream.headers, (b"content-length", str(len(upstream.body)).encode())]
         await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
         await send({"type": "http.response.body", "body": upstream.body})

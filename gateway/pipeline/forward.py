@@ -22,11 +22,11 @@ import orjson
 from yarl import URL
 
 from gateway.call import STOP, Call, Flow, Stage, Upstream
-from gateway.consents.openapi import first_problem
 from gateway.errors import Refusal, namespaced
 from gateway.pipeline.breaker import BackendGuard, Clock
-from gateway.policy import PolicySet
+from gateway.policy import PolicySet, ServicePolicy
 from gateway.policy.fields import WindowError, windows
+from gateway.specs import first_problem
 
 # What a TPP may say to the bank: content negotiation and the FAPI / UK OB headers. Anything else is dropped.
 REQUEST_HEADERS = frozenset({
@@ -37,14 +37,15 @@ CUSTOMER_HEADER = "x-bank-customer-id"
 DEBTOR_ACCOUNT_HEADER = "x-bank-debtor-account-id"
 # What the bank may say to the TPP.
 RESPONSE_HEADERS = frozenset({
-    "content-type", "content-language", "cache-control", "etag", "last-modified", "x-jws-signature",
+    "content-type", "content-language", "content-disposition", "cache-control", "etag", "last-modified",
+    "x-jws-signature",
 })
 
 
 def _scoped_query(call: Call) -> str:
     """The TPP's query, with what the consent decides put in by the gateway: the selected accounts (so the bank
     fetches no others) and the transaction window narrowed to the consent's (so it fetches no more)."""
-    route, entitlement = call.route, call.entitlement
+    route, entitlement = call.routed, call.entitlement
     if entitlement is None or (route.selected_accounts_param is None
                                and (route.fields is None or not route.fields.window)):
         return call.query.decode("latin-1")
@@ -61,7 +62,7 @@ def _scoped_query(call: Call) -> str:
     return urlencode({**theirs, **ours})
 
 
-def service_session(service) -> aiohttp.ClientSession:
+def service_session(service: ServicePolicy) -> aiohttp.ClientSession:
     """One worker's kept-alive connection pool to one back-end service (also the benchmark's bare proxy's)."""
     connector = aiohttp.TCPConnector(limit=service.max_connections, keepalive_timeout=30, enable_cleanup_closed=False)
     return aiohttp.ClientSession(
@@ -104,7 +105,7 @@ class Forward(Stage):
         self._sessions.clear()
 
     async def on_request(self, call: Call) -> Flow:
-        route = call.route
+        route = call.routed
         service = route.service
         target = route.upstream_target(call.path_params)
         query = _scoped_query(call)
@@ -118,7 +119,7 @@ class Forward(Stage):
         headers["x-fapi-interaction-id"] = call.interaction_id
         if call.customer_id:  # the bank learns whose data from the consent, never from anything the TPP sent
             headers[CUSTOMER_HEADER] = call.customer_id
-        if route.uses_consent and call.entitlement is not None:  # ... and, for a payment, the account chosen
+        if (route.uses_consent or route.debtor_account) and call.entitlement is not None:  # ... and the account
             headers[DEBTOR_ACCOUNT_HEADER] = sorted(call.entitlement.accounts)[0]
         timeout = aiohttp.ClientTimeout(total=route.timeout_ms / 1000, sock_connect=service.connect_timeout_ms / 1000)
         with self._guards[service.name].admit() as admission:  # may refuse (503) before any I/O

@@ -19,6 +19,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from starlette.types import Scope
 
 from gateway.call import CONTINUE, Call, ClientCertificate, Flow, Stage
 from gateway.crypto import x5t_s256
@@ -26,6 +27,7 @@ from gateway.errors import Refusal
 
 CLIENT_CERT = b"client-cert"
 CLIENT_CERT_CHAIN = b"client-cert-chain"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network  # where trusted proxies are (settings.trusted_proxies)
 
 
 
@@ -42,7 +44,7 @@ def _from_pem(pem: str) -> ClientCertificate:
     return _from_der(x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER))
 
 
-def from_tls_extension(scope: dict) -> ClientCertificate | None:
+def from_tls_extension(scope: Scope) -> ClientCertificate | None:
     chain = scope.get("extensions", {}).get("tls", {}).get("client_cert_chain") or ()
     return _from_pem(chain[0]) if chain else None
 
@@ -72,7 +74,7 @@ class ProxyCertificateVerifier:
         return _from_der(der)
 
 
-def is_trusted_proxy(client: Sequence | None, proxies: Sequence) -> bool:
+def is_trusted_proxy(client: tuple[str, int] | None, proxies: Sequence[Network]) -> bool:
     if not proxies or not client:
         return False
     try:

@@ -12,6 +12,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from gateway.audit.record import AuditRecord
 from gateway.call import SCOPE_KEY, Call
 from gateway.client_address import forwarded_for, source_of
@@ -19,6 +21,7 @@ from gateway.errors import Refusal, oauth_error_body, ob_error_body
 from gateway.pipeline.identity import (
     CLIENT_CERT,
     CLIENT_CERT_CHAIN,
+    Network,
     ProxyCertificateVerifier,
     from_tls_extension,
     is_trusted_proxy,
@@ -43,10 +46,10 @@ class InteractionId:
     A value that is not a UUID (RFC 4122, as FAPI requires) is replaced, so nothing the caller sent is reflected.
     """
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         given = next((v for k, v in scope["headers"] if k == INTERACTION_ID), None)
@@ -57,7 +60,7 @@ class InteractionId:
         header = (INTERACTION_ID, interaction_id.encode())
         call = scope[SCOPE_KEY]
 
-        async def send_with_id(message) -> None:
+        async def send_with_id(message: Message) -> None:
             # Every answer, refusals included, carries the interaction id and what the stages decided belongs on
             # it (the RateLimit headers), set once here.
             if message["type"] == "http.response.start":
@@ -78,7 +81,7 @@ class Audit:
     Fail closed: if the record cannot be stored, the held answer is dropped and the caller gets 503 `audit.unavailable`.
     """
 
-    def __init__(self, app, store: RecordSink, observers: Sequence[RecordSink] = (),
+    def __init__(self, app: ASGIApp, store: RecordSink, observers: Sequence[RecordSink] = (),
                  subject: Callable[[str], str] | None = None) -> None:
         """`subject` turns the bank's customer id into the pseudonym the record names the customer by."""
         self.app = app
@@ -86,15 +89,15 @@ class Audit:
         self.observers = tuple(observers)
         self.subject = subject
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         call: Call = scope[SCOPE_KEY]
-        start: dict | None = None
+        start: Message | None = None
         parts: list[bytes] = []
         recorded = False
 
-        async def hold(message) -> None:
+        async def hold(message: Message) -> None:
             nonlocal start, recorded
             if message["type"] == "http.response.start":
                 start = message
@@ -105,6 +108,7 @@ class Audit:
                 return
             recorded = True
             if await self._record(call):
+                assert start is not None  # ASGI: the start comes before the body
                 await send(start)
                 await send({"type": "http.response.body", "body": b"".join(parts)})
                 return
@@ -148,17 +152,17 @@ class RenderErrors:
     `OBErrorResponse1`, whose `Id` is the interaction id so a TPP can quote it to the bank.
     """
 
-    def __init__(self, app, oauth_prefixes: Sequence[str] = ("/oauth2/",)) -> None:
+    def __init__(self, app: ASGIApp, oauth_prefixes: Sequence[str] = ("/oauth2/",)) -> None:
         self.app = app
         self.oauth_prefixes = tuple(oauth_prefixes)
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         call: Call = scope[SCOPE_KEY]
         started = False
 
-        async def watch(message) -> None:
+        async def watch(message: Message) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -181,13 +185,13 @@ class RenderErrors:
             if not started:
                 await self._render(scope, call, Refusal("error.unexpected"), send)
 
-    async def _render(self, scope, call: Call, refusal: Refusal, send) -> None:
+    async def _render(self, scope: Scope, call: Call, refusal: Refusal, send: Send) -> None:
         oauth = scope["path"].startswith(self.oauth_prefixes)
         body = oauth_error_body(refusal) if oauth else ob_error_body(refusal, call.interaction_id)
         await send_refusal(send, refusal, body)
 
 
-async def send_refusal(send, refusal: Refusal, body: bytes) -> None:
+async def send_refusal(send: Send, refusal: Refusal, body: bytes) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                (b"cache-control", b"no-store")]
     headers += [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
@@ -203,10 +207,10 @@ class RefuseUnparsed:
     stages above only to be refused: so it is answered in the standard shape, with an interaction id, and audited.
     Only server.py sets the scope key; nothing a client sends can."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get(PARSER_REFUSAL):
             raise Refusal(scope[PARSER_REFUSAL])
         await self.app(scope, receive, send)
@@ -221,12 +225,13 @@ class TransportIdentity:
     proxy's value is ever read, so no TPP can claim another's certificate by sending a header.
     """
 
-    def __init__(self, app, trusted_proxies: Sequence = (), verifier: ProxyCertificateVerifier | None = None) -> None:
+    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[Network] = (),
+                 verifier: ProxyCertificateVerifier | None = None) -> None:
         self.app = app
         self.trusted_proxies = tuple(trusted_proxies)
         self.verifier = verifier
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         call: Call = scope[SCOPE_KEY]
@@ -274,12 +279,12 @@ class AnonymousThrottle:
     BURST = 200        # requests at once
     MAX_SOURCES = 16_384
 
-    def __init__(self, app, rate: float = RATE, burst: int = BURST, max_sources: int = MAX_SOURCES) -> None:
+    def __init__(self, app: ASGIApp, rate: float = RATE, burst: int = BURST, max_sources: int = MAX_SOURCES) -> None:
         self.app = app
         self.rate, self.burst, self.max_sources = rate, burst, max_sources
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # address → (tokens, when)
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope[SCOPE_KEY].certificate is None:
             wait = self.take(source_of(scope))
             if wait:

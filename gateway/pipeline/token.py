@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from gateway.call import CONTINUE, Call, Flow, Stage
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.call import CONTINUE, Call, Flow, Stage, required
 from gateway.errors import Refusal, token_refusal
 from gateway.oauth.signing_keys import VERIFIER_RELOAD_SECONDS, KeyRing
 from gateway.oauth.tokens import (
@@ -22,6 +25,7 @@ from gateway.oauth.tokens import (
     AccessTokenVerifier,
     TokenRejected,
 )
+from gateway.store.admission import AdmissionStore
 
 AUTHORIZATION = b"authorization"
 CACHE_SIZE = 10_000
@@ -34,14 +38,14 @@ KEY_RELOAD_SECONDS = VERIFIER_RELOAD_SECONDS  # and one a minute anyway: keys dr
 class KeyCache:
     """The signing keys as the resource stage knows them; re-read from Redis when a token names an unknown kid."""
 
-    def __init__(self, store, overlap: float) -> None:
+    def __init__(self, store: AdmissionStore, overlap: float) -> None:
         self._store, self._overlap = store, overlap
         self._ring = KeyRing({}, overlap)
         self._loaded = float("-inf")
         self._refreshing = asyncio.Lock()
 
-    async def key(self, kid: str):
-        key = self._ring.verification_key(kid)
+    async def key(self, kid: str) -> ec.EllipticCurvePublicKey | None:
+        key: ec.EllipticCurvePublicKey | None = self._ring.verification_key(kid)
         if key is not None and time.monotonic() - self._loaded < KEY_RELOAD_SECONDS:
             return key
         # Calls that meet the same new kid at once wait for one re-read instead of being refused meanwhile; an
@@ -62,7 +66,8 @@ class VerifyAccessToken(Stage):
         self._verifier, self._keys = verifier, keys
         self._consent_bound = consent_bound  # resource calls need a consent's token; consent creation a client's
         self._scope = scope                  # fixed scope, else the route's
-        self._cache: OrderedDict[str, tuple[str, Mapping]] = OrderedDict()  # token → (its kid, verified claims)
+        # token → (its kid, verified claims)
+        self._cache: OrderedDict[str, tuple[str, Mapping[str, Any]]] = OrderedDict()
 
     async def on_request(self, call: Call) -> Flow:
         token = _bearer(call.headers)
@@ -77,7 +82,7 @@ class VerifyAccessToken(Stage):
                 self._cache.pop(token, None)
                 raise token_refusal("token.unknown_key")
         # RFC 8705 §3.1: the token is only good with the certificate it was issued to.
-        if claims["cnf"]["x5t#S256"] != call.certificate.thumbprint:
+        if claims["cnf"]["x5t#S256"] != required(call.certificate, "certificate").thumbprint:
             raise token_refusal("token.cnf_mismatch")
         call.claims, call.key_id, call.client_id = claims, kid, claims["client_id"]
         call.consent_id = claims.get(INTENT_CLAIM)
@@ -89,7 +94,7 @@ class VerifyAccessToken(Stage):
                           headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'})
         return CONTINUE
 
-    async def _verify(self, token: str) -> tuple[str, Mapping]:
+    async def _verify(self, token: str) -> tuple[str, Mapping[str, Any]]:
         try:
             kid = self._verifier.kid_of(token)
             claims = self._verifier.verify(token, await self._keys.key(kid))
@@ -101,7 +106,7 @@ class VerifyAccessToken(Stage):
         return kid, claims
 
 
-def _bearer(headers) -> str:
+def _bearer(headers: Iterable[tuple[bytes, bytes]]) -> str:
     values = [v for k, v in headers if k == AUTHORIZATION]
     if len(values) != 1 or values[0][:7].lower() != b"bearer " or not values[0][7:].strip():
         raise Refusal("token.missing", headers={"WWW-Authenticate": "Bearer"})

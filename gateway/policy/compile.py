@@ -280,15 +280,31 @@ def _first(policy: _Checked, index: int, key: str) -> str:
     return f"(first defined by routes[{index}], line {line})"
 
 
+def _unknown_schema(kind: str, name: str) -> str:
+    hint = _did_you_mean(name, response_types())
+    return f"unknown {kind} {name!r} (not a schema of the vendored v3.1.11 APIs{'; ' + hint if hint else ''})"
+
+
 def route_response_type_exists(policy: _Checked) -> Iterator[PolicyProblem]:
     known = response_types()
     for index, route in policy.routes():
-        name = route.get("response_type")
-        if name is not None and name not in known:
-            hint = _did_you_mean(name, known)
-            yield policy.problem("routes.yaml", ("routes", index, "response_type"),
-                                 f"unknown response type {name!r} (not a schema of the v3.1.11 account-info or "
-                                 f"payment-initiation API{'; ' + hint if hint else ''})")
+        for key, kind in (("response_type", "response type"), ("request_type", "request type")):
+            name = route.get(key)
+            if name is not None and name not in known:
+                yield policy.problem("routes.yaml", ("routes", index, key), _unknown_schema(kind, name))
+
+
+def route_consent_field_is_a_request_field(policy: _Checked) -> Iterator[PolicyProblem]:
+    """`consent_field` names a field of the body, so the body must have a schema that has it."""
+    for index, route in policy.routes():
+        field, request_type = route.get("consent_field"), route.get("request_type")
+        if field is None:
+            continue
+        if request_type is None:
+            yield policy.problem("routes.yaml", ("routes", index, "consent_field"),
+                                 "consent_field needs a request_type (the schema of the body it is read from)")
+        elif request_type in response_types() and (problem := field_path_problem(request_type, field)) is not None:
+            yield policy.problem("routes.yaml", ("routes", index, "consent_field"), problem)
 
 
 def _unknown_permission(code: str, codes: tuple[str, ...]) -> str:
@@ -318,9 +334,7 @@ def field_paths_exist_in_the_schema(policy: _Checked) -> Iterator[PolicyProblem]
     for name, response in policy.responses():
         loc = ("responses", name)
         if name not in known:
-            hint = _did_you_mean(name, known)
-            yield policy.problem("fields.yaml", loc, f"unknown response type {name!r} (not a schema of the v3.1.11 "
-                                 f"account-info or payment-initiation API{'; ' + hint if hint else ''})", at_key=True)
+            yield policy.problem("fields.yaml", loc, _unknown_schema("response type", name), at_key=True)
             continue
         seen: dict[str, int] = {}
         for index, rule in enumerate(response.get("fields", ())):
@@ -339,29 +353,59 @@ def field_paths_exist_in_the_schema(policy: _Checked) -> Iterator[PolicyProblem]
         if (problem := field_path_problem(name, records)) is not None:
             yield policy.problem("fields.yaml", (*loc, "records"), problem)
             continue
-        for key, field in (("account_field", response.get("account_field")),
-                           ("direction", response.get("direction", {}).get("field")),
-                           ("window", response.get("window", {}).get("field"))):
+        for at, field in (((*loc, "account_field"), response.get("account_field")),
+                          ((*loc, "direction", "field"), response.get("direction", {}).get("field")),
+                          ((*loc, "window", "field"), response.get("window", {}).get("field")),
+                          ((*loc, "window", "end_field"), response.get("window", {}).get("end_field"))):
             if field is not None and field_path_problem(name, f"{records}[].{field}") is not None:
-                yield policy.problem("fields.yaml", (*loc, key) if key == "account_field" else (*loc, key, "field"),
+                yield policy.problem("fields.yaml", at,
                                      f"{field!r} is not a field of the records {records}[] of {name} (v3.1.11)")
 
 
-def data_routes_have_field_rules(policy: _Checked) -> Iterator[PolicyProblem]:
-    """A route that reads consented data must say what of it may leave: no rule, nothing would be passed."""
-    defined = {name for name, _ in policy.responses()}
-    for index, route in policy.routes():
-        if not route.get("permissions"):
+def responses_have_fields_or_a_file(policy: _Checked) -> Iterator[PolicyProblem]:
+    """A response is cut by field rules, or passed whole as a file: one or the other; record filters need rules."""
+    for name, response in policy.responses():
+        if "file" not in response:
+            if "fields" not in response:
+                yield policy.problem("fields.yaml", ("responses", name), "needs fields (the rules of what may "
+                                     "leave) or file (a document passed unmodified)", at_key=True)
             continue
-        response_type = route.get("response_type")
-        if response_type is not None and response_type not in response_types():
-            continue  # reported by route_response_type_exists
-        if response_type is None:
-            yield policy.problem("routes.yaml", ("routes", index, "permissions"),
-                                 "a route with permissions needs a response_type (its field rules in fields.yaml)")
-        elif response_type not in defined:
+        for key in ("fields", "records", "account_field", "direction", "window"):
+            if key in response:
+                yield policy.problem("fields.yaml", ("responses", name, key),
+                                     f"a file is passed unmodified: {key} cannot apply to it", at_key=True)
+
+
+def routes_have_field_rules(policy: _Checked) -> Iterator[PolicyProblem]:
+    """Every route says what of its answer may leave: a response type without rules would let anything through, and
+    only an explicit `pass_through` (never on consented data) leaves an answer uncut."""
+    value = policy.values.get("fields.yaml")
+    responses = value.get("responses") if isinstance(value, dict) else None
+    # No fields.yaml: no rules at all. One that cannot be read (reported already): which types it defines is
+    # unknown, so no route is said to lack rules.
+    defined = set(responses) if isinstance(responses, dict) else (set() if "fields.yaml" not in policy.documents
+                                                                  else None)
+    routes = policy.documents.get("routes.yaml")
+    for index, route in policy.routes():
+        response_type, passed = route.get("response_type"), route.get("pass_through") is True
+        written = routes is not None and json_pointer(("routes", index, "response_type")) in routes.key_positions
+        if passed and written:
+            yield policy.problem("routes.yaml", ("routes", index, "pass_through"),
+                                 "a route has a response_type (its field rules) or pass_through, not both")
+        elif passed and route.get("permissions"):
+            yield policy.problem("routes.yaml", ("routes", index, "pass_through"),
+                                 "a route with permissions reads consented data: it needs a response_type and its "
+                                 "field rules, never pass_through")
+        elif not written and not passed:
+            also = "" if route.get("permissions") else " or pass_through: true"
+            yield policy.problem("routes.yaml", ("routes", index), "needs a response_type (its field rules in "
+                                 f"fields.yaml say what of the answer may leave){also}", at_key=True)
+        if response_type is None or response_type not in response_types() or defined is None:
+            continue  # reported above, by the schema check or by route_response_type_exists
+        if response_type not in defined:
             yield policy.problem("routes.yaml", ("routes", index, "response_type"),
-                                 f"fields.yaml has no rules for {response_type!r}: nothing of the answer could leave")
+                                 f"fields.yaml has no rules for {response_type!r}: every route must say what of its "
+                                 "answer may leave")
 
 
 def _limits(policy: _Checked) -> dict[str, Any]:
@@ -437,9 +481,11 @@ VALIDATORS: tuple[Callable[[_Checked], Iterator[PolicyProblem]], ...] = (
     route_ids_are_unique,
     route_method_and_path_are_unique,
     route_response_type_exists,
+    route_consent_field_is_a_request_field,
     field_permissions_are_uk_codes,
     field_paths_exist_in_the_schema,
-    data_routes_have_field_rules,
+    responses_have_fields_or_a_file,
+    routes_have_field_rules,
     tiers_are_whole,
     limit_tiers_exist,
     route_group_routes_exist,
@@ -468,7 +514,10 @@ def _compile(values: Mapping[str, Any], service_urls: Mapping[str, str]) -> Poli
             uses_consent=route["uses_consent"], allows_consumed=route["allows_consumed"],
             idempotency_required=route.get("idempotency") == "required",
             signature_required=route.get("signature") == "required",
-            fields=field_sets.get(route["response_type"]) if route.get("permissions") else None,
+            fields=field_sets[route["response_type"]] if "response_type" in route else None,
+            request_type=route.get("request_type"),
+            consent_field=tuple(route["consent_field"].split(".")) if "consent_field" in route else None,
+            debtor_account=route["debtor_account"],
         )
         for route in values["routes.yaml"]["routes"]
     )
@@ -498,7 +547,7 @@ def _rate_limits(limits: Mapping[str, Any]) -> RateLimits:
 
 def _field_set(name: str, response: Mapping[str, Any]) -> FieldSet:
     rules = tuple(FieldRule(rule["path"], frozenset(rule.get("permissions", ())), rule.get("mask"),
-                            rule.get("rewrite")) for rule in response["fields"])
+                            rule.get("rewrite")) for rule in response.get("fields", ()))
     direction = response.get("direction")
     window = response.get("window")
     return FieldSet(
@@ -507,4 +556,6 @@ def _field_set(name: str, response: Mapping[str, Any]) -> FieldSet:
         account_field=response.get("account_field"),
         direction=(direction["field"], MappingProxyType({"Credit": direction["Credit"], "Debit": direction["Debit"]}))
         if direction else None,
-        window=WindowPolicy(window["field"], window["from_param"], window["to_param"]) if window else None)
+        window=WindowPolicy(window["field"], window["from_param"], window["to_param"], window.get("end_field"))
+        if window else None,
+        media_types=frozenset(response["file"]["media_types"]) if "file" in response else None)

@@ -34,6 +34,13 @@ def render_exposure(policy: PolicySet, permissions: Iterable[str]) -> str:
         if not route.permissions & granted:
             lines += ["", f"{head}: refused (needs one of {', '.join(sorted(route.permissions))})"]
             continue
+        if route.fields is None:
+            lines += ["", f"{head}: the bank's answer as it is (no field rules)"]
+            continue
+        if route.fields.media_types is not None:
+            types = ", ".join(sorted(route.fields.media_types))
+            lines += ["", f"{head} ({route.fields.response_type})", f"  passes   the bank's file unmodified ({types})"]
+            continue
         seen = exposure(route.fields, granted)
         lines += ["", f"{head} ({route.fields.response_type})"]
         lines += [f"  exposes  {path}" for path in seen.exposed]

@@ -9,9 +9,10 @@ the consent's transaction window are dropped. Anything malformed raises Minimise
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from gateway.policy.model import FieldNode, FieldRule, FieldSet
 
@@ -23,14 +24,20 @@ class MinimiseError(Exception):
     """The answer cannot be cut to the policy (not the shape the rules expect)."""
 
 
+def _no_link(link: object) -> str | None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Entitlement:
     """What a consent entitles the TPP to (its permissions, the accounts the customer selected, the transaction
-    window), and the URL the answer is served at (its Links.Self): what the minimiser needs. Not an OAuth grant."""
+    window), the URL the answer is served at (its Links.Self) and how a back-end link becomes the gateway's (None:
+    it leads nowhere the gateway serves, so it is dropped): what the minimiser needs. Not an OAuth grant."""
     permissions: frozenset[str]
     accounts: frozenset[str]
     window: tuple[datetime | None, datetime | None] = (None, None)
     public_url: str = ""
+    public_link: Callable[[object], str | None] = _no_link
 
 
 def parse_moment(text: str | None) -> datetime | None:
@@ -40,32 +47,33 @@ def parse_moment(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def minimise(document: object, fields: FieldSet, entitlement: Entitlement) -> dict:
+def minimise(document: object, fields: FieldSet, entitlement: Entitlement) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise MinimiseError("the answer is not a JSON object")
     if fields.records is not None:
-        document = _filter_records(document, fields, entitlement)
+        document = _filter_records(document, fields.records, fields, entitlement)
     result = _apply(document, fields.root, entitlement, False)
     if result is _DROP or not isinstance(result, dict):
         raise MinimiseError("nothing of the answer is allowed")
     return result
 
 
-def _filter_records(document: dict, fields: FieldSet, entitlement: Entitlement) -> dict:
+def _filter_records(document: dict[str, Any], records: tuple[str, ...], fields: FieldSet,
+                    entitlement: Entitlement) -> dict[str, Any]:
     container: object = document
-    for name in fields.records:
+    for name in records:
         # Anything but objects on the way down would let the records past their filters: refuse it.
         if not isinstance(container, dict):
-            raise MinimiseError(f"{'.'.join(fields.records)}: {name} is not inside an object")
+            raise MinimiseError(f"{'.'.join(records)}: {name} is not inside an object")
         if name not in container:
             return document  # no records at all
         container = container[name]
     if not isinstance(container, list):
-        raise MinimiseError(f"{'.'.join(fields.records)} is not a list")
-    return _replace_at(document, fields.records, [r for r in container if _record_allowed(r, fields, entitlement)])
+        raise MinimiseError(f"{'.'.join(records)} is not a list")
+    return _replace_at(document, records, [r for r in container if _record_allowed(r, fields, entitlement)])
 
 
-def _replace_at(document: dict, path: tuple[str, ...], value: object) -> dict:
+def _replace_at(document: dict[str, Any], path: tuple[str, ...], value: object) -> dict[str, Any]:
     """A copy of `document` with the value at `path` replaced; the original is never changed in place."""
     head, *rest = path
     return {**document, head: _replace_at(document[head], tuple(rest), value) if rest else value}
@@ -81,18 +89,26 @@ def _record_allowed(record: object, fields: FieldSet, entitlement: Entitlement) 
         return False  # a record of another account, or of none, is not the customer's to share
     if fields.direction is not None:
         field, permissions = fields.direction
-        permission = permissions.get(record.get(field))
+        value = record.get(field)
+        permission = permissions.get(value) if isinstance(value, str) else None
         if permission is None or permission not in entitlement.permissions:
             return False
     if fields.window is not None:
-        since, until = entitlement.window
-        try:
-            moment = parse_moment(record.get(fields.window.field))
-        except (TypeError, ValueError):
-            return False  # a record whose date cannot be read cannot be shown to be inside the window
-        if moment is None or (since and moment < since) or (until and moment > until):
-            return False
+        window = fields.window
+        ends = (window.field,) if window.end_field is None else (window.field, window.end_field)
+        return all(_inside(record.get(name), entitlement.window) for name in ends)
     return True
+
+
+def _inside(value: object, window: tuple[datetime | None, datetime | None]) -> bool:
+    since, until = window
+    if not isinstance(value, str):
+        return False  # a record whose date cannot be read cannot be shown to be inside the window
+    try:
+        moment = parse_moment(value)
+    except ValueError:
+        return False
+    return moment is not None and not (since and moment < since) and not (until and moment > until)
 
 
 def _allowed(rule: FieldRule, entitlement: Entitlement) -> bool:
@@ -122,13 +138,15 @@ def _apply(value: object, node: FieldNode | None, entitlement: Entitlement, whol
             if rule is not None and not _allowed(rule, entitlement):
                 continue
             result = _apply(item, child, entitlement, whole or rule is not None)
+            if result is not _DROP and rule is not None:
+                result = _transform(result, rule, entitlement, value)
             if result is not _DROP:
-                out[key] = _transform(result, rule, entitlement, value) if rule else result
+                out[key] = result
         return out
     return value if whole else _DROP
 
 
-def _transform(value: object, rule: FieldRule, entitlement: Entitlement, parent: dict) -> object:
+def _transform(value: object, rule: FieldRule, entitlement: Entitlement, parent: dict[str, Any]) -> object:
     if (rule.mask == "pan" and "ReadPAN" not in entitlement.permissions
             and parent.get("SchemeName", PAN_SCHEME) == PAN_SCHEME):
         if not isinstance(value, str):
@@ -136,6 +154,9 @@ def _transform(value: object, rule: FieldRule, entitlement: Entitlement, parent:
         return mask_pan(value)
     if rule.rewrite == "public_url":
         return entitlement.public_url
+    if rule.rewrite == "public_link":
+        link = entitlement.public_link(value)
+        return _DROP if link is None else link
     return value
 
 
@@ -171,13 +192,14 @@ def exposure(fields: FieldSet, permissions: Iterable[str]) -> Exposure:
         kept = [d for d, permission in by_direction.items() if permission in entitlement.permissions]
         notes.append(f"{' and '.join(kept) or 'no'} records ({field})")
     if fields.window:
-        notes.append(f"only {fields.window.field} within the consent's TransactionFromDateTime..ToDateTime")
+        span = fields.window.field + (f" and {fields.window.end_field}" if fields.window.end_field else "")
+        notes.append(f"only {span} within the consent's TransactionFromDateTime..ToDateTime")
     return Exposure(tuple(exposed), tuple(masked), tuple(hidden), tuple(notes))
 
 
 def _path_allowed(root: FieldNode, path: str, entitlement: Entitlement) -> bool:
     """Every rule on the way down to `path` (its own included) is granted."""
-    node: FieldNode | None = root
+    node = root
     for name in (part.removesuffix("[]") for part in path.split(".")):
         node = node.children[name]
         if node.rule is not None and not _allowed(node.rule, entitlement):

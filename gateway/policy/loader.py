@@ -168,6 +168,14 @@ def _syntax_problem(file: str, exc: yaml.MarkedYAMLError) -> PolicyProblem:
     return _at(file, mark, message) if mark else PolicyProblem(file, 1, 1, "", message)
 
 
+def _start(event: yaml.Event) -> yaml.Mark:
+    """Where `event` starts: the pure-Python parser gives every event a yaml.Mark (LibYAML's, unused here, has its
+    own type)."""
+    mark = event.start_mark
+    assert isinstance(mark, yaml.Mark)
+    return mark
+
+
 class _Refused(yaml.ScalarNode):
     """Takes the place of an alias or an explicitly tagged node; the refusal has been noted."""
 
@@ -186,22 +194,25 @@ class _Composer(yaml.SafeLoader):
         self.refusals: list[tuple[yaml.Node, str]] = []  # the node keeps its id unique while listed here
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        event = self.peek_event()
+        # Called at a node's first event; types-PyYAML leaves peek_event and get_event unannotated.
+        event: yaml.AliasEvent | yaml.ScalarEvent | yaml.CollectionStartEvent
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent):
-            self.get_event()
-            node: yaml.Node = _Refused(event.start_mark)
+            self.get_event()  # type: ignore[no-untyped-call]
+            node: yaml.Node = _Refused(_start(event))
             self.refusals.append((node, ANCHORS_REFUSED))
             return node
         self.descend_resolver(parent, index)
+        # types-PyYAML types `anchor` as the anchors' dict; PyYAML takes the anchor's name, or None (not registered).
         if isinstance(event, yaml.ScalarEvent):
-            node = self.compose_scalar_node(None)
+            node = self.compose_scalar_node(None)  # type: ignore[arg-type]
         elif isinstance(event, yaml.SequenceStartEvent):
-            node = self.compose_sequence_node(None)
+            node = self.compose_sequence_node(None)  # type: ignore[arg-type]
         else:
-            node = self.compose_mapping_node(None)
+            node = self.compose_mapping_node(None)  # type: ignore[arg-type]
         self.ascend_resolver()
         if event.tag is not None:
-            node = _Refused(event.start_mark)
+            node = _Refused(_start(event))
             tag = event.tag.replace("tag:yaml.org,2002:", "!!", 1)
             self.refusals.append((node, f"explicit tag {tag!r} is not allowed in policies"))
         if event.anchor is not None:
@@ -237,9 +248,9 @@ class _Converter:
             return INVALID
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, loc)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.convert(item, (*loc, index)) for index, item in enumerate(node.value)]
-        return self._scalar(node)
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node)
+        return [self.convert(item, (*loc, index)) for index, item in enumerate(node.value)]  # a SequenceNode
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
         if node.tag in _SCALAR_TAGS:

@@ -5,6 +5,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import TypedDict
 from urllib.parse import quote
 
 _PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -37,7 +38,7 @@ class RoutePolicy:
     scope: str | None
     permissions: frozenset[str]  # any one of them suffices; empty: no permission check
     account_param: str | None
-    response_type: str | None
+    response_type: str | None    # None: `pass_through`, the answer leaves as it is
     timeout_ms: int  # effective: the route's own, else the service's
     max_body_bytes: int = 65_536
     uses_consent: bool = False                  # a payment: the consent is claimed, then Consumed
@@ -45,7 +46,10 @@ class RoutePolicy:
     idempotency_required: bool = False
     signature_required: bool = False
     selected_accounts_param: str | None = None  # query parameter naming the selected accounts to the back-end
-    fields: FieldSet | None = None              # what of the answer may leave (None: passed as it is)
+    fields: FieldSet | None = None              # what of the answer may leave (None: pass_through)
+    request_type: str | None = None             # the body must conform to this v3.1.11 schema
+    consent_field: tuple[str, ...] | None = None  # ... and name the token's consent at this path
+    debtor_account: bool = False                # the bank is told the consent's one account
 
     def upstream_target(self, path_params: Mapping[str, str]) -> str:
         """The absolute back-end URL for a call with these path parameters.
@@ -82,6 +86,7 @@ class WindowPolicy:
     field: str
     from_param: str
     to_param: str
+    end_field: str | None = None  # a record spanning a period (a statement) must end inside the window too
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -94,6 +99,7 @@ class FieldSet:
     account_field: str | None
     direction: tuple[str, Mapping[str, str]] | None  # (field, {"Credit": permission, "Debit": permission})
     window: WindowPolicy | None
+    media_types: frozenset[str] | None = None  # a file: passed unmodified in one of these types; no field rules
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,9 +113,15 @@ def field_names(path: str) -> list[str]:
     return [part.removesuffix("[]") for part in path.split(".")]
 
 
+class _Branch(TypedDict):
+    """A FieldNode while the tree is built."""
+    rule: FieldRule | None
+    children: dict[str, _Branch]
+
+
 def build_field_tree(rules: tuple[FieldRule, ...]) -> FieldNode:
     """The rules as a tree of names; each rule sits on the node its path ends at."""
-    tree: dict = {}
+    tree: dict[str, _Branch] = {}
     for rule in rules:
         node = tree
         names = field_names(rule.path)
@@ -117,7 +129,7 @@ def build_field_tree(rules: tuple[FieldRule, ...]) -> FieldNode:
             node = node.setdefault(name, {"rule": None, "children": {}})["children"]
         node.setdefault(names[-1], {"rule": None, "children": {}})["rule"] = rule
 
-    def freeze(children: dict) -> Mapping[str, FieldNode]:
+    def freeze(children: dict[str, _Branch]) -> Mapping[str, FieldNode]:
         return MappingProxyType({name: FieldNode(entry["rule"], freeze(entry["children"]))
                                  for name, entry in children.items()})
     return FieldNode(None, freeze(tree))
@@ -128,12 +140,16 @@ def build_field_tree(rules: tuple[FieldRule, ...]) -> FieldNode:
 # name its route ids as they name those of routes.yaml.
 ACCOUNT_ACCESS_CONSENTS = "/open-banking/v3.1/aisp/account-access-consents"
 PAYMENT_CONSENTS = "/open-banking/v3.1/pisp/domestic-payment-consents"
+FUNDS_CONFIRMATION_CONSENTS = "/open-banking/v3.1/cbpii/funds-confirmation-consents"
 CONSENT_API: Mapping[str, tuple[str, Mapping[str, str]]] = MappingProxyType({
     ACCOUNT_ACCESS_CONSENTS: ("accounts", MappingProxyType({"POST": "ais.consents.create"})),
     ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}": ("accounts", MappingProxyType({"GET": "ais.consents.get",
                                                                              "DELETE": "ais.consents.delete"})),
     PAYMENT_CONSENTS: ("payments", MappingProxyType({"POST": "pis.consents.create"})),
     PAYMENT_CONSENTS + "/{ConsentId}": ("payments", MappingProxyType({"GET": "pis.consents.get"})),
+    FUNDS_CONFIRMATION_CONSENTS: ("fundsconfirmations", MappingProxyType({"POST": "cbpii.consents.create"})),
+    FUNDS_CONFIRMATION_CONSENTS + "/{ConsentId}": ("fundsconfirmations", MappingProxyType({
+        "GET": "cbpii.consents.get", "DELETE": "cbpii.consents.delete"})),
 })
 CONSENT_API_ROUTE_IDS = frozenset(route_id for _, route_ids in CONSENT_API.values() for route_id in route_ids.values())
 DEFAULT_GROUP = "default"
@@ -154,7 +170,7 @@ class Limit:
 class RateLimits:
     tiers: Mapping[str, Limit | None]               # None: unlimited
     default_tier: str
-    groups: Mapping[str, Mapping[str, Limit]]       # group → tier → the group's own limit
+    groups: Mapping[str, Mapping[str, Limit | None]]  # group → tier → the group's own limit
     group_of: Mapping[str, str]                     # route id → its group
 
     def for_route(self, route_id: str) -> tuple[str, Mapping[str, Limit | None]]:

@@ -330,6 +330,12 @@ SERVICE = Record("service", (
     )), "Circuit breaker, per worker.", default={"failures": 5, "open_seconds": 10}),
 ))
 
+# A field path: names joined by dots, `[]` after a name whose value is a list (its items follow).
+FIELD_PATH = r"[A-Za-z][A-Za-z0-9]*(?:\[\])?(?:\.[A-Za-z][A-Za-z0-9]*(?:\[\])?)*"
+_FIELD_PATH_RULE = "names joined by dots, [] after a list, e.g. Data.Account[].Nickname"
+FIELD_PATH_NO_LISTS = r"[A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z][A-Za-z0-9]*)*"
+_FIELD_PATH_RULE_SHORT = "names joined by dots, e.g. Data.ConsentId"
+
 ROUTE = Record("route", (
     Key("id", Text("route id", "must match [a-z0-9._-]+", r"[a-z0-9._-]+"),
         "Stable name of the route, used in audit records and metrics; unique.", required=True),
@@ -348,8 +354,11 @@ ROUTE = Record("route", (
     Key("account_param", Text("account parameter", "must be a {Name} parameter of path"),
         "Path parameter naming the account; it must be one of the consent's selected accounts."),
     Key("response_type",
-        Text("response type", "must be a schema of the v3.1.11 account-info or payment-initiation API"),
-        "UK Open Banking response schema of the answer, e.g. `OBReadAccount6`."),
+        Text("response type", "must be a schema of the vendored v3.1.11 APIs"),
+        "UK Open Banking response schema of the answer, e.g. `OBReadAccount6`; fields.yaml must hold its rules "
+        "(nothing leaves by omission). Every route has one, unless it says `pass_through`."),
+    Key("pass_through", Boolean(), "`true`: the back-end's answer leaves as it is, unparsed: for a back-end that "
+        "serves no UK OB data (no `response_type`); never on a route with `permissions`.", default=False),
     Key("timeout_ms", _TIMEOUT, "Total time allowed for the back-end's answer on this route.",
         default_text="the service's `timeout_ms`"),
     Key("max_body_bytes", Integer(0, 10_485_760), "Largest request body accepted on this route; more is 413.",
@@ -366,12 +375,15 @@ ROUTE = Record("route", (
     Key("selected_accounts_param", _QUERY_PARAMETER,
         "Query parameter that tells the back-end the consent's selected accounts (list endpoints), so it fetches "
         "no others."),
+    Key("request_type", Text("request type", "must be a schema of the vendored v3.1.11 APIs"),
+        "UK Open Banking schema the request body must conform to (400 naming the field otherwise)."),
+    Key("consent_field", Text("field path", _FIELD_PATH_RULE_SHORT, FIELD_PATH_NO_LISTS),
+        "Field of the body (of `request_type`) that must name the access token's consent (else ConsentMismatch)."),
+    Key("debtor_account", Boolean(), "`true`: the bank is told the consent's one account (a funds check's "
+        "DebtorAccount), never one the TPP names.", default=False),
 ))
 
 _PERMISSION = _PERMISSION_CODE
-# A field path: names joined by dots, `[]` after a name whose value is a list (its items follow).
-FIELD_PATH = r"[A-Za-z][A-Za-z0-9]*(?:\[\])?(?:\.[A-Za-z][A-Za-z0-9]*(?:\[\])?)*"
-_FIELD_PATH_RULE = "names joined by dots, [] after a list, e.g. Data.Account[].Nickname"
 
 FIELD_RULE = Record("field rule", (
     Key("path", Text("field path", _FIELD_PATH_RULE, FIELD_PATH),
@@ -382,7 +394,10 @@ FIELD_RULE = Record("field rule", (
     Key("mask", OneOf(("pan",)),
         "`pan`: a card number (its `SchemeName` is `UK.OBIE.PAN`, or absent) shows only its last 4 digits unless "
         "the consent grants `ReadPAN`."),
-    Key("rewrite", OneOf(("public_url",)), "`public_url`: replaced by the URL the TPP called (never the back-end's)."),
+    Key("rewrite", OneOf(("public_url", "public_link")),
+        "`public_url`: replaced by the URL the TPP called; `public_link`: the back-end's URL of a gateway route "
+        "(paging: Links.Next...) as the gateway's URL of that route, dropped if it leads elsewhere. Never the "
+        "back-end's."),
 ))
 
 _RECORD_FIELD = Text("record field", "a field name of the record", r"[A-Za-z][A-Za-z0-9]*")
@@ -398,13 +413,20 @@ RESPONSE = Record("response", (
     )), "Records are passed only in the directions the consent grants."),
     Key("window", Record("window", (
         Key("field", _RECORD_FIELD, "Record field with the record's date-time.", required=True),
+        Key("end_field", _RECORD_FIELD, "Record field with the end of the record's period (a statement's "
+            "EndDateTime): the whole period must lie inside the window."),
         Key("from_param", _QUERY_PARAMETER,
             "Query parameter asking the back-end for records from a date-time.", required=True),
         Key("to_param", _QUERY_PARAMETER,
             "Query parameter asking the back-end for records up to a date-time.", required=True),
     )), "The consent's TransactionFromDateTime..ToDateTime: asked of the back-end, and enforced on what it returns."),
-    Key("fields", ListOf(FIELD_RULE, min_items=1), "What may leave: anything no rule allows is dropped.",
-        required=True),
+    Key("fields", ListOf(FIELD_RULE, min_items=1), "What may leave: anything no rule allows is dropped. "
+        "Either `fields` or `file`."),
+    Key("file", Record("file", (
+        Key("media_types", ListOf(Text("media type", "type/subtype", r"[a-z]+/[a-z0-9.+-]+"), min_items=1,
+                                  unique=True), "The media types the answer may have.", required=True),
+    )), "The answer is a document (a statement file) passed unmodified, never parsed, only in these media types. "
+        "Either `fields` or `file`."),
 ))
 
 _LIMIT = Record("limit", (
@@ -454,10 +476,12 @@ FILES: tuple[PolicyFile, ...] = (
                ))),
     PolicyFile("fields.yaml", False,
                "What data may leave: per UK Open Banking response type, the fields each permission exposes (an "
-               "allow-list) and the record filters. A route with `permissions` needs its `response_type` here.",
+               "allow-list) and the record filters, or a file's media types. Every route's `response_type` needs "
+               "its entry here.",
                Record("fields.yaml", (
                    _FORMAT_VERSION,
-                   Key("responses", MapOf(Text("response type", "must match OB[A-Za-z0-9]+", r"OB[A-Za-z0-9]+"),
+                   Key("responses", MapOf(Text("response type", "must match [A-Z][A-Za-z0-9]*",
+                                               r"[A-Z][A-Za-z0-9]*"),
                                           RESPONSE, "type"), "Field rules by response type.", required=True),
                ))),
     PolicyFile("limits.yaml", False, "Rate limits per TPP (tiers, route-group overrides) and the unattended "

@@ -1,12 +1,13 @@
-"""Seeded customers, accounts and six months of history for the sandbox bank.
+"""Seeded customers, accounts, six whole months of history and the records around them, for the sandbox bank.
 
 Everything derives from (seed, anchor) through one random generator walked in a fixed order, so the
 same pair always yields the same account numbers, transaction ids, amounts and times, while history
-is always the 180 days before the anchor (today by default) and so always "recent".
+always runs from the first day of the sixth whole calendar month before the anchor (today by default) up
+to it: always "recent", and always six monthly statements' worth.
 
 Demo customers (customer id / username / password):
-    alice / alice / alice-pass: acc-alice-current, acc-alice-savings, acc-alice-card (credit card)
-    bob   / bob   / bob-pass:   acc-bob-current, acc-bob-savings
+    alice / alice / alice-pass: acc-alice-current, acc-alice-savings (joint, with Daniel Reid), acc-alice-card (credit)
+    bob   / bob   / bob-pass:   acc-bob-current, acc-bob-savings (joint, with Hannah Jones)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from gateway.sandbox import arrangements, statements
 from gateway.sandbox.auth import Credentials
 from gateway.sandbox.ledger import (
     BANK_BIC,
@@ -28,8 +30,8 @@ from gateway.sandbox.ledger import (
     Ledger,
     agent,
 )
+from gateway.sandbox.profiles import PROFILES, Customer, Profile
 
-HISTORY_DAYS = 180
 SORT_CODE = "771001"  # the sandbox bank's only branch
 
 # (OB BankTransactionCode, proprietary code) per kind of entry.
@@ -77,82 +79,8 @@ _BIGGER_SHOPS = (
 # (merchant, category code, pence, day of month)
 _SUBSCRIPTIONS = (("Netflix", "4899", 1099, 9), ("Spotify", "5815", 1199, 17))
 _FRIENDLY_REFERENCES = ("Dinner", "Tickets", "Birthday present", "Cinema", "Holiday deposit", "Taxi")
-
-
-@dataclass(frozen=True)
-class Customer:
-    customer_id: str
-    username: str
-    display_name: str
-
-
-@dataclass(frozen=True)
-class _Profile:
-    customer: Customer
-    password: str  # published demo password; only its scrypt digest is kept
-    employer: str
-    salary: int  # pence a month
-    payday: int
-    landlord: str
-    rent: int
-    bills: tuple[tuple[str, str, int, int, int], ...]  # payee, reference, lowest, highest pence, day
-    opening: dict[str, tuple[int, int]]  # account kind -> (lowest, highest) opening pence
-    overdraft: int
-    card_limit: int  # 0: no credit card
-    savings_rate_bp: int  # annual interest in basis points
-    sweep: int  # moved to savings the day after payday
-    friends: tuple[str, ...]
-    nicknames: dict[str, str]
-    chips_in: tuple[str, int, int, str] | None = None  # to customer id, pence, day of month, reference
-
-
-_PROFILES = (
-    _Profile(
-        customer=Customer("alice", "alice", "Alice Smith"),
-        password="alice-pass",
-        employer="Northwind Analytics Ltd",
-        salary=318042,
-        payday=25,
-        landlord="Harbour Lettings Ltd",
-        rent=132500,
-        bills=(
-            ("London Borough of Camden", "COUNCIL TAX", 17650, 17650, 5),
-            ("Octopus Energy", "ENERGY", 8000, 12500, 12),
-            ("Vodafone Ltd", "MOBILE", 2600, 2600, 18),
-            ("Thames Water", "WATER", 3900, 3900, 22),
-        ),
-        opening={"current": (150000, 250000), "savings": (800000, 1200000), "card": (-60000, -20000)},
-        overdraft=50000,
-        card_limit=350000,
-        savings_rate_bp=410,
-        sweep=40000,
-        friends=("Charlotte Evans", "Priya Patel", "Tom Hughes"),
-        nicknames={"current": "Everyday", "savings": "Rainy day", "card": "Travel card"},
-    ),
-    _Profile(
-        customer=Customer("bob", "bob", "Bob Jones"),
-        password="bob-pass",
-        employer="Brightwater Civil Engineering Ltd",
-        salary=241876,
-        payday=28,
-        landlord="Kirkgate Property Management",
-        rent=87500,
-        bills=(
-            ("Leeds City Council", "COUNCIL TAX", 14200, 14200, 2),
-            ("British Gas", "ENERGY", 6500, 9500, 15),
-            ("EE Ltd", "MOBILE", 2200, 2200, 20),
-            ("Virgin Media", "BROADBAND", 4500, 4500, 24),
-        ),
-        opening={"current": (90000, 140000), "savings": (250000, 400000)},
-        overdraft=25000,
-        card_limit=0,
-        savings_rate_bp=375,
-        sweep=25000,
-        friends=("Sam Okafor", "Dan Murphy"),
-        nicknames={"current": "Main account", "savings": "House fund"},
-        chips_in=("alice", 3000, 8, "ALLOTMENT SHARE"),  # a payment between two customers of this bank
-    ),
-)
+# The bank's records besides accounts and transactions, by the name of their OB Data array.
+RECORD_TYPES = ("Beneficiary", "DirectDebit", "StandingOrder", "ScheduledPayment", "Product", "Offer")
 
 
 @dataclass(frozen=True)
@@ -162,6 +90,9 @@ class Bank:
     customers: dict[str, Customer]
     credentials: Credentials
     ledger: Ledger
+    records: dict[str, dict[str, list[dict]]]  # RECORD_TYPES name -> account id -> full records
+    parties: dict[str, dict]  # customer id -> their own OBParty2
+    co_holders: dict[str, list[dict]]  # joint account id -> OBParty2 of its holders besides the customer
 
 
 def build_bank(seed: int = 1, anchor: datetime | None = None, state_file: str | Path | None = None) -> Bank:
@@ -175,23 +106,38 @@ def build_bank(seed: int = 1, anchor: datetime | None = None, state_file: str | 
         anchor = anchor.replace(tzinfo=UTC)
     anchor = anchor.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     rng = random.Random(seed)
-    accounts = {profile.customer.customer_id: _open_accounts(rng, profile, anchor) for profile in _PROFILES}
+    accounts = {profile.customer.customer_id: _open_accounts(rng, profile, anchor) for profile in PROFILES}
     books = _Books(rng, anchor, [a for owned in accounts.values() for a in owned.values()])
-    for offset in range(HISTORY_DAYS, 0, -1):
-        day = anchor - timedelta(days=offset)
-        for profile in _PROFILES:
+    day = history_start(anchor)
+    while day < anchor:
+        for profile in PROFILES:
             _live_one_day(books, profile, accounts, day)
+        day += timedelta(days=1)
     ledger = Ledger(books.accounts.values(), books.entries)
+    records: dict[str, dict[str, list[dict]]] = {name: {} for name in RECORD_TYPES}
+    parties, co_holders = {}, {}
+    for profile in PROFILES:
+        customer_id, home = profile.customer.customer_id, profile.household
+        _arrange(books, ledger, profile, accounts, records)
+        parties[customer_id] = arrangements.party(profile.person, _digits(rng, 10), home)
+        joint = accounts[customer_id]["savings"].account_id
+        co_holders[joint] = [arrangements.party(home.partner, _digits(rng, 10), home)]
     if state_file is not None:
         ledger.use_state_file(Path(state_file))
-    return Bank(seed, anchor, {p.customer.customer_id: p.customer for p in _PROFILES}, _credentials(), ledger)
+    customers = {p.customer.customer_id: p.customer for p in PROFILES}
+    return Bank(seed, anchor, customers, _credentials(), ledger, records, parties, co_holders)
+
+
+def history_start(anchor: datetime) -> datetime:
+    """Where the seeded history begins: the first day of the oldest monthly statement."""
+    return statements.months(anchor)[0]
 
 
 @functools.cache
 def _credentials() -> Credentials:
     """Logins do not depend on the seed, and scrypt is slow on purpose: derive them once per process."""
     return Credentials(
-        (p.customer.username, p.password, p.customer.customer_id, p.customer.display_name) for p in _PROFILES
+        (p.customer.username, p.password, p.customer.customer_id, p.customer.display_name) for p in PROFILES
     )
 
 
@@ -209,7 +155,7 @@ def _pan(rng: random.Random, prefix: str) -> str:
     return partial + str(-total % 10)
 
 
-def _open_accounts(rng: random.Random, profile: _Profile, anchor: datetime) -> dict[str, Account]:
+def _open_accounts(rng: random.Random, profile: Profile, anchor: datetime) -> dict[str, Account]:
     c = profile.customer
 
     def opened(min_years: int, max_years: int) -> datetime:
@@ -242,7 +188,7 @@ def _open_accounts(rng: random.Random, profile: _Profile, anchor: datetime) -> d
             opened=opened(1, 3),
             scheme="UK.OBIE.SortCodeAccountNumber",
             identification=SORT_CODE + _digits(rng, 8),
-            holder=c.display_name,
+            holder=f"{c.display_name} & {profile.household.partner.name}",  # a joint account
             opening_balance=opening("savings"),
             secondary_identification=f"ROLL-{_digits(rng, 8)}",
         ),
@@ -270,11 +216,12 @@ class _Books:
     """Collects seeded entries, tracking balances so the simulated customer lives within their means."""
 
     def __init__(self, rng: random.Random, anchor: datetime, accounts: list[Account]) -> None:
-        self.rng = rng
+        self.rng, self.anchor = rng, anchor
         self.statements_until = anchor.replace(day=1)  # earlier entries are on a monthly statement
         self.accounts = {a.account_id: a for a in accounts}
         self.balance = {a.account_id: a.opening_balance for a in accounts}
         self.entries: list[Entry] = []
+        self.parties: dict[str, tuple[dict, dict]] = {}
 
     def available(self, account: Account) -> int:
         return self.balance[account.account_id] + account.credit_limit
@@ -283,18 +230,28 @@ class _Books:
         hour, minute, second = self.rng.randint(first_hour, last_hour), self.rng.randrange(60), self.rng.randrange(60)
         return day + timedelta(hours=hour, minutes=minute, seconds=second)
 
-    def party(self, name: str) -> tuple[dict, dict]:
-        """Account and agent of a counterparty at another bank, made up from the generator."""
-        bic, bank = self.rng.choice(_OTHER_BANKS)
-        account = {"SchemeName": "UK.OBIE.SortCodeAccountNumber", "Identification": _digits(self.rng, 14), "Name": name}
-        return account, agent(bic, bank)
+    def party(self, name: str, card_holder: str | None = None) -> tuple[dict, dict]:
+        """Account and agent of a counterparty at another bank: made up from the generator when first met, then kept.
+
+        With `card_holder`, `name` is a card issuer and the account that person's card there, paid by its number.
+        """
+        if name not in self.parties:
+            bic, bank = self.rng.choice(_OTHER_BANKS)
+            if card_holder is None:
+                account = {"SchemeName": "UK.OBIE.SortCodeAccountNumber", "Identification": _digits(self.rng, 14),
+                           "Name": name}
+            else:
+                account = {"SchemeName": "UK.OBIE.PAN", "Identification": _pan(self.rng, "552188"),
+                           "Name": card_holder}
+            self.parties[name] = account, agent(bic, bank)
+        account, agent_ref = self.parties[name]
+        return dict(account), dict(agent_ref)
 
     def post(self, account: Account, when: datetime, pence: int, information: str, kind: str, details: dict) -> None:
+        """Book an entry; a payment out's `information` reads "<payee name> <reference>"."""
         bank_code, proprietary = _KINDS[kind]
         self.balance[account.account_id] += pence
-        statement = None
-        if when < self.statements_until:
-            statement = f"ST{when:%Y%m}-{account.identification[-4:]}"
+        statement = statements.reference(account, when) if when < self.statements_until else None
         self.entries.append(
             Entry(
                 transaction_id=str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
@@ -337,7 +294,7 @@ def _working_day(year: int, month: int, day: int) -> date:
     return when - timedelta(days=max(0, when.weekday() - 4))
 
 
-def _live_one_day(books: _Books, profile: _Profile, accounts: dict[str, dict[str, Account]], day: datetime) -> None:
+def _live_one_day(books: _Books, profile: Profile, accounts: dict[str, dict[str, Account]], day: datetime) -> None:
     rng = books.rng
     own = accounts[profile.customer.customer_id]
     current, savings, card = own["current"], own["savings"], own.get("card")
@@ -354,6 +311,11 @@ def _live_one_day(books: _Books, profile: _Profile, accounts: dict[str, dict[str
             account, agent_ref = books.party(payee)
             books.post(current, books.at(day, 1, 4), -rng.randint(lowest, highest), f"{payee} {reference}",
                        "direct-debit", {"CreditorAgent": agent_ref, "CreditorAccount": account})
+    if profile.store_card is not None and dom == profile.store_card[3]:
+        issuer, reference, pence, _ = profile.store_card
+        account, agent_ref = books.party(issuer, card_holder=profile.customer.display_name)
+        books.post(current, books.at(day, 1, 4), -pence, f"{account['Name']} {reference}", "standing-order",
+                   {"CreditorAgent": agent_ref, "CreditorAccount": account})
     if card is not None and dom == 14 and books.balance[card.account_id] < 0:
         owed = -books.balance[card.account_id]
         repay = owed if books.balance[current.account_id] - owed > 20000 else min(owed, 2500)
@@ -368,10 +330,15 @@ def _live_one_day(books: _Books, profile: _Profile, accounts: dict[str, dict[str
     if day.date() == payday + timedelta(days=1) and books.available(current) > profile.sweep + profile.overdraft:
         books.transfer(current, savings, books.at(day, 7, 8), profile.sweep, "MONTHLY SAVINGS",
                        ("transfer-out", "transfer-in"))
+    if day.date() == payday + timedelta(days=1):
+        partner = profile.household.partner.name
+        account, agent_ref = books.party(partner)
+        books.post(savings, books.at(day, 9, 12), profile.household.contribution, f"{partner} MONTHLY SAVINGS",
+                   "faster-in", {"DebtorAgent": agent_ref, "DebtorAccount": account})
     if profile.chips_in is not None and dom == profile.chips_in[2]:
         friend, pence, _, reference = profile.chips_in
         books.transfer(current, accounts[friend]["current"], books.at(day, 9, 20), pence, reference,
-                       ("faster-out", "faster-in"))
+                       ("standing-order", "faster-in"))
     # Daytime spending.
     for name, category, pence, sub_day in _SUBSCRIPTIONS:
         if dom == sub_day:
@@ -398,3 +365,37 @@ def _live_one_day(books: _Books, profile: _Profile, accounts: dict[str, dict[str
         books.post(current, books.at(day, 10, 22), rng.randint(1000, 4000),
                    f"{account['Name']} {rng.choice(_FRIENDLY_REFERENCES)}", "faster-in",
                    {"DebtorAgent": agent_ref, "DebtorAccount": account})
+
+
+def _arrange(
+    books: _Books, ledger: Ledger, profile: Profile, accounts: dict[str, dict[str, Account]],
+    records: dict[str, dict[str, list[dict]]],
+) -> None:
+    """The customer's records besides their books, added to `records` by type and account id."""
+    own, here = accounts[profile.customer.customer_id], agent(BANK_BIC, BANK_NAME)
+    for kind, account in own.items():
+        entries = ledger.entries(account.account_id)
+        records["DirectDebit"][account.account_id] = arrangements.direct_debits(account, entries, books.rng)
+        records["StandingOrder"][account.account_id] = arrangements.standing_orders(account, entries, books.anchor)
+        records["Product"][account.account_id] = [arrangements.product(account, kind, profile.savings_rate_bp)]
+    current = own["current"]
+    payees = [("RENT", *books.party(profile.landlord), True)]
+    if profile.chips_in is not None:
+        payees.append((profile.chips_in[3], accounts[profile.chips_in[0]]["current"].reference(), here, True))
+    if "card" in own:
+        payees.append(("CARD PAYMENT", own["card"].reference(), here, True))
+    if profile.store_card is not None:
+        payees.append((profile.store_card[1], *books.party(profile.store_card[0]), True))
+    payees += [(profile.customer.display_name.upper(), *books.party(friend), False) for friend in profile.friends]
+    records["Beneficiary"][current.account_id] = [
+        arrangements.beneficiary(current, number, *payee) for number, payee in enumerate(payees, 1)
+    ]
+    records["ScheduledPayment"][current.account_id] = [
+        arrangements.scheduled_payment(current, number, books.anchor + timedelta(days=days), pence, reference,
+                                       *books.party(payee))
+        for number, (payee, reference, pence, days) in enumerate(profile.scheduled, 1)
+    ]
+    for number, terms in enumerate(profile.offers, 1):
+        account = own[terms.account]
+        records["Offer"].setdefault(account.account_id, []).append(
+            arrangements.offer(account, number, terms, books.anchor))

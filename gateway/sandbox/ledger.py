@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -40,6 +41,11 @@ def parse_money(amount: str) -> int:
     if not value.is_finite() or value != value.quantize(Decimal("0.01")):
         raise ValueError(f"GBP amounts have at most two decimal places: {amount!r}")
     return int(value * 100)
+
+
+def within(moment: datetime, since: datetime | None, until: datetime | None) -> bool:
+    """since <= moment <= until, an end that is None being open: how query windows are read."""
+    return (since is None or moment >= since) and (until is None or moment <= until)
 
 
 def agent(bic: str, name: str) -> dict:
@@ -122,7 +128,7 @@ class Entry:
 
     def to_ob(self, currency: str) -> dict:
         """Full OBTransaction6 record."""
-        record = {
+        record: dict[str, Any] = {
             "AccountId": self.account_id,
             "TransactionId": self.transaction_id,
             "TransactionReference": self.reference,
@@ -246,9 +252,23 @@ class Ledger:
         """Entries oldest first."""
         return list(self._entries[account_id])
 
+    def booked_between(self, account_id: str, since: datetime | None, until: datetime | None) -> list[Entry]:
+        """Entries oldest first, booked within since..until (both included; None leaves that end open)."""
+        return [entry for entry in self._entries[account_id] if within(entry.booked, since, until)]
+
     def balance(self, account_id: str) -> int:
         entries = self._entries[account_id]
         return entries[-1].balance if entries else self._accounts[account_id].opening_balance
+
+    def balance_before(self, account_id: str, moment: datetime) -> int:
+        """The booked balance just before `moment`: a statement's opening balance."""
+        entries = self._entries[account_id]
+        at = bisect.bisect_left(entries, moment, key=lambda e: e.booked)
+        return entries[at - 1].balance if at else self._accounts[account_id].opening_balance
+
+    def available(self, account_id: str) -> int:
+        """Booked balance plus any arranged overdraft or card limit: what a payment may spend."""
+        return self.balance(account_id) + self._accounts[account_id].credit_limit
 
     def balance_time(self, account_id: str) -> datetime:
         """When the balance last changed (the account's opening date if it never has)."""
@@ -321,7 +341,7 @@ class Ledger:
                 f"account is held in {debtor.currency}",
                 "Data.Initiation.InstructedAmount.Currency",
             )
-        if parse_money(amount["Amount"]) > self.balance(debtor.account_id) + debtor.credit_limit:
+        if parse_money(amount["Amount"]) > self.available(debtor.account_id):
             # Not in the v3.1.11 namespaced list, which has no funds code; it is the code v3 banks use (the gateway
             # shows it to TPPs as OBGW.Rules.InsufficientFunds).
             raise Rejected(

@@ -5,12 +5,14 @@ Callers: `pipeline.admission.Admit` (every resource call), `pipeline.token.Verif
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from gateway.store import names
-from gateway.store.redis import async_script
+from gateway.store.redis import WorkerRedis, async_script, text
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +49,14 @@ class Verdict:
 
 
 class AdmissionStore:
-    def __init__(self, redis) -> None:
+    def __init__(self, redis: WorkerRedis) -> None:
         self._redis = redis
         self._admit = async_script(redis, "admit", preludes=("gcra", "consent_rules"))
         self._admit_client = async_script(redis, "admit_client", preludes=("gcra",))
         self._release = async_script(redis, "release_claim")
 
     async def admit(self, client_id: str, consent_id: str, jti: str, grant_id: str, rate: RateArgs = UNLIMITED, *,
-                    kid: str, permissions=(), account_id: str | None = None, unattended: bool = False,
+                    kid: str, permissions: Iterable[str] = (), account_id: str | None = None, unattended: bool = False,
                     allowance: int = 4, window_seconds: int = 86_400, payment_digest: str = "",
                     allows_consumed: bool = False) -> Verdict:
         """One EVALSHA of admit.lua (its header lists the checks and their order); `kid` signed the token."""
@@ -91,12 +93,12 @@ class AdmissionStore:
         verdict, state, retry = _common(answer)
         return Verdict(verdict, retry, rate=state)
 
-    async def signing_keys(self) -> dict[str, dict]:
-        return {kid.decode(): orjson.loads(raw) for kid, raw in (await self._redis.hgetall(names.SIGNING_KEYS)).items()}
+    async def signing_keys(self) -> dict[str, dict[str, Any]]:
+        return {text(kid): orjson.loads(raw) for kid, raw in (await self._redis.hgetall(names.SIGNING_KEYS)).items()}
 
 
 
-def _common(answer: list) -> tuple[str | None, RateState | None, int | None]:
+def _common(answer: list[Any]) -> tuple[str | None, RateState | None, int | None]:
     """(refusal reason or None, the rate state, retry ms) from the head every admission script answers with."""
     verdict = answer[0].decode()
     name = answer[1].decode()

@@ -9,16 +9,20 @@ Callers: `audit.chain`, `audit.replay`, `audit.query`, `admin.pages`, `cli.audit
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
+from redis import Redis
 
 from gateway.store import names
-from gateway.store.redis import RedisError, ResponseError, async_script
+from gateway.store.redis import RedisError, ResponseError, WorkerRedis, async_script, text
 
 # What "Redis cannot take the batch now" looks like: redis-py's errors, and the builtin ConnectionError/TimeoutError
 # (OSError). Not StaleHead: a forked chain is not an outage and must fail loudly.
 UNREACHABLE = (RedisError, OSError)
+
+# Stream entries as the gateway's clients read them (RESP2, decode_responses=False): (entry id, {field: value}).
+Entries = list[tuple[bytes, dict[bytes, bytes]]]
 
 
 class StaleHead(Exception):
@@ -28,15 +32,20 @@ class StaleHead(Exception):
 class Batch(Protocol):
     """One append (audit/spool.py's Batch): sealed records moving `chain`'s head from `expected` ("" for a new chain)
     to `head`, with each (recent-access list key, entry) of the accesses among them."""
-    chain: str
-    expected: str
-    head: str
-    records: tuple[bytes, ...]
-    accesses: tuple[tuple[str, bytes], ...]
+    @property
+    def chain(self) -> str: ...
+    @property
+    def expected(self) -> str: ...
+    @property
+    def head(self) -> str: ...
+    @property
+    def records(self) -> tuple[bytes, ...]: ...
+    @property
+    def accesses(self) -> tuple[tuple[str, bytes], ...]: ...
 
 
 class AuditStore:
-    def __init__(self, redis) -> None:
+    def __init__(self, redis: WorkerRedis) -> None:
         self._redis = redis
         self._append = async_script(redis, "audit_append")
         self._heads = async_script(redis, "audit_heads")
@@ -56,7 +65,7 @@ class AuditStore:
     async def head(self, chain: str) -> str:
         """The chain's head as stored ("seq:hash"), "" for a chain with no record in Redis."""
         stored = await self._redis.hget(names.AUDIT_HEADS, chain)
-        return stored.decode() if stored else ""
+        return text(stored) if stored else ""
 
     async def heads_at(self) -> tuple[dict[str, str], str]:
         """(every chain's head, the stream's last id), read in one step (`audit_heads.lua`)."""
@@ -70,13 +79,13 @@ class AuditStore:
 
 
 class AuditReader:
-    def __init__(self, redis) -> None:
+    def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
     def records(self, start: str = "-", end: str = "+", batch: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
         """(stream id, record) from `start` to `end` (stream ids, both included), oldest first, read in batches."""
         while True:
-            rows = self._redis.xrange(names.AUDIT_STREAM, min=start, max=end, count=batch)
+            rows = cast(Entries, self._redis.xrange(names.AUDIT_STREAM, min=start, max=end, count=batch))
             for stream_id, fields in rows:
                 yield stream_id.decode(), orjson.loads(fields[b"r"])
             if len(rows) < batch:
@@ -86,7 +95,7 @@ class AuditReader:
     def backwards(self, start: str = "-", end: str = "+", batch: int = 1000) -> Iterator[dict[str, Any]]:
         """The records from `end` back to `start`, newest first, read in batches."""
         while True:
-            rows = self._redis.xrevrange(names.AUDIT_STREAM, max=end, min=start, count=batch)
+            rows = cast(Entries, self._redis.xrevrange(names.AUDIT_STREAM, max=end, min=start, count=batch))
             for _, fields in rows:
                 yield orjson.loads(fields[b"r"])
             if len(rows) < batch:
@@ -95,21 +104,22 @@ class AuditReader:
 
     def tail(self, count: int) -> list[dict[str, Any]]:
         """The latest `count` records, oldest first."""
-        rows = self._redis.xrevrange(names.AUDIT_STREAM, count=count)
+        rows = cast(Entries, self._redis.xrevrange(names.AUDIT_STREAM, count=count))
         return [orjson.loads(fields[b"r"]) for _, fields in reversed(rows)]
 
     def follow(self, after: str = "$", block_ms: int = 1000) -> Iterator[dict[str, Any]]:
         """New records as they arrive (blocking reads); the caller stops iterating to end."""
         last = after
         while True:
-            for _, entries in self._redis.xread({names.AUDIT_STREAM: last}, block=block_ms) or ():
+            found = cast(list[tuple[bytes, Entries]], self._redis.xread({names.AUDIT_STREAM: last}, block=block_ms))
+            for _, entries in found or ():
                 for stream_id, fields in entries:
                     last = stream_id.decode()
                     yield orjson.loads(fields[b"r"])
 
     def heads(self) -> dict[str, str]:
         """Every chain's head ("seq:hash"), by chain id."""
-        return {k.decode(): v.decode() for k, v in self._redis.hgetall(names.AUDIT_HEADS).items()}
+        return {text(k): text(v) for k, v in self._redis.hgetall(names.AUDIT_HEADS).items()}
 
     def recent_accesses(self, consent_id: str, count: int = 10) -> list[dict[str, Any]]:
         """The consent's latest accesses, newest first (kept by the append script)."""

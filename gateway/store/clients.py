@@ -12,34 +12,42 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any, cast
 
 import orjson
+from redis import Redis
 
 from gateway.store import names
 from gateway.store.admission import RateArgs, Verdict
 from gateway.store.admission import (
     _common as rate_outcome,  # the admission scripts' answer head, read one way
 )
-from gateway.store.redis import sync_script
+from gateway.store.redis import WorkerRedis, sync_script, text
 
 
 class ClientStore:
-    def __init__(self, redis, live=None) -> None:
+    def __init__(self, redis: Redis, live: WorkerRedis | None = None) -> None:
         self._redis = redis  # a sync client: Authlib and the CLI call this from threads
         self._live = live    # the worker's async client (store.redis.async_client), for the `a...` methods
         self._rate_limit = sync_script(redis, "rate_limit", ("gcra",))
 
-    def get(self, client_id: str) -> dict | None:
+    def get(self, client_id: str) -> dict[str, Any] | None:
         raw = self._redis.get(names.client(client_id))
         return orjson.loads(raw) if raw else None
 
-    async def aget(self, client_id: str) -> dict | None:
+    async def aget(self, client_id: str) -> dict[str, Any] | None:
         """`get` on the worker's async client; read on every call, never cached (a client disabled or given new
         keys holds from its next call)."""
-        raw = await self._live.get(names.client(client_id))
+        raw = await self._async.get(names.client(client_id))
         return orjson.loads(raw) if raw else None
 
-    def add(self, document: dict) -> bool:
+    @property
+    def _async(self) -> WorkerRedis:
+        if self._live is None:
+            raise RuntimeError("the client store was built without an async client")
+        return self._live
+
+    def add(self, document: dict[str, Any]) -> bool:
         """Store a new client; False if the id is taken (nothing is overwritten)."""
         client_id = document["client_id"]
         if not self._redis.set(names.client(client_id), orjson.dumps(document), nx=True):
@@ -52,11 +60,12 @@ class ClientStore:
         # otherwise mint tokens for a client registered since, until every worker re-reads its keys).
         now_ms = int(time.time() * 1000)
         self._redis.zremrangebyscore(names.REVOKED_KEYS, "-inf", now_ms)
-        for kid, until_ms in self._redis.zrangebyscore(names.REVOKED_KEYS, now_ms, "+inf", withscores=True):
+        revoked = self._redis.zrangebyscore(names.REVOKED_KEYS, now_ms, "+inf", withscores=True)
+        for kid, until_ms in cast(list[tuple[bytes, float]], revoked):  # withscores: (member, score) pairs
             self._redis.set(names.revoked_key(client_id, kid.decode()), b"1", px=max(int(until_ms) - now_ms, 1))
         return True
 
-    def replace(self, document: dict, software: str | None) -> None:
+    def replace(self, document: dict[str, Any], software: str | None) -> None:
         """Overwrite an existing client (status changes, `obgw clients add --replace`, a certificate added); a client
         that is not active gets the marker Admit checks, so its tokens stop on the next call, and its `software`
         (`oauth.models.Client.software`) is refused by registration; made active again, the refusal it caused is
@@ -74,7 +83,7 @@ class ClientStore:
             pipe.set(names.client_disabled(client_id), b"1")
             if software is not None:
                 pipe.hset(names.REFUSED_SOFTWARE, software, client_id)
-        if lifted:
+        if lifted and software is not None:
             pipe.hdel(names.REFUSED_SOFTWARE, software)
         pipe.execute()
 
@@ -95,8 +104,8 @@ class ClientStore:
 
     def refused_software_of(self, client_id: str) -> list[str]:
         """The software ids registration refuses because of this client (disabled, or deleted)."""
-        return [software.decode() for software, owner in self._redis.hgetall(names.REFUSED_SOFTWARE).items()
-                if owner.decode() == client_id]
+        return [text(software) for software, owner in self._redis.hgetall(names.REFUSED_SOFTWARE).items()
+                if text(owner) == client_id]
 
     def allow_software_of(self, client_id: str) -> list[str]:
         """Lift the registration refusals a deleted client left (its document is gone); the software ids freed."""
@@ -120,7 +129,7 @@ class ClientStore:
     def tier(self, client_id: str) -> str | None:
         """The client's rate-limit tier, if it has been given one (else the policy's default applies)."""
         raw = self._redis.get(names.client_tier(client_id))
-        return raw.decode() if raw else None
+        return text(raw) if raw else None
 
     def set_tier(self, client_id: str, tier: str) -> None:
         """Read by the admission scripts on every call, so it holds from the client's next call on every worker."""
@@ -134,8 +143,8 @@ class ClientStore:
         tat, (seconds, micros) = pipe.execute()
         return (float(tat), seconds * 1_000_000 + micros) if tat else None
 
-    def all(self) -> Iterator[dict]:
-        for client_id in sorted(member.decode() for member in self._redis.smembers(names.CLIENTS)):
+    def all(self) -> Iterator[dict[str, Any]]:
+        for client_id in sorted(text(member) for member in self._redis.smembers(names.CLIENTS)):
             document = self.get(client_id)
             if document is not None:
                 yield document

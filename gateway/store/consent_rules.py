@@ -9,12 +9,14 @@ clock. Callers: `oauth.server`.
 """
 from __future__ import annotations
 
+from redis import Redis
+
 from gateway.store import names
 from gateway.store.redis import sync_script
 
 
 class ConsentRules:
-    def __init__(self, redis) -> None:
+    def __init__(self, redis: Redis) -> None:
         self._usable = sync_script(redis, "consent_usable", preludes=("consent_rules",))
 
     def refusal(self, client_id: str, consent_id: str, grant_id: str | None, *,

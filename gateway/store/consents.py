@@ -12,13 +12,19 @@ for Authlib's threads and the CLI. Nothing is cached: every read is live (a revo
 """
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Iterator
+from typing import Any, Protocol, TypedDict, TypeVar
 
 import orjson
+from redis import Redis
+from redis.asyncio.client import Pipeline as AsyncPipeline
+from redis.client import Pipeline
 
 from gateway.crypto import is_sealed
 from gateway.store import names
-from gateway.store.redis import async_script, sync_script
+from gateway.store.redis import WorkerRedis, async_script, sync_script, text
+
+P = TypeVar("P", Pipeline, AsyncPipeline)
 
 
 class CustomerIds(Protocol):
@@ -29,8 +35,13 @@ class CustomerIds(Protocol):
     def pseudonym(self, customer_id: str) -> str: ...
 
 
+class _ScriptCall(TypedDict):
+    keys: list[str]
+    args: list[str | bytes]
+
+
 class ConsentStore:
-    def __init__(self, redis, customers: CustomerIds | None = None, live=None) -> None:
+    def __init__(self, redis: Redis, customers: CustomerIds | None = None, live: WorkerRedis | None = None) -> None:
         """`customers` seals the customer id a consent stores (and opens it as a consent is read) and names the
         customer index. Without it the store reads consents with the id sealed, and writes only those that name no
         customer, or name one sealed already. `live` is the worker's async client (store.redis.async_client), for
@@ -41,17 +52,19 @@ class ConsentStore:
         self._live = live
         self._live_transition = async_script(live, "consent_transition") if live is not None else None
 
-    def create(self, record: dict, expires_ms: int | None, lapse_seconds: int) -> None:
+    def create(self, record: dict[str, Any], expires_ms: int | None, lapse_seconds: int) -> None:
         """A new consent, gone from Redis after `lapse_seconds` unless `keep` is called (it is authorised)."""
         self._creating(self._redis.pipeline(transaction=False), record, expires_ms, lapse_seconds).execute()
 
-    async def acreate(self, record: dict, expires_ms: int | None, lapse_seconds: int) -> None:
-        await self._creating(self._live.pipeline(transaction=False), record, expires_ms, lapse_seconds).execute()
+    async def acreate(self, record: dict[str, Any], expires_ms: int | None, lapse_seconds: int) -> None:
+        await self._creating(self._async.pipeline(transaction=False), record, expires_ms, lapse_seconds).execute()
 
-    def _creating(self, pipe, record: dict, expires_ms: int | None, lapse_seconds: int):
+    def _creating(self, pipe: P, record: dict[str, Any], expires_ms: int | None, lapse_seconds: int) -> P:
         """`pipe` (sync or async) with the commands that create a consent queued."""
         consent_id, client_id = record["consent_id"], record["client_id"]
-        pipe.hset(names.consent(client_id, consent_id), mapping=self._fields(record, expires_ms))
+        fields = self._fields(record, expires_ms)
+        # redis-py types `mapping` as Mapping[FieldT, ...], which no dict[str, ...] is (a Mapping's keys are invariant).
+        pipe.hset(names.consent(client_id, consent_id), mapping=fields)  # type: ignore[arg-type]
         pipe.expire(names.consent(client_id, consent_id), lapse_seconds)
         pipe.set(names.consent_owner(consent_id), client_id, ex=lapse_seconds)
         return pipe
@@ -61,37 +74,38 @@ class ConsentStore:
         _keeping(self._redis.pipeline(transaction=False), client_id, consent_id).execute()
 
     async def akeep(self, client_id: str, consent_id: str) -> None:
-        await _keeping(self._live.pipeline(transaction=False), client_id, consent_id).execute()
+        await _keeping(self._async.pipeline(transaction=False), client_id, consent_id).execute()
 
-    def get(self, client_id: str, consent_id: str) -> dict | None:
+    def get(self, client_id: str, consent_id: str) -> dict[str, Any] | None:
         raw = self._redis.hget(names.consent(client_id, consent_id), "record")
         return self._opened(orjson.loads(raw)) if raw else None
 
-    async def aget(self, client_id: str, consent_id: str) -> dict | None:
-        raw = await self._live.hget(names.consent(client_id, consent_id), "record")
+    async def aget(self, client_id: str, consent_id: str) -> dict[str, Any] | None:
+        raw = await self._async.hget(names.consent(client_id, consent_id), "record")
         return self._opened(orjson.loads(raw)) if raw else None
 
     def index_for_customer(self, customer_id: str, client_id: str, consent_id: str) -> None:
-        self._redis.sadd(names.subject_consents(self._named().pseudonym(customer_id)), f"{client_id} {consent_id}")
+        pseudonym = self.customer_ids().pseudonym(customer_id)
+        self._redis.sadd(names.subject_consents(pseudonym), f"{client_id} {consent_id}")
 
-    def of_customer(self, customer_id: str) -> list[dict]:
+    def of_customer(self, customer_id: str) -> list[dict[str, Any]]:
         """Every consent the customer has authorised, newest first (also from the index an older version named by
         the customer id, until `consents.legacy` has merged it)."""
         pipe = self._redis.pipeline(transaction=False)
-        pipe.smembers(names.subject_consents(self._named().pseudonym(customer_id)))
+        pipe.smembers(names.subject_consents(self.customer_ids().pseudonym(customer_id)))
         pipe.smembers(names.customer_consents(customer_id))
         members = sorted({m.decode() for found in pipe.execute() for m in found})
         records = [self.get(*member.split(" ", 1)) for member in members]
         return sorted((r for r in records if r), key=lambda r: r["created"], reverse=True)
 
-    def all(self):
+    def all(self) -> Iterator[dict[str, Any]]:
         """Every consent (for operators: `obgw consents list`); a SCAN over the owner index, never on a request."""
         for client_id, consent_id in self.ids():
             record = self.get(client_id, consent_id)
             if record is not None:
                 yield record
 
-    def ids(self):
+    def ids(self) -> Iterator[tuple[str, str]]:
         """(client id, consent id) of every consent, from the owner index (a SCAN)."""
         for key in self._redis.scan_iter(match=names.consent_owner("*"), count=1000):
             consent_id = key.decode().rsplit(":", 1)[1]
@@ -101,40 +115,49 @@ class ConsentStore:
 
     def owner(self, consent_id: str) -> str | None:
         raw = self._redis.get(names.consent_owner(consent_id))
-        return raw.decode() if raw else None
+        return text(raw) if raw else None
 
-    def transition(self, record: dict, expected: list[str], expires_ms: int | None) -> str | None:
+    def transition(self, record: dict[str, Any], expected: list[str], expires_ms: int | None) -> str | None:
         """Store `record` only if the stored status is one of `expected`: None if stored, else the status found
         ("missing" when there is no such consent)."""
         return _found(self._transition(**self._transition_args(record, expected, expires_ms)))
 
-    async def atransition(self, record: dict, expected: list[str], expires_ms: int | None) -> str | None:
+    async def atransition(self, record: dict[str, Any], expected: list[str], expires_ms: int | None) -> str | None:
+        if self._live_transition is None:
+            raise RuntimeError("the consent store was built without an async client")
         return _found(await self._live_transition(**self._transition_args(record, expected, expires_ms)))
 
-    def _transition_args(self, record: dict, expected: list[str], expires_ms: int | None) -> dict:
+    def _transition_args(self, record: dict[str, Any], expected: list[str], expires_ms: int | None) -> _ScriptCall:
         return {"keys": [names.consent(record["client_id"], record["consent_id"])],
                 "args": [",".join(expected), *_flat(self._fields(record, expires_ms))]}
 
-    def _named(self) -> CustomerIds:
+    @property
+    def _async(self) -> WorkerRedis:
+        if self._live is None:
+            raise RuntimeError("the consent store was built without an async client")
+        return self._live
+
+    def customer_ids(self) -> CustomerIds:
+        """`customers`, which sealing, revealing and indexing a customer id need."""
         if self.customers is None:
             raise RuntimeError("the consent store names a customer only with the audit pseudonym key (audit.key)")
         return self.customers
 
-    def _opened(self, record: dict) -> dict:
+    def _opened(self, record: dict[str, Any]) -> dict[str, Any]:
         customer_id = record.get("customer_id")
         if customer_id and self.customers is not None:
             record["customer_id"] = self.customers.reveal(record["consent_id"], customer_id)
         return record
 
-    def _fields(self, record: dict, expires_ms: int | None) -> dict:
+    def _fields(self, record: dict[str, Any], expires_ms: int | None) -> dict[str, str | bytes]:
         """The hash to store, the customer id sealed (bound to the consent id)."""
         customer_id = record.get("customer_id")
         if customer_id and not is_sealed(customer_id):
-            record = {**record, "customer_id": self._named().seal(record["consent_id"], customer_id)}
+            record = {**record, "customer_id": self.customer_ids().seal(record["consent_id"], customer_id)}
         return _fields(record, expires_ms)
 
 
-def _fields(record: dict, expires_ms: int | None) -> dict:
+def _fields(record: dict[str, Any], expires_ms: int | None) -> dict[str, str | bytes]:
     return {
         "client_id": record["client_id"], "status": record["status"],
         "expires_ms": "" if expires_ms is None else str(expires_ms),
@@ -147,7 +170,7 @@ def _fields(record: dict, expires_ms: int | None) -> dict:
     }
 
 
-def _flat(fields: dict) -> list:
+def _flat(fields: dict[str, str | bytes]) -> list[str | bytes]:
     return [item for pair in fields.items() for item in pair]
 
 
@@ -158,7 +181,7 @@ def _found(answer: bytes | None) -> str | None:
     return answer.decode() if answer is not None else "missing"
 
 
-def _keeping(pipe, client_id: str, consent_id: str):
+def _keeping(pipe: P, client_id: str, consent_id: str) -> P:
     """`pipe` (sync or async) with the commands that keep a consent for good queued."""
     pipe.persist(names.consent(client_id, consent_id))
     pipe.persist(names.consent_owner(consent_id))

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 import redis
 
@@ -32,7 +33,7 @@ class EmbeddedRedisError(RuntimeError):
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def find_binary() -> str:
@@ -53,7 +54,7 @@ class EmbeddedRedis:
         self.start_timeout = start_timeout
         self.url = ""
         self._process: subprocess.Popen[bytes] | None = None
-        self._lock_file = None
+        self._lock_file: IO[str] | None = None
 
     @property
     def url_file(self) -> Path:
@@ -62,15 +63,15 @@ class EmbeddedRedis:
     def start(self) -> str:
         private_dir(self.data_dir)
         lock = os.open(self.data_dir / ".lock", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._lock_file = os.fdopen(lock, "a")  # held for the server's lifetime
+        lock_file = self._lock_file = os.fdopen(lock, "a")  # held for the server's lifetime
         deadline = time.monotonic() + self.start_timeout  # a previous server may still be flushing on its way out
         while True:
             try:
-                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    self._lock_file.close()
+                    lock_file.close()
                     self._lock_file = None
                     raise EmbeddedRedisError(
                         f"{self.data_dir} is in use by another gateway's Redis (set REDIS_URL to share it)") from None
@@ -85,9 +86,10 @@ class EmbeddedRedis:
         self._process = subprocess.Popen(
             [find_binary(), "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             preexec_fn=private_child, start_new_session=True,
-            pass_fds=(self._lock_file.fileno(),),  # the lock lives as long as redis-server, not only its parent
+            pass_fds=(lock_file.fileno(),),  # the lock lives as long as redis-server, not only its parent
         )
         stdin = self._process.stdin
+        assert stdin is not None  # stdin=PIPE
         stdin.write(config.encode())  # the config (with the password) never touches the disk or the process list
         stdin.close()
         self.url = f"redis://:{password}@127.0.0.1:{port}/0"

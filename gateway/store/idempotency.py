@@ -39,10 +39,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gateway.store.names import idempotency_record
-from gateway.store.redis import async_script
+from gateway.store.redis import WorkerRedis, async_script
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_HEADER_BYTES = 32 * 1024
@@ -72,7 +73,7 @@ class ResponseTooLarge(ValueError):
 
 
 class IdempotencyStore:
-    def __init__(self, redis_async, ttl_seconds: int = 86_400, lease_seconds: float = 30, *,
+    def __init__(self, redis_async: WorkerRedis, ttl_seconds: int = 86_400, lease_seconds: float = 30, *,
                  max_body_bytes: int = MAX_BODY_BYTES, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
         if ttl_seconds <= 0 or lease_seconds <= 0:
             raise ValueError("ttl_seconds and lease_seconds must be positive")
@@ -145,13 +146,13 @@ def _token(owner: Claim | str) -> str:
     return token
 
 
-def _bytes(value) -> bytes:
+def _bytes(value: object) -> bytes:
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, got {type(value).__name__}")
     return bytes(value)
 
 
-def _pack_headers(headers) -> bytes:
+def _pack_headers(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
     """name, value, name, value ... each as a 4-byte big-endian length and its bytes (exact, binary-safe)."""
     out = bytearray()
     for name, value in headers:

@@ -15,11 +15,11 @@ import hashlib
 import hmac
 
 from gateway.store import names
-from gateway.store.redis import async_script
+from gateway.store.redis import WorkerRedis, async_script
 
 
 class LoginStore:
-    def __init__(self, redis, name_key: bytes) -> None:
+    def __init__(self, redis: WorkerRedis, name_key: bytes) -> None:
         """`name_key` keys the HMAC that names the counters (the same on every worker, never in Redis)."""
         self._redis = redis
         self._name_key = name_key

@@ -34,10 +34,13 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from gateway.store.names import NOTIFY_GROUP, NOTIFY_OUTBOX, NOTIFY_PARKED
 from gateway.store.redis import ResponseError
@@ -47,7 +50,7 @@ FIELD = b"event"                  # the one stream field: the event as JSON
 REQUIRED = ("client_id", "consent_id", "type", "occurred_at")
 
 
-def enqueue(redis_sync, event: dict) -> str:
+def enqueue(redis_sync: Redis, event: dict[str, Any]) -> str:
     """Add one event (JSON) to the outbox; returns its stream id. Sync: callers are threads and the CLI.
 
     `event` carries at least client_id, consent_id, type and occurred_at (ISO 8601); what else the notifier
@@ -68,14 +71,14 @@ def consumer_name() -> str:
 @dataclass(frozen=True, slots=True)
 class Entry:
     entry_id: str
-    event: dict | None       # None: the stored payload is not a JSON object (the notifier records and drops it)
-    attempt: int             # the delivery count: 1 for the first attempt, n for the n-th
+    event: dict[str, Any] | None  # None: the stored payload is not a JSON object (the notifier records and drops it)
+    attempt: int                  # the delivery count: 1 for the first attempt, n for the n-th
 
 
 class NotificationOutbox:
     """The async side, for one consumer (one worker process)."""
 
-    def __init__(self, redis, consumer: str | None = None) -> None:
+    def __init__(self, redis: AsyncRedis, consumer: str | None = None) -> None:
         self._redis = redis
         self.consumer = consumer or consumer_name()
         self._cursor = "-"   # where the next `claim_due` scan of the pending entries starts
@@ -95,7 +98,8 @@ class NotificationOutbox:
         """
         answer = await self._redis.xreadgroup(NOTIFY_GROUP, self.consumer, {NOTIFY_OUTBOX: ">"}, count=count,
                                               block=block_ms)
-        streams = answer.values() if isinstance(answer, dict) else (rows for _, rows in answer or ())
+        streams: Iterable[Sequence[Any] | None] = (
+            answer.values() if isinstance(answer, dict) else (rows for _, rows in answer or ()))
         return [_entry(entry_id, fields, 1) for rows in streams for entry_id, fields in (rows or ())
                 if fields is not None]
 
@@ -174,7 +178,7 @@ class NotificationOutbox:
             await self._redis.xgroup_delconsumer(NOTIFY_OUTBOX, NOTIFY_GROUP, self.consumer)
 
 
-def _entry(entry_id, fields, attempt: int) -> Entry:
+def _entry(entry_id: bytes | str, fields: Mapping[bytes | str, bytes | str], attempt: int) -> Entry:
     raw = fields.get(FIELD, fields.get(FIELD.decode()))
     try:
         event = orjson.loads(raw) if raw is not None else None
@@ -194,5 +198,5 @@ def _after(entry_id: str) -> str:
     return f"{milliseconds}-{sequence + 1}"
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

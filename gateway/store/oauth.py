@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import Any
 
 import orjson
+from redis import Redis
 from redis.exceptions import WatchError
 
 from gateway.crypto import SealBroken, Sealer, derive_key
 from gateway.store import names
-from gateway.store.redis import sync_script
+from gateway.store.redis import sync_script, text
 
 _ADD_FIRST_KEY = "if redis.call('HLEN', KEYS[1]) == 0 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
 
@@ -27,12 +29,13 @@ def digest(value: str) -> str:
 
 
 class AuthorizationStore:
-    def __init__(self, redis) -> None:
+    def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._take = sync_script(redis, "take_owned")
         self._claim_jti = sync_script(redis, "claim_jti")
 
-    def _take_owned(self, key: str, marker: str, client_id: str) -> tuple[dict | None, dict | None]:
+    def _take_owned(self, key: str, marker: str,
+                    client_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """(the record if this client's and still there, else the redemption marker if any); see take_owned.lua."""
         answer = self._take(keys=[key, marker], args=[client_id])
         if answer[0] == b"taken":
@@ -42,10 +45,10 @@ class AuthorizationStore:
         return None, None
 
     # Pushed authorization requests (RFC 9126 §2.2: the request_uri is single-use and short-lived).
-    def push_request(self, request_uri: str, params: dict, seconds: int) -> None:
+    def push_request(self, request_uri: str, params: dict[str, Any], seconds: int) -> None:
         self._redis.set(names.pushed_request(digest(request_uri)), orjson.dumps(params), ex=seconds)
 
-    def take_request(self, request_uri: str, client_id: str) -> dict | None:
+    def take_request(self, request_uri: str, client_id: str) -> dict[str, Any] | None:
         """The pushed request, taken (single use) - only by the client that pushed it."""
         key = names.pushed_request(digest(request_uri))
         return self._take_owned(key, key, client_id)[0]  # no redemption marker: a pushed request issues nothing
@@ -53,10 +56,10 @@ class AuthorizationStore:
     # Authorization codes (RFC 6749 §4.1.2: single-use; §10.5: short-lived). A code that gave tokens leaves a marker
     # naming its grant, so a replay revokes what the first redemption issued (§4.1.2). A code taken by a refused
     # attempt (a wrong code_verifier, say) is gone too, but issued nothing, so there is nothing to revoke.
-    def save_code(self, code: str, record: dict, seconds: int) -> None:
+    def save_code(self, code: str, record: dict[str, Any], seconds: int) -> None:
         self._redis.set(names.authorization_code(digest(code)), orjson.dumps(record), ex=seconds)
 
-    def take_code(self, code: str, client_id: str) -> tuple[dict | None, dict | None]:
+    def take_code(self, code: str, client_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """(the code's record if it was unused and this client's, else the marker of a redemption that issued
         tokens, if any). Another client's attempt leaves the code as it was."""
         key = digest(code)
@@ -71,14 +74,15 @@ class AuthorizationStore:
     def claim_jti(self, client_id: str, jti: str, seconds: int, limit: int) -> str:
         """"claimed", "used" (seen before) or "full" (the client holds `limit` jtis not yet forgotten)."""
         member = hashlib.sha256(jti.encode("utf-8", "surrogatepass")).hexdigest()  # JSON may hold a lone surrogate
-        answer = self._claim_jti(keys=[names.assertion_jtis(client_id)], args=[member, max(seconds, 1) * 1000, limit])
+        answer: bytes = self._claim_jti(keys=[names.assertion_jtis(client_id)],
+                                        args=[member, max(seconds, 1) * 1000, limit])
         return answer.decode()
 
     # Refresh tokens: bound to client, certificate and consent; found by their hash.
-    def save_refresh_token(self, client_id: str, token: str, record: dict, seconds: int) -> None:
+    def save_refresh_token(self, client_id: str, token: str, record: dict[str, Any], seconds: int) -> None:
         self._redis.set(names.refresh_token(client_id, digest(token)), orjson.dumps(record), ex=max(seconds, 1))
 
-    def refresh_token(self, client_id: str, token: str) -> dict | None:
+    def refresh_token(self, client_id: str, token: str) -> dict[str, Any] | None:
         raw = self._redis.get(names.refresh_token(client_id, digest(token)))
         return orjson.loads(raw) if raw else None
 
@@ -98,16 +102,16 @@ class AuthorizationStore:
         return bool(found) and bool(self._redis.exists(*found))
 
     # Signing keys (persisted, private halves sealed: oauth.signing_keys; rotation keeps the previous ones verifying).
-    def signing_keys(self) -> dict[str, dict]:
-        return {kid.decode(): orjson.loads(raw) for kid, raw in self._redis.hgetall(names.SIGNING_KEYS).items()}
+    def signing_keys(self) -> dict[str, dict[str, Any]]:
+        return {text(kid): orjson.loads(raw) for kid, raw in self._redis.hgetall(names.SIGNING_KEYS).items()}
 
-    def add_signing_key(self, kid: str, record: dict, *, only_if_none: bool = False) -> bool:
+    def add_signing_key(self, kid: str, record: dict[str, Any], *, only_if_none: bool = False) -> bool:
         """Add a key; with `only_if_none`, only when no key exists yet (two workers starting at once make one)."""
         if only_if_none:
             return bool(self._redis.eval(_ADD_FIRST_KEY, 1, names.SIGNING_KEYS, kid, orjson.dumps(record)))
         return bool(self._redis.hset(names.SIGNING_KEYS, kid, orjson.dumps(record)))
 
-    def update_signing_keys(self, updated: dict[str, dict], removed: list[str]) -> None:
+    def update_signing_keys(self, updated: dict[str, dict[str, Any]], removed: list[str]) -> None:
         pipe = self._redis.pipeline()
         for kid, record in updated.items():
             pipe.hset(names.SIGNING_KEYS, kid, orjson.dumps(record))
@@ -115,12 +119,12 @@ class AuthorizationStore:
             pipe.hdel(names.SIGNING_KEYS, *removed)
         pipe.execute()
 
-    def replace_signing_key(self, kid: str, record: dict, replacement: dict) -> bool:
+    def replace_signing_key(self, kid: str, record: dict[str, Any], replacement: dict[str, Any]) -> bool:
         """Replace `kid`'s record only if it is still `record` (sealing a key stored in clear never brings back a
         revoked key or undoes a rotation made meanwhile): an optimistic transaction on the keys' hash."""
         with self._redis.pipeline() as pipe:
             try:
-                pipe.watch(names.SIGNING_KEYS)
+                pipe.watch(names.SIGNING_KEYS)  # type: ignore[no-untyped-call]  # redis-py leaves watch unannotated
                 current = pipe.hget(names.SIGNING_KEYS, kid)
                 if current is None or orjson.loads(current) != record:
                     return False
@@ -131,13 +135,13 @@ class AuthorizationStore:
                 return False
         return True
 
-    def revoke_signing_key(self, kid: str, seconds: int, new: tuple[str, dict] | None) -> int:
+    def revoke_signing_key(self, kid: str, seconds: int, new: tuple[str, dict[str, Any]] | None) -> int:
         """Mark `kid` revoked for every registered client (read by the admission scripts with the token's other
         revocation keys, under the client's hash tag), then delete it, adding `new` in the same transaction. The
         markers come first, so no moment exists where the key is gone here but its tokens still pass Admit.
         Returns how many clients were marked."""
         self._redis.zadd(names.REVOKED_KEYS, {kid: int((time.time() + seconds) * 1000)})  # before the clients are read
-        client_ids = [member.decode() for member in self._redis.smembers(names.CLIENTS)]
+        client_ids = [text(member) for member in self._redis.smembers(names.CLIENTS)]
         markers = self._redis.pipeline(transaction=False)  # one slot per client on a Cluster
         for client_id in client_ids:
             markers.set(names.revoked_key(client_id, kid), b"1", ex=seconds)
@@ -153,14 +157,16 @@ class AuthorizationStore:
         """The stored key of the token subjects, as stored (sealed by the caller): `candidate` unless one is stored
         already, so two workers starting at once keep one."""
         self._redis.set(names.PSEUDONYM_SECRET, candidate, nx=True)
-        return self._redis.get(names.PSEUDONYM_SECRET)
+        stored = self._redis.get(names.PSEUDONYM_SECRET)
+        assert isinstance(stored, bytes)  # set just above; the client answers bytes
+        return stored
 
     def replace_pseudonym_secret(self, found: bytes, replacement: bytes) -> None:
         """Store `replacement` only if `found` is still what is stored (sealing a secret an older version kept in
         clear)."""
         with self._redis.pipeline() as pipe:
             try:
-                pipe.watch(names.PSEUDONYM_SECRET)
+                pipe.watch(names.PSEUDONYM_SECRET)  # type: ignore[no-untyped-call]  # as above
                 if pipe.get(names.PSEUDONYM_SECRET) == found:
                     pipe.multi()
                     pipe.set(names.PSEUDONYM_SECRET, replacement)
@@ -171,14 +177,14 @@ class AuthorizationStore:
     # The customer's server-side sessions: "authorize" (login and consent steps), "dashboard" (consent dashboard).
     # A session's state (the customer's id and name, the consent it is for) is sealed under a key derived from the
     # session id, which only the customer's cookie holds (Redis has its SHA-256): Redis alone reads none of it.
-    def save_session(self, kind: str, session_id: str, state: dict, seconds: int) -> None:
+    def save_session(self, kind: str, session_id: str, state: dict[str, Any], seconds: int) -> None:
         sealed = _session_sealer(session_id).seal(orjson.dumps(state), kind.encode())
         self._redis.set(names.customer_session(kind, digest(session_id)), sealed, ex=seconds)
 
-    def session(self, kind: str, session_id: str) -> dict | None:
+    def session(self, kind: str, session_id: str) -> dict[str, Any] | None:
         return _opened(kind, session_id, self._redis.get(names.customer_session(kind, digest(session_id))))
 
-    def end_session(self, kind: str, session_id: str) -> dict | None:
+    def end_session(self, kind: str, session_id: str) -> dict[str, Any] | None:
         return _opened(kind, session_id, self._redis.getdel(names.customer_session(kind, digest(session_id))))
 
 
@@ -186,12 +192,13 @@ def _session_sealer(session_id: str) -> Sealer:
     return Sealer(derive_key(session_id.encode(), b"obgw customer session v1"))
 
 
-def _opened(kind: str, session_id: str, raw: bytes | None) -> dict | None:
+def _opened(kind: str, session_id: str, raw: bytes | str | None) -> dict[str, Any] | None:
     """The state of a sealed session; None when there is none, or it does not open (written by an older version, or
     changed in Redis: the customer starts again)."""
-    if not raw:
+    if not isinstance(raw, bytes) or not raw:
         return None
     try:
-        return orjson.loads(_session_sealer(session_id).open(raw, kind.encode()))
+        state: dict[str, Any] = orjson.loads(_session_sealer(session_id).open(raw, kind.encode()))
+        return state
     except SealBroken:
         return None

@@ -6,18 +6,30 @@ AsyncScript on the request path.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from importlib import resources
+from typing import Any, cast
 
 import hiredis
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import Script
 
 ConnectionError = redis.ConnectionError
 RedisError = redis.RedisError
 ResponseError = redis.ResponseError
 NoScriptError = redis.exceptions.NoScriptError
+
+ScriptArg = str | bytes | int | float  # what a script's ARGV may hold (hiredis packs each)
+
+
+def text(value: bytes | str) -> str:
+    """A string Redis gave back: bytes from the gateway's clients (decode_responses=False), which redis-py's types
+    cannot tell from str."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _script_source(name: str, preludes: tuple[str, ...] = ()) -> str:
@@ -29,7 +41,7 @@ def _script_source(name: str, preludes: tuple[str, ...] = ()) -> str:
 class WorkerRedis(aioredis.Redis):
     """The hot-path client: redis-py's, plus the connections its scripts run on (`ScriptConnections`)."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.script_connections = ScriptConnections(self.connection_pool)
 
@@ -40,10 +52,10 @@ class WorkerRedis(aioredis.Redis):
 
 def async_client(url: str, max_connections: int = 64) -> WorkerRedis:
     """The hot-path client: pooled, with short timeouts so an unreachable Redis fails fast (and closed)."""
-    return WorkerRedis.from_url(
+    return cast(WorkerRedis, WorkerRedis.from_url(
         url, max_connections=max_connections, socket_connect_timeout=1.0, socket_timeout=2.0,
         health_check_interval=30, decode_responses=False, retry=Retry(NoBackoff(), 1),
-    )
+    ))
 
 
 class ScriptConnections:
@@ -57,17 +69,18 @@ class ScriptConnections:
 
     def __init__(self, pool: aioredis.ConnectionPool) -> None:
         self._pool = pool
-        self._idle: list = []
+        self._idle: list[AbstractConnection] = []
         self._in_use = 0
 
-    async def take(self) -> tuple[object, bool]:
+    async def take(self) -> tuple[AbstractConnection, bool]:
         """(a connected connection, whether it was kept from an earlier call)."""
         if self._in_use >= self._pool.max_connections:
             raise redis.exceptions.MaxConnectionsError("Too many connections")
         self._in_use += 1
         try:
             reused = bool(self._idle)
-            connection = self._idle.pop() if reused else self._pool.make_connection()
+            # redis-py leaves ConnectionPool.make_connection unannotated.
+            connection = self._idle.pop() if reused else self._pool.make_connection()  # type: ignore[no-untyped-call]
             if not connection.is_connected:
                 await connection.connect()
         except BaseException:
@@ -75,11 +88,11 @@ class ScriptConnections:
             raise
         return connection, reused
 
-    def give_back(self, connection) -> None:
+    def give_back(self, connection: AbstractConnection) -> None:
         self._in_use -= 1
         self._idle.append(connection)
 
-    async def drop(self, connection) -> None:
+    async def drop(self, connection: AbstractConnection) -> None:
         self._in_use -= 1
         stale, self._idle = self._idle, []
         for each in (connection, *stale):
@@ -112,15 +125,16 @@ class AsyncScript:
         self._source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    async def __call__(self, keys=(), args=()):
-        command = hiredis.pack_command(("EVALSHA", self.sha, len(keys), *keys, *args))
+    async def __call__(self, keys: Sequence[str] = (), args: Sequence[ScriptArg] = ()) -> Any:
+        # hiredis's stub types the command as a tuple of one item (Tuple[X], meant as Tuple[X, ...]).
+        command = hiredis.pack_command(("EVALSHA", self.sha, len(keys), *keys, *args))  # type: ignore[arg-type]
         try:
             return await self._run(command)
         except NoScriptError:
             await self._client.script_load(self._source)
             return await self._run(command)
 
-    async def _run(self, command: bytes):
+    async def _run(self, command: bytes) -> Any:
         connections = self._client.script_connections
         while True:
             connection, reused = await connections.take()
@@ -148,5 +162,5 @@ def async_script(client: WorkerRedis, name: str, preludes: tuple[str, ...] = ())
     return AsyncScript(client, _script_source(name, preludes))
 
 
-def sync_script(client: redis.Redis, name: str, preludes: tuple[str, ...] = ()):
+def sync_script(client: redis.Redis, name: str, preludes: tuple[str, ...] = ()) -> Script:
     return client.register_script(_script_source(name, preludes))

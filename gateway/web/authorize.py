@@ -134,13 +134,14 @@ class CustomerAuthorization:
         except BankUnavailable:
             return error_page(call, "backend.unavailable", BANK_UNREACHABLE, 502)
         consent = await run_in_threadpool(self._consent, state)
-        debtor = (consent.initiation or {}).get("DebtorAccount")
+        debtor = (consent.initiation or {}).get("DebtorAccount") or consent.debtor_account
         if debtor is not None:
-            # The payment names the account to pay from: only that one (if it is this customer's) may be chosen.
+            # The consent names the account (a payment's to pay from, a funds check's): only that one, if it is this
+            # customer's, may be chosen.
             choices = [c for c in choices if c.is_identified_by(debtor)]
             if not choices:
                 await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
-                return clear_session(await self._deny_redirect(state, call, "The payment's debtor account is not "
+                return clear_session(await self._deny_redirect(state, call, "The consent's debtor account is not "
                                                                "one of this customer's."))
         # A new session id and CSRF token once the customer is known: a session fixed before login is worthless.
         await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
@@ -172,7 +173,9 @@ class CustomerAuthorization:
             return clear_session(response)
         chosen = form.get("account_ids", [])
         offered = {account_id for account_id, _ in state["accounts"]}
-        single = consent.kind is Kind.DOMESTIC_PAYMENT
+        if not chosen and consent.kind.names_its_account:
+            chosen = sorted(offered)  # the consent names its one account: there is nothing to choose
+        single = consent.kind is not Kind.ACCOUNT_ACCESS
         if not chosen or not set(chosen) <= offered or len(set(chosen)) != len(chosen) or (single and len(chosen) != 1):
             refuse(call, "oauth.invalid_request")
             message = "Choose the account to pay from." if single else "Choose at least one account."
@@ -287,6 +290,7 @@ class CustomerAuthorization:
         return page("consent.html", status=status, form_targets=(origin(state["params"]["redirect_uri"]),),
                     tpp_name=client.client_name if client else "An app", customer_name=state["customer"]["name"],
                     csrf_token=state["csrf"], action=DECISION_PATH, accounts=accounts, payment=payment,
-                    will_see=language.will_see(consent.permissions),
+                    funds_check=consent.kind is Kind.FUNDS_CONFIRMATION, single=consent.kind is not Kind.ACCOUNT_ACCESS,
+                    will_see=language.will_see(consent.permissions, consent.kind),
                     will_not_see=language.will_not_see(consent.permissions),
                     expires=consent.expires or "you withdraw it", window=window, error=error)

@@ -68,7 +68,7 @@ class Dashboard:
         self.passwords, self.csrf = passwords, csrf
         self.accesses, self.notify = accesses, notify
 
-    def endpoints(self) -> list[tuple[str, object]]:
+    def endpoints(self) -> list[tuple[str, _Page]]:
         return [("/login", _Page("/login", {"GET": self._login_form, "POST": self._login})),
                 ("/consents", _Page("/consents", {"GET": self._list})),
                 ("/consents/{ConsentId}/revoke", _Page("/consents/{ConsentId}/revoke", {"POST": self._revoke})),
@@ -153,7 +153,7 @@ class Dashboard:
             described.append({
                 "consent_id": consent.consent_id, "tpp_name": client.get("client_name", consent.client_id),
                 "status": consent.shown_status, "granted": consent.authorised_at, "expires": consent.expires,
-                "will_see": language.will_see(consent.permissions),
+                "will_see": language.will_see(consent.permissions, consent.kind),
                 "accounts": [labels.get(a, a) for a in consent.accounts],
                 "accesses": self.accesses(consent.consent_id), "revocable": consent.revocable,
             })

@@ -5,6 +5,8 @@ will *not* see, so a customer can tell a narrow request from a broad one.
 """
 from __future__ import annotations
 
+from gateway.consents.model import Kind
+
 PERMISSIONS: dict[str, str] = {
     "ReadAccountsBasic": "the names, types and currencies of the accounts you choose",
     "ReadAccountsDetail": "the sort codes and account numbers of the accounts you choose",
@@ -30,7 +32,14 @@ PERMISSIONS: dict[str, str] = {
 }
 
 
-def will_see(permissions) -> list[str]:
+# A confirmation-of-funds consent has no permissions: what it lets the app learn is this one answer.
+FUNDS_CHECK = ("whether the account has enough money for an amount the app names: only a yes or no, never your "
+               "balance or transactions")
+
+
+def will_see(permissions, kind: Kind = Kind.ACCOUNT_ACCESS) -> list[str]:
+    if kind is Kind.FUNDS_CONFIRMATION:
+        return [FUNDS_CHECK]
     return [PERMISSIONS[p] for p in PERMISSIONS if p in set(permissions)]
 
 

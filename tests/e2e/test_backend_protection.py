@@ -43,15 +43,19 @@ services:
 """)
     (directory / "routes.yaml").write_text(f"""format_version: 1
 routes:
-  - {{id: test.flaky, method: GET, scope: accounts, path: {TEST}/flaky, service: echo, upstream_path: /flaky}}
-  - {{id: test.teapot, method: GET, scope: accounts, path: {TEST}/teapot, service: echo, upstream_path: /status/418}}
-  - {{id: test.probe, method: GET, scope: accounts, path: {TEST}/probe, service: echo, upstream_path: /slow/probe}}
+  - {{id: test.flaky, method: GET, scope: accounts, path: {TEST}/flaky, service: echo, upstream_path: /flaky,
+     pass_through: true}}
+  - {{id: test.teapot, method: GET, scope: accounts, path: {TEST}/teapot, service: echo, upstream_path: /status/418,
+     pass_through: true}}
+  - {{id: test.probe, method: GET, scope: accounts, path: {TEST}/probe, service: echo, upstream_path: /slow/probe,
+     pass_through: true}}
   - {{id: test.upload, method: POST, scope: accounts, path: {TEST}/upload, service: echo, upstream_path: /echo/upload,
-     max_body_bytes: 1024}}
-  - {{id: test.down, method: GET, scope: accounts, path: {TEST}/down, service: dead}}
+     max_body_bytes: 1024, pass_through: true}}
+  - {{id: test.down, method: GET, scope: accounts, path: {TEST}/down, service: dead, pass_through: true}}
   - {{id: test.slow, method: GET, scope: accounts, path: {TEST}/slow, service: slow, upstream_path: /slow/timeout,
-     timeout_ms: 300}}
-  - {{id: test.capped, method: GET, scope: accounts, path: {TEST}/capped, service: capped, upstream_path: /slow/capped}}
+     timeout_ms: 300, pass_through: true}}
+  - {{id: test.capped, method: GET, scope: accounts, path: {TEST}/capped, service: capped, upstream_path: /slow/capped,
+     pass_through: true}}
 """)
 
 

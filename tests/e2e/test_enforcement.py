@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from support.gateway import bank_gateway
-from support.openapi import assert_conforms
+from support.openapi import assert_conforms, assert_ok, assert_refused
 from support.tpp import ACCOUNTS, Tpp
 
 pytestmark = pytest.mark.e2e
@@ -24,34 +24,19 @@ def gateway(tmp_path_factory, pki, bank):
 
 
 
-def _ok(response, schema: str) -> dict:
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert_conforms(body, schema)
-    return body
-
-
-def _refused(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert_conforms(body, "OBErrorResponse1")
-    assert body["Errors"][0]["ErrorCode"] == code
-    return body
-
-
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
 def test_basic_accounts_show_only_the_selected_accounts_and_no_identification(gateway, tpp):
     token = tpp.consent_token(["ReadAccountsBasic"], accounts=[CURRENT, CARD])
-    body = _ok(tpp.get(ACCOUNTS, token), "OBReadAccount6")
+    body = assert_ok(tpp.get(ACCOUNTS, token), "OBReadAccount6")
     accounts = body["Data"]["Account"]
     assert {a["AccountId"] for a in accounts} == {CURRENT, CARD}
     assert all("Account" not in a and "Servicer" not in a for a in accounts)
     assert {"AccountId", "Currency", "AccountSubType", "Nickname"} <= set(accounts[0])
     assert body["Links"]["Self"] == gateway.base + ACCOUNTS  # never the bank's own URL
-    one = _ok(tpp.get(f"{ACCOUNTS}/{CARD}", token), "OBReadAccount6")
+    one = assert_ok(tpp.get(f"{ACCOUNTS}/{CARD}", token), "OBReadAccount6")
     assert [a["AccountId"] for a in one["Data"]["Account"]] == [CARD]
 
 
@@ -59,7 +44,7 @@ def test_basic_accounts_show_only_the_selected_accounts_and_no_identification(ga
 def test_detail_accounts_show_identification_with_the_pan_masked_unless_read_pan(gateway, tpp, read_pan):
     permissions = ["ReadAccountsDetail"] + (["ReadPAN"] if read_pan else [])
     token = tpp.consent_token(permissions, accounts=[CURRENT, CARD])
-    accounts = {a["AccountId"]: a for a in _ok(tpp.get(ACCOUNTS, token), "OBReadAccount6")["Data"]["Account"]}
+    accounts = {a["AccountId"]: a for a in assert_ok(tpp.get(ACCOUNTS, token), "OBReadAccount6")["Data"]["Account"]}
     [current] = accounts[CURRENT]["Account"]
     [card] = accounts[CARD]["Account"]
     assert current["SchemeName"] == "UK.OBIE.SortCodeAccountNumber" and current["Identification"].isdigit()
@@ -79,7 +64,8 @@ def test_detail_accounts_show_identification_with_the_pan_masked_unless_read_pan
 ])
 def test_transactions_show_the_granted_directions_and_detail(gateway, tpp, permissions, direction, detail):
     token = tpp.consent_token(permissions, accounts=[CURRENT])
-    records = _ok(tpp.get(f"{ACCOUNTS}/{CURRENT}/transactions", token), "OBReadTransaction6")["Data"]["Transaction"]
+    answer = assert_ok(tpp.get(f"{ACCOUNTS}/{CURRENT}/transactions", token), "OBReadTransaction6")
+    records = answer["Data"]["Transaction"]
     assert len(records) > 10
     assert {r["CreditDebitIndicator"] for r in records} == direction
     detail_fields = {"TransactionInformation", "Balance", "MerchantDetails", "CreditorAccount", "DebtorAccount"}
@@ -96,7 +82,7 @@ def test_the_consents_transaction_window_bounds_what_leaves(gateway, tpp):
                               TransactionToDateTime=_iso(until))
 
     def booked(**params) -> list[datetime]:
-        body = _ok(tpp.get(f"{ACCOUNTS}/{CURRENT}/transactions", token, params=params), "OBReadTransaction6")
+        body = assert_ok(tpp.get(f"{ACCOUNTS}/{CURRENT}/transactions", token, params=params), "OBReadTransaction6")
         return [datetime.fromisoformat(r["BookingDateTime"]) for r in body["Data"]["Transaction"]]
 
     inside = booked()
@@ -111,15 +97,16 @@ def test_the_consents_transaction_window_bounds_what_leaves(gateway, tpp):
 def test_an_unselected_or_another_customers_account_is_refused(gateway, tpp):
     token = tpp.consent_token(["ReadAccountsBasic", "ReadBalances"], accounts=[CURRENT])
     for account in (SAVINGS, "acc-bob-current"):
-        _refused(tpp.get(f"{ACCOUNTS}/{account}", token), 403, "UK.OBIE.Resource.NotFound")
-        _refused(tpp.get(f"{ACCOUNTS}/{account}/balances", token), 403, "UK.OBIE.Resource.NotFound")
-    balances = _ok(tpp.get(f"{ACCOUNTS}/{CURRENT}/balances", token), "OBReadBalance1")["Data"]["Balance"]
+        assert_refused(tpp.get(f"{ACCOUNTS}/{account}", token), 403, "UK.OBIE.Resource.NotFound")
+        assert_refused(tpp.get(f"{ACCOUNTS}/{account}/balances", token), 403, "UK.OBIE.Resource.NotFound")
+    balances = assert_ok(tpp.get(f"{ACCOUNTS}/{CURRENT}/balances", token), "OBReadBalance1")["Data"]["Balance"]
     assert {b["AccountId"] for b in balances} == {CURRENT}
 
 
 def test_a_call_needing_a_permission_the_consent_lacks_is_refused(gateway, tpp):
     token = tpp.consent_token(["ReadAccountsBasic"], accounts=[CURRENT])
-    body = _refused(tpp.get(f"{ACCOUNTS}/{CURRENT}/balances", token), 403, "UK.OBIE.Resource.InvalidConsentStatus")
+    answer = tpp.get(f"{ACCOUNTS}/{CURRENT}/balances", token)
+    body = assert_refused(answer, 403, "UK.OBIE.Resource.InvalidConsentStatus")
     records = [r for r in gateway.audit("--client", "tpp-demo") if r["interaction_id"] == body["Id"]]
     assert records[0]["reason"] == "consent.permission_missing"
 
@@ -128,7 +115,7 @@ def test_the_fifth_unattended_call_in_a_day_is_refused_while_customer_present_ca
     token = tpp.consent_token(["ReadAccountsBasic"], accounts=[CURRENT])
     assert [tpp.get(ACCOUNTS, token, unattended=True).status_code for _ in range(4)] == [200] * 4
     refused = tpp.get(ACCOUNTS, token, unattended=True)
-    _refused(refused, 429, "OBGW.Rules.UnattendedAccessLimit")
+    assert_refused(refused, 429, "OBGW.Rules.UnattendedAccessLimit")
     assert 86_000 < int(refused.headers["retry-after"]) <= 86_400
     assert tpp.get(ACCOUNTS, token).status_code == 200                       # the customer is present
     assert tpp.get(ACCOUNTS, token, unattended=True).status_code == 429      # ... and changed nothing
@@ -141,7 +128,7 @@ def test_a_consent_expires_to_the_second(gateway, tpp):
         assert tpp.get(ACCOUNTS, token).status_code == 200
         time.sleep(0.2)
     time.sleep(max(0.0, (expires - datetime.now(timezone.utc)).total_seconds()) + 0.05)
-    body = _refused(tpp.get(ACCOUNTS, token), 403, "UK.OBIE.Resource.InvalidConsentStatus")
+    body = assert_refused(tpp.get(ACCOUNTS, token), 403, "UK.OBIE.Resource.InvalidConsentStatus")
     [record] = [r for r in gateway.audit("--client", "tpp-demo") if r["interaction_id"] == body["Id"]]
     assert record["reason"] == "consent.expired"
 
@@ -175,8 +162,8 @@ def test_a_consent_never_authorised_lapses_into_rejected(hurried, pki):
 def test_a_window_parameter_the_gateway_cannot_read_is_refused_before_the_bank(gateway, tpp, value):
     token = tpp.consent_token(["ReadAccountsBasic", "ReadTransactionsBasic", "ReadTransactionsCredits"],
                               accounts=[CURRENT])
-    body = _refused(tpp.get(f"{ACCOUNTS}/{CURRENT}/transactions", token, params={"toBookingDateTime": value}), 400,
-                    "UK.OBIE.Field.InvalidDate")
+    answer = tpp.get(f"{ACCOUNTS}/{CURRENT}/transactions", token, params={"toBookingDateTime": value})
+    body = assert_refused(answer, 400, "UK.OBIE.Field.InvalidDate")
     assert body["Errors"][0]["Path"] == "toBookingDateTime"
 
 
@@ -187,7 +174,7 @@ def test_an_unencoded_plus_in_a_window_offset_is_read_as_the_plus_it_was(gateway
     answer = tpp.http.get(f"{tpp.base}{ACCOUNTS}/{CURRENT}/transactions?fromBookingDateTime={since}",
                           headers={"Authorization": f"Bearer {token['access_token']}",
                                    "x-fapi-customer-ip-address": "198.51.100.7"})
-    records = _ok(answer, "OBReadTransaction6")["Data"]["Transaction"]
+    records = assert_ok(answer, "OBReadTransaction6")["Data"]["Transaction"]
     assert records and answer.headers["cache-control"] == "no-store"
 
 

@@ -89,27 +89,34 @@ def test_a_route_added_to_the_policy_is_documented_by_itself(tmp_path):
     shutil.copytree(ROOT / "policies", tmp_path / "policies")
     with (tmp_path / "policies" / "routes.yaml").open("a") as routes:
         routes.write("""
-  - id: ais.beneficiaries.list
+  - id: pis.domestic_scheduled_payments.get
     method: GET
-    path: /open-banking/v3.1/aisp/accounts/{AccountId}/beneficiaries
-    service: accounts
-    scope: accounts
-    account_param: AccountId
+    path: /open-banking/v3.1/pisp/domestic-scheduled-payments/{DomesticScheduledPaymentId}
+    service: payments
+    scope: payments
+    response_type: OBWriteDomesticScheduledResponse5
 
   - id: bank.products.list
     method: GET
     path: /open-banking/v3.1/bank/products/{ProductId}
     service: accounts
     scope: accounts
+    pass_through: true
+""")
+    with (tmp_path / "policies" / "fields.yaml").open("a") as fields:
+        fields.write("""
+  OBWriteDomesticScheduledResponse5:
+    fields:
+      - {path: "Data"}
 """)
     policy = load_policy(tmp_path / "policies")
     document = build_document(policy, CONSENT_API, ISSUER)
     assert [error.message for error in OPENAPI_30_VALIDATOR.iter_errors(document)] == []
     assert _operations(document) == _expected(policy)
     # UK OB defines the first: its answer is UK OB's; the second is described from the policy alone.
-    beneficiaries = document["paths"]["/open-banking/v3.1/aisp/accounts/{AccountId}/beneficiaries"]["get"]
-    assert beneficiaries["responses"]["200"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/OBReadBeneficiary5"}
+    scheduled = document["paths"]["/open-banking/v3.1/pisp/domestic-scheduled-payments/{DomesticScheduledPaymentId}"]
+    assert scheduled["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/OBWriteDomesticScheduledResponse5"}
     products = document["paths"]["/open-banking/v3.1/bank/products/{ProductId}"]["get"]
     assert products["parameters"][0] == {"name": "ProductId", "in": "path", "required": True,
                                          "schema": {"type": "string"}}
@@ -150,6 +157,7 @@ class Known:
     bearer: dict[tuple[str, str], str]         # (security scheme, scope) → a token of tpp-demo's
     values: dict[object, tuple[str, ...]]      # path parameter (or (method, parameter)) → real values
     payment_consent: str
+    funds_consent: str
     jwk: dict                                  # tpp-demo's signing key (x-jws-signature)
 
 
@@ -166,17 +174,25 @@ def known(gateway, pki) -> Known:
         paid = tpp.pay(payments, payment_consent, initiation)
         assert paid.status_code == 201, paid.text
         listed = tpp.get("/open-banking/v3.1/aisp/accounts", accounts).json()["Data"]["Account"]
+        statements = tpp.get(f"/open-banking/v3.1/aisp/accounts/{listed[0]['AccountId']}/statements",
+                             accounts).json()["Data"]["Statement"]
+        funds_consent = tpp.funds_consent(listed[0]["Account"][0])["ConsentId"]
+        funds = tpp.authorise_funds(funds_consent)
         return Known(
             bearer={("TPPOAuth2Security", "accounts"): tpp.client_credentials("accounts")["access_token"],
                     ("TPPOAuth2Security", "payments"): tpp.client_credentials("payments")["access_token"],
                     ("PSUOAuth2Security", "accounts"): accounts["access_token"],
-                    ("PSUOAuth2Security", "payments"): payments["access_token"]},
+                    ("PSUOAuth2Security", "payments"): payments["access_token"],
+                    ("TPPOAuth2Security", "fundsconfirmations"):
+                        tpp.client_credentials("fundsconfirmations")["access_token"],
+                    ("PSUOAuth2Security", "fundsconfirmations"): funds["access_token"]},
             values={"AccountId": tuple(account["AccountId"] for account in listed),
-                    "ConsentId": (accounts["consent_id"], payment_consent),
+                    "ConsentId": (accounts["consent_id"], payment_consent, funds_consent),
+                    "StatementId": tuple(statement["StatementId"] for statement in statements),
                     ("DELETE", "ConsentId"): (tpp.create_consent()["ConsentId"],),  # a spare: the others stay
                     "DomesticPaymentId": (paid.json()["Data"]["DomesticPaymentId"],),
                     "client_id": ("tpp-demo",), ("DELETE", "client_id"): ()},          # never delete tpp-demo
-            payment_consent=payment_consent, jwk=tpp.jwk)
+            payment_consent=payment_consent, funds_consent=funds_consent, jwk=tpp.jwk)
     finally:
         tpp.close()
 

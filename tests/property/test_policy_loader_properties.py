@@ -5,7 +5,8 @@ near the real schema (services, routes, fields, tiers...), the shipped documents
 text and bytes - the loader either loads it or raises PolicyError whose every line is `file:line:col: message`, with
 the line and column inside the file named; never another exception. `obgw policy check` says the same and exits 2
 (or 0 and `ok:`). Valid mutations of the shipped policies (a tier's numbers, timeouts, limits within their bounds,
-rules dropped or re-permissioned) still load, and the compiled policy holds the new values.
+rules dropped or re-permissioned, debtor_account set, pass_through instead of a response type where no permission
+is needed) still load, and the compiled policy holds the new values.
 
 The generated text uses `\\n` line breaks only: YAML also breaks lines at CR, NEL, LS and PS, which editors do not
 agree on, so "inside the file" would have no one meaning there.
@@ -127,10 +128,12 @@ SCHEMA_KEYS = (
     "url", "connect_timeout_ms", "timeout_ms", "max_connections", "max_concurrent", "breaker", "failures",
     "open_seconds", "id", "method", "path", "service", "upstream_path", "scope", "permissions", "account_param",
     "response_type", "max_body_bytes", "uses_consent", "allows_consumed", "idempotency", "signature",
-    "selected_accounts_param", "records", "account_field", "direction", "window", "fields", "field", "from_param",
-    "to_param", "Credit", "Debit", "mask", "rewrite", "rate_per_second", "burst", "unlimited", "calls",
-    "window_seconds", "standard", "premium", "accounts", "payments", "consent-creation", "OBReadAccount6",
-    "OBReadBalance1", "OBReadTransaction6", "OBNothing", "AccountId",
+    "selected_accounts_param", "pass_through", "request_type", "consent_field", "debtor_account", "records",
+    "account_field", "direction", "window", "fields", "file", "media_types", "field", "end_field", "from_param",
+    "to_param", "Credit",
+    "Debit", "mask", "rewrite", "rate_per_second", "burst", "unlimited", "calls", "window_seconds", "standard",
+    "premium", "accounts", "payments", "consent-creation", "OBReadAccount6", "OBReadBalance1", "OBReadTransaction6",
+    "OBReadStatement2", "File", "OBFundsConfirmation1", "OBNothing", "AccountId",
 )
 KEYS = st.sampled_from(SCHEMA_KEYS) | st.text(max_size=6)
 # Values near the schema's: in and out of every range, paths, templates, URLs, codes, field paths, YAML's own words.
@@ -139,8 +142,9 @@ NEAR_VALUES = st.sampled_from([
     "GET", "get", "POST", "TRACE", "/", "/a/{X}", "/a/{X}/{X}", "/a/../b", "a/b", "/{1x}", "http://127.0.0.1:8081",
     "https://bank.example/base", "http://u:p@h", "ftp://h", "http://h:99999", "http://h?q=1", "accounts",
     "fundsconfirmations", "ReadBalances", "ReadPAN", "ReadAccountBasic", "Data.Account[].AccountId",
-    "Data.Account.AccountId", "Data[]", "Data.Account[][].X", "Links.Self", "pan", "public_url", "required",
-    "standard", "unlimited", "ais.consents.create", "ais.accounts.list", "OBReadAccount6", "yes", "no", "~",
+    "Data.Account.AccountId", "Data[]", "Data.Account[][].X", "Links.Self", "pan", "public_url", "public_link",
+    "Data.ConsentId", "application/pdf", "application/PDF", "File", "required", "standard", "unlimited",
+    "ais.consents.create", "ais.accounts.list", "OBReadAccount6", "OBFundsConfirmation1", "yes", "no", "~",
     "2025-01-31", "2025-01-31T10:00:00Z", "0x1F", "0o17", "1_000", "190:20:30", ".nan", "&a", "*a", "!!str",
 ])
 SCALARS = NEAR_VALUES | st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
@@ -327,6 +331,11 @@ def valid_routes(draw):
         if "permissions" in route:
             route["permissions"] = draw(st.lists(st.sampled_from(permission_codes()), min_size=1, max_size=4,
                                                  unique=True))
+        if draw(st.integers(0, 3)) == 0:
+            route["debtor_account"] = draw(st.booleans())
+        if "permissions" not in route and draw(st.integers(0, 3)) == 0:  # no consented data: may be passed as is
+            del route["response_type"]
+            route["pass_through"] = True
     routes["routes"] = draw(st.permutations(routes["routes"]))
     return routes
 
@@ -335,6 +344,8 @@ def valid_routes(draw):
 def valid_fields(draw):
     fields = copy.deepcopy(ORIGINAL["fields.yaml"])
     for response in fields["responses"].values():
+        if "fields" not in response:
+            continue  # a file: passed whole, no rules to drop or re-permission
         rules = draw(st.lists(st.sampled_from(range(len(response["fields"]))), min_size=1, unique=True))
         response["fields"] = [response["fields"][index] for index in sorted(rules)]
         for rule in response["fields"]:
@@ -373,8 +384,16 @@ def test_valid_mutations_of_the_shipped_policies_still_load_with_their_values(li
         assert route.timeout_ms == given_route.get("timeout_ms", services["services"][route.service.name]["timeout_ms"])
         assert route.max_body_bytes == given_route.get("max_body_bytes", 65_536)
         assert route.permissions == frozenset(given_route.get("permissions", ()))
+        assert route.debtor_account == given_route.get("debtor_account", False)
+        assert route.request_type == given_route.get("request_type")
+        assert route.consent_field == (tuple(given_route["consent_field"].split("."))
+                                       if "consent_field" in given_route else None)
+        assert route.fields is policy.fields.get(given_route.get("response_type"))  # None: pass_through
     for name, response in fields["responses"].items():
-        assert [rule.path for rule in policy.fields[name].rules] == [rule["path"] for rule in response["fields"]]
+        assert [rule.path for rule in policy.fields[name].rules] == [rule["path"]
+                                                                     for rule in response.get("fields", ())]
+        assert policy.fields[name].media_types == (frozenset(response["file"]["media_types"]) if "file" in response
+                                                   else None)
 
 
 # -- loader bugs these properties found (fixed, kept as regressions) -------------------------------------------------

@@ -15,8 +15,10 @@ from jsonschema import Draft4Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
-SPECS = Path(__file__).resolve().parents[2] / "gateway" / "specs" / "ob-uk" / "v3.1.11"
-SPEC_FILES = {"aisp": "account-info-openapi.json", "pisp": "payment-initiation-openapi.json"}
+from gateway.specs import APIS, VERSION
+
+SPECS = Path(__file__).resolve().parents[2] / "gateway" / "specs" / "ob-uk" / VERSION
+SPEC_FILES = {api: f"{name}-openapi.json" for api, name in APIS.items()}
 
 
 @functools.cache
@@ -37,6 +39,23 @@ def assert_conforms(body: object, schema: str, api: str = "aisp") -> None:
     errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _validator(api, schema).iter_errors(body)]
     assert not errors, "\n".join(errors[:10])
     _check_datetimes(body)
+
+
+def assert_ok(response, schema: str, api: str = "aisp") -> dict:
+    """A 200 whose body conforms to `schema`; the body."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert_conforms(body, schema, api)
+    return body
+
+
+def assert_refused(response, status: int, code: str) -> dict:
+    """An OBErrorResponse1 with this status and first ErrorCode; the body."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert_conforms(body, "OBErrorResponse1")
+    assert body["Errors"][0]["ErrorCode"] == code, body
+    return body
 
 
 def _check_datetimes(node: object) -> None:

@@ -26,24 +26,28 @@ routes:
     path: /open-banking/v3.1/aisp/accounts
     service: echo
     scope: accounts
+    pass_through: true
     upstream_path: /echo/accounts
   - id: ais.accounts.one
     method: GET
     path: /open-banking/v3.1/aisp/accounts/{AccountId}
     service: echo
     scope: accounts
+    pass_through: true
     upstream_path: /echo/accounts/{AccountId}
   - id: pis.payments.create
     method: POST
     path: /open-banking/v3.1/pisp/domestic-payments
     service: echo
     scope: accounts
+    pass_through: true
     upstream_path: /echo/payments
   - id: test.slow
     method: GET
     path: /open-banking/v3.1/test/slow
     service: echo
     scope: accounts
+    pass_through: true
     upstream_path: /slow
     timeout_ms: 500
   - id: test.fail
@@ -51,16 +55,19 @@ routes:
     path: /open-banking/v3.1/test/fail
     service: echo
     scope: accounts
+    pass_through: true
     upstream_path: /fail
   - id: test.teapot
     method: GET
     path: /open-banking/v3.1/test/teapot
     service: echo
     scope: accounts
+    pass_through: true
     upstream_path: /status/418
   - id: test.down
     method: GET
     path: /open-banking/v3.1/test/down
     service: dead
     scope: accounts
+    pass_through: true
 """)

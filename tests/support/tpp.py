@@ -32,10 +32,15 @@ from gateway.payments.jws import sign_detached
 ACCOUNTS = "/open-banking/v3.1/aisp/accounts"
 CONSENTS = "/open-banking/v3.1/aisp/account-access-consents"
 PAYMENT_CONSENTS = "/open-banking/v3.1/pisp/domestic-payment-consents"
+FUNDS_CONSENTS = "/open-banking/v3.1/cbpii/funds-confirmation-consents"
 PAYMENTS = "/open-banking/v3.1/pisp/domestic-payments"
 CUSTOMER_PRESENT = {"x-fapi-customer-ip-address": "198.51.100.7"}
-ALL_ACCOUNT_PERMISSIONS = ["ReadAccountsBasic", "ReadAccountsDetail", "ReadBalances", "ReadTransactionsBasic",
-                           "ReadTransactionsDetail", "ReadTransactionsCredits", "ReadTransactionsDebits"]
+ALL_ACCOUNT_PERMISSIONS = [
+    "ReadAccountsBasic", "ReadAccountsDetail", "ReadBalances", "ReadBeneficiariesBasic", "ReadBeneficiariesDetail",
+    "ReadDirectDebits", "ReadStandingOrdersBasic", "ReadStandingOrdersDetail", "ReadScheduledPaymentsBasic",
+    "ReadScheduledPaymentsDetail", "ReadStatementsBasic", "ReadStatementsDetail", "ReadTransactionsBasic",
+    "ReadTransactionsDetail", "ReadTransactionsCredits", "ReadTransactionsDebits", "ReadProducts", "ReadOffers",
+    "ReadParty", "ReadPartyPSU", "ReadPAN"]
 
 
 def domestic_initiation(amount: str = "12.34", reference: str = "INV-0042") -> dict:
@@ -145,7 +150,14 @@ class Tpp:
                           inspect: Callable[[httpx.Response], None] | None = None) -> dict:
         """PAR, login, approve paying from `debtor` (default: the first account offered), code → token.
         `inspect` sees the consent page first (what the customer is shown)."""
-        response, pushed = self.push(consent_id, scope="openid payments")
+        def choose(page: httpx.Response) -> dict:
+            return {"account_ids": debtor or only_form(page.text).choices["account_ids"][0]}
+        return self._authorise(consent_id, "payments", customer, choose, inspect)
+
+    def _authorise(self, consent_id: str, scope: str, customer: str, choose: Callable[[httpx.Response], dict],
+                   inspect: Callable[[httpx.Response], None] | None) -> dict:
+        """PAR for `scope`, the customer logs in and approves with the fields `choose` picks, code → token."""
+        response, pushed = self.push(consent_id, scope=f"openid {scope}")
         assert response.status_code == 201, response.text
         browser = Browser(self.base, self.pki)
         try:
@@ -153,8 +165,7 @@ class Tpp:
             assert page.status_code == 200, page.text
             if inspect is not None:
                 inspect(page)
-            account = debtor or only_form(page.text).choices["account_ids"][0]
-            answer = browser.submit(page, {"account_ids": account, "decision": "approve"})
+            answer = browser.submit(page, {**choose(page), "decision": "approve"})
         finally:
             browser.close()
         assert answer.status_code in (302, 303), answer.text
@@ -168,6 +179,23 @@ class Tpp:
         if signed:
             headers["x-jws-signature"] = sign_detached(sign_body or body, self.jwk, self.client_id)
         return (http or self.http).post(self.base + PAYMENTS, content=body, headers=headers)
+
+    # Confirmation of funds (CBPII)
+    def funds_consent(self, debtor: dict, **data) -> dict:
+        """POST a funds-confirmation consent naming `debtor` (SchemeName, Identification); its Data."""
+        cc = self.client_credentials("fundsconfirmations")
+        body = {"Data": {"DebtorAccount": {"SchemeName": debtor["SchemeName"],
+                                           "Identification": debtor["Identification"]}, **data}}
+        response = self.http.post(self.base + FUNDS_CONSENTS, json=body,
+                                  headers={"Authorization": f"Bearer {cc['access_token']}"})
+        assert response.status_code == 201, response.text
+        assert_conforms(response.json(), "OBFundsConfirmationConsentResponse1", "cbpii")
+        return response.json()["Data"]
+
+    def authorise_funds(self, consent_id: str, customer: str = "alice",
+                        inspect: Callable[[httpx.Response], None] | None = None) -> dict:
+        """PAR, login, approve (nothing to choose: the consent names its account), code → token."""
+        return self._authorise(consent_id, "fundsconfirmations", customer, lambda page: {}, inspect)
 
     # The whole flow
     def consent_token(self, permissions=None, customer: str = "alice", accounts: list[str] | None = None,

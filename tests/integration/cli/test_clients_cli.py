@@ -22,7 +22,8 @@ def test_add_from_the_demo_file_registers_both_methods_and_the_certificate(capsy
     document, _, usage = out.partition("\nrate-limit tier: ")
     shown = json.loads(document)
     assert usage.startswith("standard (the policy's default)") and "100 of 100 left (20/s, burst 100)" in usage
-    assert shown["redirect_uris"] == ["https://tpp.example.com/callback"] and shown["roles"] == ["AISP", "PISP"]
+    assert shown["redirect_uris"] == ["https://tpp.example.com/callback"]
+    assert shown["roles"] == ["AISP", "PISP", "CBPII"]
     assert shown["subject_dn"] == "O=obgw demo TPP,CN=tpp-demo" and [len(t) for t in shown["cert_thumbprints"]] == [43]
     assert all("d" not in key for key in shown["jwks"]["keys"])  # only the public half is registered
     # A second add is refused unless --replace: an id is never silently taken over.
@@ -36,7 +37,7 @@ def test_disable_and_list_show_the_status(capsys, redis_url, pki):
         "--redirect-uri", "https://other.example/cb", "--redis-url", redis_url)
     assert run(capsys, "clients", "disable", "tpp-other", "--redis-url", redis_url)[0] == 0
     code, out, _ = run(capsys, "clients", "list", "--redis-url", redis_url)
-    assert out.split("\t")[:4] == ["tpp-other", "disabled", "AISP,PISP", "tls_client_auth"]
+    assert out.split("\t")[:4] == ["tpp-other", "disabled", "AISP,PISP,CBPII", "tls_client_auth"]
 
 
 @pytest.mark.parametrize("content, message", [

@@ -84,6 +84,7 @@ routes:
     service: accounts
     scope: accounts
     upstream_path: /fail
+    response_type: OBReadBalance1
   - id: test.slow
     method: GET
     path: /open-banking/v3.1/test/slow
@@ -91,6 +92,7 @@ routes:
     scope: accounts
     upstream_path: /slow
     timeout_ms: 200
+    response_type: OBReadBalance1
 """
 
 BANK_ACCOUNTS = {

@@ -16,7 +16,7 @@ AISP = Client(client_id="tpp-demo", client_name="Demo TPP", roles=("AISP",),
     (("AISP",), {"openid", "accounts"}),
     (("PISP",), {"openid", "payments"}),
     (("AISP", "PISP"), {"openid", "accounts", "payments"}),
-    (("CBPII",), {"openid"}),
+    (("CBPII",), {"openid", "fundsconfirmations"}),
 ])
 def test_a_clients_scopes_follow_its_roles(roles, scopes):
     assert replace(AISP, roles=roles).scopes == scopes

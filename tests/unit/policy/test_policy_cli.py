@@ -28,13 +28,13 @@ def run(*argv: str) -> int:
 def test_check_reports_ok_for_the_shipped_policy_by_default(monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     assert run("check") == 0
-    assert capsys.readouterr().out == "ok: 6 routes, 2 services in policies\n"
+    assert capsys.readouterr().out == "ok: 29 routes, 2 services in policies\n"
 
 
 def test_check_reads_the_directory_setting_from_the_environment(monkeypatch, capsys):
     monkeypatch.setenv("OBGW_POLICY_DIR", str(GOOD))
     assert run("check") == 0
-    assert capsys.readouterr().out == f"ok: 6 routes, 2 services in {GOOD}\n"
+    assert capsys.readouterr().out == f"ok: 10 routes, 2 services in {GOOD}\n"
 
 
 def test_check_prints_every_problem_and_the_count_and_exits_2(capsys):
@@ -61,7 +61,7 @@ def test_explain_prints_one_line_per_route(capsys):
         "GET", "/open-banking/v3.1/aisp/accounts/{AccountId}", "ais.accounts.get", "core", "→",
         "https://core.bank.example:8443/api/v2/accounts/{AccountId}", "accounts", "ReadAccountsBasic,",
         "ReadAccountsDetail", "1500", "ms"]
-    assert len(lines) == 7
+    assert len(lines) == 1 + 10  # the header, then one line per route
 
 
 def test_explain_refuses_a_bad_policy_with_its_problems(capsys):

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from gateway.policy import PolicyError, RoutePolicy, ServicePolicy, load_policy
+from gateway.policy.model import WindowPolicy
 
 ROOT = Path(__file__).parents[3]
 SHIPPED = ROOT / "policies"
@@ -15,23 +16,73 @@ def route(policy, route_id) -> RoutePolicy:
     return next(r for r in policy.routes if r.id == route_id)
 
 
+AISP, PISP, CBPII = "/open-banking/v3.1/aisp", "/open-banking/v3.1/pisp", "/open-banking/v3.1/cbpii"
+
+
 def test_the_shipped_policy_routes_the_sandbox_bank():
     policy = load_policy(SHIPPED)
     assert {name: s.url for name, s in policy.services.items()} == {
         "accounts": "http://127.0.0.1:8081", "payments": "http://127.0.0.1:8082"}
     assert [(r.method, r.path, r.service.name, r.response_type) for r in policy.routes] == [
-        ("GET", "/open-banking/v3.1/aisp/accounts", "accounts", "OBReadAccount6"),
-        ("GET", "/open-banking/v3.1/aisp/accounts/{AccountId}", "accounts", "OBReadAccount6"),
-        ("GET", "/open-banking/v3.1/aisp/accounts/{AccountId}/balances", "accounts", "OBReadBalance1"),
-        ("GET", "/open-banking/v3.1/aisp/accounts/{AccountId}/transactions", "accounts", "OBReadTransaction6"),
-        ("POST", "/open-banking/v3.1/pisp/domestic-payments", "payments", "OBWriteDomesticResponse5"),
-        ("GET", "/open-banking/v3.1/pisp/domestic-payments/{DomesticPaymentId}", "payments",
-         "OBWriteDomesticResponse5"),
+        ("GET", f"{AISP}/accounts", "accounts", "OBReadAccount6"),
+        ("GET", f"{AISP}/accounts/{{AccountId}}", "accounts", "OBReadAccount6"),
+        ("GET", f"{AISP}/accounts/{{AccountId}}/balances", "accounts", "OBReadBalance1"),
+        ("GET", f"{AISP}/balances", "accounts", "OBReadBalance1"),
+        ("GET", f"{AISP}/accounts/{{AccountId}}/transactions", "accounts", "OBReadTransaction6"),
+        ("GET", f"{AISP}/transactions", "accounts", "OBReadTransaction6"),
+        ("GET", f"{AISP}/accounts/{{AccountId}}/beneficiaries", "accounts", "OBReadBeneficiary5"),
+        ("GET", f"{AISP}/beneficiaries", "accounts", "OBReadBeneficiary5"),
+        ("GET", f"{AISP}/accounts/{{AccountId}}/direct-debits", "accounts", "OBReadDirectDebit2"),
+        ("GET", f"{AISP}/direct-debits", "accounts", "OBReadDirectDebit2"),
+        ("GET", f"{AISP}/accounts/{{AccountId}}/standing-orders", "accounts", "OBReadStandingOrder6"),
+        ("GET", f"{AISP}/standing-orders", "accounts", "OBReadStandingOrder6"),
+        ("GET", f"{AISP}/accounts/{{AccountId}}/scheduled-payments", "accounts", "OBReadScheduledPayment3"),
+        ("GET", f"{AISP}/scheduled-payments", "accounts", "OBReadScheduledPayment3"),
+        ("GET", f"{AISP}/accounts/{{AccountId}}/statements", "accounts", "OBReadStatement2"),
+        ("GET", f"{AISP}/statements", "accounts", "OBReadStatement2"),
+        ("GET", f"{AISP}/accounts/{{AccountId}}/statements/{{StatementId}}", "accounts", "OBReadStatement2"),
+        ("GET", f"{AISP}/accounts/{{AccountId}}/statements/{{StatementId}}/file", "accounts", "File"),
+        ("GET", f"{AISP}/accounts/{{AccountId}}/statements/{{StatementId}}/transactions", "accounts",
+         "OBReadTransaction6"),
+        ("GET", f"{AISP}/accounts/{{AccountId}}/product", "accounts", "OBReadProduct2"),
+        ("GET", f"{AISP}/products", "accounts", "OBReadProduct2"),
+        ("GET", f"{AISP}/accounts/{{AccountId}}/offers", "accounts", "OBReadOffer1"),
+        ("GET", f"{AISP}/offers", "accounts", "OBReadOffer1"),
+        ("GET", f"{AISP}/accounts/{{AccountId}}/party", "accounts", "OBReadParty2"),
+        ("GET", f"{AISP}/accounts/{{AccountId}}/parties", "accounts", "OBReadParty3"),
+        ("GET", f"{AISP}/party", "accounts", "OBReadParty2"),
+        ("POST", f"{PISP}/domestic-payments", "payments", "OBWriteDomesticResponse5"),
+        ("GET", f"{PISP}/domestic-payments/{{DomesticPaymentId}}", "payments", "OBWriteDomesticResponse5"),
+        ("POST", f"{CBPII}/funds-confirmations", "accounts", "OBFundsConfirmationResponse1"),
     ]
     assert all(r.upstream_path == r.path for r in policy.routes)
     assert route(policy, "ais.transactions.list").permissions == {"ReadTransactionsBasic", "ReadTransactionsDetail"}
     assert route(policy, "ais.balances.list").account_param == "AccountId"
-    assert {r.scope for r in policy.routes if r.path.startswith("/open-banking/v3.1/pisp/")} == {"payments"}
+    assert {r.scope for r in policy.routes if r.path.startswith(f"{PISP}/")} == {"payments"}
+    assert {r.scope for r in policy.routes if r.path.startswith(f"{CBPII}/")} == {"fundsconfirmations"}
+    # Every AIS route reads consented data, so every one needs a permission; a bulk route asks the bank for the
+    # selected accounts only, an account route checks its account.
+    ais = [r for r in policy.routes if r.path.startswith(f"{AISP}/")]
+    assert len(ais) == 26 and all(r.permissions for r in ais)
+    assert all(r.account_param or r.selected_accounts_param for r in ais if r.id != "ais.party.psu")
+
+
+def test_every_shipped_route_has_the_field_rules_of_its_response_type():
+    """Nothing leaves by omission: a route with or without permissions is cut by the rules of its response type."""
+    policy = load_policy(SHIPPED)
+    for r in policy.routes:
+        assert r.fields is policy.fields[r.response_type], r.id
+    assert route(policy, "pis.domestic_payments.create").fields.response_type == "OBWriteDomesticResponse5"
+    statement_file = route(policy, "ais.statements.file").fields
+    assert (statement_file.media_types, statement_file.rules) == (frozenset({"application/pdf"}), ())
+    assert policy.fields["OBReadStatement2"].window.end_field == "EndDateTime"
+
+
+def test_the_shipped_funds_confirmation_route_checks_its_body_and_consent():
+    funds = route(load_policy(SHIPPED), "cbpii.funds_confirmations.create")
+    assert (funds.method, funds.scope, funds.permissions) == ("POST", "fundsconfirmations", frozenset())
+    assert (funds.request_type, funds.consent_field, funds.debtor_account) == (
+        "OBFundsConfirmation1", ("Data", "ConsentId"), True)
 
 
 def test_defaults_fill_what_the_good_fixture_leaves_out():
@@ -41,7 +92,36 @@ def test_defaults_fill_what_the_good_fixture_leaves_out():
     assert policy.services["core"] == ServicePolicy("core", "https://core.bank.example:8443/api", 250, 2000, 20, 20)
     bare = route(policy, "pis.domestic_payments.get")
     assert (bare.upstream_path, bare.scope, bare.permissions, bare.account_param, bare.response_type,
-            bare.max_body_bytes) == (bare.path, "payments", frozenset(), None, None, 65_536)
+            bare.max_body_bytes) == (bare.path, "payments", frozenset(), None, "OBWriteDomesticResponse5", 65_536)
+    assert (bare.request_type, bare.consent_field, bare.debtor_account) == (None, None, False)
+    # Without permissions, the route is still cut by its response type's rules.
+    assert bare.fields is policy.fields["OBWriteDomesticResponse5"]
+
+
+def test_a_pass_through_route_has_no_response_type_and_no_field_rules():
+    status = route(load_policy(GOOD), "bank.status")
+    assert (status.response_type, status.fields, status.permissions) == (None, None, frozenset())
+
+
+def test_request_type_consent_field_and_debtor_account_are_compiled():
+    funds = route(load_policy(GOOD), "cbpii.funds_confirmations.create")
+    assert (funds.request_type, funds.consent_field, funds.debtor_account) == (
+        "OBFundsConfirmation1", ("Data", "ConsentId"), True)
+    assert funds.fields.response_type == "OBFundsConfirmationResponse1"
+
+
+def test_a_file_response_and_an_end_field_window_are_compiled():
+    policy = load_policy(GOOD)
+    statement_file = route(policy, "ais.statements.file").fields
+    assert statement_file.response_type == "File"
+    assert statement_file.media_types == frozenset({"application/pdf", "text/csv"})
+    assert (statement_file.rules, statement_file.records, statement_file.window) == ((), None, None)
+    statements = route(policy, "ais.statements.list").fields
+    assert statements.media_types is None
+    assert statements.window == WindowPolicy("StartDateTime", "fromStatementDateTime", "toStatementDateTime",
+                                             "EndDateTime")
+    assert [(rule.path, rule.rewrite) for rule in statements.rules if rule.rewrite] == [
+        ("Links.Self", "public_url"), ("Links.Next", "public_link")]
 
 
 def test_a_route_timeout_overrides_its_service_timeout():
@@ -104,7 +184,9 @@ def test_file_names_in_messages_are_the_directory_as_given(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PolicyError) as caught:
         load_policy(Path("policies"))
-    assert str(caught.value).splitlines()[0] == "policies/routes.yaml:3:5: routes[0].method: required key is missing"
+    *lines, _ = str(caught.value).splitlines()
+    assert "policies/routes.yaml:3:5: routes[0].method: required key is missing" in lines
+    assert all(line.startswith("policies/routes.yaml:") for line in lines)
 
 
 def test_an_invalid_service_does_not_make_its_routes_report_an_unknown_service(tmp_path):
@@ -114,3 +196,18 @@ def test_an_invalid_service_does_not_make_its_routes_report_an_unknown_service(t
     with pytest.raises(PolicyError) as caught:
         load_policy(tmp_path)
     assert [p.path for p in caught.value.problems] == ["services.core.max_connections"]
+
+
+def test_records_on_a_file_are_refused_where_they_are_written(tmp_path):
+    """A file is never parsed, so no record of it could be filtered: records on it are refused at the key (the
+    golden case file_or_fields covers account_field and window, and fields with file)."""
+    shutil.copytree(GOOD, tmp_path, dirs_exist_ok=True)
+    text = (tmp_path / "fields.yaml").read_text().replace(
+        "  File:\n", "  File:\n    records: Data.Statement\n")
+    (tmp_path / "fields.yaml").write_text(text)
+    line = text.splitlines().index("  File:") + 2  # the line after it
+    with pytest.raises(PolicyError) as caught:
+        load_policy(tmp_path)
+    assert (line, 5, "responses.File.records", "a file is passed unmodified: records cannot apply to it") in [
+        (p.line, p.col, p.path, p.message) for p in caught.value.problems]
+    assert {p.file for p in caught.value.problems} == {str(tmp_path / "fields.yaml")}

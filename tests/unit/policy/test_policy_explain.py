@@ -61,8 +61,32 @@ def test_explain_says_the_transactions_endpoint_is_refused_and_what_it_needs(cap
 def test_explain_lists_only_routes_that_read_consented_data(capsys):
     lines = explain(capsys, str(POLICIES), "--permissions", "ReadAccountsBasic,ReadBalances")
     heads = [line for line in lines if line.startswith(("GET ", "POST "))]
-    assert len(heads) == 4
-    assert not [line for line in lines if "/pisp/" in line]
+    assert len(heads) == 26  # every AIS route, answered or refused; payments and funds checks need no permission
+    assert all(head.startswith(f"GET {AISP}/") for head in heads)
+    assert not [line for line in lines if "/pisp/" in line or "/cbpii/" in line]
+
+
+def test_explain_says_a_file_is_passed_unmodified_and_in_which_media_types(capsys):
+    lines = explain(capsys, str(POLICIES), "--permissions", "ReadStatementsDetail")
+    assert section(lines, f"GET {AISP}/accounts/{{AccountId}}/statements/{{StatementId}}/file") == [
+        f"GET {AISP}/accounts/{{AccountId}}/statements/{{StatementId}}/file (File)",
+        "  passes   the bank's file unmodified (application/pdf)"]
+
+
+def test_explain_says_the_file_needs_detail(capsys):
+    lines = explain(capsys, str(POLICIES), "--permissions", "ReadStatementsBasic")
+    assert (f"GET {AISP}/accounts/{{AccountId}}/statements/{{StatementId}}/file: refused "
+            "(needs one of ReadStatementsDetail)") in lines
+
+
+def test_explain_says_a_statement_must_lie_wholly_inside_the_window(capsys):
+    lines = explain(capsys, str(POLICIES), "--permissions", "ReadStatementsBasic")
+    statements = section(lines, f"GET {AISP}/accounts/{{AccountId}}/statements (")
+    assert statements[0] == f"GET {AISP}/accounts/{{AccountId}}/statements (OBReadStatement2)"
+    assert ("  records  only StartDateTime and EndDateTime within the consent's "
+            "TransactionFromDateTime..ToDateTime") in statements
+    assert "  hides    Data.Statement[].StatementAmount" in statements  # Detail only
+    assert "  exposes  Links.Next" in statements
 
 
 def test_explain_reads_the_policy_directory_by_default(capsys, monkeypatch):
@@ -78,6 +102,7 @@ def test_explain_prints_exactly_what_exposure_computes(capsys):
     for route in policy.routes:
         if not route.permissions or not route.permissions & set(permissions):
             continue
+        assert route.fields.media_types is None, route.id  # a file is printed otherwise (see above)
         block = section(lines, f"{route.method} {route.path} (")
         seen = exposure(route.fields, permissions)
         assert block[1:] == (

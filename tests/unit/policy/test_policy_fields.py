@@ -3,9 +3,10 @@ sandbox bank's (its real records where it has them, from `build_bank(7, ...)`).
 
 What is pinned: the allow-list (a field no rule names is dropped at every level, except inside an object a rule lets
 through whole), Basic vs Detail, PAN masking, the record filters (selected accounts, Credits/Debits, the consent's
-window), the Links.Self rewrite, that the input is never changed, that malformed answers raise MinimiseError, the
-window narrowing of `windows()`, and that `exposure()` (what `obgw policy explain` prints) says exactly what
-`minimise()` does, over every subset of each response type's permissions.
+window, a statement's whole period with `end_field`), the Links.Self rewrite and the paging links' `public_link`
+rewrite, that the input is never changed, that malformed answers raise MinimiseError, the window narrowing of
+`windows()`, and that `exposure()` (what `obgw policy explain` prints) says exactly what `minimise()` does, over every
+subset of each shipped response type's permissions.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ POLICY = load_policy(ROOT / "policies")
 ACCOUNTS = POLICY.fields["OBReadAccount6"]
 BALANCES = POLICY.fields["OBReadBalance1"]
 TRANSACTIONS = POLICY.fields["OBReadTransaction6"]
+STATEMENTS = POLICY.fields["OBReadStatement2"]
 
 BANK = build_bank(7, datetime(2025, 3, 1, tzinfo=UTC))
 ALICE = ("acc-alice-current", "acc-alice-savings", "acc-alice-card")
@@ -212,7 +214,7 @@ def test_a_field_no_rule_names_is_dropped_at_every_level_but_kept_inside_an_obje
     document = accounts_document("acc-alice-current", "acc-alice-card")
     document["Debug"] = {"upstream": "10.0.0.7", "customer": "alice"}         # top level
     document["Data"]["Internal"] = {"RiskScore": 12}                          # in Data
-    document["Links"]["Next"] = f"{BACKEND}/accounts?page=2"                  # a v3.1 field no rule names
+    document["Meta"]["FirstAvailableDateTime"] = "2025-01-01T00:00:00Z"      # a v3.1 field no rule names here
     document["Meta"]["Internal"] = "x"                                        # in Meta (only TotalPages is ruled)
     current = document["Data"]["Account"][0]
     current["CustomerId"] = "alice"                                           # in a record
@@ -338,6 +340,63 @@ def test_a_window_with_one_end_bounds_that_end_only():
     assert ids(minimise(document, TRANSACTIONS, grant(TX_BASIC, CREDITS, window=(None, cut)))) == ["old"]
 
 
+# -- a statement's whole period (window.end_field) -----------------------------------------------------------------
+
+def statement(statement_id: str, start: object, end: object) -> dict:
+    """A small hand-made OBStatement2 record of acc-alice-current (None: the field is absent)."""
+    record = {"AccountId": "acc-alice-current", "StatementId": statement_id, "Type": "RegularPeriodic",
+              "StartDateTime": start, "EndDateTime": end, "CreationDateTime": "2025-02-01T00:00:00+00:00"}
+    return {key: value for key, value in record.items() if value is not None}
+
+
+def statement_ids(document: dict) -> list[str]:
+    return [record["StatementId"] for record in document["Data"]["Statement"]]
+
+
+def test_the_shipped_statement_window_has_an_end_field():
+    assert (STATEMENTS.window.field, STATEMENTS.window.end_field) == ("StartDateTime", "EndDateTime")
+
+
+@pytest.mark.parametrize(("start", "end", "kept"), [
+    ("2025-01-01T00:00:00+00:00", "2025-01-31T23:59:59+00:00", True),   # exactly the window
+    ("2025-01-10T00:00:00+00:00", "2025-01-20T00:00:00+00:00", True),   # wholly inside
+    ("2025-01-10T00:00:00+00:00", "2025-02-09T23:59:59+00:00", False),  # ends after the window's end
+    ("2024-12-01T00:00:00+00:00", "2025-01-10T00:00:00+00:00", False),  # starts before the window's start
+    ("2024-12-01T00:00:00+00:00", "2025-02-28T00:00:00+00:00", False),  # spans the whole window and more
+    ("2025-01-10T00:00:00+00:00", None, False),                         # no end: cannot be shown to be inside
+    ("2025-01-10T00:00:00+00:00", "end of month", False),               # an end that cannot be read
+    ("2025-01-10T00:00:00+00:00", 20250120, False),
+])
+def test_a_statement_is_kept_only_when_its_start_and_end_are_inside_the_window(start, end, kept):
+    document = {"Data": {"Statement": [statement("s", start, end)]}}
+    out = minimise(document, STATEMENTS, grant("ReadStatementsBasic", window=WINDOW))
+    assert statement_ids(out) == (["s"] if kept else [])
+
+
+def test_statements_past_the_window_are_dropped_and_those_inside_kept_side_by_side():
+    document = {"Data": {"Statement": [
+        statement("january", "2025-01-01T00:00:00+00:00", "2025-01-31T23:59:59+00:00"),
+        statement("december-january", "2024-12-15T00:00:00+00:00", "2025-01-14T23:59:59+00:00"),
+        statement("january-february", "2025-01-15T00:00:00+00:00", "2025-02-14T23:59:59+00:00"),
+    ]}}
+    out = minimise(document, STATEMENTS, grant("ReadStatementsBasic", window=WINDOW))
+    assert statement_ids(out) == ["january"]
+
+
+def test_without_a_consent_window_a_statement_still_needs_a_readable_end():
+    document = {"Data": {"Statement": [statement("whole", "2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z"),
+                                       statement("no-end", "2025-01-01T00:00:00Z", None)]}}
+    assert statement_ids(minimise(document, STATEMENTS, grant("ReadStatementsBasic"))) == ["whole"]
+
+
+def test_exposure_names_both_ends_of_an_end_field_window():
+    seen = exposure(STATEMENTS, {"ReadStatementsBasic"})
+    assert "only StartDateTime and EndDateTime within the consent's TransactionFromDateTime..ToDateTime" in (
+        seen.records)
+    assert "only BookingDateTime within the consent's TransactionFromDateTime..ToDateTime" in (
+        exposure(TRANSACTIONS, {TX_BASIC}).records)
+
+
 # -- Links.Self, the input -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("fields", "document", "permissions"), [
@@ -350,6 +409,69 @@ def test_links_self_is_rewritten_to_the_public_url(fields, document, permissions
     out = minimise(document, fields, grant(*permissions))
     assert out["Links"] == {"Self": PUBLIC}
     assert "127.0.0.1" not in repr(out)
+
+
+# -- paging links (rewrite: public_link) ----------------------------------------------------------------------------
+
+PAGING = ("First", "Prev", "Next", "Last")
+
+
+def paged_accounts_document() -> dict:
+    document = accounts_document("acc-alice-current")
+    document["Links"] |= {name: f"{BACKEND}/accounts?account_ids=acc-alice-current&page={page}"
+                          for page, name in enumerate(PAGING, start=1)}
+    return document
+
+
+def test_a_paging_link_is_replaced_by_what_public_link_makes_of_it():
+    seen: list[object] = []
+
+    def public_link(link: object) -> str:
+        seen.append(link)
+        return f"https://gateway.example:8443{AISP}/accounts?page={str(link).rsplit('=', 1)[1]}"
+
+    document = paged_accounts_document()
+    out = minimise(document, ACCOUNTS, Entitlement(frozenset({BASIC}), frozenset(ALICE), (None, None), PUBLIC,
+                                                   public_link))
+    assert out["Links"] == {"Self": PUBLIC} | {
+        name: f"https://gateway.example:8443{AISP}/accounts?page={page}" for page, name in enumerate(PAGING, 1)}
+    assert sorted(seen) == sorted(document["Links"][name] for name in PAGING)  # the bank's links, each once
+    assert "127.0.0.1" not in repr(out)
+
+
+def test_a_paging_link_public_link_cannot_place_is_dropped_with_its_key():
+    def public_link(link: object) -> str | None:
+        return None if "page=3" in str(link) else "https://gateway.example:8443/next"
+
+    out = minimise(paged_accounts_document(), ACCOUNTS,
+                   Entitlement(frozenset({BASIC}), frozenset(ALICE), (None, None), PUBLIC, public_link))
+    assert out["Links"] == {"Self": PUBLIC, "First": "https://gateway.example:8443/next",
+                            "Prev": "https://gateway.example:8443/next", "Last": "https://gateway.example:8443/next"}
+
+
+def test_paging_links_are_dropped_by_default():
+    """An Entitlement without a public_link knows no gateway route: no back-end link leaves."""
+    out = minimise(paged_accounts_document(), ACCOUNTS, grant(BASIC))
+    assert out["Links"] == {"Self": PUBLIC}
+
+
+def test_the_gateways_public_link_leads_to_its_own_route_without_the_selected_accounts():
+    """Minimise's public_link: a bank link to a GET route becomes the gateway's URL of that route (the query
+    parameter the gateway fills in itself left out); a link to anywhere else is dropped."""
+    from gateway.pipeline.minimise import Minimise
+
+    public_link = Minimise("https://gateway.example:8443", POLICY).public_link
+    out = minimise(paged_accounts_document() | {"Links": {
+        "Self": f"{BACKEND}/accounts",
+        "Next": f"{BACKEND}/accounts?account_ids=acc-alice-current&page=2",
+        "Prev": f"{BACKEND}/accounts/acc-alice-current/transactions?page=1",
+        "First": "http://127.0.0.1:8081/admin/accounts?page=1",
+        "Last": f"https://elsewhere.example{AISP}/accounts?page=9"}},
+        ACCOUNTS, Entitlement(frozenset({BASIC}), frozenset(ALICE), (None, None), PUBLIC, public_link))
+    assert out["Links"] == {"Self": PUBLIC,
+                            "Next": f"https://gateway.example:8443{AISP}/accounts?page=2",
+                            "Prev": f"https://gateway.example:8443{AISP}/accounts/acc-alice-current/transactions"
+                                    "?page=1"}
 
 
 def test_links_self_is_not_invented_when_the_bank_sends_none():
@@ -542,9 +664,11 @@ def full_document(fields) -> tuple[dict, dict[str, object]]:
     if fields.records is not None:
         record = records(document, fields)[0]
         prefix = ".".join(fields.records) + "[]."
-        fixed = {fields.account_field: RECORD_ACCOUNT}
+        fixed = {fields.account_field: RECORD_ACCOUNT} if fields.account_field else {}
         if fields.window:
             fixed[fields.window.field] = "2025-01-15T12:00:00+00:00"
+            if fields.window.end_field:
+                fixed[fields.window.end_field] = "2025-01-31T12:00:00+00:00"
         for name, value in fixed.items():
             record[name] = leaves[prefix + name] = value
         if fields.direction:
@@ -576,14 +700,19 @@ def _permission_sets(fields) -> list[frozenset[str]]:
     return [frozenset(subset) for size in range(len(codes) + 1) for subset in itertools.combinations(codes, size)]
 
 
+# Every shipped response type with field rules (a file has none: it is passed whole, see test_policy_explain).
+RULED = sorted((fields for fields in POLICY.fields.values() if fields.media_types is None),
+               key=lambda fields: fields.response_type)
 SWEEP = [pytest.param(fields, permissions, id=f"{fields.response_type}-{'+'.join(sorted(permissions)) or 'none'}")
-         for fields in (ACCOUNTS, BALANCES, TRANSACTIONS) for permissions in _permission_sets(fields)]
+         for fields in RULED for permissions in _permission_sets(fields)]
 
 
 def test_the_sweep_covers_every_subset_of_each_types_permissions():
     assert len(_permission_sets(ACCOUNTS)) == 2 ** 3    # Basic, Detail, ReadPAN
     assert len(_permission_sets(BALANCES)) == 2 ** 1
     assert len(_permission_sets(TRANSACTIONS)) == 2 ** 5  # Basic, Detail, Credits, Debits, ReadPAN
+    assert len(_permission_sets(STATEMENTS)) == 2 ** 2    # Basic, Detail
+    assert [fields.response_type for fields in RULED] == sorted(set(POLICY.fields) - {"File"})
 
 
 @pytest.mark.parametrize(("fields", "permissions"), SWEEP)
@@ -613,6 +742,12 @@ def test_exposure_is_what_minimise_does_when_rules_differ_along_a_path(permissio
     assert_exposure_is_what_minimise_does(NESTED, permissions)
 
 
+def follow(link: object) -> str:
+    """A public_link that leads every link to a gateway route (exposure() lists a link as exposed: it is, when it
+    leads where the gateway serves)."""
+    return f"https://gateway.example:8443/followed?{link}"
+
+
 def assert_exposure_is_what_minimise_does(fields, permissions):
     seen = exposure(fields, permissions)
     paths = [rule.path for rule in fields.rules]
@@ -621,7 +756,8 @@ def assert_exposure_is_what_minimise_does(fields, permissions):
 
     document, leaves = full_document(fields)
     before = copy.deepcopy(document)
-    out = minimise(document, fields, Entitlement(permissions, frozenset({RECORD_ACCOUNT}), (None, None), PUBLIC))
+    out = minimise(document, fields, Entitlement(permissions, frozenset({RECORD_ACCOUNT}), (None, None), PUBLIC,
+                                                 follow))
     assert document == before
 
     shown = set(seen.exposed) | set(seen.masked)
@@ -650,6 +786,8 @@ def assert_exposure_is_what_minimise_does(fields, permissions):
             assert found == [mask_pan(PAN)] * len(found), path
         elif rule.rewrite == "public_url":
             assert found == [PUBLIC], path
+        elif rule.rewrite == "public_link":
+            assert found == [follow(leaf)], path
         else:
             assert found == [leaf] * len(found), path
 

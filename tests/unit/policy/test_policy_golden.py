@@ -15,7 +15,9 @@ CASES = sorted(path.name for path in BAD.iterdir() if path.is_dir())
 def test_the_corpus_covers_the_documented_failures():
     assert {"yaml_syntax", "duplicate_key", "unknown_key", "missing_format_version", "wrong_type", "unknown_service",
             "unknown_permission", "account_param_not_in_path", "duplicate_route", "anchor_alias", "bad_url",
-            "timeout_out_of_range", "several_errors", "route_without_scope"} <= set(CASES)
+            "timeout_out_of_range", "several_errors", "route_without_scope", "route_without_response_type",
+            "response_type_without_field_rules", "route_without_permissions_without_field_rules",
+            "request_type_and_consent_field", "file_or_fields", "pass_through_misused"} <= set(CASES)
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -77,8 +77,26 @@ def fresh_accounts_client(fresh_bank: Bank) -> Client:
 
 
 @pytest.fixture(scope="session")
+def every_page() -> Callable[..., list[dict]]:
+    """every_page(client, url, headers): the answer to `url`, then to each Links.Next in turn, until there is none."""
+
+    def follow(client: Client, url: str, headers: dict[str, str]) -> list[dict]:
+        answers: list[dict] = []
+        next_url: str | None = url
+        while next_url is not None:
+            response = client.get(next_url, headers=headers)
+            assert response.status_code == 200, response.text
+            answers.append(response.json())
+            next_url = answers[-1]["Links"].get("Next")
+            assert len(answers) <= answers[0]["Meta"]["TotalPages"], "Links.Next went past Meta.TotalPages"
+        return answers
+
+    return follow
+
+
+@pytest.fixture(scope="session")
 def assert_ob() -> Callable[[object, str, str], None]:
-    """assert_ob(body, "aisp" | "pisp", schema_name): the body validates against the UK OB v3.1.11 schema."""
+    """assert_ob(body, "aisp" | "pisp" | "cbpii", schema_name): the body validates against the UK OB v3.1.11 schema."""
     return lambda body, api, schema: assert_conforms(body, schema, api)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
 from gateway.sandbox.data import Bank
+from gateway.sandbox.web import PAGE_SIZE
 
 AISP = "/open-banking/v3.1/aisp"
 ALICE = {"x-bank-customer-id": "alice"}
@@ -71,7 +72,7 @@ def test_another_customers_account_is_not_found(accounts_client, assert_ob, path
 
 
 def test_unknown_paths_get_an_ob_not_found(accounts_client, assert_ob) -> None:
-    response = accounts_client.get(f"{AISP}/direct-debits", headers=ALICE)
+    response = accounts_client.get(f"{AISP}/loans", headers=ALICE)
     assert response.status_code == 404
     assert_ob(response.json(), "aisp", "OBErrorResponse1")
 
@@ -92,6 +93,7 @@ def test_accounts_lists_full_records(accounts_client, assert_ob) -> None:
     card = accounts["acc-alice-card"]["Account"][0]
     assert card["SchemeName"] == "UK.OBIE.PAN" and len(card["Identification"]) == 16
     assert "SecondaryIdentification" in accounts["acc-alice-savings"]["Account"][0]
+    assert accounts["acc-alice-savings"]["Account"][0]["Name"] == "Alice Smith & Daniel Reid"  # a joint account
 
 
 def test_accounts_can_be_narrowed_by_id(accounts_client) -> None:
@@ -140,13 +142,19 @@ def test_card_balance_shows_its_credit_line(bank: Bank, accounts_client) -> None
     assert available["Amount"]["Amount"] == f"{expected // 100}.{expected % 100:02d}"
 
 
-def test_transactions_are_full_records_newest_first(accounts_client, assert_ob) -> None:
+def test_transactions_are_full_records_newest_first_a_page_at_a_time(bank: Bank, accounts_client, assert_ob) -> None:
     body = accounts_client.get(f"{AISP}/accounts/acc-alice-current/transactions", headers=ALICE).json()
     assert_ob(body, "aisp", "OBReadTransaction6")
     records = body["Data"]["Transaction"]
     times = [datetime.fromisoformat(r["BookingDateTime"]) for r in records]
     assert times == sorted(times, reverse=True)
-    assert body["Meta"]["FirstAvailableDateTime"] == records[-1]["BookingDateTime"]
+    history = bank.ledger.entries("acc-alice-current")
+    assert len(history) > PAGE_SIZE and len(records) == PAGE_SIZE
+    assert [r["TransactionId"] for r in records] == [e.transaction_id for e in reversed(history[-PAGE_SIZE:])]
+    assert body["Meta"]["TotalPages"] == -(-len(history) // PAGE_SIZE)
+    assert body["Meta"]["FirstAvailableDateTime"] == history[0].booked.isoformat()
+    assert body["Meta"]["LastAvailableDateTime"] == records[0]["BookingDateTime"]
+    assert body["Links"]["Next"].endswith("/accounts/acc-alice-current/transactions?page=2")
     card = next(r for r in records if "CardInstrument" in r)
     assert card["CardInstrument"]["CardSchemeName"] == "VISA" and card["MerchantDetails"]["MerchantName"]
     transfer = next(r for r in records if "CreditorAccount" in r)
@@ -160,14 +168,17 @@ def test_card_account_transactions_validate(accounts_client, assert_ob) -> None:
     assert {r["CreditDebitIndicator"] for r in body["Data"]["Transaction"]} == {"Credit", "Debit"}
 
 
-def test_transactions_filter_by_booking_date(accounts_client, anchor: datetime) -> None:
+def test_transactions_filter_by_booking_date(accounts_client, every_page, anchor: datetime) -> None:
     path = f"{AISP}/accounts/acc-bob-current/transactions"
-    everything = accounts_client.get(path, headers=BOB).json()["Data"]["Transaction"]
-    since, until = anchor - timedelta(days=60), anchor - timedelta(days=30)
-    params = {"fromBookingDateTime": since.isoformat(), "toBookingDateTime": until.isoformat()}
-    some = accounts_client.get(path, params=params, headers=BOB).json()["Data"]["Transaction"]
+    everything = [r for page in every_page(accounts_client, path, BOB) for r in page["Data"]["Transaction"]]
+    since, until = anchor - timedelta(days=150), anchor - timedelta(days=30)
+    query = f"fromBookingDateTime={quote(since.isoformat())}&toBookingDateTime={quote(until.isoformat())}"
+    pages = every_page(accounts_client, f"{path}?{query}", BOB)
+    some = [r for page in pages for r in page["Data"]["Transaction"]]
     expected = [r for r in everything if since <= datetime.fromisoformat(r["BookingDateTime"]) <= until]
-    assert some == expected and 0 < len(some) < len(everything)
+    assert some == expected and PAGE_SIZE < len(some) < len(everything)
+    for number, page in enumerate(pages[:-1], 2):  # each page links to the next with the same window
+        assert parse_qs(urlsplit(page["Links"]["Next"]).query) == parse_qs(f"{query}&page={number}")
 
 
 @pytest.mark.parametrize(

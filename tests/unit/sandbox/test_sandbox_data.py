@@ -7,18 +7,24 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.sandbox.data import HISTORY_DAYS, Bank, build_bank
+from gateway.sandbox.data import Bank, build_bank, history_start
+from gateway.sandbox.ledger import BANK_BIC
 
 CUSTOMERS = ("alice", "bob")
 
 
 def snapshot(bank: Bank) -> list:
     ledger = bank.ledger
-    return [
+    books = [
         (account.to_ob(), [entry.to_ob(account.currency) for entry in ledger.entries(account.account_id)])
         for customer_id in bank.customers
         for account in ledger.accounts_of(customer_id)
     ]
+    return [books, bank.records, bank.parties, bank.co_holders]
+
+
+def records(bank: Bank, name: str, customer_id: str) -> list[dict]:
+    return [r for a in bank.ledger.accounts_of(customer_id) for r in bank.records[name].get(a.account_id, [])]
 
 
 def luhn_ok(number: str) -> bool:
@@ -58,11 +64,12 @@ def test_each_customer_has_gbp_accounts_and_six_months_of_varied_history(
     assert {a.currency for a in accounts} == {"GBP"}
     assert {"CurrentAccount", "Savings"} <= {a.sub_type for a in accounts}
     entries = [e for a in accounts for e in bank.ledger.entries(a.account_id)]
-    assert all(anchor - timedelta(days=HISTORY_DAYS) <= e.booked < anchor for e in entries)
+    assert all(history_start(anchor) <= e.booked < anchor for e in entries)
     assert len(entries) >= 60
     assert any(e.amount > 0 for e in entries) and any(e.amount < 0 for e in entries)
     codes = {e.proprietary_code for e in entries}
     assert {"BGC", "SO", "DD", "DEB", "FPO", "FPI", "TFR", "INT"} <= codes
+    assert min(e.booked for e in entries) < history_start(anchor) + timedelta(days=1)  # from the very first day
     records = [e.to_ob("GBP") for e in entries]
     salaries = [r for r in records if r["ProprietaryBankTransactionCode"]["Code"] == "BGC"]
     assert len(salaries) >= 5 and all(r["DebtorAccount"]["Name"] for r in salaries)
@@ -116,3 +123,54 @@ def test_passwords_are_kept_only_as_scrypt_digests(bank: Bank) -> None:
     assert login is not None
     assert {f.name for f in dataclasses.fields(login)} == {"customer_id", "display_name", "salt", "digest"}
     assert "alice-pass" not in repr(vars(bank.credentials))
+
+
+def test_history_starts_on_the_first_day_of_the_sixth_whole_month_before_the_anchor() -> None:
+    assert history_start(datetime(2026, 6, 1, tzinfo=UTC)) == datetime(2025, 12, 1, tzinfo=UTC)
+    assert history_start(datetime(2026, 3, 31, tzinfo=UTC)) == datetime(2025, 9, 1, tzinfo=UTC)
+    assert history_start(datetime(2026, 1, 15, tzinfo=UTC)) == datetime(2025, 7, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("customer_id", "bills", "orders"), [("alice", 5, 2), ("bob", 4, 2)])
+def test_each_customer_has_payees_mandates_orders_products_offers_and_a_party(
+    bank: Bank, customer_id: str, bills: int, orders: int
+) -> None:
+    accounts = bank.ledger.accounts_of(customer_id)
+    assert len(records(bank, "Beneficiary", customer_id)) >= 2
+    assert len(records(bank, "DirectDebit", customer_id)) == bills  # alice's include her card's repayments
+    assert len(records(bank, "StandingOrder", customer_id)) == orders
+    assert len(records(bank, "ScheduledPayment", customer_id)) >= 1
+    assert [p["AccountId"] for p in records(bank, "Product", customer_id)] == [a.account_id for a in accounts]
+    assert len(records(bank, "Offer", customer_id)) >= 1
+    assert bank.parties[customer_id]["Name"] == bank.customers[customer_id].display_name
+    [joint] = [a for a in accounts if a.account_id in bank.co_holders]
+    assert len(bank.co_holders[joint.account_id]) == 1 and joint.sub_type == "Savings"
+
+
+def test_every_record_names_an_account_of_its_customer(bank: Bank) -> None:
+    owner = {a.account_id: c for c in CUSTOMERS for a in bank.ledger.accounts_of(c)}
+    for name, by_account in bank.records.items():
+        for account_id, found in by_account.items():
+            assert account_id in owner, name
+            assert all(record["AccountId"] == account_id for record in found), name
+
+
+def test_a_counterparty_at_another_bank_always_has_the_same_account(bank: Bank) -> None:
+    accounts: dict[str, set[str]] = {}
+    for customer_id in CUSTOMERS:
+        for account in bank.ledger.accounts_of(customer_id):
+            for entry in bank.ledger.entries(account.account_id):
+                for side in ("Creditor", "Debtor"):
+                    if entry.details.get(f"{side}Agent", {}).get("Identification") not in (None, BANK_BIC):
+                        party = entry.details[f"{side}Account"]
+                        accounts.setdefault(party["Name"], set()).add(party["Identification"])
+    assert len(accounts) > 15
+    assert {name: ids for name, ids in accounts.items() if len(ids) > 1} == {}
+
+
+def test_joint_savings_are_paid_into_by_both_holders(bank: Bank) -> None:
+    for customer_id, partner in (("alice", "Daniel Reid"), ("bob", "Hannah Jones")):
+        entries = bank.ledger.entries(f"acc-{customer_id}-savings")
+        payers = {e.details["DebtorAccount"]["Name"] for e in entries if "DebtorAccount" in e.details}
+        assert payers == {bank.customers[customer_id].display_name, partner}
+        assert len([e for e in entries if e.details.get("DebtorAccount", {}).get("Name") == partner]) == 6
