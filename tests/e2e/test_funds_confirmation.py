@@ -4,6 +4,8 @@ balance; revocation, the scope and the consent itself hold as for account access
 from __future__ import annotations
 
 import secrets
+import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from support.forms import only_form
@@ -153,3 +155,14 @@ def test_the_dashboard_says_what_a_funds_check_lets_the_app_learn(gateway, pki, 
     assert page.status_code == 200
     section = page.text[page.text.index(f'id="{consent["ConsentId"]}"'):]
     assert "enough money" in section.split("</section>")[0] and "never your balance" in section.split("</section>")[0]
+
+
+def test_an_expired_consent_answers_no_more_checks(cbpii, current_account):
+    expires = datetime.now(timezone.utc) + timedelta(seconds=4)
+    consent = cbpii.funds_consent(current_account, ExpirationDateTime=expires.isoformat(timespec="seconds"))
+    token = cbpii.authorise_funds(consent["ConsentId"])
+    assert _check(cbpii, token, consent["ConsentId"], "1.00").status_code == 201
+    time.sleep(max(0.0, (expires - datetime.now(timezone.utc)).total_seconds()) + 0.2)
+    after = _check(cbpii, token, consent["ConsentId"], "1.00")
+    assert after.status_code == 403, after.text
+    assert_conforms(after.json(), "OBErrorResponse1")
