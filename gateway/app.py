@@ -29,8 +29,9 @@ from gateway.audit.chain import AuditChain
 from gateway.audit.key_files import load_pseudonym_key, load_signing_key
 from gateway.bank import Bank
 from gateway.children import die_with_parent
-from gateway.consents.api import AccountAccessConsents, DomesticPaymentConsents, FundsConfirmationConsents
+from gateway.consents.api import AccountAccessConsents, FundsConfirmationConsents, PaymentConsents
 from gateway.consents.notify import SET_TYPE, Notifier, outbox_notifier
+from gateway.consents.payment_kinds import PAYMENT_KINDS
 from gateway.crypto import derive_key, pseudonym
 from gateway.errors import Refusal
 from gateway.oauth.routes import oauth_routes
@@ -38,6 +39,7 @@ from gateway.oauth.server import build_authorization_server
 from gateway.oauth.signing_keys import signer
 from gateway.openapi_document import PATH as OPENAPI_DOCUMENT
 from gateway.openapi_document import OpenApiDocument, build_document
+from gateway.payments.answer_signature import SignAnswer
 from gateway.pipeline import Pipeline, consent_api_stages, resource_stages
 from gateway.pipeline.endpoint import ResourceEndpoint
 from gateway.pipeline.forward import Forward
@@ -59,6 +61,7 @@ from gateway.store.audit import AuditReader
 from gateway.store.idempotency import IdempotencyStore
 from gateway.store.logins import LoginStore
 from gateway.store.redis import async_client, sync_client
+from gateway.store.vrp import VrpUsage, VrpUsageReader
 from gateway.web.authorize import CustomerAuthorization
 from gateway.web.dashboard import Dashboard
 from gateway.web.forms import SignedDoubleSubmit
@@ -91,7 +94,8 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     keys = KeyCache(admission, overlap=server.keys.overlap)
     idempotency = IdempotencyStore(redis)
     resources = Pipeline(resource_stages(policy, forward, server.verifier, keys, admission, server.issuer,
-                                         clients=server.clients, consents=server.consents, idempotency=idempotency))
+                                         clients=server.clients, consents=server.consents, idempotency=idempotency,
+                                         ring=server.keys.ring, vrp=VrpUsage(redis)))
     notify = outbox_notifier(sync_redis)
 
     async def notification_url_of(client_id: str) -> str | None:
@@ -100,18 +104,22 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
 
     notifier = Notifier(redis, notification_url_of, signer(server.keys.ring, SET_TYPE), chain.append,
                         issuer=server.issuer, api_base=server.issuer)
-    consent_resources = {
-        resource.kind.scope: resource(server.consents, server.issuer, settings.consent_authorise_seconds, notify)
-        for resource in (AccountAccessConsents, DomesticPaymentConsents, FundsConfirmationConsents)}
+    consent_args = (server.consents, server.issuer, settings.consent_authorise_seconds, notify)
+    consent_resources = [AccountAccessConsents(*consent_args), FundsConfirmationConsents(*consent_args),
+                         *(PaymentConsents(kind, *consent_args) for kind in PAYMENT_KINDS.values())]
+    resource_at = {path: resource for resource in consent_resources for path in (resource.base,
+                                                                                  resource.base + "/{ConsentId}")}
 
-    def consent_api(scope: str, route_ids: Mapping[str, str]) -> Pipeline:
+    payment_answers = SignAnswer(server.keys.ring, server.issuer, scope=None)
+
+    def consent_api(path: str, scope: str, route_ids: Mapping[str, str]) -> Pipeline:
         return Pipeline(consent_api_stages(scope, server.verifier, keys, admission, policy, route_ids,
-                                           consent_resources[scope], idempotency if scope == "payments" else None,
-                                           server.clients))
+                                           resource_at[path], idempotency if scope == "payments" else None,
+                                           server.clients, payment_answers if scope == "payments" else None))
     passwords = PasswordCheck(bank, LoginStore(redis, derive_key(pseudonym_key, LOGIN_NAMES)))
     dashboard = Dashboard(server.store, server.consents, server.clients, bank, passwords,
                           SignedDoubleSubmit(pseudonym_key),
-                          AuditReader(sync_redis).recent_accesses, notify)
+                          AuditReader(sync_redis).recent_accesses, notify, VrpUsageReader(sync_redis).usage)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -134,7 +142,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     # Starlette tries the routes in order: the proxied calls (the hot path) come right after the consent API routes
     # they must not swallow, not after every page and OAuth endpoint.
     routes = [
-        *(Route(path, ResourceEndpoint(consent_api(scope, route_ids), template=path))
+        *(Route(path, ResourceEndpoint(consent_api(path, scope, route_ids), template=path))
           for path, (scope, route_ids) in CONSENT_API.items()),
         Mount("/open-banking", app=ResourceEndpoint(resources)),
         *oauth_routes(server, CustomerAuthorization(server, bank, passwords, settings.login_seconds),

@@ -61,6 +61,7 @@ class Call:
     unattended: bool = False                         # reads consented data without the customer present (Admit)
     payment_digest: str = ""                         # a payment's Initiation + Risk (CheckPayment), for Admit
     payment_claim: str | None = None                 # the claim Admit made on a payment consent, until resolved
+    vrp_claim: str | None = None                     # the amount a VRP payment holds in its periods, until resolved
     idempotency: tuple[str, Claim] | None = None     # (x-idempotency-key, the claim) this call owns
     receive: Receive | None = None                   # the ASGI receive: the transport, like the scope (ReadBody)
     body: bytes = b""

@@ -50,11 +50,15 @@ _MUTUAL_TLS = "required"
 
 def _vendored_operation(method: str, path: str) -> tuple[str | None, dict | None]:
     """(api, UK OB operation) of a public path, by the UK OB document whose server URL prefixes it."""
+    found: tuple[str | None, dict | None] = (None, None)
     for api in specs.APIS:
         base = specs.openapi(api)["servers"][0]["url"]
         if path.startswith(base + "/"):
-            return api, specs.openapi(api)["paths"].get(path[len(base):], {}).get(method.lower())
-    return None, None
+            operation = specs.openapi(api)["paths"].get(path[len(base):], {}).get(method.lower())
+            if operation is not None:
+                return api, operation
+            found = found if found[0] else (api, None)
+    return found
 
 
 class _Components:

@@ -1,6 +1,6 @@
 """The consent resources the gateway answers itself (UK OB v3.1.11): account-access-consents (POST, GET, DELETE;
-Account and Transaction API), domestic-payment-consents (POST, GET; Payment Initiation API) and
-funds-confirmation-consents (POST, GET, DELETE; Confirmation of Funds API).
+Account and Transaction API), every payment kind's consents (POST, GET; a VRP consent's DELETE too: Payment
+Initiation and VRP APIs) and funds-confirmation-consents (POST, GET, DELETE; Confirmation of Funds API).
 
 Each runs after the consent-API stages (certificate, client-credentials token with the resource's scope, rate
 limit, client active; for payment consents also the idempotency key). A TPP only ever sees its own consents:
@@ -25,9 +25,10 @@ from gateway.consents.model import (
     from_record,
     to_record,
 )
+from gateway.consents.payment_kinds import PaymentKind
 from gateway.errors import Refusal
 from gateway.json_body import InvalidJson, loads_request
-from gateway.policy.model import ACCOUNT_ACCESS_CONSENTS, FUNDS_CONFIRMATION_CONSENTS, PAYMENT_CONSENTS
+from gateway.policy.model import ACCOUNT_ACCESS_CONSENTS, FUNDS_CONFIRMATION_CONSENTS
 
 _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 
@@ -126,17 +127,22 @@ class AccountAccessConsents(_Consents):
         return data
 
 
-class DomesticPaymentConsents(_Consents):
-    """OBWriteDomesticConsent4 in, OBWriteDomesticConsentResponse5 out."""
+class PaymentConsents(_Consents):
+    """A payment kind's consent resource (`payment_kinds.PAYMENT_KINDS`): its request schema in, the Data as asked
+    (Initiation, ControlParameters, Permission...) with the consent's id and status out, and the Risk."""
 
-    kind, base, prefix = Kind.DOMESTIC_PAYMENT, PAYMENT_CONSENTS, "pdc"
+    def __init__(self, kind: PaymentKind, store, issuer: str, authorise_seconds: int, notify) -> None:
+        super().__init__(store, issuer, authorise_seconds, notify)
+        self.payment = kind
+        self.kind, self.base, self.prefix = kind.kind, kind.path, kind.prefix
+        self.methods = ("GET", "DELETE") if kind.revocable else ("GET",)
 
     def _asked(self, body: object) -> dict:
-        asked = validate.domestic_payment(body)
-        return {"initiation": asked.initiation, "risk": asked.risk}
+        asked = validate.payment_consent(self.payment, body)
+        return {"initiation": asked.initiation, "risk": asked.risk, "terms": asked.terms}
 
     def _data(self, consent: Consent) -> dict:
-        return {"Initiation": consent.initiation}
+        return dict(consent.terms or {"Initiation": consent.initiation})
 
 
 class FundsConfirmationConsents(_Consents):

@@ -31,12 +31,22 @@ class Status(enum.StrEnum):
 class Kind(enum.StrEnum):
     """What a consent lets the TPP do, and the OAuth scope that must accompany it."""
     ACCOUNT_ACCESS = "account-access"
-    DOMESTIC_PAYMENT = "domestic-payment"
     FUNDS_CONFIRMATION = "funds-confirmation"
+    DOMESTIC_PAYMENT = "domestic-payment"
+    DOMESTIC_SCHEDULED_PAYMENT = "domestic-scheduled-payment"
+    DOMESTIC_STANDING_ORDER = "domestic-standing-order"
+    INTERNATIONAL_PAYMENT = "international-payment"
+    INTERNATIONAL_SCHEDULED_PAYMENT = "international-scheduled-payment"
+    INTERNATIONAL_STANDING_ORDER = "international-standing-order"
+    DOMESTIC_VRP = "domestic-vrp"
 
     @property
     def scope(self) -> str:
-        return _SCOPES[self]
+        return _SCOPES.get(self, "payments")
+
+    @property
+    def is_payment(self) -> bool:
+        return self.scope == "payments"
 
     @property
     def names_its_account(self) -> bool:
@@ -44,8 +54,7 @@ class Kind(enum.StrEnum):
         return self is Kind.FUNDS_CONFIRMATION
 
 
-_SCOPES = {Kind.ACCOUNT_ACCESS: "accounts", Kind.DOMESTIC_PAYMENT: "payments",
-           Kind.FUNDS_CONFIRMATION: "fundsconfirmations"}
+_SCOPES = {Kind.ACCOUNT_ACCESS: "accounts", Kind.FUNDS_CONFIRMATION: "fundsconfirmations"}
 
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
@@ -79,6 +88,7 @@ class Consent:
     initiation: dict | None = None  # a payment consent's Initiation, as given
     risk: dict | None = None        # ... and its Risk: the payment must repeat both exactly
     debtor_account: dict | None = None  # a funds-confirmation consent's DebtorAccount, as given
+    terms: dict | None = None       # a payment consent's Data as asked (Initiation, ControlParameters, Permission...)
     grant_id: str | None = None   # the one authorisation whose tokens this consent accepts
     deleted: bool = False         # revoked by the TPP's DELETE: gone for the TPP, kept for the customer's history
     authorise_by: str | None = None  # an AwaitingAuthorisation consent lapses at this time (Rejected from then on)
@@ -124,6 +134,7 @@ def _from_record(record: dict) -> Consent:
         transaction_from=record.get("transaction_from"), transaction_to=record.get("transaction_to"),
         customer_id=record.get("customer_id"), accounts=tuple(record.get("accounts") or ()),
         initiation=record.get("initiation"), risk=record.get("risk"), debtor_account=record.get("debtor_account"),
+        terms=record.get("terms"),
         grant_id=record.get("grant_id"),
         deleted=bool(record.get("deleted")), authorise_by=record.get("authorise_by"),
         authorised_at=record.get("authorised_at"))
@@ -136,7 +147,7 @@ def to_record(consent: Consent) -> dict:
         "permissions": list(consent.permissions), "expires": consent.expires,
         "transaction_from": consent.transaction_from, "transaction_to": consent.transaction_to,
         "customer_id": consent.customer_id, "accounts": list(consent.accounts), "initiation": consent.initiation,
-        "risk": consent.risk, "debtor_account": consent.debtor_account,
+        "risk": consent.risk, "debtor_account": consent.debtor_account, "terms": consent.terms,
         "grant_id": consent.grant_id, "deleted": consent.deleted, "authorise_by": consent.authorise_by,
         "authorised_at": consent.authorised_at, "payment_digest": payment_digest(consent.initiation, consent.risk),
     }

@@ -43,7 +43,7 @@ import aiohttp
 
 from gateway.audit.record import AuditRecord
 from gateway.consents.model import Consent, Kind
-from gateway.policy.model import ACCOUNT_ACCESS_CONSENTS, FUNDS_CONFIRMATION_CONSENTS, PAYMENT_CONSENTS
+from gateway.policy.model import ACCOUNT_ACCESS_CONSENTS, FUNDS_CONFIRMATION_CONSENTS, PAYMENT_CONSENT_PATHS
 from gateway.store import notifications
 from gateway.store.notifications import Entry, NotificationOutbox
 
@@ -63,8 +63,8 @@ LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 # What each kind of consent is called in the event (rty) and where the TPP reads it (rlk, sub).
 RESOURCES: dict[Kind, tuple[str, str]] = {
     Kind.ACCOUNT_ACCESS: ("account-access-consent", ACCOUNT_ACCESS_CONSENTS),
-    Kind.DOMESTIC_PAYMENT: ("domestic-payment-consent", PAYMENT_CONSENTS),
     Kind.FUNDS_CONFIRMATION: ("funds-confirmation-consent", FUNDS_CONFIRMATION_CONSENTS),
+    **{kind: (f"{kind}-consent", PAYMENT_CONSENT_PATHS[str(kind)][0]) for kind in Kind if kind.is_payment},
 }
 
 # The audit reasons of a notification attempt, and the decision each is recorded with.

@@ -1,5 +1,6 @@
 """The UK Open Banking v3.1.11 rules for a new consent, each above its check: account access (OBReadConsent1),
-domestic payments (OBWriteDomesticConsent4) and funds confirmation (OBFundsConfirmationConsent1).
+every payment kind (its consent schema, `payment_kinds.PAYMENT_KINDS`) and funds confirmation
+(OBFundsConfirmationConsent1).
 
 Every failure is a Refusal naming the field (OBError1.Path), so the TPP sees exactly what to fix.
 """
@@ -10,6 +11,8 @@ from datetime import datetime, timezone
 
 import orjson
 
+from gateway.consents.control_parameters import InvalidControlParameters, parse_control_parameters
+from gateway.consents.payment_kinds import DOMESTIC_CURRENCY, DOMESTIC_SCHEMES, TRANSFER_CURRENCIES, PaymentKind
 from gateway.errors import Refusal
 from gateway.policy.compile import permission_codes
 from gateway.specs import first_problem
@@ -89,18 +92,14 @@ def account_access(body: object) -> AccountAccessRequest:
 
 
 @dataclass(frozen=True)
-class DomesticPaymentRequest:
+class PaymentConsentRequest:
     initiation: dict
     risk: dict
+    terms: dict   # the whole Data as asked (the answer repeats it)
 
 
-# What this bank's domestic payments support (the sandbox's, UK Faster Payments): pounds to a sort code and number.
-DOMESTIC_CURRENCY = "GBP"
-DOMESTIC_SCHEMES = ("UK.OBIE.SortCodeAccountNumber",)
-
-
-def domestic_payment(body: object, schema: str = "OBWriteDomesticConsent4") -> DomesticPaymentRequest:
-    """A payment consent (OBWriteDomesticConsent4) or, with schema OBWriteDomestic2, the payment itself."""
+def payment_consent(kind: PaymentKind, body: object) -> PaymentConsentRequest:
+    """A payment consent of `kind`: its v3.1.11 schema itself, then this bank's rules for the kind."""
     if not isinstance(body, dict):
         raise Refusal("request.invalid_json")
     try:
@@ -108,24 +107,60 @@ def domestic_payment(body: object, schema: str = "OBWriteDomesticConsent4") -> D
     except orjson.JSONEncodeError:
         raise Refusal("consent.field_invalid", "The body is nested too deeply.", path="Data") from None
     # The schema first: required fields, patterns (ActiveOrHistoricCurrencyAndAmount), lengths, no extra keys.
-    problem = first_problem(body, schema)
+    problem = first_problem(body, kind.consent_request, kind.api)
     if problem is not None:
         path, message, missing = problem
         raise Refusal("consent.field_missing" if missing else "consent.field_invalid", message, path=path)
-    initiation = body["Data"]["Initiation"]
-    amount = initiation["InstructedAmount"]
-    # Payment Initiation API, InstructedAmount: a positive amount.
-    if float(amount["Amount"]) <= 0:
-        raise Refusal("consent.field_invalid", "The amount must be more than zero.",
-                      path="Data.Initiation.InstructedAmount.Amount")
-    # Domestic payments: "a single domestic payment" moves pounds sterling between UK accounts.
-    if amount["Currency"] != DOMESTIC_CURRENCY:
-        raise Refusal("payment.currency_unsupported", f"Domestic payments are in {DOMESTIC_CURRENCY}.",
-                      path="Data.Initiation.InstructedAmount.Currency")
-    if initiation["CreditorAccount"]["SchemeName"] not in DOMESTIC_SCHEMES:
+    data = body["Data"]
+    initiation = data["Initiation"]
+    for name in ("InstructedAmount", "FirstPaymentAmount", "RecurringPaymentAmount", "FinalPaymentAmount"):
+        if name in initiation:
+            _amount(initiation[name], f"Data.Initiation.{name}", kind)
+    if kind.international:
+        if initiation["CurrencyOfTransfer"] not in TRANSFER_CURRENCIES:
+            raise Refusal("payment.currency_unsupported", f"Currencies of transfer: {', '.join(TRANSFER_CURRENCIES)}.",
+                          path="Data.Initiation.CurrencyOfTransfer")
+    elif "CreditorAccount" in initiation and initiation["CreditorAccount"]["SchemeName"] not in DOMESTIC_SCHEMES:
         raise Refusal("payment.scheme_unsupported", f"The creditor account must be a {DOMESTIC_SCHEMES[0]}.",
                       path="Data.Initiation.CreditorAccount.SchemeName")
-    return DomesticPaymentRequest(initiation, body["Risk"])
+    if kind.future_field is not None:
+        when = datetime.fromisoformat(str(_date(initiation, kind.future_field)))
+        if when <= datetime.now(timezone.utc):
+            raise Refusal("consent.invalid_date", f"Data.Initiation.{kind.future_field} must be in the future.",
+                          path=f"Data.Initiation.{kind.future_field}")
+    if "ControlParameters" in data:
+        _control_parameters(data["ControlParameters"], kind)
+    return PaymentConsentRequest(initiation, body.get("Risk") or {}, data)
+
+
+def _amount(amount: dict, path: str, kind: PaymentKind) -> None:
+    # Payment Initiation API, InstructedAmount: a positive amount; domestic payments move pounds sterling.
+    if float(amount["Amount"]) <= 0:
+        raise Refusal("consent.field_invalid", "The amount must be more than zero.", path=f"{path}.Amount")
+    if not kind.international and amount["Currency"] != DOMESTIC_CURRENCY:
+        raise Refusal("payment.currency_unsupported", f"Domestic payments are in {DOMESTIC_CURRENCY}.",
+                      path=f"{path}.Currency")
+
+
+def _control_parameters(control: dict, kind: PaymentKind) -> None:
+    """VRP ControlParameters this bank can hold a payment to: pounds, positive limits, a window that ends after it
+    starts, one limit per period type and alignment."""
+    _amount(control["MaximumIndividualAmount"], "Data.ControlParameters.MaximumIndividualAmount", kind)
+    seen = set()
+    for index, limit in enumerate(control["PeriodicLimits"]):
+        path = f"Data.ControlParameters.PeriodicLimits.{index}"
+        _amount(limit, path, kind)
+        if (limit["PeriodType"], limit["PeriodAlignment"]) in seen:
+            raise Refusal("consent.field_invalid", "A period type and alignment is limited twice.", path=path)
+        seen.add((limit["PeriodType"], limit["PeriodAlignment"]))
+    since, until = _date(control, "ValidFromDateTime"), _date(control, "ValidToDateTime")
+    if since and until and datetime.fromisoformat(since) >= datetime.fromisoformat(until):
+        raise Refusal("consent.invalid_date", "ValidToDateTime must be after ValidFromDateTime.",
+                      path="Data.ControlParameters.ValidToDateTime")
+    try:  # what the payments will be held to must be readable now (e.g. a Fortnight is Consent-aligned only)
+        parse_control_parameters(control, datetime.now(timezone.utc))
+    except InvalidControlParameters as problem:
+        raise Refusal("consent.field_invalid", f"{problem}.", path="Data.ControlParameters") from None
 
 
 @dataclass(frozen=True)

@@ -278,11 +278,18 @@ def sign_detached(body: bytes, private_jwk: Mapping, client_id: str, iat: int | 
         raise ValueError("ES256 signs with a P-256 key")
     if (alg == "ES256") != isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{alg} does not sign with a {private_jwk.get('kty')} key")
+    return sign_with(body, key, kid, client_id, iat)
+
+
+def sign_with(body: bytes, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, kid: str, issuer: str,
+              iat: int | None = None) -> str:
+    """The detached JWS of `body` with `key` (ES256 for an EC key, PS256 for RSA): a TPP's request, or the
+    gateway's own answer (its token-signing key, `kid` in its JWKS, `iss` its issuer URL)."""
     header = {
-        "alg": alg,
+        "alg": "ES256" if isinstance(key, ec.EllipticCurvePrivateKey) else "PS256",
         "kid": kid,
         IAT: int(time.time()) if iat is None else iat,
-        ISS: client_id,
+        ISS: issuer,
         TAN: TRUST_ANCHOR,
         "crit": [IAT, ISS, TAN],
     }

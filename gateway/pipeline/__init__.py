@@ -28,11 +28,14 @@ from typing import Any
 
 from gateway.call import STOP, Call, Stage
 from gateway.errors import Refusal
+from gateway.oauth.signing_keys import KeyRing
 from gateway.oauth.tokens import AccessTokenVerifier
+from gateway.payments.answer_signature import SignAnswer
 from gateway.payments.check import CheckPayment
 from gateway.payments.consume import ConsumeConsent
 from gateway.payments.idempotency import Idempotency
 from gateway.payments.signature import VerifySignature
+from gateway.payments.vrp import HoldToControlParameters
 from gateway.pipeline.admission import Admit, AdmitClient
 from gateway.pipeline.endpoint import ReadBody
 from gateway.pipeline.forward import Forward
@@ -47,13 +50,14 @@ from gateway.store.admission import AdmissionStore
 from gateway.store.clients import ClientStore
 from gateway.store.consents import ConsentStore
 from gateway.store.idempotency import IdempotencyStore
+from gateway.store.vrp import VrpUsage
 
 Hook = Callable[..., Awaitable[Any]]  # a stage's bound on_request, on_response or on_abort
 
 
 def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVerifier, keys: KeyCache,
                     admission: AdmissionStore, issuer: str, *, clients: ClientStore, consents: ConsentStore,
-                    idempotency: IdempotencyStore) -> tuple[Stage, ...]:
+                    idempotency: IdempotencyStore, ring: Callable[[], KeyRing], vrp: VrpUsage) -> tuple[Stage, ...]:
     """The stages of every proxied `/open-banking/...` call, in order (the `on_response` hooks run backwards:
     Minimise cuts the answer, ConsumeConsent settles a payment consent, Idempotency keeps the answer). Forward,
     last, is the one stage that calls the bank; Idempotency stops the chain when it replays an answer.
@@ -66,10 +70,12 @@ def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVe
         RequireClientCertificate(),
         VerifyAccessToken(verifier, keys, consent_bound=True),
         VerifySignature(clients),
-        CheckPayment(),
         CheckRequest(),
+        CheckPayment(),
         Idempotency(idempotency, admission=admission, rate=RateLimitArgs(policy.limits)),
+        SignAnswer(ring, issuer),
         Admit(admission, policy.unattended, RateLimitArgs(policy.limits), consents.customer_ids()),
+        HoldToControlParameters(consents, vrp),
         Minimise(issuer, policy),
         ConsumeConsent(consents, admission),
         forward,
@@ -79,7 +85,7 @@ def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVe
 def consent_api_stages(scope: str, verifier: AccessTokenVerifier, keys: KeyCache, admission: AdmissionStore,
                        policy: PolicySet, route_ids: Mapping[str, str], resource: Stage,
                        idempotency: IdempotencyStore | None = None,
-                       clients: ClientStore | None = None) -> tuple[Stage, ...]:
+                       clients: ClientStore | None = None, signed_by: SignAnswer | None = None) -> tuple[Stage, ...]:
     """The stages of a consent-resource call (made with a client-credentials token), ending in `resource`, which
     answers it (consents.api; none of them calls the bank). `route_ids` names the gateway route of each method (for
     its rate-limit group); with `idempotency`, a POST needs its x-idempotency-key and x-jws-signature (payment
@@ -90,6 +96,7 @@ def consent_api_stages(scope: str, verifier: AccessTokenVerifier, keys: KeyCache
         AdmitClient(admission, RateLimitArgs(policy.limits), route_ids),
         *((VerifySignature(clients, always=True), Idempotency(idempotency, always=True))
           if idempotency is not None else ()),
+        *((signed_by,) if signed_by is not None else ()),
         resource,
     )
 

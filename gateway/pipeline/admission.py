@@ -46,7 +46,8 @@ class Admit(Stage):
                 account_id=call.path_params.get(route.account_param) if route.account_param else None,
                 unattended=call.unattended,
                 allowance=self._unattended.calls, window_seconds=self._unattended.window_seconds,
-                payment_digest=call.payment_digest, allows_consumed=route.allows_consumed)
+                payment_digest=call.payment_digest, allows_consumed=route.allows_consumed,
+                claims_consent=route.uses_consent)
         except (RedisError, OSError):
             raise Refusal("admission.unavailable", headers={"Retry-After": "1"}) from None
         if verdict.customer_id:  # refused too, when the consent was this TPP's: whose data it was

@@ -47,49 +47,44 @@ def permission_codes() -> tuple[str, ...]:
 
 
 @functools.cache
-def _schemas() -> Mapping[str, Any]:
-    """components.schemas of the vendored v3.1.11 APIs, by name: the response types routes may declare."""
-    schemas: dict[str, Any] = {}
-    for api in specs.APIS:
-        schemas.update(specs.openapi(api)["components"]["schemas"])
-    return MappingProxyType(schemas)
-
-
 def response_types() -> frozenset[str]:
-    return frozenset(_schemas())
+    """The schema names of the vendored v3.1.11 APIs: the response (and request) types routes may declare. A name
+    several APIs define is the first one's (`specs.api_of`), and its references resolve in that API."""
+    return frozenset(name for api in specs.APIS for name in specs.openapi(api)["components"]["schemas"])
 
 
-def _resolve(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+def _resolve(schema: Mapping[str, Any], api: str) -> Mapping[str, Any]:
     while "$ref" in schema:
-        schema = _schemas()[schema["$ref"].rsplit("/", 1)[1]]
+        schema = specs.openapi(api)["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
     return schema
 
 
-def _properties(schema: Mapping[str, Any]) -> dict[str, Any]:
-    schema = _resolve(schema)
+def _properties(schema: Mapping[str, Any], api: str) -> dict[str, Any]:
+    schema = _resolve(schema, api)
     found = dict(schema.get("properties", {}))
     for part in schema.get("allOf", ()):
-        found.update(_properties(part))
+        found.update(_properties(part, api))
     return found
 
 
 def field_path_problem(response_type: str, path: str) -> str | None:
     """Why `path` is not a field of the response type in the v3.1.11 schemas (list markers included), or None."""
-    schema: Mapping[str, Any] = _schemas()[response_type]
+    api = specs.api_of(response_type)
+    schema: Mapping[str, Any] = specs.openapi(api)["components"]["schemas"][response_type]
     parts = path.split(".")
     for position, part in enumerate(parts):
         name, listed = part.removesuffix("[]"), part.endswith("[]")
-        properties = _properties(schema)
+        properties = _properties(schema, api)
         if name not in properties:
             return f"{path!r} is not a field of {response_type} (v3.1.11)"
-        schema = _resolve(properties[name])
+        schema = _resolve(properties[name], api)
         is_list = schema.get("type") == "array"
         if listed and not is_list:
             return f"{path!r}: {name} is not a list in {response_type} (v3.1.11); drop the []"
         if is_list and not listed and position < len(parts) - 1:
             return f"{path!r}: {name} is a list in {response_type} (v3.1.11); write {name}[]"
         if is_list:
-            schema = _resolve(schema["items"])
+            schema = _resolve(schema["items"], api)
     return None
 
 
@@ -465,9 +460,13 @@ def route_group_routes_exist(policy: _Checked) -> Iterator[PolicyProblem]:
 def payments_are_idempotent(policy: _Checked) -> Iterator[PolicyProblem]:
     """A call that uses a consent up moves money: a retry must never move it twice."""
     for index, route in policy.routes():
-        if route.get("uses_consent") and route.get("idempotency") != "required":
-            yield policy.problem("routes.yaml", ("routes", index, "uses_consent"),
-                                 "a route with uses_consent needs idempotency: required")
+        for key in ("uses_consent", "control_parameters"):
+            if route.get(key) and route.get("idempotency") != "required":
+                yield policy.problem("routes.yaml", ("routes", index, key),
+                                     f"a route with {key} needs idempotency: required")
+            if route.get(key) and not (route.get("request_type") and route.get("consent_field")):
+                yield policy.problem("routes.yaml", ("routes", index, key), f"a route with {key} needs a "
+                                     "request_type and its consent_field (the payment is read from its body)")
 
 
 # Every rule that relates keys or files to each other, in the order they are run.
@@ -512,6 +511,7 @@ def _compile(values: Mapping[str, Any], service_urls: Mapping[str, str]) -> Poli
             timeout_ms=route.get("timeout_ms", services[route["service"]].timeout_ms),
             max_body_bytes=route["max_body_bytes"], selected_accounts_param=route.get("selected_accounts_param"),
             uses_consent=route["uses_consent"], allows_consumed=route["allows_consumed"],
+            control_parameters=route["control_parameters"],
             idempotency_required=route.get("idempotency") == "required",
             signature_required=route.get("signature") == "required",
             fields=field_sets[route["response_type"]] if "response_type" in route else None,

@@ -42,6 +42,7 @@ class RoutePolicy:
     timeout_ms: int  # effective: the route's own, else the service's
     max_body_bytes: int = 65_536
     uses_consent: bool = False                  # a payment: the consent is claimed, then Consumed
+    control_parameters: bool = False            # a VRP payment: held to the consent's ControlParameters
     allows_consumed: bool = False               # reading a payment: its Consumed consent still admits
     idempotency_required: bool = False
     signature_required: bool = False
@@ -141,16 +142,41 @@ def build_field_tree(rules: tuple[FieldRule, ...]) -> FieldNode:
 ACCOUNT_ACCESS_CONSENTS = "/open-banking/v3.1/aisp/account-access-consents"
 PAYMENT_CONSENTS = "/open-banking/v3.1/pisp/domestic-payment-consents"
 FUNDS_CONFIRMATION_CONSENTS = "/open-banking/v3.1/cbpii/funds-confirmation-consents"
-CONSENT_API: Mapping[str, tuple[str, Mapping[str, str]]] = MappingProxyType({
-    ACCOUNT_ACCESS_CONSENTS: ("accounts", MappingProxyType({"POST": "ais.consents.create"})),
-    ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}": ("accounts", MappingProxyType({"GET": "ais.consents.get",
-                                                                             "DELETE": "ais.consents.delete"})),
-    PAYMENT_CONSENTS: ("payments", MappingProxyType({"POST": "pis.consents.create"})),
-    PAYMENT_CONSENTS + "/{ConsentId}": ("payments", MappingProxyType({"GET": "pis.consents.get"})),
-    FUNDS_CONFIRMATION_CONSENTS: ("fundsconfirmations", MappingProxyType({"POST": "cbpii.consents.create"})),
-    FUNDS_CONFIRMATION_CONSENTS + "/{ConsentId}": ("fundsconfirmations", MappingProxyType({
-        "GET": "cbpii.consents.get", "DELETE": "cbpii.consents.delete"})),
+# Each payment kind's consent resource (by the kind's name in consents.model.Kind) and its route-id stem.
+PAYMENT_CONSENT_PATHS: Mapping[str, tuple[str, str]] = MappingProxyType({
+    "domestic-payment": (PAYMENT_CONSENTS, "pis.consents"),
+    "domestic-scheduled-payment": ("/open-banking/v3.1/pisp/domestic-scheduled-payment-consents",
+                                   "pis.domestic_scheduled_consents"),
+    "domestic-standing-order": ("/open-banking/v3.1/pisp/domestic-standing-order-consents",
+                                "pis.domestic_standing_order_consents"),
+    "international-payment": ("/open-banking/v3.1/pisp/international-payment-consents",
+                              "pis.international_consents"),
+    "international-scheduled-payment": ("/open-banking/v3.1/pisp/international-scheduled-payment-consents",
+                                        "pis.international_scheduled_consents"),
+    "international-standing-order": ("/open-banking/v3.1/pisp/international-standing-order-consents",
+                                     "pis.international_standing_order_consents"),
+    "domestic-vrp": ("/open-banking/v3.1/pisp/domestic-vrp-consents", "vrp.consents"),
 })
+_REVOCABLE_PAYMENTS = frozenset({"domestic-vrp"})  # a VRP consent is long-lived: the TPP may DELETE it
+
+
+def _consent_api() -> Mapping[str, tuple[str, Mapping[str, str]]]:
+    api: dict[str, tuple[str, Mapping[str, str]]] = {
+        ACCOUNT_ACCESS_CONSENTS: ("accounts", MappingProxyType({"POST": "ais.consents.create"})),
+        ACCOUNT_ACCESS_CONSENTS + "/{ConsentId}": ("accounts", MappingProxyType({
+            "GET": "ais.consents.get", "DELETE": "ais.consents.delete"})),
+        FUNDS_CONFIRMATION_CONSENTS: ("fundsconfirmations", MappingProxyType({"POST": "cbpii.consents.create"})),
+        FUNDS_CONFIRMATION_CONSENTS + "/{ConsentId}": ("fundsconfirmations", MappingProxyType({
+            "GET": "cbpii.consents.get", "DELETE": "cbpii.consents.delete"})),
+    }
+    for kind, (path, stem) in PAYMENT_CONSENT_PATHS.items():
+        one = {"GET": f"{stem}.get", **({"DELETE": f"{stem}.delete"} if kind in _REVOCABLE_PAYMENTS else {})}
+        api[path] = ("payments", MappingProxyType({"POST": f"{stem}.create"}))
+        api[path + "/{ConsentId}"] = ("payments", MappingProxyType(one))
+    return MappingProxyType(api)
+
+
+CONSENT_API = _consent_api()
 CONSENT_API_ROUTE_IDS = frozenset(route_id for _, route_ids in CONSENT_API.values() for route_id in route_ids.values())
 DEFAULT_GROUP = "default"
 

@@ -366,6 +366,9 @@ ROUTE = Record("route", (
     Key("uses_consent", Boolean(), "`true`: the call uses its payment consent up: its Initiation and Risk must be "
         "the consent's exactly, one call at a time, and the consent is Consumed once the bank accepts it.",
         default=False),
+    Key("control_parameters", Boolean(), "`true`: a VRP payment: its Initiation and Risk must be the consent's, and "
+        "its amount must fit the consent's ControlParameters (checked by the gateway, atomically across workers); "
+        "the consent stays usable for the next one.", default=False),
     Key("allows_consumed", Boolean(), "`true`: a Consumed payment consent still admits the call (reading the "
         "payment it made).", default=False),
     Key("idempotency", OneOf(("required",)), "`required`: the call needs `x-idempotency-key` (at most 40 "

@@ -3,15 +3,19 @@
 Saved payees (OBBeneficiary5), direct debit mandates (OBDirectDebit2), standing orders (OBStandingOrder6),
 future-dated payments (OBScheduledPayment3), products (OBReadProduct2), offers (OBOffer1) and parties (OBParty2).
 Direct debits and standing orders are read off the account's own DD and SO entries, so their payees, amounts and
-dates agree with its transactions by construction. All are built once, with the bank, and never change.
+dates agree with its transactions by construction. All these are built once, with the bank, and never change; the
+scheduled payments and standing orders made since through the payments service are rendered from their orders as
+they stand when read (`pending_payment`, `standing_order_of`).
 """
 
 from __future__ import annotations
 
+import collections
 import random
 from datetime import datetime, timedelta
 
 from gateway.sandbox.ledger import Account, Entry, money
+from gateway.sandbox.orders import Order, moment
 from gateway.sandbox.profiles import Household, Offer, Person
 from gateway.sandbox.statements import month_start
 
@@ -49,7 +53,7 @@ def _next_on(anchor: datetime, day: int) -> datetime:
     return this_month if this_month >= anchor else _add_months(this_month, 1)
 
 
-def _bank_id(agent: dict) -> dict:
+def bank_id(agent: dict) -> dict:
     """OBBranchAndFinancialInstitutionIdentification5: scheme and identification only."""
     return {"SchemeName": agent["SchemeName"], "Identification": agent["Identification"]}
 
@@ -93,24 +97,35 @@ def standing_orders(account: Account, entries: list[Entry], anchor: datetime) ->
     for number, paid in enumerate(_by_payee(entries, "SO"), 1):
         first, last = paid[0], paid[-1]
         upcoming = _next_on(anchor, last.booked.day)
-        records.append({
-            "AccountId": account.account_id,
-            "StandingOrderId": _id("so", account, number),
-            "Frequency": _monthly(last.booked.day),
-            "Reference": _reference(last),
-            "FirstPaymentDateTime": first.booked.isoformat(),
-            "NextPaymentDateTime": upcoming.isoformat(),
-            "LastPaymentDateTime": last.booked.isoformat(),
-            "FinalPaymentDateTime": _add_months(upcoming, STANDING_ORDER_TERM - 1).isoformat(),
-            "StandingOrderStatusCode": "Active",
-            "FirstPaymentAmount": _amount(first.amount, account.currency),
-            "NextPaymentAmount": _amount(last.amount, account.currency),
-            "LastPaymentAmount": _amount(last.amount, account.currency),
-            "FinalPaymentAmount": _amount(last.amount, account.currency),
-            "CreditorAgent": _bank_id(last.details["CreditorAgent"]),
-            "CreditorAccount": last.details["CreditorAccount"],
-        })
+        amount = _amount(last.amount, account.currency)
+        payments = {
+            "First": (first.booked, _amount(first.amount, account.currency)),
+            "Next": (upcoming, amount),
+            "Last": (last.booked, amount),
+            "Final": (_add_months(upcoming, STANDING_ORDER_TERM - 1), amount),
+        }
+        records.append(standing_order(account.account_id, _id("so", account, number), _monthly(last.booked.day),
+                                      last.details["CreditorAccount"], payments, reference=_reference(last),
+                                      agent=last.details["CreditorAgent"]))
     return records
+
+
+def standing_order(
+    account_id: str, order_id: str, frequency: str, creditor: dict, payments: dict[str, tuple[datetime, dict]], *,
+    reference: str | None = None, agent: dict | None = None, active: bool = True, count: str | None = None,
+) -> dict:
+    """OBStandingOrder6; `payments` holds the (date, amount) of its First, Next, Last and Final payments where known."""
+    record: dict = {"AccountId": account_id, "StandingOrderId": order_id, "Frequency": frequency}
+    if reference:
+        record["Reference"] = reference[:35]
+    record |= {f"{which}PaymentDateTime": moment.isoformat() for which, (moment, _) in payments.items()}
+    if count:
+        record["NumberOfPayments"] = count
+    record["StandingOrderStatusCode"] = "Active" if active else "Inactive"
+    record |= {f"{which}PaymentAmount": amount for which, (_, amount) in payments.items()}
+    if agent:
+        record["CreditorAgent"] = bank_id(agent)
+    return record | {"CreditorAccount": creditor}
 
 
 def beneficiary(account: Account, number: int, reference: str, creditor: dict, agent: dict, trusted: bool) -> dict:
@@ -125,19 +140,62 @@ def beneficiary(account: Account, number: int, reference: str, creditor: dict, a
 
 
 def scheduled_payment(
-    account: Account, number: int, when: datetime, pence: int, reference: str, creditor: dict, agent: dict
+    account_id: str, payment_id: str, when: datetime, amount: dict, creditor: dict, *,
+    reference: str | None = None, debtor_reference: str | None = None, agent: dict | None = None,
 ) -> dict:
-    return {
-        "AccountId": account.account_id,
-        "ScheduledPaymentId": _id("sp", account, number),
+    """OBScheduledPayment3 of a payment the account will make at `when`."""
+    record: dict = {
+        "AccountId": account_id,
+        "ScheduledPaymentId": payment_id,
         "ScheduledPaymentDateTime": when.isoformat(),
         "ScheduledType": "Execution",
-        "Reference": reference[:35],
-        "DebtorReference": creditor["Name"][:35],
-        "InstructedAmount": _amount(pence, account.currency),
-        "CreditorAgent": _bank_id(agent),
-        "CreditorAccount": creditor,
     }
+    if reference:
+        record["Reference"] = reference[:35]
+    if debtor_reference:
+        record["DebtorReference"] = debtor_reference[:35]
+    record["InstructedAmount"] = amount
+    if agent:
+        record["CreditorAgent"] = bank_id(agent)
+    return record | {"CreditorAccount": creditor}
+
+
+def pending_payment(order: Order, agent: dict | None) -> dict:
+    """The scheduled payment an order made through the payments service, until it is executed."""
+    when, amount = next(order.instalments())
+    remittance = order.initiation.get("RemittanceInformation") or {}
+    return scheduled_payment(order.debtor_account_id, order.order_id, when, amount, order.initiation["CreditorAccount"],
+                             reference=remittance.get("Reference"), agent=agent)
+
+
+def standing_order_of(order: Order, agent: dict | None) -> dict:
+    """The standing order an order made through the payments service: its first, next (while there is one), last
+    paid and final payments (if it has an end), Active until it has made them all."""
+    initiation = order.initiation
+    first = next(order.instalments())
+    payments = {"First": first}
+    upcoming = order.instalment(len(order.executions) + 1)
+    if upcoming is not None:
+        payments["Next"] = upcoming
+    booked = [done for done in order.executions if done.booked]
+    if booked:
+        payments["Last"] = (booked[-1].at, booked[-1].amount)
+    if "NumberOfPayments" in initiation:
+        payments["Final"] = collections.deque(order.instalments(), maxlen=1)[0]
+    elif "FinalPaymentDateTime" in initiation:
+        amount = initiation.get("FinalPaymentAmount") or initiation.get("RecurringPaymentAmount") or first[1]
+        payments["Final"] = (moment(initiation["FinalPaymentDateTime"]), amount)
+    return standing_order(order.debtor_account_id, order.order_id, initiation["Frequency"],
+                          initiation["CreditorAccount"], payments, reference=initiation.get("Reference"), agent=agent,
+                          active=upcoming is not None, count=initiation.get("NumberOfPayments"))
+
+
+def seeded_payment(
+    account: Account, number: int, when: datetime, pence: int, reference: str, creditor: dict, agent: dict
+) -> dict:
+    """A future payment the customer set up at the bank itself (the seeded ones)."""
+    return scheduled_payment(account.account_id, _id("sp", account, number), when, _amount(pence, account.currency),
+                             creditor, reference=reference, debtor_reference=creditor["Name"], agent=agent)
 
 
 def _aer(rate_bp: int) -> str:

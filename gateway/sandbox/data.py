@@ -15,12 +15,14 @@ from __future__ import annotations
 import functools
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from gateway.sandbox import arrangements, statements
 from gateway.sandbox.auth import Credentials
+from gateway.sandbox.backoffice import Orders
 from gateway.sandbox.ledger import (
     BANK_BIC,
     BANK_NAME,
@@ -93,12 +95,17 @@ class Bank:
     records: dict[str, dict[str, list[dict]]]  # RECORD_TYPES name -> account id -> full records
     parties: dict[str, dict]  # customer id -> their own OBParty2
     co_holders: dict[str, list[dict]]  # joint account id -> OBParty2 of its holders besides the customer
+    orders: Orders  # payments made through the payments service
 
 
-def build_bank(seed: int = 1, anchor: datetime | None = None, state_file: str | Path | None = None) -> Bank:
+def build_bank(
+    seed: int = 1, anchor: datetime | None = None, state_file: str | Path | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Bank:
     """The sandbox bank for `seed`, with history up to `anchor` (truncated to its UTC day; today by default).
 
-    With `state_file`, payments recorded there are replayed and new ones appended.
+    With `state_file`, payments recorded there are replayed and new ones appended. `clock` is the bank's time from
+    then on (the system's by default): what payments are stamped with and when scheduled ones fall due.
     """
     if anchor is None:
         anchor = datetime.now(UTC)
@@ -113,7 +120,7 @@ def build_bank(seed: int = 1, anchor: datetime | None = None, state_file: str | 
         for profile in PROFILES:
             _live_one_day(books, profile, accounts, day)
         day += timedelta(days=1)
-    ledger = Ledger(books.accounts.values(), books.entries)
+    ledger = Ledger(books.accounts.values(), books.entries, clock or (lambda: datetime.now(UTC)))
     records: dict[str, dict[str, list[dict]]] = {name: {} for name in RECORD_TYPES}
     parties, co_holders = {}, {}
     for profile in PROFILES:
@@ -122,10 +129,11 @@ def build_bank(seed: int = 1, anchor: datetime | None = None, state_file: str | 
         parties[customer_id] = arrangements.party(profile.person, _digits(rng, 10), home)
         joint = accounts[customer_id]["savings"].account_id
         co_holders[joint] = [arrangements.party(home.partner, _digits(rng, 10), home)]
+    orders = Orders(ledger)
     if state_file is not None:
-        ledger.use_state_file(Path(state_file))
+        orders.use_state_file(Path(state_file))
     customers = {p.customer.customer_id: p.customer for p in PROFILES}
-    return Bank(seed, anchor, customers, _credentials(), ledger, records, parties, co_holders)
+    return Bank(seed, anchor, customers, _credentials(), ledger, records, parties, co_holders, orders)
 
 
 def history_start(anchor: datetime) -> datetime:
@@ -391,8 +399,8 @@ def _arrange(
         arrangements.beneficiary(current, number, *payee) for number, payee in enumerate(payees, 1)
     ]
     records["ScheduledPayment"][current.account_id] = [
-        arrangements.scheduled_payment(current, number, books.anchor + timedelta(days=days), pence, reference,
-                                       *books.party(payee))
+        arrangements.seeded_payment(current, number, books.anchor + timedelta(days=days), pence, reference,
+                                    *books.party(payee))
         for number, (payee, reference, pence, days) in enumerate(profile.scheduled, 1)
     ]
     for number, terms in enumerate(profile.offers, 1):

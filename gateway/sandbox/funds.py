@@ -7,7 +7,6 @@ and nothing more: a yes or no, never the balance. Nothing is kept; each check ge
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,7 +31,7 @@ def routes(bank: Bank) -> list[Route]:
         answer = {
             "FundsConfirmationId": f"fc-{uuid.uuid4().hex}",
             "ConsentId": consent_id,
-            "CreationDateTime": datetime.now(UTC).replace(microsecond=0).isoformat(),
+            "CreationDateTime": bank.ledger.now().isoformat(),
             "FundsAvailable": pence <= bank.ledger.available(account.account_id),
             "Reference": reference,
             "InstructedAmount": {"Amount": data["InstructedAmount"]["Amount"], "Currency": currency},

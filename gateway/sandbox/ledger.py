@@ -1,29 +1,26 @@
-"""The sandbox bank's books: accounts, booked entries, running balances and domestic payments.
+"""The sandbox bank's books: accounts, booked entries and running balances.
 
 Records are rendered as full UK Open Banking v3.1 objects (nothing masked or trimmed) because cutting
 them down to what a consent allows is the gateway's job, and it needs the whole record to prove it.
-Payments are the only mutable state; with a state file they are appended as JSON lines and replayed
-on start so a restarted bank still shows them.
+The books change only through payments (`gateway.sandbox.orders`), which post here under `lock` and may
+ask to be woken at a future moment (`at`) to execute a scheduled payment or a standing order's next
+instalment: every read first runs whatever has fallen due, so the books are always as of now.
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import threading
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
-
-import orjson
 
 BANK_NAME = "Sandbox Bank plc"
 BANK_BIC = "SBOXGB2L"
-PAYMENT_STATUS = "AcceptedSettlementCompleted"
 
 
 def money(pence: int) -> str:
@@ -154,60 +151,8 @@ class Entry:
         return record | self.details
 
 
-@dataclass(frozen=True)
-class Payment:
-    payment_id: str
-    customer_id: str
-    debtor_account_id: str
-    consent_id: str
-    initiation: dict
-    created: datetime
-    debit_transaction_id: str
-    credit_transaction_id: str | None  # set when the creditor also banks here
-
-    def to_ob(self, debtor: Account) -> dict:
-        """Data part of OBWriteDomesticResponse5."""
-        return {
-            "DomesticPaymentId": self.payment_id,
-            "ConsentId": self.consent_id,
-            "CreationDateTime": self.created.isoformat(),
-            "Status": PAYMENT_STATUS,
-            "StatusUpdateDateTime": self.created.isoformat(),
-            "ExpectedExecutionDateTime": self.created.isoformat(),
-            "ExpectedSettlementDateTime": self.created.isoformat(),
-            "Initiation": self.initiation,
-            "Debtor": debtor.reference(),
-        }
-
-    def to_json(self) -> dict:
-        return {
-            "type": "domestic-payment",
-            "payment_id": self.payment_id,
-            "customer_id": self.customer_id,
-            "debtor_account_id": self.debtor_account_id,
-            "consent_id": self.consent_id,
-            "initiation": self.initiation,
-            "created": self.created.isoformat(),
-            "debit_transaction_id": self.debit_transaction_id,
-            "credit_transaction_id": self.credit_transaction_id,
-        }
-
-    @classmethod
-    def from_json(cls, line: dict) -> Payment:
-        return cls(
-            payment_id=line["payment_id"],
-            customer_id=line["customer_id"],
-            debtor_account_id=line["debtor_account_id"],
-            consent_id=line["consent_id"],
-            initiation=line["initiation"],
-            created=datetime.fromisoformat(line["created"]),
-            debit_transaction_id=line["debit_transaction_id"],
-            credit_transaction_id=line["credit_transaction_id"],
-        )
-
-
 class Rejected(Exception):
-    """A payment the bank refuses; `code` is a UK.OBIE error code, `path` the offending field."""
+    """A payment the bank refuses; `code` is an OB error code, `path` the offending field."""
 
     def __init__(self, code: str, message: str, path: str | None = None) -> None:
         super().__init__(message)
@@ -216,6 +161,12 @@ class Rejected(Exception):
 
 def _normalise(identification: str) -> str:
     return identification.replace(" ", "").replace("-", "")
+
+
+def names(reference: dict, account: Account) -> bool:
+    """Whether an OB account reference (SchemeName and Identification) is `account`; spaces and dashes aside."""
+    return (reference.get("SchemeName") == account.scheme
+            and _normalise(str(reference.get("Identification", ""))) == _normalise(account.identification))
 
 
 class Ledger:
@@ -229,15 +180,19 @@ class Ledger:
     ) -> None:
         self._accounts = {account.account_id: account for account in accounts}
         self._entries: dict[str, list[Entry]] = {account_id: [] for account_id in self._accounts}
-        self._payments: dict[str, Payment] = {}
-        self._by_consent: dict[tuple[str, str], Payment] = {}
         self._seq = itertools.count()
         self._clock = clock
-        self._state_file: Path | None = None
-        # Handlers run on one event loop, but sync callers (threads) must not interleave check and post.
-        self._lock = threading.Lock()
+        self._timers: list[tuple[datetime, int, Callable[[], None]]] = []
+        self._catching_up = False
+        # Handlers run on one event loop, but sync callers (threads) must not interleave check and post; re-entrant
+        # so that a payment holding it may read the books.
+        self.lock = threading.RLock()
         for entry in sorted(entries, key=lambda e: e.booked):
-            self._post(entry)
+            self.post(entry)
+
+    def now(self) -> datetime:
+        """The bank's time, to the second (what payments are stamped with)."""
+        return self._clock().replace(microsecond=0)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -248,163 +203,75 @@ class Ledger:
         account = self._accounts.get(account_id)
         return account if account is not None and account.customer_id == customer_id else None
 
+    def account(self, account_id: str) -> Account:
+        return self._accounts[account_id]
+
+    def held_here(self, reference: dict, besides: Account) -> Account | None:
+        """The account here that an OB account reference names, other than `besides` (a payment's creditor)."""
+        return next((a for a in self._accounts.values() if a is not besides and names(reference, a)), None)
+
     def entries(self, account_id: str) -> list[Entry]:
         """Entries oldest first."""
+        self.catch_up()
         return list(self._entries[account_id])
 
     def booked_between(self, account_id: str, since: datetime | None, until: datetime | None) -> list[Entry]:
         """Entries oldest first, booked within since..until (both included; None leaves that end open)."""
+        self.catch_up()
         return [entry for entry in self._entries[account_id] if within(entry.booked, since, until)]
 
     def balance(self, account_id: str) -> int:
+        self.catch_up()
         entries = self._entries[account_id]
         return entries[-1].balance if entries else self._accounts[account_id].opening_balance
 
     def balance_before(self, account_id: str, moment: datetime) -> int:
         """The booked balance just before `moment`: a statement's opening balance."""
+        self.catch_up()
         entries = self._entries[account_id]
         at = bisect.bisect_left(entries, moment, key=lambda e: e.booked)
         return entries[at - 1].balance if at else self._accounts[account_id].opening_balance
 
     def available(self, account_id: str) -> int:
-        """Booked balance plus any arranged overdraft or card limit: what a payment may spend."""
+        """Booked balance plus any arranged overdraft or card limit: what a payment may spend (and what /balances
+        shows as InterimAvailable)."""
         return self.balance(account_id) + self._accounts[account_id].credit_limit
 
     def balance_time(self, account_id: str) -> datetime:
         """When the balance last changed (the account's opening date if it never has)."""
+        self.catch_up()
         entries = self._entries[account_id]
         return entries[-1].booked if entries else self._accounts[account_id].opened
 
-    def payment(self, customer_id: str, payment_id: str) -> Payment | None:
-        payment = self._payments.get(payment_id)
-        return payment if payment is not None and payment.customer_id == customer_id else None
-
-    def account(self, account_id: str) -> Account:
-        return self._accounts[account_id]
-
     # -- writing -------------------------------------------------------------------------------
 
-    def pay(self, debtor: Account, consent_id: str, initiation: dict) -> Payment:
-        """Settle a domestic payment from `debtor` at once, or raise Rejected.
+    def at(self, moment: datetime, action: Callable[[], None]) -> None:
+        """Run `action` under the lock at the first read of the books at or after `moment`."""
+        with self.lock:
+            heapq.heappush(self._timers, (moment, next(self._seq), action))
 
-        A consent pays once: repeating the identical request returns the original payment (a retry
-        must not debit twice); reusing the consent for anything else is refused.
-        """
-        with self._lock:
-            previous = self._by_consent.get((debtor.customer_id, consent_id))
-            if previous is not None:
-                if previous.debtor_account_id == debtor.account_id and previous.initiation == initiation:
-                    return previous
-                raise Rejected("UK.OBIE.Resource.InvalidConsentStatus", "consent already used", "Data.ConsentId")
-            self._check(debtor, initiation)
-            creditor = self._internal_creditor(initiation["CreditorAccount"], debtor)
-            payment = Payment(
-                payment_id=f"dp-{uuid.uuid4().hex}",
-                customer_id=debtor.customer_id,
-                debtor_account_id=debtor.account_id,
-                consent_id=consent_id,
-                initiation=initiation,
-                created=self._clock().replace(microsecond=0),
-                debit_transaction_id=str(uuid.uuid4()),
-                credit_transaction_id=None if creditor is None else str(uuid.uuid4()),
-            )
-            if self._state_file is not None:
-                with self._state_file.open("ab") as f:
-                    f.write(orjson.dumps(payment.to_json()) + b"\n")
-            self._apply(payment)
-            return payment
+    def catch_up(self) -> None:
+        """Run the actions that have fallen due, oldest first (those they add too, if due); reads do this first."""
+        if not (self._timers and self._timers[0][0] <= self._clock()):
+            return
+        with self.lock:
+            if self._catching_up:  # an action reading the books: it already sees all that is due before it
+                return
+            self._catching_up = True
+            try:
+                while self._timers and self._timers[0][0] <= self._clock():
+                    heapq.heappop(self._timers)[2]()
+            finally:
+                self._catching_up = False
 
-    def use_state_file(self, path: Path) -> None:
-        """Replay payments recorded in `path` (if it exists) and append new ones to it."""
-        with self._lock:
-            if path.exists():
-                for number, line in enumerate(path.read_bytes().splitlines(), 1):
-                    if not line.strip():
-                        continue
-                    payment = Payment.from_json(orjson.loads(line))
-                    if payment.debtor_account_id not in self._accounts:
-                        raise ValueError(f"{path}:{number}: unknown account {payment.debtor_account_id!r}")
-                    self._apply(payment)
-            self._state_file = path
-
-    def _check(self, debtor: Account, initiation: dict) -> None:
-        stated = initiation.get("DebtorAccount")
-        if stated is not None and (
-            stated.get("SchemeName") != debtor.scheme
-            or _normalise(str(stated.get("Identification", ""))) != _normalise(debtor.identification)
-        ):
-            raise Rejected("UK.OBIE.Field.Invalid", "debtor account does not match", "Data.Initiation.DebtorAccount")
-        amount = initiation["InstructedAmount"]
-        if amount["Currency"] != debtor.currency:
-            raise Rejected(
-                "UK.OBIE.Unsupported.Currency",
-                f"account is held in {debtor.currency}",
-                "Data.Initiation.InstructedAmount.Currency",
-            )
-        if parse_money(amount["Amount"]) > self.available(debtor.account_id):
-            # Not in the v3.1.11 namespaced list, which has no funds code; it is the code v3 banks use (the gateway
-            # shows it to TPPs as OBGW.Rules.InsufficientFunds).
-            raise Rejected(
-                "UK.OBIE.Rules.InsufficientFunds",
-                "insufficient funds",
-                "Data.Initiation.InstructedAmount.Amount",
-            )
-
-    def _internal_creditor(self, reference: dict, debtor: Account) -> Account | None:
-        wanted = (reference.get("SchemeName"), _normalise(str(reference.get("Identification", ""))))
-        for account in self._accounts.values():
-            if account is not debtor and (account.scheme, _normalise(account.identification)) == wanted:
-                return account
-        return None
-
-    def _apply(self, payment: Payment) -> None:
-        initiation = payment.initiation
-        debtor = self._accounts[payment.debtor_account_id]
-        pence = parse_money(initiation["InstructedAmount"]["Amount"])
-        remittance = initiation.get("RemittanceInformation") or {}
-        reference = remittance.get("Reference") or initiation["EndToEndIdentification"]
-        creditor_ref = initiation["CreditorAccount"]
-        creditor = self._internal_creditor(creditor_ref, debtor)
-        debit_details = {"CreditorAccount": creditor_ref}
-        if creditor is not None:
-            debit_details["CreditorAgent"] = agent(BANK_BIC, BANK_NAME)
-        self._post(
-            Entry(
-                transaction_id=payment.debit_transaction_id,
-                account_id=debtor.account_id,
-                booked=payment.created,
-                amount=-pence,
-                information=f"{creditor_ref['Name']} {reference}"[:500],
-                reference=initiation["EndToEndIdentification"],
-                bank_code=("IssuedCreditTransfers", "DomesticCreditTransfer"),
-                proprietary_code="FPO",
-                details=debit_details,
-            )
-        )
-        if creditor is not None and payment.credit_transaction_id is not None:
-            self._post(
-                Entry(
-                    transaction_id=payment.credit_transaction_id,
-                    account_id=creditor.account_id,
-                    booked=payment.created,
-                    amount=pence,
-                    information=f"{debtor.holder} {reference}"[:500],
-                    reference=initiation["EndToEndIdentification"],
-                    bank_code=("ReceivedCreditTransfers", "DomesticCreditTransfer"),
-                    proprietary_code="FPI",
-                    details={"DebtorAgent": agent(BANK_BIC, BANK_NAME), "DebtorAccount": debtor.reference()},
-                )
-            )
-        self._payments[payment.payment_id] = payment
-        self._by_consent[(payment.customer_id, payment.consent_id)] = payment
-
-    def _post(self, entry: Entry) -> None:
-        """Insert in booking order and recompute the running balance from there on."""
-        entry.seq = next(self._seq)
-        entries = self._entries[entry.account_id]
-        at = bisect.bisect_right(entries, (entry.booked, entry.seq), key=lambda e: (e.booked, e.seq))
-        entries.insert(at, entry)
-        balance = entries[at - 1].balance if at else self._accounts[entry.account_id].opening_balance
-        for later in entries[at:]:
-            balance += later.amount
-            later.balance = balance
+    def post(self, entry: Entry) -> None:
+        """Book an entry: insert it in booking order and recompute the running balance from there on."""
+        with self.lock:
+            entry.seq = next(self._seq)
+            entries = self._entries[entry.account_id]
+            at = bisect.bisect_right(entries, (entry.booked, entry.seq), key=lambda e: (e.booked, e.seq))
+            entries.insert(at, entry)
+            balance = entries[at - 1].balance if at else self._accounts[entry.account_id].opening_balance
+            for later in entries[at:]:
+                balance += later.amount
+                later.balance = balance

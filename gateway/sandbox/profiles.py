@@ -102,7 +102,9 @@ PROFILES = (
             ("Vodafone Ltd", "MOBILE", 2600, 2600, 18),
             ("Thames Water", "WATER", 3900, 3900, 22),
         ),
-        opening={"current": (150000, 250000), "savings": (800000, 1200000), "card": (-60000, -20000)},
+        # A cushion: she spends a little more than she earns, and however the months fall she starts with at least
+        # 10,000 GBP available in the current account (tests/unit/sandbox/test_sandbox_data.py walks the anchors).
+        opening={"current": (1750000, 1850000), "savings": (800000, 1200000), "card": (-60000, -20000)},
         overdraft=50000,
         card_limit=350000,
         savings_rate_bp=410,

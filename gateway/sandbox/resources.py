@@ -74,7 +74,9 @@ def routes(bank: Bank, page_size: int) -> list[Route]:
         return endpoint
 
     def stored(name: str) -> Records:
-        return lambda request, account: bank.records[name].get(account.account_id, [])
+        """The account's records of type `name` that the bank was built with, then those its payments made."""
+        return lambda request, account: (bank.records[name].get(account.account_id, [])
+                                         + bank.orders.records(name, account.account_id))
 
     def transactions(request: Request, accounts: list[Account], statement: Statement | None = None) -> Response:
         """The accounts' entries newest first, booked within the request's window (and the statement's period)."""

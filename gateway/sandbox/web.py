@@ -181,9 +181,9 @@ def field(container: dict, name: str, path: str, kind: type) -> Any:
     return value
 
 
-def instructed_amount(container: dict, path: str) -> tuple[int, str]:
-    """(pence, currency) of the OB amount object `container["InstructedAmount"]`; more than zero, at most 2 decimals."""
-    amount = field(container, "InstructedAmount", path, dict)
+def instructed_amount(container: dict, path: str, name: str = "InstructedAmount") -> tuple[int, str]:
+    """(pence, currency) of the OB amount object `container[name]` (at `path`); more than zero, at most 2 decimals."""
+    amount = field(container, name, path, dict)
     value = field(amount, "Amount", f"{path}.Amount", str)
     currency = field(amount, "Currency", f"{path}.Currency", str)
     if not _AMOUNT.match(value):
@@ -195,6 +195,18 @@ def instructed_amount(container: dict, path: str) -> tuple[int, str]:
     if pence <= 0:
         raise OBError(400, "UK.OBIE.Field.Invalid", "amount must be more than zero", f"{path}.Amount")
     return pence, currency
+
+
+def date_time(container: dict, name: str, path: str) -> datetime:
+    """The ISO 8601 date-time `container[name]`, which must name its zone."""
+    raw = field(container, name, path, str)
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise OBError(400, "UK.OBIE.Field.InvalidDate", f"{path} is not an ISO 8601 date-time with a zone", path)
+    return value
 
 
 def _quality(media_range: str) -> tuple[str, float]:

@@ -21,8 +21,9 @@ from referencing.jsonschema import DRAFT4
 
 VERSION = "v3.1.11"  # the UK OB version the gateway speaks
 _FILES = importlib.resources.files(__name__) / "ob-uk"
-# The vendored APIs the gateway uses, by the short name of their base path (`/open-banking/v3.1/aisp`, `.../pisp`).
-APIS = {"aisp": "account-info", "pisp": "payment-initiation", "cbpii": "confirmation-funds"}
+# The vendored APIs the gateway uses, by a short name (that of their base path, `/open-banking/v3.1/aisp`; the VRP
+# API shares `/pisp` with the payment initiation API).
+APIS = {"aisp": "account-info", "pisp": "payment-initiation", "cbpii": "confirmation-funds", "vrp": "vrp"}
 
 
 @functools.cache

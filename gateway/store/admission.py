@@ -58,10 +58,13 @@ class AdmissionStore:
     async def admit(self, client_id: str, consent_id: str, jti: str, grant_id: str, rate: RateArgs = UNLIMITED, *,
                     kid: str, permissions: Iterable[str] = (), account_id: str | None = None, unattended: bool = False,
                     allowance: int = 4, window_seconds: int = 86_400, payment_digest: str = "",
-                    allows_consumed: bool = False) -> Verdict:
-        """One EVALSHA of admit.lua (its header lists the checks and their order); `kid` signed the token."""
+                    allows_consumed: bool = False, claims_consent: bool = True) -> Verdict:
+        """One EVALSHA of admit.lua (its header lists the checks and their order); `kid` signed the token. A payment
+        (`payment_digest`) claims its consent for this call unless `claims_consent` is False (a VRP payment: the
+        consent stays usable; its amount is held to the ControlParameters instead)."""
+        claims = bool(payment_digest) and claims_consent
         # Names this call's unattended charge and a payment's claim; os.urandom is not free, so only when needed.
-        nonce = secrets.token_hex(8) if unattended or payment_digest else ""
+        nonce = secrets.token_hex(8) if unattended or claims else ""
         answer = await self._admit(
             keys=[names.consent(client_id, consent_id), names.revoked_token(client_id, jti),
                   names.revoked_grant(client_id, grant_id), names.client_disabled(client_id),
@@ -69,14 +72,14 @@ class AdmissionStore:
                   names.client_tier(client_id), names.revoked_key(client_id, kid)],
             args=[client_id, grant_id, " ".join(sorted(permissions)), account_id or "", "1" if unattended else "0",
                   allowance, window_seconds * 1000, jti, rate.default_tier, rate.limits, rate.group,
-                  nonce, payment_digest, "1" if allows_consumed else "0"])
+                  nonce, payment_digest, "1" if allows_consumed else "0", "1" if claims else "0"])
         verdict, state, retry = _common(answer)
         if verdict is not None:
             customer = answer[7].decode() if len(answer) > 7 and answer[7] else None
             return Verdict(verdict, retry, customer, rate=state)
         since, until = orjson.loads(answer[10])
         return Verdict(None, None, answer[7].decode(), tuple(orjson.loads(answer[8])), tuple(orjson.loads(answer[9])),
-                       (since, until), state, nonce if payment_digest else None)
+                       (since, until), state, nonce if claims else None)
 
     async def release_payment(self, client_id: str, consent_id: str, claim: str) -> None:
         """Give a payment consent back (the bank refused the payment): only the claim this call made."""

@@ -147,3 +147,16 @@ def idempotency_record(client_id: str, key: str) -> str:
     """The (TPP, x-idempotency-key) record; the key under its SHA-256 (any string, any length, is a safe name)."""
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
     return f"obgw:{_tag(client_id)}:idem:{digest}"
+
+
+# VRP periodic limits (store.vrp): what a consent's payments have used per period instance, and the claims of
+# payments whose outcome is not settled yet. Hash-tagged by the consent, so the one script touches one slot.
+def vrp_usage(consent_id: str) -> str:
+    """A hash per consent: u:<period id> settled, p:<period id> pending (claimed, outcome not known yet),
+    s:<period id> when a claim last named the period (ms, Redis time; old periods are pruned by it)."""
+    return f"obgw:{_tag(consent_id)}:vrp-usage"
+
+
+def vrp_claims(consent_id: str) -> str:
+    """A hash per consent: claim id -> JSON {a: amount, p: [period ids], t: claimed at ms, h: resolve by ms}."""
+    return f"obgw:{_tag(consent_id)}:vrp-claims"

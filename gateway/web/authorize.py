@@ -277,13 +277,8 @@ class CustomerAuthorization:
 
     def _consent_page(self, client, consent, state: dict, error: str | None = None, status: int = 200):
         accounts = [{"account_id": a, "label": label} for a, label in state["accounts"]]
-        payment = None
-        if consent.kind is Kind.DOMESTIC_PAYMENT and consent.initiation:
-            initiation = consent.initiation
-            amount = initiation.get("InstructedAmount", {})
-            payment = {"payee": initiation.get("CreditorAccount", {}).get("Name", ""),
-                       "amount": f"{amount.get('Amount', '')} {amount.get('Currency', '')}",
-                       "reference": initiation.get("RemittanceInformation", {}).get("Reference", "")}
+        payment = language.what_the_payment_does(consent.kind, consent.terms or {"Initiation": consent.initiation}) \
+            if consent.kind.is_payment else None
         window = None
         if consent.transaction_from or consent.transaction_to:
             window = f"from {consent.transaction_from or 'the start'} to {consent.transaction_to or 'now'}"
@@ -291,6 +286,8 @@ class CustomerAuthorization:
                     tpp_name=client.client_name if client else "An app", customer_name=state["customer"]["name"],
                     csrf_token=state["csrf"], action=DECISION_PATH, accounts=accounts, payment=payment,
                     funds_check=consent.kind is Kind.FUNDS_CONFIRMATION, single=consent.kind is not Kind.ACCOUNT_ACCESS,
+                    recurring=consent.kind in (Kind.DOMESTIC_VRP, Kind.DOMESTIC_STANDING_ORDER,
+                                               Kind.INTERNATIONAL_STANDING_ORDER),
                     will_see=language.will_see(consent.permissions, consent.kind),
                     will_not_see=language.will_not_see(consent.permissions),
                     expires=consent.expires or "you withdraw it", window=window, error=error)

@@ -12,6 +12,7 @@ A session exists only once the customer has logged in: the login form is guarded
 from __future__ import annotations
 
 import secrets
+from datetime import datetime, timezone
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -20,6 +21,7 @@ from starlette.responses import Response
 from gateway.bank import Bank, BankUnavailable
 from gateway.call import SCOPE_KEY, Call
 from gateway.client_address import source_of
+from gateway.consents.control_parameters import current_periods, parse_control_parameters
 from gateway.consents.lifecycle import ConsentConflict, revoke
 from gateway.consents.model import Consent, from_record
 from gateway.errors import PAGE_REASONS
@@ -62,11 +64,12 @@ class _Page:
 
 class Dashboard:
     def __init__(self, sessions, consents, clients, bank: Bank, passwords: PasswordCheck, csrf: SignedDoubleSubmit,
-                 accesses, notify) -> None:
-        """`accesses(consent_id)` lists recent accesses; `notify(consent)` tells the TPP of a revocation."""
+                 accesses, notify, vrp_usage) -> None:
+        """`accesses(consent_id)` lists recent accesses; `notify(consent)` tells the TPP of a revocation;
+        `vrp_usage(consent_id)` what a VRP consent's payments have used, per period."""
         self.sessions, self.consents, self.clients, self.bank = sessions, consents, clients, bank
         self.passwords, self.csrf = passwords, csrf
-        self.accesses, self.notify = accesses, notify
+        self.accesses, self.notify, self.vrp_usage = accesses, notify, vrp_usage
 
     def endpoints(self) -> list[tuple[str, _Page]]:
         return [("/login", _Page("/login", {"GET": self._login_form, "POST": self._login})),
@@ -154,10 +157,23 @@ class Dashboard:
                 "consent_id": consent.consent_id, "tpp_name": client.get("client_name", consent.client_id),
                 "status": consent.shown_status, "granted": consent.authorised_at, "expires": consent.expires,
                 "will_see": language.will_see(consent.permissions, consent.kind),
+                "payment": self._payment(consent) if consent.kind.is_payment else None,
                 "accounts": [labels.get(a, a) for a in consent.accounts],
                 "accesses": self.accesses(consent.consent_id), "revocable": consent.revocable,
             })
         return described
+
+    def _payment(self, consent) -> list[str]:
+        """What a payment consent allows, and for a live VRP consent what its payments have used of each limit."""
+        lines = language.what_the_payment_does(consent.kind, consent.terms or {})
+        control = (consent.terms or {}).get("ControlParameters")
+        if control and consent.revocable:
+            params = parse_control_parameters(control, consent.created)
+            used = self.vrp_usage(consent.consent_id)
+            lines += [language.period_used(p.limit.period_type, p.start, p.end, used.get(p.period_id, 0),
+                                           p.limit_minor, params.currency)
+                      for p in current_periods(params, datetime.now(timezone.utc))]
+        return lines
 
     # POST /consents/{ConsentId}/revoke
     async def _revoke(self, request: Request, call: Call):

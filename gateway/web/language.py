@@ -5,6 +5,8 @@ will *not* see, so a customer can tell a narrow request from a broad one.
 """
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from gateway.consents.model import Kind
 
 PERMISSIONS: dict[str, str] = {
@@ -45,3 +47,74 @@ def will_see(permissions, kind: Kind = Kind.ACCOUNT_ACCESS) -> list[str]:
 
 def will_not_see(permissions) -> list[str]:
     return [PERMISSIONS[p] for p in PERMISSIONS if p not in set(permissions)]
+
+
+_SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$"}
+_PERIODS = {"Day": "a day", "Week": "a week", "Fortnight": "a fortnight", "Month": "a month",
+            "Half-year": "a half-year", "Year": "a year"}
+_FREQUENCY = {"EvryDay": "every day", "EvryWorkgDay": "every working day", "IntrvlWkDay": "every week",
+              "WkInMnthDay": "every month", "IntrvlMnthDay": "every month", "QtrDay": "every quarter"}
+
+
+def money(amount: dict) -> str:
+    """`{"Amount": "25.00", "Currency": "GBP"}` → "£25.00"; another currency keeps its code: "100.00 CHF"."""
+    symbol = _SYMBOLS.get(amount.get("Currency", ""))
+    figure = amount.get("Amount", "")
+    return f"{symbol}{figure}" if symbol else f"{figure} {amount.get('Currency', '')}"
+
+
+def day(moment: str | None) -> str:
+    """An ISO 8601 date-time as the customer reads a date: "1 January 2027"."""
+    if not moment:
+        return ""
+    when = datetime.fromisoformat(moment)
+    return f"{when.day} {when:%B %Y}"
+
+
+def period_used(period_type: str, start: datetime, end: datetime, used_minor: int, limit_minor: int,
+                currency: str) -> str:
+    """One VRP limit's current period: "Used from 1 December 2026 to 31 December 2026: £30.00 of £100.00"."""
+    last = end - timedelta(days=1)
+    def amount(minor: int) -> str:
+        return money({"Amount": f"{minor // 100}.{minor % 100:02d}", "Currency": currency})
+    return (f"Used this {period_type.lower()}, {day(start.isoformat())} to {day(last.isoformat())}: "
+            f"{amount(used_minor)} of {amount(limit_minor)}")
+
+
+def what_the_payment_does(kind: Kind, terms: dict) -> list[str]:
+    """The payment a consent allows, in plain words, one line per fact (payee, amount, when, how often, limits)."""
+    initiation = terms.get("Initiation", {})
+    payee = initiation.get("CreditorAccount", {}).get("Name") or initiation.get("Creditor", {}).get("Name", "")
+    lines = [f"To: {payee}"] if payee else []
+    reference = initiation.get("RemittanceInformation", {}).get("Reference") or initiation.get("Reference")
+    if kind is Kind.DOMESTIC_VRP:
+        control = terms.get("ControlParameters", {})
+        lines.append(f"Payments of up to {money(control.get('MaximumIndividualAmount', {}))} each, whenever the "
+                     "app asks, without asking you again")
+        lines += [f"At most {money(limit)} {_PERIODS.get(limit.get('PeriodType', ''), '')}"
+                  f"{' (calendar)' if limit.get('PeriodAlignment') == 'Calendar' else ''}"
+                  for limit in control.get("PeriodicLimits", ())]
+        window = [f"from {day(control['ValidFromDateTime'])}" if control.get("ValidFromDateTime") else "",
+                  f"until {day(control['ValidToDateTime'])}" if control.get("ValidToDateTime") else
+                  "until you withdraw it"]
+        lines.append("Valid " + " ".join(part for part in window if part))
+    elif "FirstPaymentAmount" in initiation or "InstructedAmount" in initiation and "Frequency" in initiation:
+        first = initiation.get("FirstPaymentAmount") or initiation.get("InstructedAmount", {})
+        how_often = _FREQUENCY.get(initiation.get("Frequency", "").split(":")[0], "regularly")
+        count = initiation.get("NumberOfPayments")
+        until = f", {count} payments" if count else (
+            f", until {day(initiation['FinalPaymentDateTime'])}" if initiation.get("FinalPaymentDateTime") else
+            ", until you cancel it")
+        lines.append(f"{money(first)} {how_often} from {day(initiation.get('FirstPaymentDateTime'))}{until}")
+    else:
+        amount = money(initiation.get("InstructedAmount", {}))
+        when = (f" on {day(initiation['RequestedExecutionDateTime'])}" if initiation.get("RequestedExecutionDateTime")
+                else " now")
+        lines.append(f"Amount: {amount}{when}")
+    if "CurrencyOfTransfer" in initiation:
+        rate = initiation.get("ExchangeRateInformation", {})
+        agreed = f"the agreed rate {rate['ExchangeRate']}" if rate.get("ExchangeRate") else "the bank's rate on the day"
+        lines.append(f"Sent in {initiation['CurrencyOfTransfer']} at {agreed}, from your pounds")
+    if reference:
+        lines.append(f"Reference: {reference}")
+    return lines

@@ -89,12 +89,12 @@ def test_a_route_added_to_the_policy_is_documented_by_itself(tmp_path):
     shutil.copytree(ROOT / "policies", tmp_path / "policies")
     with (tmp_path / "policies" / "routes.yaml").open("a") as routes:
         routes.write("""
-  - id: pis.domestic_scheduled_payments.get
+  - id: pis.file_payments.get
     method: GET
-    path: /open-banking/v3.1/pisp/domestic-scheduled-payments/{DomesticScheduledPaymentId}
+    path: /open-banking/v3.1/pisp/file-payments/{FilePaymentId}
     service: payments
     scope: payments
-    response_type: OBWriteDomesticScheduledResponse5
+    response_type: OBWriteFileResponse3
 
   - id: bank.products.list
     method: GET
@@ -105,7 +105,7 @@ def test_a_route_added_to_the_policy_is_documented_by_itself(tmp_path):
 """)
     with (tmp_path / "policies" / "fields.yaml").open("a") as fields:
         fields.write("""
-  OBWriteDomesticScheduledResponse5:
+  OBWriteFileResponse3:
     fields:
       - {path: "Data"}
 """)
@@ -114,9 +114,9 @@ def test_a_route_added_to_the_policy_is_documented_by_itself(tmp_path):
     assert [error.message for error in OPENAPI_30_VALIDATOR.iter_errors(document)] == []
     assert _operations(document) == _expected(policy)
     # UK OB defines the first: its answer is UK OB's; the second is described from the policy alone.
-    scheduled = document["paths"]["/open-banking/v3.1/pisp/domestic-scheduled-payments/{DomesticScheduledPaymentId}"]
-    assert scheduled["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/OBWriteDomesticScheduledResponse5"}
+    files = document["paths"]["/open-banking/v3.1/pisp/file-payments/{FilePaymentId}"]
+    assert files["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/OBWriteFileResponse3"}
     products = document["paths"]["/open-banking/v3.1/bank/products/{ProductId}"]["get"]
     assert products["parameters"][0] == {"name": "ProductId", "in": "path", "required": True,
                                          "schema": {"type": "string"}}

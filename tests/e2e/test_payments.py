@@ -48,7 +48,7 @@ class Payer:
 
         def shows_the_payment(page) -> None:
             amount = initiation["InstructedAmount"]["Amount"]
-            assert "ACME Utilities" in page.text and f"{amount} GBP" in page.text and "INV-0042" in page.text
+            assert "ACME Utilities" in page.text and f"£{amount}" in page.text and "INV-0042" in page.text
 
         return consent_id, self.tpp.authorise_payment(consent_id, "alice", DEBTOR, inspect=shows_the_payment)
 
@@ -108,9 +108,9 @@ def test_insufficient_funds_is_a_clean_rejection_that_leaves_the_consent(gateway
     initiation = domestic_initiation("9999999.00")
     consent_id, token = payer.authorised_token(initiation)
     refused = payer.pay(token, consent_id, initiation)
-    # The bank says UK.OBIE.Rules.InsufficientFunds, which v3.1.11 does not list: the TPP sees it in obgw's namespace.
+    # The bank says SBOX.InsufficientFunds (v3.1.11 lists no funds code): the TPP sees it under obgw's namespace.
     assert refused.status_code == 400 and refused.json()["Errors"][0]["ErrorCode"] == \
-        "OBGW.Rules.InsufficientFunds"
+        "OBGW.Bank.SBOX.InsufficientFunds"
     assert_conforms(refused.json(), "OBErrorResponse1", "pisp")
     assert _payments_made(ledger) == before and _consent_status(payer, consent_id) == "Authorised"
 

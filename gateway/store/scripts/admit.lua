@@ -10,7 +10,7 @@
 --   the account is one the customer selected          → consent.account_not_selected
 --   an unattended call within the rolling allowance   → consent.unattended_limit (+ ms until a slot frees)
 --   a payment: Initiation + Risk the consent's        → payment.consent_mismatch
---   ... and the consent free (claimed by this call)    → payment.in_progress
+--   ... and, for a single payment, the consent free (claimed by this call) → payment.in_progress
 -- Only a call that passes everything is counted against the unattended allowance or claims the consent.
 -- KEYS[1] consent hash, KEYS[2] revoked-token marker, KEYS[3] revoked-grant marker, KEYS[4] client-disabled marker,
 -- KEYS[5] the consent's unattended-calls sorted set, KEYS[6] the TPP's rate bucket, KEYS[7] the TPP's tier,
@@ -18,7 +18,8 @@
 -- ARGV[1] client id, ARGV[2] grant id, ARGV[3] required permissions (space-separated, any one; "" = none),
 -- ARGV[4] account id ("" = none), ARGV[5] "1" if unattended, ARGV[6] allowance, ARGV[7] window ms, ARGV[8] jti,
 -- ARGV[9] default tier, ARGV[10] the route group's limits, ARGV[11] the route group, ARGV[12] a nonce of this call,
--- ARGV[13] a payment's digest ("" = not a payment), ARGV[14] "1" if a Consumed consent still admits (payment reads)
+-- ARGV[13] a payment's digest ("" = not a payment), ARGV[14] "1" if a Consumed consent still admits (payment reads),
+-- ARGV[15] "1" if the payment claims the consent (a single payment; a VRP payment leaves it usable)
 -- Returns {verdict, rate policy name, q, w, r, t, retry_ms, customer_id, accounts_json, permissions_json,
 -- window_json}: verdict "ok" or the reason id; the rate fields describe the TPP's bucket after this call. A refusal
 -- made once the consent is known to be this TPP's carries its customer_id too (the audit names whose data it was).
@@ -75,7 +76,7 @@ if ARGV[13] ~= '' then
   if c[9] ~= ARGV[13] then
     return answer('payment.consent_mismatch', 0, c[5])
   end
-  if redis.call('HSETNX', KEYS[1], 'payment_claim', ARGV[12]) == 0 then
+  if ARGV[15] == '1' and redis.call('HSETNX', KEYS[1], 'payment_claim', ARGV[12]) == 0 then
     return answer('payment.in_progress', 0, c[5])
   end
 end

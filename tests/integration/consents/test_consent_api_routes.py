@@ -13,7 +13,8 @@ from starlette.routing import Route, Router
 from support.ports import free_port
 
 from gateway.app import create_app
-from gateway.consents.api import AccountAccessConsents, DomesticPaymentConsents
+from gateway.consents.api import AccountAccessConsents, FundsConfirmationConsents, PaymentConsents
+from gateway.consents.payment_kinds import PAYMENT_KINDS
 from gateway.pipeline.endpoint import ResourceEndpoint
 from gateway.policy import PolicyError, load_policy
 from gateway.policy.model import CONSENT_API, CONSENT_API_ROUTE_IDS
@@ -44,11 +45,15 @@ def test_every_consent_api_route_the_app_serves_is_the_policys(served):
     assert all(endpoint.template == path for path, endpoint in served.items())  # audited under its template
 
 
-@pytest.mark.parametrize("resource", [AccountAccessConsents, DomesticPaymentConsents])
+RESOURCES = [AccountAccessConsents(None, "", 60, None), FundsConfirmationConsents(None, "", 60, None),
+             *(PaymentConsents(kind, None, "", 60, None) for kind in PAYMENT_KINDS.values())]
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=[resource.base for resource in RESOURCES])
 def test_every_method_a_consent_resource_answers_has_a_route_id(resource):
     answered = {(resource.base, "POST"), *((resource.base + "/{ConsentId}", method) for method in resource.methods)}
     declared = {(path, method) for path, (_, route_ids) in CONSENT_API.items() for method in route_ids
-                if path.startswith(resource.base)}
+                if path in (resource.base, resource.base + "/{ConsentId}")}
     assert answered == declared
 
 

@@ -42,6 +42,7 @@ from gateway.store.admission import AdmissionStore
 from gateway.store.consents import ConsentStore
 from gateway.store.idempotency import IdempotencyStore
 from gateway.store.redis import async_client
+from gateway.store.vrp import VrpUsage
 
 ISSUER, AUDIENCE, LIFETIME = "https://gw.obgw.test", "https://gw.obgw.test", 300
 CLIENT_ID, CONSENT_ID, GRANT_ID = "tpp-demo", "aac-1", "grant-1"
@@ -187,7 +188,7 @@ async def gateway(policy_dir: Path, redis_url: str, redis_client, certificates: 
     pipeline = Pipeline(resource_stages(
         policy, forward, AccessTokenVerifier(ISSUER, AUDIENCE, LIFETIME), KeyCache(admission, overlap=600),
         admission, ISSUER, clients=None, consents=ConsentStore(redis_client, CUSTOMERS, live=redis),
-        idempotency=IdempotencyStore(redis)))
+        idempotency=IdempotencyStore(redis), ring=lambda: RING, vrp=VrpUsage(redis)))
     records: list = []
 
     async def store(record) -> None:

@@ -19,6 +19,18 @@ def route(policy, route_id) -> RoutePolicy:
 AISP, PISP, CBPII = "/open-banking/v3.1/aisp", "/open-banking/v3.1/pisp", "/open-banking/v3.1/cbpii"
 
 
+# Each payment kind: its path, its resource id and its answer (PIS v3.1.11).
+PAYMENT_KINDS = [
+    ("domestic-payments", "DomesticPaymentId", "OBWriteDomesticResponse5"),
+    ("domestic-scheduled-payments", "DomesticScheduledPaymentId", "OBWriteDomesticScheduledResponse5"),
+    ("domestic-standing-orders", "DomesticStandingOrderId", "OBWriteDomesticStandingOrderResponse6"),
+    ("international-payments", "InternationalPaymentId", "OBWriteInternationalResponse5"),
+    ("international-scheduled-payments", "InternationalScheduledPaymentId", "OBWriteInternationalScheduledResponse6"),
+    ("international-standing-orders", "InternationalStandingOrderPaymentId",
+     "OBWriteInternationalStandingOrderResponse7"),
+]
+
+
 def test_the_shipped_policy_routes_the_sandbox_bank():
     policy = load_policy(SHIPPED)
     assert {name: s.url for name, s in policy.services.items()} == {
@@ -51,8 +63,13 @@ def test_the_shipped_policy_routes_the_sandbox_bank():
         ("GET", f"{AISP}/accounts/{{AccountId}}/party", "accounts", "OBReadParty2"),
         ("GET", f"{AISP}/accounts/{{AccountId}}/parties", "accounts", "OBReadParty3"),
         ("GET", f"{AISP}/party", "accounts", "OBReadParty2"),
-        ("POST", f"{PISP}/domestic-payments", "payments", "OBWriteDomesticResponse5"),
-        ("GET", f"{PISP}/domestic-payments/{{DomesticPaymentId}}", "payments", "OBWriteDomesticResponse5"),
+        *(route for kind, param, answer in PAYMENT_KINDS for route in (
+            ("POST", f"{PISP}/{kind}", "payments", answer),
+            ("GET", f"{PISP}/{kind}/{{{param}}}", "payments", answer),
+            ("GET", f"{PISP}/{kind}/{{{param}}}/payment-details", "payments", "OBWritePaymentDetailsResponse1"))),
+        ("POST", f"{PISP}/domestic-vrps", "payments", "OBDomesticVRPResponse"),
+        ("GET", f"{PISP}/domestic-vrps/{{DomesticVRPId}}", "payments", "OBDomesticVRPResponse"),
+        ("GET", f"{PISP}/domestic-vrps/{{DomesticVRPId}}/payment-details", "payments", "OBDomesticVRPDetails"),
         ("POST", f"{CBPII}/funds-confirmations", "accounts", "OBFundsConfirmationResponse1"),
     ]
     assert all(r.upstream_path == r.path for r in policy.routes)

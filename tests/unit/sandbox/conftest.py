@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -103,3 +103,37 @@ def assert_ob() -> Callable[[object, str, str], None]:
 @pytest.fixture
 def payments_client(fresh_bank: Bank) -> Client:
     return Client(create_payments_app(fresh_bank))
+
+
+class Clock:
+    """The bank's time, set by the test: starts the morning after the anchor (the seeded history's end)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(ANCHOR + timedelta(days=1, hours=9))
+
+
+@pytest.fixture
+def clocked_bank(clock: Clock) -> Bank:
+    """A fresh bank that runs on `clock`: for payments that fall due later."""
+    return build_bank(SEED, ANCHOR, clock=clock)
+
+
+@pytest.fixture
+def clocked_payments(clocked_bank: Bank) -> Client:
+    return Client(create_payments_app(clocked_bank))
+
+
+@pytest.fixture
+def clocked_accounts(clocked_bank: Bank) -> Client:
+    return Client(create_accounts_app(clocked_bank))

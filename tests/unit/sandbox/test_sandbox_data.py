@@ -174,3 +174,19 @@ def test_joint_savings_are_paid_into_by_both_holders(bank: Bank) -> None:
         payers = {e.details["DebtorAccount"]["Name"] for e in entries if "DebtorAccount" in e.details}
         assert payers == {bank.customers[customer_id].display_name, partner}
         assert len([e for e in entries if e.details.get("DebtorAccount", {}).get("Name") == partner]) == 6
+
+
+DEMO_SEED = 1  # `make demo` (python -m gateway.sandbox) builds the bank with seed 1, anchored today
+
+
+def test_alice_always_starts_with_at_least_10000_pounds_available(bank: Bank) -> None:
+    """Whatever day the demo starts on (every third day over two years, so every payday and month end in turn),
+    alice's current account can pay 10,000 GBP; her history stays internally consistent all the same."""
+    assert bank.ledger.available("acc-alice-current") >= 1_000_000  # the tests' bank too
+    for offset in range(0, 730, 3):
+        anchor = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=offset)
+        ledger = build_bank(DEMO_SEED, anchor).ledger
+        assert ledger.available("acc-alice-current") >= 1_000_000, anchor
+        opening = ledger.account("acc-alice-current").opening_balance
+        entries = ledger.entries("acc-alice-current")
+        assert opening + sum(entry.amount for entry in entries) == ledger.balance("acc-alice-current")

@@ -98,6 +98,22 @@ def test_payment_can_be_read_back_by_its_customer_only(payments_client, assert_o
     assert payments_client.get(f"{PAYMENTS}/dp-nope", headers={"x-bank-customer-id": "alice"}).status_code == 404
 
 
+def test_payment_details_give_its_status_history(payments_client, fresh_accounts_client, assert_ob) -> None:
+    created = payments_client.post(PAYMENTS, json=payment_body(), headers=headers()).json()["Data"]
+    path = f"{PAYMENTS}/{created['DomesticPaymentId']}/payment-details"
+    details = payments_client.get(path, headers={"x-bank-customer-id": "alice"})
+    assert details.status_code == 200
+    assert_ob(details.json(), "pisp", "OBWritePaymentDetailsResponse1")
+    history = details.json()["Data"]["PaymentStatus"]
+    assert [(s["Status"], s["StatusUpdateDateTime"]) for s in history] == [
+        ("Received", created["CreationDateTime"]), ("AcceptedSettlementCompleted", created["CreationDateTime"])]
+    assert history[0]["PaymentTransactionId"] == created["DomesticPaymentId"]
+    assert history[1]["PaymentTransactionId"] == transactions(fresh_accounts_client, "acc-alice-current")[0][
+        "TransactionId"]
+    assert history[1]["StatusDetail"] == {"LocalInstrument": "UK.OBIE.FPS", "Status": "Payment 1 booked"}
+    assert payments_client.get(path, headers={"x-bank-customer-id": "bob"}).status_code == 404
+
+
 def test_customer_header_is_required(payments_client, assert_ob) -> None:
     anonymous = {"x-bank-debtor-account-id": "acc-alice-current"}
     response = payments_client.post(PAYMENTS, json=payment_body(), headers=anonymous)
@@ -112,7 +128,7 @@ def test_insufficient_funds_are_refused_and_nothing_moves(payments_client, fresh
     response = payments_client.post(PAYMENTS, json=too_much, headers=headers(debtor="acc-alice-savings"))
     assert response.status_code == 400
     assert_ob(response.json(), "pisp", "OBErrorResponse1")
-    assert response.json()["Errors"][0]["ErrorCode"] == "UK.OBIE.Rules.InsufficientFunds"
+    assert response.json()["Errors"][0]["ErrorCode"] == "SBOX.InsufficientFunds"
     assert balance(fresh_accounts_client, "acc-alice-savings") == before
 
 

@@ -1,0 +1,184 @@
+"""Every payment kind of the UK OB v3.1.11 Payment Initiation API through `obgw serve` (2 workers) and the sandbox
+bank, with tokens from the real flow: the consent (its schema, this bank's rules), the customer's consent page in
+plain words, one payment exactly the consent's, a replay answered the same, a mismatch refused, the consent
+Consumed, the payment and its details read back, and every answer signed by the gateway (verified with its JWKS)."""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import jwt
+import orjson
+import pytest
+from support.gateway import bank_gateway, client_context
+from support.openapi import assert_conforms
+from support.tpp import CUSTOMER_PRESENT, Tpp
+
+from gateway.crypto import b64url_decode
+from gateway.payments.jws import sign_detached
+
+pytestmark = pytest.mark.e2e
+
+PISP = "/open-banking/v3.1/pisp"
+CREDITOR = {"SchemeName": "UK.OBIE.SortCodeAccountNumber", "Identification": "08080021325698", "Name": "ACME Ltd"}
+ABROAD = {"SchemeName": "UK.OBIE.IBAN", "Identification": "DE89370400440532013000", "Name": "Müller GmbH"}
+
+
+def _ahead(days: int) -> str:
+    return (datetime.now(timezone.utc) + timedelta(days=days)).replace(microsecond=0).isoformat()
+
+
+def _ids() -> dict:
+    return {"InstructionIdentification": secrets.token_hex(8), "EndToEndIdentification": secrets.token_hex(8)}
+
+
+# kind: (consents path, payments path, consent schema, payment response schema, Data beyond Initiation, Initiation)
+KINDS = {
+    "domestic": ("domestic-payment-consents", "domestic-payments", "OBWriteDomesticConsentResponse5",
+                 "OBWriteDomesticResponse5", {},
+                 lambda: {**_ids(), "InstructedAmount": {"Amount": "12.34", "Currency": "GBP"},
+                          "CreditorAccount": CREDITOR, "RemittanceInformation": {"Reference": "INV-1"}}),
+    "domestic-scheduled": ("domestic-scheduled-payment-consents", "domestic-scheduled-payments",
+                           "OBWriteDomesticScheduledConsentResponse5", "OBWriteDomesticScheduledResponse5",
+                           {"Permission": "Create"},
+                           lambda: {**_ids(), "RequestedExecutionDateTime": _ahead(10),
+                                    "InstructedAmount": {"Amount": "20.00", "Currency": "GBP"},
+                                    "CreditorAccount": CREDITOR}),
+    "domestic-standing-order": ("domestic-standing-order-consents", "domestic-standing-orders",
+                                "OBWriteDomesticStandingOrderConsentResponse6",
+                                "OBWriteDomesticStandingOrderResponse6", {"Permission": "Create"},
+                                lambda: {"Frequency": "IntrvlMnthDay:01:01", "Reference": "GYM",
+                                         "NumberOfPayments": "12", "FirstPaymentDateTime": _ahead(20),
+                                         "FirstPaymentAmount": {"Amount": "25.00", "Currency": "GBP"},
+                                         "CreditorAccount": CREDITOR}),
+    "international": ("international-payment-consents", "international-payments",
+                      "OBWriteInternationalConsentResponse6", "OBWriteInternationalResponse5", {},
+                      lambda: {**_ids(), "CurrencyOfTransfer": "EUR",
+                               "InstructedAmount": {"Amount": "100.00", "Currency": "EUR"},
+                               "ExchangeRateInformation": {"UnitCurrency": "GBP", "RateType": "Actual"},
+                               "CreditorAccount": ABROAD}),
+    "international-scheduled": ("international-scheduled-payment-consents", "international-scheduled-payments",
+                                "OBWriteInternationalScheduledConsentResponse6",
+                                "OBWriteInternationalScheduledResponse6", {"Permission": "Create"},
+                                lambda: {**_ids(), "RequestedExecutionDateTime": _ahead(10),
+                                         "CurrencyOfTransfer": "USD",
+                                         "InstructedAmount": {"Amount": "50.00", "Currency": "USD"},
+                                         "CreditorAccount": ABROAD}),
+    "international-standing-order": ("international-standing-order-consents", "international-standing-orders",
+                                     "OBWriteInternationalStandingOrderConsentResponse7",
+                                     "OBWriteInternationalStandingOrderResponse7", {"Permission": "Create"},
+                                     lambda: {"Frequency": "IntrvlMnthDay:01:15", "NumberOfPayments": "6",
+                                              "FirstPaymentDateTime": _ahead(20), "CurrencyOfTransfer": "EUR",
+                                              "InstructedAmount": {"Amount": "30.00", "Currency": "EUR"},
+                                              "CreditorAccount": ABROAD}),
+}
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, pki, bank):
+    gw = bank_gateway(tmp_path_factory.mktemp("gw"), pki, bank)
+    yield gw
+    assert gw.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def pisp(gateway, pki):
+    client = Tpp(gateway.base, pki, "tpp-demo")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def gateway_keys(gateway, pki) -> dict:
+    with httpx.Client(verify=client_context(pki / "ca.pem")) as client:
+        jwks_uri = client.get(gateway.base + "/.well-known/oauth-authorization-server").json()["jwks_uri"]
+        return {key["kid"]: key for key in client.get(jwks_uri).json()["keys"]}
+
+
+def assert_signed_by_gateway(response: httpx.Response, keys: dict, issuer: str) -> None:
+    """The answer's x-jws-signature is a detached JWS over its body by a key of the gateway's JWKS."""
+    encoded_header, payload, signature = response.headers["x-jws-signature"].split(".")
+    assert payload == ""
+    header = orjson.loads(b64url_decode(encoded_header))
+    assert header["http://openbanking.org.uk/iss"] == issuer and header["alg"] == "ES256"
+    key = jwt.algorithms.ECAlgorithm.from_jwk(orjson.dumps(keys[header["kid"]]).decode())
+    signing_input = f"{encoded_header}.{jwt.utils.base64url_encode(response.content).decode()}".encode()
+    assert jwt.algorithms.ECAlgorithm(jwt.algorithms.ECAlgorithm.SHA256).verify(
+        signing_input, key, b64url_decode(signature))
+
+
+def _post(pisp: Tpp, path: str, body: dict, token: str, key: str | None = None) -> httpx.Response:
+    content = orjson.dumps(body)
+    headers = {"Authorization": f"Bearer {token}", "content-type": "application/json", **CUSTOMER_PRESENT,
+               "x-idempotency-key": key or secrets.token_hex(8),
+               "x-jws-signature": sign_detached(content, pisp.jwk, pisp.client_id)}
+    return pisp.http.post(pisp.base + path, content=content, headers=headers)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_payment_kind_is_consented_paid_once_and_signed(gateway, pisp, gateway_keys, kind):
+    consents, payments, consent_schema, payment_schema, extra, initiation_of = KINDS[kind]
+    initiation = initiation_of()
+    cc = pisp.client_credentials("payments")["access_token"]
+    created = _post(pisp, f"{PISP}/{consents}", {"Data": {**extra, "Initiation": initiation}, "Risk": {}}, cc)
+    assert created.status_code == 201, created.text
+    assert_conforms(created.json(), consent_schema, "pisp")
+    assert_signed_by_gateway(created, gateway_keys, gateway.base)
+    consent_id = created.json()["Data"]["ConsentId"]
+
+    pages: list = []
+    token = pisp.authorise_payment(consent_id, inspect=pages.append)["access_token"]
+    payee = initiation["CreditorAccount"]["Name"]
+    assert payee in pages[0].text
+
+    other = {**initiation, "CreditorAccount": {**initiation["CreditorAccount"], "Name": "Someone Else"}}
+    mismatch = _post(pisp, f"{PISP}/{payments}", {"Data": {"ConsentId": consent_id, "Initiation": other},
+                                                   "Risk": {}}, token)
+    assert mismatch.status_code == 400, mismatch.text
+    assert mismatch.json()["Errors"][0]["ErrorCode"] == "UK.OBIE.Resource.ConsentMismatch"
+
+    key = secrets.token_hex(8)
+    body = {"Data": {"ConsentId": consent_id, "Initiation": initiation}, "Risk": {}}
+    paid = _post(pisp, f"{PISP}/{payments}", body, token, key)
+    assert paid.status_code == 201, paid.text
+    assert_conforms(paid.json(), payment_schema, "pisp")
+    assert_signed_by_gateway(paid, gateway_keys, gateway.base)
+    again = _post(pisp, f"{PISP}/{payments}", body, token, key)
+    assert (again.status_code, again.content) == (201, paid.content)
+    assert _post(pisp, f"{PISP}/{payments}", body, token).status_code in (400, 403)  # the consent is used up
+
+    read = pisp.http.get(f"{pisp.base}{PISP}/{consents}/{consent_id}", headers={"Authorization": f"Bearer {cc}"})
+    assert read.json()["Data"]["Status"] == "Consumed"
+    payment_id = next(v for k, v in paid.json()["Data"].items() if k.endswith("Id") and k != "ConsentId")
+    got = pisp.get(f"{PISP}/{payments}/{payment_id}", token)
+    assert got.status_code == 200, got.text
+    assert_conforms(got.json(), payment_schema, "pisp")
+    assert_signed_by_gateway(got, gateway_keys, gateway.base)
+    details = pisp.get(f"{PISP}/{payments}/{payment_id}/payment-details", token)
+    assert details.status_code == 200, details.text
+    assert_conforms(details.json(), "OBWritePaymentDetailsResponse1", "pisp")
+
+
+def test_a_standing_order_consent_page_says_how_often_and_how_many(pisp):
+    consents, _, _, _, extra, initiation_of = KINDS["domestic-standing-order"]
+    cc = pisp.client_credentials("payments")["access_token"]
+    created = _post(pisp, f"{PISP}/{consents}", {"Data": {**extra, "Initiation": initiation_of()}, "Risk": {}}, cc)
+    pages: list = []
+    pisp.authorise_payment(created.json()["Data"]["ConsentId"], inspect=pages.append)
+    assert "£25.00 every month from" in pages[0].text and "12 payments" in pages[0].text
+
+
+@pytest.mark.parametrize("kind, field, value", [
+    ("domestic", "InstructedAmount", {"Amount": "1.00", "Currency": "EUR"}),
+    ("international", "CurrencyOfTransfer", "JPY"),
+    ("domestic-scheduled", "RequestedExecutionDateTime", "2020-01-01T00:00:00+00:00"),
+])
+def test_a_consent_this_bank_cannot_honour_is_refused_naming_the_field(pisp, kind, field, value):
+    consents, _, _, _, extra, initiation_of = KINDS[kind]
+    cc = pisp.client_credentials("payments")["access_token"]
+    refused = _post(pisp, f"{PISP}/{consents}",
+                    {"Data": {**extra, "Initiation": {**initiation_of(), field: value}}, "Risk": {}}, cc)
+    assert refused.status_code == 400, refused.text
+    assert_conforms(refused.json(), "OBErrorResponse1")
+    assert refused.json()["Errors"][0]["Path"].startswith(f"Data.Initiation.{field}")

@@ -1,0 +1,174 @@
+"""Variable Recurring Payments (UK OB VRP v3.1.11) through `obgw serve` with two workers and the sandbox bank: the
+consent's ControlParameters held by the gateway before the bank — the individual maximum, periodic limits with
+Consent and Calendar alignment (exactly the payments that fit pass when 20 race across both workers), the validity
+window — many payments under one consent, each signed and idempotent, and DELETE ending it."""
+from __future__ import annotations
+
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import orjson
+import pytest
+from support.gateway import bank_gateway, client_context
+from support.openapi import assert_conforms
+from support.tpp import CUSTOMER_PRESENT, Browser, Tpp
+
+from gateway.payments.jws import sign_detached
+
+pytestmark = pytest.mark.e2e
+
+CONSENTS = "/open-banking/v3.1/pisp/domestic-vrp-consents"
+PAYMENTS = "/open-banking/v3.1/pisp/domestic-vrps"
+CREDITOR = {"SchemeName": "UK.OBIE.SortCodeAccountNumber", "Identification": "77100112345678",
+            "Name": "Alice Smith (savings)"}
+INITIATION = {"CreditorAccount": CREDITOR, "RemittanceInformation": {"Reference": "SWEEP"}}
+RACERS = 20
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, pki, bank):
+    gw = bank_gateway(tmp_path_factory.mktemp("gw"), pki, bank)
+    yield gw
+    assert gw.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def vrp(gateway, pki):
+    client = Tpp(gateway.base, pki, "tpp-demo")
+    yield client
+    client.close()
+
+
+def _signed(tpp: Tpp, body: dict, token: str, key: str | None = None) -> tuple[bytes, dict]:
+    content = orjson.dumps(body)
+    return content, {"Authorization": f"Bearer {token}", "content-type": "application/json", **CUSTOMER_PRESENT,
+                     "x-idempotency-key": key or secrets.token_hex(8),
+                     "x-jws-signature": sign_detached(content, tpp.jwk, tpp.client_id)}
+
+
+def _control(maximum: str = "50.00", limits=(("Month", "Calendar", "100.00"),), **window) -> dict:
+    return {"VRPType": ["UK.OBIE.VRPType.Sweeping"], "PSUAuthenticationMethods": ["UK.OBIE.SCANotRequired"],
+            "MaximumIndividualAmount": {"Amount": maximum, "Currency": "GBP"},
+            "PeriodicLimits": [{"PeriodType": kind, "PeriodAlignment": alignment, "Amount": amount, "Currency": "GBP"}
+                               for kind, alignment, amount in limits], **window}
+
+
+def _consent(tpp: Tpp, control: dict, pages: list | None = None) -> tuple[str, str]:
+    """A VRP consent with `control`, authorised by alice: (consent id, access token)."""
+    cc = tpp.client_credentials("payments")["access_token"]
+    content, headers = _signed(tpp, {"Data": {"ControlParameters": control, "Initiation": INITIATION},
+                                     "Risk": {}}, cc)
+    created = tpp.http.post(tpp.base + CONSENTS, content=content, headers=headers)
+    assert created.status_code == 201, created.text
+    assert_conforms(created.json(), "OBDomesticVRPConsentResponse", "vrp")
+    assert "x-jws-signature" in created.headers
+    consent_id = created.json()["Data"]["ConsentId"]
+    token = tpp.authorise_payment(consent_id, inspect=pages.append if pages is not None else None)
+    return consent_id, token["access_token"]
+
+
+def _body(consent_id: str, amount: str) -> dict:
+    return {"Data": {"ConsentId": consent_id, "PSUAuthenticationMethod": "UK.OBIE.SCANotRequired",
+                     "VRPType": "UK.OBIE.VRPType.Sweeping", "Initiation": INITIATION,
+                     "Instruction": {"InstructionIdentification": secrets.token_hex(8),
+                                     "EndToEndIdentification": secrets.token_hex(8),
+                                     "InstructedAmount": {"Amount": amount, "Currency": "GBP"},
+                                     "CreditorAccount": CREDITOR}}, "Risk": {}}
+
+
+def _pay(tpp: Tpp, consent_id: str, token: str, amount: str, http: httpx.Client | None = None,
+         key: str | None = None, body: dict | None = None) -> httpx.Response:
+    content, headers = _signed(tpp, body or _body(consent_id, amount), token, key)
+    return (http or tpp.http).post(tpp.base + PAYMENTS, content=content, headers=headers)
+
+
+def _race(tpp: Tpp, pki, consent_id: str, token: str, amounts: list[str]) -> list[int]:
+    """`amounts` paid at once, each on a fresh connection (so both workers take part); their statuses."""
+    def one(amount: str) -> int:
+        context = client_context(pki / "ca.pem", pki / "tpp-demo.pem", pki / "tpp-demo.key")
+        with httpx.Client(verify=context, timeout=20) as http:
+            return _pay(tpp, consent_id, token, amount, http).status_code
+    with ThreadPoolExecutor(len(amounts)) as pool:
+        return list(pool.map(one, amounts))
+
+
+def test_many_payments_under_one_consent_each_signed_idempotent_and_readable(vrp):
+    pages: list = []
+    consent_id, token = _consent(vrp, _control(), pages)
+    assert "up to £50.00 each" in pages[0].text and "At most £100.00 a month (calendar)" in pages[0].text
+    key = secrets.token_hex(8)
+    body = _body(consent_id, "10.00")
+    first = _pay(vrp, consent_id, token, "10.00", key=key, body=body)
+    assert first.status_code == 201, first.text
+    assert_conforms(first.json(), "OBDomesticVRPResponse", "vrp")
+    assert "x-jws-signature" in first.headers
+    replay = _pay(vrp, consent_id, token, "10.00", key=key, body=body)
+    assert (replay.status_code, replay.content) == (201, first.content)
+    second = _pay(vrp, consent_id, token, "15.00")
+    assert second.status_code == 201, second.text
+    payment_id = second.json()["Data"]["DomesticVRPId"]
+    got = vrp.get(f"{PAYMENTS}/{payment_id}", token)
+    assert got.status_code == 200, got.text
+    assert_conforms(got.json(), "OBDomesticVRPResponse", "vrp")
+    details = vrp.get(f"{PAYMENTS}/{payment_id}/payment-details", token)
+    assert details.status_code == 200, details.text
+    assert_conforms(details.json(), "OBDomesticVRPDetails", "vrp")
+
+
+def test_a_payment_over_the_individual_maximum_is_refused_before_the_bank(vrp):
+    consent_id, token = _consent(vrp, _control(maximum="20.00"))
+    refused = _pay(vrp, consent_id, token, "20.01")
+    assert refused.status_code == 400, refused.text
+    assert_conforms(refused.json(), "OBErrorResponse1")
+    assert refused.json()["Errors"][0]["ErrorCode"] == "UK.OBIE.Rules.FailsControlParameters"
+    assert _pay(vrp, consent_id, token, "20.00").status_code == 201
+
+
+@pytest.mark.parametrize("limit", [("Week", "Consent", "100.00"), ("Month", "Calendar", "100.00")])
+def test_concurrent_payments_pass_exactly_as_far_as_a_periodic_limit_allows(vrp, pki, limit):
+    # Valid from the first of this month: a Calendar month's limit is whole (pro-rated only in the period the consent
+    # starts in, by the days left), and a Consent-aligned week starts on a day of its own.
+    now = datetime.now(timezone.utc)
+    since = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).isoformat()
+    consent_id, token = _consent(vrp, _control(limits=(limit,), ValidFromDateTime=since))
+    statuses = _race(vrp, pki, consent_id, token, ["7.00"] * RACERS)
+    assert set(statuses) <= {201, 400}, statuses
+    assert statuses.count(201) == 100 // 7  # 14 of 20: exactly as many as fit in £100, whatever their order
+    assert _pay(vrp, consent_id, token, "7.00").status_code == 400
+    assert _pay(vrp, consent_id, token, "2.00").status_code == 201  # £98 + £2: the room left still fits
+
+
+def test_a_payment_before_the_consent_is_valid_is_refused(vrp):
+    tomorrow = (datetime.now(timezone.utc) + timedelta(days=2)).replace(microsecond=0).isoformat()
+    consent_id, token = _consent(vrp, _control(ValidFromDateTime=tomorrow))
+    refused = _pay(vrp, consent_id, token, "1.00")
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["Errors"][0]["ErrorCode"] == "UK.OBIE.Rules.FailsControlParameters"
+
+
+def test_a_deleted_consent_refuses_the_next_payment(vrp):
+    consent_id, token = _consent(vrp, _control())
+    assert _pay(vrp, consent_id, token, "1.00").status_code == 201
+    cc = vrp.client_credentials("payments")["access_token"]
+    deleted = vrp.http.delete(f"{vrp.base}{CONSENTS}/{consent_id}", headers={"Authorization": f"Bearer {cc}"})
+    assert deleted.status_code == 204, deleted.text
+    after = _pay(vrp, consent_id, token, "1.00")
+    assert after.status_code == 403, after.text
+
+
+def test_the_dashboard_shows_a_vrp_consents_limits_and_what_is_used(gateway, pki, vrp):
+    consent_id, token = _consent(vrp, _control(limits=(("Month", "Consent", "100.00"),)))
+    assert _pay(vrp, consent_id, token, "12.50").status_code == 201
+    browser = Browser(gateway.base, pki)
+    try:
+        login = browser.http.get(gateway.base + "/login")
+        assert browser.submit(login, {"username": "alice", "password": "alice-pass"}).status_code == 303
+        page = browser.http.get(gateway.base + "/consents")
+    finally:
+        browser.close()
+    section = page.text[page.text.index(f'id="{consent_id}"'):].split("</section>")[0]
+    assert "Payments of up to £50.00 each" in section
+    assert "Used this month" in section and "£12.50 of £100.00" in section
+    assert f"/consents/{consent_id}/revoke" in section
