@@ -182,3 +182,26 @@ def test_a_consent_this_bank_cannot_honour_is_refused_naming_the_field(pisp, kin
     assert refused.status_code == 400, refused.text
     assert_conforms(refused.json(), "OBErrorResponse1")
     assert refused.json()["Errors"][0]["Path"].startswith(f"Data.Initiation.{field}")
+
+
+@pytest.mark.parametrize("kind, resource, records", [
+    ("domestic-scheduled", "scheduled-payments", "ScheduledPayment"),
+    ("domestic-standing-order", "standing-orders", "StandingOrder"),
+])
+def test_a_scheduled_payment_or_standing_order_shows_in_the_debtors_account_information(pisp, kind, resource,
+                                                                                         records):
+    consents, payments, _, _, extra, initiation_of = KINDS[kind]
+    initiation = initiation_of()
+    cc = pisp.client_credentials("payments")["access_token"]
+    created = _post(pisp, f"{PISP}/{consents}", {"Data": {**extra, "Initiation": initiation}, "Risk": {}}, cc)
+    consent_id = created.json()["Data"]["ConsentId"]
+    token = pisp.authorise_payment(consent_id, debtor="acc-alice-current")["access_token"]
+    paid = _post(pisp, f"{PISP}/{payments}", {"Data": {"ConsentId": consent_id, "Initiation": initiation},
+                                              "Risk": {}}, token)
+    assert paid.status_code == 201, paid.text
+    reader = pisp.consent_token(["ReadAccountsBasic", "ReadScheduledPaymentsDetail", "ReadStandingOrdersDetail"],
+                                accounts=["acc-alice-current"])
+    listed = pisp.get(f"/open-banking/v3.1/aisp/accounts/acc-alice-current/{resource}", reader)
+    assert listed.status_code == 200, listed.text
+    creditors = [record.get("CreditorAccount", {}).get("Identification") for record in listed.json()["Data"][records]]
+    assert initiation["CreditorAccount"]["Identification"] in creditors
