@@ -65,6 +65,7 @@ class Call:
     idempotency: tuple[str, Claim] | None = None     # (x-idempotency-key, the claim) this call owns
     receive: Receive | None = None                   # the ASGI receive: the transport, like the scope (ReadBody)
     body: bytes = b""
+    document: dict[str, Any] | None = None           # the body as read and checked by CheckRequest (request_type)
     upstream: Upstream | None = None
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # on the answer, refusals too
     status: int = 0

@@ -8,14 +8,11 @@ A VRP payment repeats its consent's Initiation too; its amount is held to the Co
 """
 from __future__ import annotations
 
-from typing import cast
-
 import orjson
 
-from gateway.call import CONTINUE, Call, Flow, Stage
+from gateway.call import CONTINUE, Call, Flow, Stage, required
 from gateway.consents.model import payment_digest
 from gateway.errors import Refusal
-from gateway.json_body import loads_request
 
 
 class CheckPayment(Stage):
@@ -25,7 +22,7 @@ class CheckPayment(Stage):
         route = call.routed
         if not (route.uses_consent or route.control_parameters):
             return CONTINUE
-        body = cast(dict, loads_request(call.body))  # CheckRequest has read it: a schema-valid object
+        body = required(call.document, "document")
         call.payment_digest = payment_digest(body["Data"]["Initiation"], body.get("Risk") or {})
         return CONTINUE
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 from collections import OrderedDict
 from datetime import datetime, timezone
-from typing import cast
 
 from redis.exceptions import RedisError
 
@@ -24,7 +23,6 @@ from gateway.consents.control_parameters import (
     parse_control_parameters,
 )
 from gateway.errors import Refusal
-from gateway.json_body import loads_request
 from gateway.payments.idempotency import UNKNOWN_OUTCOME
 from gateway.store.consents import ConsentStore
 from gateway.store.vrp import VrpUsage
@@ -42,7 +40,7 @@ class HoldToControlParameters(Stage):
         if not call.routed.control_parameters:
             return CONTINUE
         consent_id = required(call.consent_id, "consent_id")
-        instruction = cast(dict, loads_request(call.body))["Data"]["Instruction"]  # CheckRequest read the schema
+        instruction = required(call.document, "document")["Data"]["Instruction"]
         amount = instruction["InstructedAmount"]
         try:
             params = await self._params(call.tpp, consent_id)

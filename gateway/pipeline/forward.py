@@ -119,7 +119,7 @@ class Forward(Stage):
         headers["x-fapi-interaction-id"] = call.interaction_id
         if call.customer_id:  # the bank learns whose data from the consent, never from anything the TPP sent
             headers[CUSTOMER_HEADER] = call.customer_id
-        if (route.uses_consent or route.control_parameters or route.debtor_account) and call.entitlement is not None:
+        if route.tells_debtor_account and call.entitlement is not None:  # ... and the account the consent names
             headers[DEBTOR_ACCOUNT_HEADER] = sorted(call.entitlement.accounts)[0]
         timeout = aiohttp.ClientTimeout(total=route.timeout_ms / 1000, sock_connect=service.connect_timeout_ms / 1000)
         with self._guards[service.name].admit() as admission:  # may refuse (503) before any I/O

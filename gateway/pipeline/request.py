@@ -3,6 +3,8 @@ says so (`consent_field`), names the access token's own consent: a TPP cannot ac
 another (UK OB: UK.OBIE.Resource.ConsentMismatch). Before Admit, so a malformed call costs no Redis round trip."""
 from __future__ import annotations
 
+from typing import Any, cast
+
 from gateway.call import CONTINUE, Call, Flow, Stage
 from gateway.errors import Refusal
 from gateway.json_body import InvalidJson, loads_request
@@ -22,6 +24,7 @@ class CheckRequest(Stage):
         if problem is not None:
             path, message, missing = problem
             raise Refusal("request.field_missing" if missing else "request.field_invalid", message, path=path)
+        call.document = cast(dict[str, Any], body)  # schema-valid: an object; the later stages read it from here
         if route.consent_field is not None:
             named: object = body
             for name in route.consent_field:

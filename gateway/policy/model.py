@@ -52,6 +52,11 @@ class RoutePolicy:
     consent_field: tuple[str, ...] | None = None  # ... and name the token's consent at this path
     debtor_account: bool = False                # the bank is told the consent's one account
 
+    @property
+    def tells_debtor_account(self) -> bool:
+        """The bank is told the consent's one account: a payment's, a VRP payment's, or where the route says so."""
+        return self.uses_consent or self.control_parameters or self.debtor_account
+
     def upstream_target(self, path_params: Mapping[str, str]) -> str:
         """The absolute back-end URL for a call with these path parameters.
 

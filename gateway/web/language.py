@@ -98,7 +98,7 @@ def what_the_payment_does(kind: Kind, terms: dict) -> list[str]:
                   f"until {day(control['ValidToDateTime'])}" if control.get("ValidToDateTime") else
                   "until you withdraw it"]
         lines.append("Valid " + " ".join(part for part in window if part))
-    elif "FirstPaymentAmount" in initiation or "InstructedAmount" in initiation and "Frequency" in initiation:
+    elif "Frequency" in initiation:  # a standing order, domestic or international
         first = initiation.get("FirstPaymentAmount") or initiation.get("InstructedAmount", {})
         how_often = _FREQUENCY.get(initiation.get("Frequency", "").split(":")[0], "regularly")
         count = initiation.get("NumberOfPayments")
