@@ -28,9 +28,12 @@ from gateway.admin import metrics
 from gateway.audit.chain import AuditChain
 from gateway.audit.key_files import load_pseudonym_key, load_signing_key
 from gateway.bank import Bank
+from gateway.body import MAX_BODY_BYTES
+from gateway.call import Stage
 from gateway.children import die_with_parent
-from gateway.consents.api import AccountAccessConsents, FundsConfirmationConsents, PaymentConsents
+from gateway.consents.api import AccountAccessConsents, ConsentFiles, FundsConfirmationConsents, PaymentConsents
 from gateway.consents.notify import SET_TYPE, Notifier, outbox_notifier
+from gateway.consents.payment_file import MAX_FILE_BYTES
 from gateway.consents.payment_kinds import PAYMENT_KINDS
 from gateway.crypto import derive_key, pseudonym
 from gateway.errors import Refusal
@@ -54,7 +57,7 @@ from gateway.pipeline.middleware import (
 )
 from gateway.pipeline.token import KeyCache
 from gateway.policy import PolicySet, load_policy
-from gateway.policy.model import CONSENT_API
+from gateway.policy.model import CONSENT_API, FILE_SUFFIX
 from gateway.settings import Settings
 from gateway.store.admission import AdmissionStore
 from gateway.store.audit import AuditReader
@@ -105,10 +108,13 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     notifier = Notifier(redis, notification_url_of, signer(server.keys.ring, SET_TYPE), chain.append,
                         issuer=server.issuer, api_base=server.issuer)
     consent_args = (server.consents, server.issuer, settings.consent_authorise_seconds, notify)
+    payment_consents = [PaymentConsents(kind, *consent_args) for kind in PAYMENT_KINDS.values()]
     consent_resources = [AccountAccessConsents(*consent_args), FundsConfirmationConsents(*consent_args),
-                         *(PaymentConsents(kind, *consent_args) for kind in PAYMENT_KINDS.values())]
-    resource_at = {path: resource for resource in consent_resources for path in (resource.base,
-                                                                                  resource.base + "/{ConsentId}")}
+                         *payment_consents]
+    resource_at: dict[str, Stage] = {path: resource for resource in consent_resources
+                                     for path in (resource.base, resource.base + "/{ConsentId}")}
+    resource_at |= {files.base: files for files in (ConsentFiles(resource, server.consents)
+                                                    for resource in payment_consents if resource.payment.file)}
 
     payment_answers = SignAnswer(server.keys.ring, server.issuer, scope=None)
 
@@ -142,7 +148,8 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     # Starlette tries the routes in order: the proxied calls (the hot path) come right after the consent API routes
     # they must not swallow, not after every page and OAuth endpoint.
     routes = [
-        *(Route(path, ResourceEndpoint(consent_api(path, scope, route_ids), template=path))
+        *(Route(path, ResourceEndpoint(consent_api(path, scope, route_ids), template=path,
+                                       max_body_bytes=MAX_FILE_BYTES if path.endswith(FILE_SUFFIX) else MAX_BODY_BYTES))
           for path, (scope, route_ids) in CONSENT_API.items()),
         Mount("/open-banking", app=ResourceEndpoint(resources)),
         *oauth_routes(server, CustomerAuthorization(server, bank, passwords, settings.login_seconds),

@@ -160,6 +160,11 @@ REASONS: Mapping[str, Reason] = {
     "payment.currency_unsupported": Reason(400, "UK.OBIE.Unsupported.Currency", "The currency is not supported."),
     "payment.scheme_unsupported": Reason(400, "UK.OBIE.Unsupported.Scheme", "The account scheme is not supported."),
     "consent.unknown": Reason(400, "UK.OBIE.Resource.NotFound", "No such consent."),
+    # A file-payment consent's file (consents/payment_file.py): not the one the consent describes, or unreadable.
+    "file.mismatch": Reason(400, "UK.OBIE.Field.Invalid", "The file does not match its consent."),
+    "file.invalid": Reason(400, "UK.OBIE.Resource.InvalidFormat", "The file is not a payment file of its type."),
+    "file.unsupported": Reason(400, "UK.OBIE.Field.Invalid", "This bank does not take files of this type."),
+    "file.not_uploaded": Reason(400, "UK.OBIE.Resource.NotFound", "No file has been uploaded to this consent."),
     "consent.conflict": Reason(400, "UK.OBIE.Resource.InvalidConsentStatus",
                                "The consent's status does not allow this."),
     "admission.unavailable": Reason(503, "UK.OBIE.UnexpectedError",

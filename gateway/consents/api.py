@@ -1,6 +1,7 @@
 """The consent resources the gateway answers itself (UK OB v3.1.11): account-access-consents (POST, GET, DELETE;
-Account and Transaction API), every payment kind's consents (POST, GET; a VRP consent's DELETE too: Payment
-Initiation and VRP APIs) and funds-confirmation-consents (POST, GET, DELETE; Confirmation of Funds API).
+Account and Transaction API), every payment kind's consents (POST, GET; a VRP consent's DELETE too; a file-payment
+consent's file, POST and GET: Payment Initiation and VRP APIs) and funds-confirmation-consents (POST, GET, DELETE;
+Confirmation of Funds API).
 
 Each runs after the consent-API stages (certificate, client-credentials token with the resource's scope, rate
 limit, client active; for payment consents also the idempotency key). A TPP only ever sees its own consents:
@@ -16,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.call import STOP, Call, Flow, Stage, Upstream
 from gateway.consents import validate
-from gateway.consents.lifecycle import ConsentConflict, lapse_seconds, revoke
+from gateway.consents.lifecycle import ConsentConflict, lapse_seconds, move_async, revoke
 from gateway.consents.model import (
     Consent,
     Kind,
@@ -25,10 +26,11 @@ from gateway.consents.model import (
     from_record,
     to_record,
 )
+from gateway.consents.payment_file import checked_file
 from gateway.consents.payment_kinds import PaymentKind
 from gateway.errors import Refusal
 from gateway.json_body import InvalidJson, loads_request
-from gateway.policy.model import ACCOUNT_ACCESS_CONSENTS, FUNDS_CONFIRMATION_CONSENTS
+from gateway.policy.model import ACCOUNT_ACCESS_CONSENTS, FILE_SUFFIX, FUNDS_CONFIRMATION_CONSENTS
 
 _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 
@@ -41,6 +43,7 @@ class _Consents(Stage):
     prefix: str
     methods: tuple[str, ...] = ("GET",)  # on /{ConsentId}
     has_risk = True                      # the answer carries the consent's Risk (OBRisk)
+    first_status = Status.AWAITING_AUTHORISATION
 
     def __init__(self, store, issuer: str, authorise_seconds: int, notify) -> None:
         self._store, self._issuer, self._authorise_seconds = store, issuer, authorise_seconds
@@ -54,7 +57,7 @@ class _Consents(Stage):
         if call.method == "POST":
             await self._create(call)
             return STOP
-        consent = await self._owned(call.tpp, call.path_params["ConsentId"])
+        consent = await self.owned(call.tpp, call.path_params["ConsentId"])
         call.consent_id = consent.consent_id
         if call.method == "GET":
             call.upstream = Upstream(200, list(_JSON), self._document(consent))
@@ -79,14 +82,14 @@ class _Consents(Stage):
                   **self._asked(body)}
         consent = Consent(
             consent_id=f"{self.prefix}-{uuid.uuid4()}", client_id=call.tpp, kind=self.kind,
-            status=Status.AWAITING_AUTHORISATION, created=created, status_updated=created, customer_id=None,
+            status=self.first_status, created=created, status_updated=created, customer_id=None,
             accounts=(), authorise_by=(now + timedelta(seconds=self._authorise_seconds)).isoformat(
                 timespec="milliseconds"), **fields)
         await self._store.acreate(to_record(consent), expires_ms(consent), lapse_seconds(self._authorise_seconds))
         call.consent_id = consent.consent_id
         call.upstream = Upstream(201, list(_JSON), self._document(consent))
 
-    async def _owned(self, client_id: str, consent_id: str) -> Consent:
+    async def owned(self, client_id: str, consent_id: str) -> Consent:
         record = await self._store.aget(client_id, consent_id)
         # A deleted consent is gone for the TPP (UK OB: GET after DELETE is a 400), though kept for the customer.
         if record is None or record["kind"] != self.kind or record.get("deleted"):
@@ -136,6 +139,7 @@ class PaymentConsents(_Consents):
         self.payment = kind
         self.kind, self.base, self.prefix = kind.kind, kind.path, kind.prefix
         self.methods = ("GET", "DELETE") if kind.revocable else ("GET",)
+        self.has_risk, self.first_status = kind.has_risk, kind.first_status
 
     def _asked(self, body: object) -> dict:
         asked = validate.payment_consent(self.payment, body)
@@ -160,3 +164,34 @@ class FundsConfirmationConsents(_Consents):
         if consent.expires:
             data["ExpirationDateTime"] = consent.expires
         return data
+
+
+class ConsentFiles(Stage):
+    """A file-payment consent's file (`/{ConsentId}/file`): POST uploads it once, while the consent is AwaitingUpload
+    - checked against the consent (consents/payment_file.py) and stored with the consent's move to
+    AwaitingAuthorisation in one step - and GET reads it back as uploaded. After the consent-API stages (for POST:
+    x-jws-signature over the file, x-idempotency-key)."""
+
+    def __init__(self, consents: PaymentConsents, store) -> None:
+        self._consents, self._store = consents, store
+        self.base = consents.base + FILE_SUFFIX
+
+    async def on_request(self, call: Call) -> Flow:
+        consent = await self._consents.owned(call.tpp, call.path_params["ConsentId"])
+        call.consent_id = consent.consent_id
+        store = self._store
+        if call.method == "GET":
+            content = await store.afile(call.tpp, consent.consent_id)
+            if content is None:
+                raise Refusal("file.not_uploaded", path="ConsentId")
+            call.upstream = Upstream(200, list(_JSON), content)
+            return STOP
+        if consent.status is not Status.AWAITING_UPLOAD:
+            raise Refusal("consent.conflict", f"The consent is {consent.status}: its file is uploaded once.")
+        checked = checked_file(call.body, consent.initiation or {})
+        try:
+            await move_async(store, consent, Status.AWAITING_AUTHORISATION, file=checked.content)
+        except ConsentConflict as conflict:
+            raise Refusal("consent.conflict", f"The consent is {conflict.found}.") from None
+        call.upstream = Upstream(200, [(b"cache-control", b"no-store")], b"")
+        return STOP

@@ -55,12 +55,13 @@ def move(store, consent: Consent, target: Status, **changes) -> Consent:
     return moved
 
 
-async def move_async(store, consent: Consent, target: Status, **changes) -> Consent:
-    """`move` on the store's async twins (`akeep`, `atransition`: the worker's async client), for the request path."""
+async def move_async(store, consent: Consent, target: Status, *, file: bytes | None = None, **changes) -> Consent:
+    """`move` on the store's async twins (`akeep`, `atransition`: the worker's async client), for the request path;
+    with `file`, a file-payment consent's uploaded file is stored in the same step as its new status."""
     moved, expected = _moved(consent, target, changes)
     if target is Status.AUTHORISED:
         await store.akeep(consent.client_id, consent.consent_id)
-    _stored(await store.atransition(to_record(moved), expected, expires_ms(moved)))
+    _stored(await store.atransition(to_record(moved), expected, expires_ms(moved), file))
     return moved
 
 

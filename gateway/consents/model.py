@@ -1,7 +1,8 @@
 """Consents as data: the status enum, the allowed transitions (a table, checked by one function) and the record.
 
 UK OB v3.1.11 Account and Transaction API, "Consent Status": AwaitingAuthorisation → Authorised | Rejected;
-Authorised → Revoked. A payment consent (Payment Initiation API) ends Consumed once used. Time is never a stored
+Authorised → Revoked. A payment consent (Payment Initiation API) ends Consumed once used; a file-payment consent
+starts AwaitingUpload and awaits authorisation once its file is uploaded. Time is never a stored
 status: an authorised consent expires at its `ExpirationDateTime` and one never authorised lapses at `authorise_by`
 (it then reads as Rejected), both computed whenever the consent is read, so they take effect to the millisecond.
 
@@ -21,6 +22,7 @@ import orjson
 
 
 class Status(enum.StrEnum):
+    AWAITING_UPLOAD = "AwaitingUpload"
     AWAITING_AUTHORISATION = "AwaitingAuthorisation"
     AUTHORISED = "Authorised"
     REJECTED = "Rejected"
@@ -39,6 +41,7 @@ class Kind(enum.StrEnum):
     INTERNATIONAL_SCHEDULED_PAYMENT = "international-scheduled-payment"
     INTERNATIONAL_STANDING_ORDER = "international-standing-order"
     DOMESTIC_VRP = "domestic-vrp"
+    FILE_PAYMENT = "file-payment"
 
     @property
     def scope(self) -> str:
@@ -58,6 +61,7 @@ _SCOPES = {Kind.ACCOUNT_ACCESS: "accounts", Kind.FUNDS_CONFIRMATION: "fundsconfi
 
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.AWAITING_UPLOAD: frozenset({Status.AWAITING_AUTHORISATION}),
     Status.AWAITING_AUTHORISATION: frozenset({Status.AUTHORISED, Status.REJECTED, Status.REVOKED}),
     Status.AUTHORISED: frozenset({Status.REVOKED, Status.CONSUMED}),
     Status.REJECTED: frozenset(),
@@ -101,7 +105,7 @@ class Consent:
 
     def lapsed(self, now: datetime | None = None) -> bool:
         """Never authorised in the time allowed: from then on it reads as Rejected and can no longer be authorised."""
-        return (self.status is Status.AWAITING_AUTHORISATION and self.authorise_by is not None
+        return (self.status in (Status.AWAITING_UPLOAD, Status.AWAITING_AUTHORISATION) and self.authorise_by is not None
                 and datetime.fromisoformat(self.authorise_by) <= (now or datetime.now(timezone.utc)))
 
     def current(self, now: datetime | None = None) -> Consent:
@@ -150,6 +154,7 @@ def to_record(consent: Consent) -> dict:
         "risk": consent.risk, "debtor_account": consent.debtor_account, "terms": consent.terms,
         "grant_id": consent.grant_id, "deleted": consent.deleted, "authorise_by": consent.authorise_by,
         "authorised_at": consent.authorised_at, "payment_digest": payment_digest(consent.initiation, consent.risk),
+        "instructed_amount": instructed_amount(consent.initiation),
     }
 
 
@@ -164,3 +169,10 @@ def payment_digest(initiation: dict | None, risk: dict | None) -> str:
         return ""
     return hashlib.sha256(orjson.dumps({"Initiation": initiation, "Risk": risk or {}},
                                        option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def instructed_amount(initiation: dict | None) -> str:
+    """A payment consent's InstructedAmount as "<Amount> <Currency>" (what its funds check asks the bank about);
+    "" for a consent without one (a standing order, a VRP, a file, an account-access consent)."""
+    amount = (initiation or {}).get("InstructedAmount")
+    return f"{amount['Amount']} {amount['Currency']}" if isinstance(amount, dict) else ""

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.consents.model import Kind
+from gateway.consents.model import Kind, Status
 from gateway.policy.model import PAYMENT_CONSENT_PATHS
 
 # This bank (the sandbox's, UK Faster Payments): domestic payments in pounds to a sort code and number;
-# international payments from a pounds account in these currencies of transfer (CONTRACT §11).
+# international payments from a pounds account in these currencies of transfer; payment files of this type
+# (CONTRACT §11).
 DOMESTIC_CURRENCY = "GBP"
 DOMESTIC_SCHEMES = ("UK.OBIE.SortCodeAccountNumber",)
 TRANSFER_CURRENCIES = ("EUR", "USD")
+FILE_TYPES = ("UK.OBIE.PaymentInitiation.3.1",)
 
 
 @dataclass(frozen=True)
@@ -25,12 +27,19 @@ class PaymentKind:
     international: bool = False
     future_field: str | None = None  # an Initiation date-time that must lie ahead (the first or only execution)
     revocable: bool = False         # the TPP may DELETE the consent (a VRP consent is long-lived)
+    file: bool = False              # a file of payments: uploaded to the consent before it can be authorised
+    has_risk: bool = True           # the consent carries a Risk (OBRisk1); a file-payment consent has none
+
+    @property
+    def first_status(self) -> Status:
+        """A new consent's status: a file-payment consent awaits its file, any other the customer."""
+        return Status.AWAITING_UPLOAD if self.file else Status.AWAITING_AUTHORISATION
 
 
 def _kind(kind: Kind, api: str, schema: str, prefix: str, *, international: bool = False,
-          future_field: str | None = None, revocable: bool = False) -> PaymentKind:
+          future_field: str | None = None, revocable: bool = False, file: bool = False) -> PaymentKind:
     return PaymentKind(kind, PAYMENT_CONSENT_PATHS[str(kind)][0], api, schema, prefix, international, future_field,
-                       revocable)
+                       revocable, file, has_risk=not file)
 
 
 PAYMENT_KINDS: dict[Kind, PaymentKind] = {k.kind: k for k in (
@@ -45,4 +54,6 @@ PAYMENT_KINDS: dict[Kind, PaymentKind] = {k.kind: k for k in (
     _kind(Kind.INTERNATIONAL_STANDING_ORDER, "pisp", "OBWriteInternationalStandingOrderConsent6", "piso",
           international=True, future_field="FirstPaymentDateTime"),
     _kind(Kind.DOMESTIC_VRP, "vrp", "OBDomesticVRPConsentRequest", "vrp", revocable=True),
+    _kind(Kind.FILE_PAYMENT, "pisp", "OBWriteFileConsent3", "pfc", future_field="RequestedExecutionDateTime",
+          file=True),
 )}

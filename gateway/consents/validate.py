@@ -12,7 +12,13 @@ from datetime import datetime, timezone
 import orjson
 
 from gateway.consents.control_parameters import InvalidControlParameters, parse_control_parameters
-from gateway.consents.payment_kinds import DOMESTIC_CURRENCY, DOMESTIC_SCHEMES, TRANSFER_CURRENCIES, PaymentKind
+from gateway.consents.payment_kinds import (
+    DOMESTIC_CURRENCY,
+    DOMESTIC_SCHEMES,
+    FILE_TYPES,
+    TRANSFER_CURRENCIES,
+    PaymentKind,
+)
 from gateway.errors import Refusal
 from gateway.policy.compile import permission_codes
 from gateway.specs import first_problem
@@ -123,14 +129,30 @@ def payment_consent(kind: PaymentKind, body: object) -> PaymentConsentRequest:
     elif "CreditorAccount" in initiation and initiation["CreditorAccount"]["SchemeName"] not in DOMESTIC_SCHEMES:
         raise Refusal("payment.scheme_unsupported", f"The creditor account must be a {DOMESTIC_SCHEMES[0]}.",
                       path="Data.Initiation.CreditorAccount.SchemeName")
-    if kind.future_field is not None:
-        when = datetime.fromisoformat(str(_date(initiation, kind.future_field)))
-        if when <= datetime.now(timezone.utc):
-            raise Refusal("consent.invalid_date", f"Data.Initiation.{kind.future_field} must be in the future.",
-                          path=f"Data.Initiation.{kind.future_field}")
+    # The first or only execution lies ahead (the schema says whether the kind requires the date).
+    when = _date(initiation, kind.future_field) if kind.future_field is not None else None
+    if when is not None and datetime.fromisoformat(when) <= datetime.now(timezone.utc):
+        raise Refusal("consent.invalid_date", f"Data.Initiation.{kind.future_field} must be in the future.",
+                      path=f"Data.Initiation.{kind.future_field}")
     if "ControlParameters" in data:
         _control_parameters(data["ControlParameters"], kind)
+    if kind.file:
+        _file_terms(initiation)
     return PaymentConsentRequest(initiation, body.get("Risk") or {}, data)
+
+
+def _file_terms(initiation: dict) -> None:
+    """A file this bank reads, described well enough for the customer to know what they authorise: how many payments
+    and how much in all (optional in the schema, required here: the consent page states both)."""
+    if initiation["FileType"] not in FILE_TYPES:
+        raise Refusal("file.unsupported", f"File types: {', '.join(FILE_TYPES)}.", path="Data.Initiation.FileType")
+    for name in ("NumberOfTransactions", "ControlSum"):
+        if name not in initiation:
+            raise Refusal("consent.field_missing", f"Data.Initiation.{name} is required by this bank.",
+                          path=f"Data.Initiation.{name}")
+    if int(initiation["NumberOfTransactions"]) < 1 or initiation["ControlSum"] <= 0:
+        raise Refusal("consent.field_invalid", "A file holds at least one payment of more than zero.",
+                      path="Data.Initiation.NumberOfTransactions")
 
 
 def _amount(amount: dict, path: str, kind: PaymentKind) -> None:

@@ -31,6 +31,7 @@ from gateway.errors import Refusal
 from gateway.oauth.signing_keys import KeyRing
 from gateway.oauth.tokens import AccessTokenVerifier
 from gateway.payments.answer_signature import SignAnswer
+from gateway.payments.attach_file import AttachFile
 from gateway.payments.check import CheckPayment
 from gateway.payments.consume import ConsumeConsent
 from gateway.payments.idempotency import Idempotency
@@ -62,7 +63,8 @@ def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVe
     Minimise cuts the answer, ConsumeConsent settles a payment consent, Idempotency keeps the answer). Forward,
     last, is the one stage that calls the bank; Idempotency stops the chain when it replays an answer.
 
-    The payment stages act only where the route's policy says so (`signature`, `idempotency`, `uses_consent`).
+    The payment stages act only where the route's policy says so (`signature`, `idempotency`, `uses_consent`,
+    `control_parameters`, `attaches_file`).
     """
     return (
         MatchRoute(policy),
@@ -78,6 +80,7 @@ def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVe
         HoldToControlParameters(consents, vrp),
         Minimise(issuer, policy),
         ConsumeConsent(consents, admission),
+        AttachFile(consents),
         forward,
     )
 

@@ -55,7 +55,8 @@ class Admit(Stage):
         conclude(call, verdict)
         call.payment_claim = verdict.claim
         call.entitlement = Entitlement(frozenset(verdict.permissions), frozenset(verdict.accounts),
-                                       (parse_moment(verdict.window[0]), parse_moment(verdict.window[1])))
+                                       (parse_moment(verdict.window[0]), parse_moment(verdict.window[1])),
+                                       instructed_amount=verdict.instructed_amount)
         return CONTINUE
 
 

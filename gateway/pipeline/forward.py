@@ -34,7 +34,9 @@ REQUEST_HEADERS = frozenset({
     b"x-customer-user-agent", b"x-idempotency-key", b"x-jws-signature",
 })
 CUSTOMER_HEADER = "x-bank-customer-id"
+CONSENT_HEADER = "x-bank-consent-id"
 DEBTOR_ACCOUNT_HEADER = "x-bank-debtor-account-id"
+AMOUNT_HEADER = "x-bank-instructed-amount"
 # What the bank may say to the TPP.
 RESPONSE_HEADERS = frozenset({
     "content-type", "content-language", "content-disposition", "cache-control", "etag", "last-modified",
@@ -119,8 +121,13 @@ class Forward(Stage):
         headers["x-fapi-interaction-id"] = call.interaction_id
         if call.customer_id:  # the bank learns whose data from the consent, never from anything the TPP sent
             headers[CUSTOMER_HEADER] = call.customer_id
-        if route.tells_debtor_account and call.entitlement is not None:  # ... and the account the consent names
-            headers[DEBTOR_ACCOUNT_HEADER] = sorted(call.entitlement.accounts)[0]
+        if call.consent_id:  # ... under which consent (a payment read answers for the consent's own payments only)
+            headers[CONSENT_HEADER] = call.consent_id
+        if call.entitlement is not None:
+            if route.tells_debtor_account:  # ... the account the consent names
+                headers[DEBTOR_ACCOUNT_HEADER] = sorted(call.entitlement.accounts)[0]
+            if route.instructed_amount:  # ... and the amount the customer authorised
+                headers[AMOUNT_HEADER] = call.entitlement.instructed_amount
         timeout = aiohttp.ClientTimeout(total=route.timeout_ms / 1000, sock_connect=service.connect_timeout_ms / 1000)
         with self._guards[service.name].admit() as admission:  # may refuse (503) before any I/O
             try:

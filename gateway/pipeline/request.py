@@ -1,6 +1,7 @@
 """CheckRequest: a body the route describes (`request_type`) conforms to its v3.1.11 schema and, where the route
-says so (`consent_field`), names the access token's own consent: a TPP cannot act under one consent while naming
-another (UK OB: UK.OBIE.Resource.ConsentMismatch). Before Admit, so a malformed call costs no Redis round trip."""
+says so (`consent_field` in the body, `consent_param` in the path), names the access token's own consent: a TPP
+cannot act under one consent while naming another (UK OB: UK.OBIE.Resource.ConsentMismatch). Before Admit, so a
+malformed call costs no Redis round trip."""
 from __future__ import annotations
 
 from typing import Any, cast
@@ -14,6 +15,8 @@ from gateway.specs import api_of, first_problem
 class CheckRequest(Stage):
     async def on_request(self, call: Call) -> Flow:
         route = call.routed
+        if route.consent_param is not None and call.path_params[route.consent_param] != call.consent_id:
+            raise Refusal("request.consent_mismatch", path=route.consent_param)
         if route.request_type is None:
             return CONTINUE
         try:

@@ -228,12 +228,14 @@ def _parameters_of(route: dict[str, Any]) -> str:
     return f"parameters: {', '.join(names)}" if names else "it has no parameters"
 
 
-def route_account_param_is_path_parameter(policy: _Checked) -> Iterator[PolicyProblem]:
+def route_params_are_path_parameters(policy: _Checked) -> Iterator[PolicyProblem]:
+    """`account_param` and `consent_param` each name a parameter of the route's path."""
     for index, route in policy.routes():
-        param = route.get("account_param")
-        if param is not None and "path" in route and param not in path_parameters(route["path"]):
-            yield policy.problem("routes.yaml", ("routes", index, "account_param"),
-                                 f"{param!r} is not a parameter of path {route['path']!r} ({_parameters_of(route)})")
+        for key in ("account_param", "consent_param"):
+            param = route.get(key)
+            if param is not None and "path" in route and param not in path_parameters(route["path"]):
+                yield policy.problem("routes.yaml", ("routes", index, key), f"{param!r} is not a parameter of path "
+                                     f"{route['path']!r} ({_parameters_of(route)})")
 
 
 def route_upstream_path_uses_path_parameters(policy: _Checked) -> Iterator[PolicyProblem]:
@@ -467,6 +469,9 @@ def payments_are_idempotent(policy: _Checked) -> Iterator[PolicyProblem]:
             if route.get(key) and not (route.get("request_type") and route.get("consent_field")):
                 yield policy.problem("routes.yaml", ("routes", index, key), f"a route with {key} needs a "
                                      "request_type and its consent_field (the payment is read from its body)")
+        if route.get("attaches_file") and not route.get("uses_consent"):
+            yield policy.problem("routes.yaml", ("routes", index, "attaches_file"),
+                                 "attaches_file needs uses_consent (the file is its payment consent's)")
 
 
 # Every rule that relates keys or files to each other, in the order they are run.
@@ -475,7 +480,7 @@ VALIDATORS: tuple[Callable[[_Checked], Iterator[PolicyProblem]], ...] = (
     route_service_exists,
     route_permissions_are_uk_codes,
     route_path_parameters_are_unique,
-    route_account_param_is_path_parameter,
+    route_params_are_path_parameters,
     route_upstream_path_uses_path_parameters,
     route_ids_are_unique,
     route_method_and_path_are_unique,
@@ -518,6 +523,9 @@ def _compile(values: Mapping[str, Any], service_urls: Mapping[str, str]) -> Poli
             request_type=route.get("request_type"),
             consent_field=tuple(route["consent_field"].split(".")) if "consent_field" in route else None,
             debtor_account=route["debtor_account"],
+            consent_param=route.get("consent_param"),
+            attaches_file=route["attaches_file"],
+            instructed_amount=route["instructed_amount"],
         )
         for route in values["routes.yaml"]["routes"]
     )

@@ -38,6 +38,7 @@ class Entitlement:
     window: tuple[datetime | None, datetime | None] = (None, None)
     public_url: str = ""
     public_link: Callable[[object], str | None] = _no_link
+    instructed_amount: str = ""  # a payment consent's "<Amount> <Currency>", as authorised ("" for others)
 
 
 def parse_moment(text: str | None) -> datetime | None:

@@ -51,6 +51,9 @@ class RoutePolicy:
     request_type: str | None = None             # the body must conform to this v3.1.11 schema
     consent_field: tuple[str, ...] | None = None  # ... and name the token's consent at this path
     debtor_account: bool = False                # the bank is told the consent's one account
+    consent_param: str | None = None            # path parameter that must name the token's consent
+    attaches_file: bool = False                 # a file payment: the consent's file goes to the bank with it
+    instructed_amount: bool = False             # the bank is told the consent's InstructedAmount
 
     @property
     def tells_debtor_account(self) -> bool:
@@ -161,8 +164,11 @@ PAYMENT_CONSENT_PATHS: Mapping[str, tuple[str, str]] = MappingProxyType({
     "international-standing-order": ("/open-banking/v3.1/pisp/international-standing-order-consents",
                                      "pis.international_standing_order_consents"),
     "domestic-vrp": ("/open-banking/v3.1/pisp/domestic-vrp-consents", "vrp.consents"),
+    "file-payment": ("/open-banking/v3.1/pisp/file-payment-consents", "pis.file_consents"),
 })
 _REVOCABLE_PAYMENTS = frozenset({"domestic-vrp"})  # a VRP consent is long-lived: the TPP may DELETE it
+_FILE_PAYMENTS = frozenset({"file-payment"})       # the TPP uploads the consent's file (POST) and reads it back (GET)
+FILE_SUFFIX = "/{ConsentId}/file"
 
 
 def _consent_api() -> Mapping[str, tuple[str, Mapping[str, str]]]:
@@ -178,6 +184,8 @@ def _consent_api() -> Mapping[str, tuple[str, Mapping[str, str]]]:
         one = {"GET": f"{stem}.get", **({"DELETE": f"{stem}.delete"} if kind in _REVOCABLE_PAYMENTS else {})}
         api[path] = ("payments", MappingProxyType({"POST": f"{stem}.create"}))
         api[path + "/{ConsentId}"] = ("payments", MappingProxyType(one))
+        if kind in _FILE_PAYMENTS:
+            api[path + FILE_SUFFIX] = ("payments", MappingProxyType({"POST": f"{stem}.upload", "GET": f"{stem}.file"}))
     return MappingProxyType(api)
 
 

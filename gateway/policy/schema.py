@@ -384,6 +384,14 @@ ROUTE = Record("route", (
         "Field of the body (of `request_type`) that must name the access token's consent (else ConsentMismatch)."),
     Key("debtor_account", Boolean(), "`true`: the bank is told the consent's one account (a funds check's "
         "DebtorAccount), never one the TPP names.", default=False),
+    Key("attaches_file", Boolean(), "`true`: a file payment: the body the bank gets carries the consent's uploaded "
+        "file (a top-level `File`, its bytes in base64); needs `uses_consent`.", default=False),
+    Key("consent_param", Text("consent parameter", "must be a {Name} parameter of path"),
+        "Path parameter naming the access token's own consent (a sub-resource of the consent, such as its "
+        "funds-confirmation); another consent's id is ConsentMismatch."),
+    Key("instructed_amount", Boolean(), "`true`: the bank is told the consent's InstructedAmount "
+        "(`x-bank-instructed-amount: <Amount> <Currency>`), as the customer authorised it: a payment consent's "
+        "funds check.", default=False),
 ))
 
 _PERMISSION = _PERMISSION_CODE

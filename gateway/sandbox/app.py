@@ -2,7 +2,8 @@
 
 They speak UK Open Banking v3.1.11 shapes over plain HTTP and trust their one caller, the gateway, to
 have authenticated the customer and checked consent: the customer a call is for is named in the
-`x-bank-customer-id` header, and the account a payment or funds check is for in `x-bank-debtor-account-id`.
+`x-bank-customer-id` header, the account a payment or funds check is for in `x-bank-debtor-account-id`, and the
+consent of the TPP's access token (when the call is bound to one) in `x-bank-consent-id`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.sandbox import files, funds, payments, resources, vrp
+from gateway.sandbox import consent_funds, files, funds, payments, resources, vrp
 from gateway.sandbox.data import Bank
 from gateway.sandbox.web import HANDLERS, PAGE_SIZE, JSONResponse
 
@@ -53,8 +54,9 @@ def create_accounts_app(bank: Bank, page_size: int = PAGE_SIZE) -> Starlette:
 
 def create_payments_app(bank: Bank) -> Starlette:
     """Payments service: every kind of UK OB payment (`payments`), file payments (`files`) and domestic VRP payments
-    (`vrp`), paid from and booked on the bank's ledger."""
+    (`vrp`), paid from and booked on the bank's ledger, and funds checks on their consents (`consent_funds`)."""
     return Starlette(
-        routes=[Route("/healthz", _healthz), *payments.routes(bank), *files.routes(bank), *vrp.routes(bank)],
+        routes=[Route("/healthz", _healthz), *payments.routes(bank), *files.routes(bank), *vrp.routes(bank),
+                *consent_funds.routes(bank)],
         exception_handlers=HANDLERS,
     )

@@ -2,8 +2,10 @@
 
 Each kind has POST /pisp/{path} (201 and the kind's response), GET /pisp/{path}/{id} and GET .../{id}/payment-details
 (OBWritePaymentDetailsResponse1), for the customer named in x-bank-customer-id, paying from the account named in
-x-bank-debtor-account-id. What is checked here is the request's shape, as far as the bank relies on it (the gateway
-has checked it against its schema and its consent); the bank's own rules, the funds and the paying are `orders`'.
+x-bank-debtor-account-id; a payment is read back under its own consent only (x-bank-consent-id, when the gateway
+names one: see `found`, which file and VRP payments are read through too). What is checked here is the request's
+shape, as far as the bank relies on it (the gateway has checked it against its schema and its consent); the bank's
+own rules, the funds and the paying are `orders`'.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from gateway.sandbox import fx
 from gateway.sandbox.data import Bank
 from gateway.sandbox.orders import IMMEDIATE, KINDS, SCHEDULED, STANDING, Kind, Order
 from gateway.sandbox.web import (
+    CONSENT_HEADER,
     JSONResponse,
     OBError,
     customer,
@@ -101,9 +104,11 @@ def read(kind: Kind, body: dict) -> dict:
 
 
 def found(request: Request, bank: Bank, kind: Kind, id_field: str) -> Order:
-    """The path's payment of `kind`, if it is the customer's."""
+    """The path's payment of `kind`, if it is the customer's and made under the consent in x-bank-consent-id (when
+    the gateway names one): a token for one consent reads none of the customer's payments under another."""
     order = bank.orders.find(customer(request, bank), kind, request.path_params["payment_id"])
-    if order is None:
+    consent_id = request.headers.get(CONSENT_HEADER)
+    if order is None or (consent_id is not None and consent_id != order.consent_id):
         raise OBError(404, "UK.OBIE.Resource.NotFound", "payment not found", id_field)
     return order
 

@@ -1,4 +1,4 @@
-"""What the sandbox bank's services share over HTTP: OB error answers, the customer and account headers, query
+"""What the sandbox bank's services share over HTTP: OB error answers, the customer, consent and account headers, query
 parameters, request bodies, paged list answers and content negotiation.
 """
 
@@ -19,6 +19,7 @@ from gateway.sandbox.data import Bank
 from gateway.sandbox.ledger import Account, Rejected, parse_money
 
 CUSTOMER_HEADER = "x-bank-customer-id"
+CONSENT_HEADER = "x-bank-consent-id"  # the consent of the TPP's access token: what its payment reads are scoped to
 DEBTOR_ACCOUNT_HEADER = "x-bank-debtor-account-id"
 PAGE_SIZE = 100  # records per page of every list answer
 

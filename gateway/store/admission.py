@@ -44,6 +44,7 @@ class Verdict:
     accounts: tuple[str, ...] = ()
     permissions: tuple[str, ...] = ()
     window: tuple[str | None, str | None] = (None, None)
+    instructed_amount: str = ""        # a payment consent's "<Amount> <Currency>"
     rate: RateState | None = None
     claim: str | None = None           # a payment: the claim this call holds on its consent
 
@@ -79,7 +80,7 @@ class AdmissionStore:
             return Verdict(verdict, retry, customer, rate=state)
         since, until = orjson.loads(answer[10])
         return Verdict(None, None, answer[7].decode(), tuple(orjson.loads(answer[8])), tuple(orjson.loads(answer[9])),
-                       (since, until), state, nonce if claims else None)
+                       (since, until), answer[11].decode(), state, nonce if claims else None)
 
     async def release_payment(self, client_id: str, consent_id: str, claim: str) -> None:
         """Give a payment consent back (the bank refused the payment): only the claim this call made."""

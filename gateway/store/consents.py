@@ -1,10 +1,11 @@
 """ConsentStore: consent records in Redis, one hash each, with status changes as atomic compare-and-set.
 
 The hash carries the fields the Admit script reads on every call (`client_id`, `status`, `expires_ms`,
-`customer_id`, `grant_id`, `accounts`, `permissions`, `window`), next to the whole record as JSON. A customer's
-consents are indexed by customer (the dashboard), written when the consent is authorised. The customer id is kept
-only sealed, and the index named only by the customer's audit pseudonym (audit/customers.py): Redis alone never
-joins a consent id, and so the audit log, to a customer.
+`customer_id`, `grant_id`, `accounts`, `permissions`, `window`, `payment_digest`, `instructed_amount`), next to the
+whole record as JSON (and a file-payment consent's file). A customer's consents are indexed by customer (the
+dashboard), written when the consent is authorised. The customer id is kept only sealed, and the index named only by
+the customer's audit pseudonym (audit/customers.py): Redis alone never joins a consent id, and so the audit log, to a
+customer.
 Callers: `consents.api`, `oauth.server` (PAR, tokens), `web.authorize`, `web.dashboard`, `cli.consents`. The
 `a...` methods are the async twins of the ones so named, on the worker's async client (`live`): the request path
 (`consents.api`, `payments.consume`) uses them, so none of its Redis calls waits for a thread; the sync ones stay
@@ -13,7 +14,7 @@ for Authlib's threads and the CLI. Nothing is cached: every read is live (a revo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol, TypedDict, TypeVar
+from typing import Any, Protocol, TypedDict, TypeVar, cast
 
 import orjson
 from redis import Redis
@@ -25,6 +26,7 @@ from gateway.store import names
 from gateway.store.redis import WorkerRedis, async_script, sync_script, text
 
 P = TypeVar("P", Pipeline, AsyncPipeline)
+FILE_FIELD = "file"  # a file-payment consent's file, in its consent's hash (so it lives and lapses with it)
 
 
 class CustomerIds(Protocol):
@@ -122,14 +124,22 @@ class ConsentStore:
         ("missing" when there is no such consent)."""
         return _found(self._transition(**self._transition_args(record, expected, expires_ms)))
 
-    async def atransition(self, record: dict[str, Any], expected: list[str], expires_ms: int | None) -> str | None:
+    async def atransition(self, record: dict[str, Any], expected: list[str], expires_ms: int | None,
+                          file: bytes | None = None) -> str | None:
+        """`transition`; with `file`, a file-payment consent's file is stored in the same step."""
         if self._live_transition is None:
             raise RuntimeError("the consent store was built without an async client")
-        return _found(await self._live_transition(**self._transition_args(record, expected, expires_ms)))
+        return _found(await self._live_transition(**self._transition_args(record, expected, expires_ms, file)))
 
-    def _transition_args(self, record: dict[str, Any], expected: list[str], expires_ms: int | None) -> _ScriptCall:
+    async def afile(self, client_id: str, consent_id: str) -> bytes | None:
+        """A file-payment consent's file, as uploaded (None: none yet)."""
+        return cast(bytes | None, await self._async.hget(names.consent(client_id, consent_id), FILE_FIELD))
+
+    def _transition_args(self, record: dict[str, Any], expected: list[str], expires_ms: int | None,
+                         file: bytes | None = None) -> _ScriptCall:
+        fields = self._fields(record, expires_ms) | ({FILE_FIELD: file} if file is not None else {})
         return {"keys": [names.consent(record["client_id"], record["consent_id"])],
-                "args": [",".join(expected), *_flat(self._fields(record, expires_ms))]}
+                "args": [",".join(expected), *_flat(fields)]}
 
     @property
     def _async(self) -> WorkerRedis:
@@ -166,6 +176,7 @@ def _fields(record: dict[str, Any], expires_ms: int | None) -> dict[str, str | b
         "permissions": orjson.dumps(record.get("permissions") or []),
         "window": orjson.dumps([record.get("transaction_from"), record.get("transaction_to")]),
         "payment_digest": record.get("payment_digest") or "",  # consents.model.to_record: what a payment repeats
+        "instructed_amount": record.get("instructed_amount") or "",  # ... and what its funds check asks the bank
         "record": orjson.dumps(record),
     }
 

@@ -286,8 +286,8 @@ class CustomerAuthorization:
                     tpp_name=client.client_name if client else "An app", customer_name=state["customer"]["name"],
                     csrf_token=state["csrf"], action=DECISION_PATH, accounts=accounts, payment=payment,
                     funds_check=consent.kind is Kind.FUNDS_CONFIRMATION, single=consent.kind is not Kind.ACCOUNT_ACCESS,
-                    recurring=consent.kind in (Kind.DOMESTIC_VRP, Kind.DOMESTIC_STANDING_ORDER,
-                                               Kind.INTERNATIONAL_STANDING_ORDER),
+                    several=consent.kind in (Kind.DOMESTIC_VRP, Kind.DOMESTIC_STANDING_ORDER,
+                                             Kind.INTERNATIONAL_STANDING_ORDER, Kind.FILE_PAYMENT),
                     will_see=language.will_see(consent.permissions, consent.kind),
                     will_not_see=language.will_not_see(consent.permissions),
                     expires=consent.expires or "you withdraw it", window=window, error=error)

@@ -98,6 +98,12 @@ def what_the_payment_does(kind: Kind, terms: dict) -> list[str]:
                   f"until {day(control['ValidToDateTime'])}" if control.get("ValidToDateTime") else
                   "until you withdraw it"]
         lines.append("Valid " + " ".join(part for part in window if part))
+    elif kind is Kind.FILE_PAYMENT:
+        count, total = initiation.get("NumberOfTransactions", "?"), f"{initiation.get('ControlSum', 0):.2f}"
+        name = f" in the file {initiation['FileReference']}" if initiation.get("FileReference") else ""
+        when = (f" on {day(initiation['RequestedExecutionDateTime'])}" if initiation.get("RequestedExecutionDateTime")
+                else " now")
+        lines.append(f"{count} payments{name}, {money({'Amount': total, 'Currency': 'GBP'})} in all,{when}")
     elif "Frequency" in initiation:  # a standing order, domestic or international
         first = initiation.get("FirstPaymentAmount") or initiation.get("InstructedAmount", {})
         how_often = _FREQUENCY.get(initiation.get("Frequency", "").split(":")[0], "regularly")

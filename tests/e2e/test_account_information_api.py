@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 import pytest
 from support.gateway import bank_gateway
 from support.openapi import assert_ok, assert_refused
-from support.tpp import Tpp
 
 pytestmark = pytest.mark.e2e
 
@@ -83,13 +82,6 @@ def gateway(tmp_path_factory, pki, bank):
     assert gw.cli("clients", "set-tier", "tpp-demo", "unlimited").returncode == 0
     yield gw
     assert gw.stop() == 0
-
-
-@pytest.fixture(scope="module")
-def module_tpp(gateway, pki):
-    client = Tpp(gateway.base, pki, "tpp-demo")
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

@@ -20,21 +20,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from support import chromium
-from support.gateway import bank_gateway
 from support.tpp import ACCOUNTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser,
               pytest.mark.skipif(not chromium.installed(), reason=chromium.MISSING)]
 
 CALLBACK = "https://tpp.example.com/callback"
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory, pki, bank):
-    gw = bank_gateway(tmp_path_factory.mktemp("gw"), pki, bank)
-    yield gw
-    assert gw.stop() == 0
-
 
 
 @pytest.fixture

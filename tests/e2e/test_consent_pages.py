@@ -3,19 +3,9 @@ from __future__ import annotations
 
 import pytest
 from support.forms import only_form
-from support.gateway import bank_gateway
 from support.tpp import ACCOUNTS, CONSENTS, Tpp, redirect_params
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory, pki, bank):
-    gw = bank_gateway(tmp_path_factory.mktemp("gw"), pki, bank)
-    yield gw
-    assert gw.stop() == 0
-
-
 
 
 def _pushed(tpp, permissions=("ReadAccountsBasic", "ReadBalances")):

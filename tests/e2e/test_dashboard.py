@@ -8,21 +8,11 @@ import httpx
 import jwt
 import pytest
 from support.forms import forms, only_form
-from support.gateway import bank_gateway
 from support.receiver import receiver_in_thread
 from support.tpp import ACCOUNTS, CONSENTS, CUSTOMER_PRESENT, Browser
 from support.workers import on_every_worker
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory, pki, bank):
-    gw = bank_gateway(tmp_path_factory.mktemp("gw"), pki, bank)
-    yield gw
-    assert gw.stop() == 0
-
-
 
 
 def _log_in(browser: Browser, customer: str = "alice"):

@@ -16,14 +16,6 @@ pytestmark = pytest.mark.e2e
 CURRENT, SAVINGS, CARD = "acc-alice-current", "acc-alice-savings", "acc-alice-card"
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory, pki, bank):
-    gw = bank_gateway(tmp_path_factory.mktemp("gw"), pki, bank)
-    yield gw
-    assert gw.stop() == 0
-
-
-
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from support.forms import only_form
-from support.gateway import bank_gateway
 from support.openapi import assert_conforms
 from support.tpp import CUSTOMER_PRESENT, Browser, Tpp, redirect_params
 
@@ -22,17 +21,8 @@ CURRENT = "acc-alice-current"
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory, pki, bank):
-    gw = bank_gateway(tmp_path_factory.mktemp("gw"), pki, bank)
-    yield gw
-    assert gw.stop() == 0
-
-
-@pytest.fixture(scope="module")
-def cbpii(gateway, pki):
-    client = Tpp(gateway.base, pki, "tpp-demo")
-    yield client
-    client.close()
+def cbpii(module_tpp):
+    return module_tpp
 
 
 @pytest.fixture(scope="module")

@@ -4,20 +4,12 @@ from __future__ import annotations
 import jwt
 import pytest
 from cryptography import x509
-from support.gateway import bank_gateway
 from support.rotation import until_every_worker_takes_the_new_key
 from support.tpp import ACCOUNTS, Tpp
 
 from gateway import pki as pkimod
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory, pki, bank):
-    gw = bank_gateway(tmp_path_factory.mktemp("gw"), pki, bank)
-    yield gw
-    assert gw.stop() == 0
 
 
 @pytest.mark.parametrize("auth", ["tls_client_auth", "private_key_jwt"])

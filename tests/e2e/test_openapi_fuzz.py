@@ -87,27 +87,29 @@ def test_the_document_is_valid_openapi_3_0_and_lists_every_tpp_facing_route():
 
 def test_a_route_added_to_the_policy_is_documented_by_itself(tmp_path):
     shutil.copytree(ROOT / "policies", tmp_path / "policies")
-    with (tmp_path / "policies" / "routes.yaml").open("a") as routes:
-        routes.write("""
+    routes_file = tmp_path / "policies" / "routes.yaml"
+    file_payment_read = """
   - id: pis.file_payments.get
     method: GET
     path: /open-banking/v3.1/pisp/file-payments/{FilePaymentId}
     service: payments
     scope: payments
+    allows_consumed: true
     response_type: OBWriteFileResponse3
-
+"""
+    shipped = routes_file.read_text()
+    assert file_payment_read in shipped
+    routes_file.write_text(shipped.replace(file_payment_read, ""))
+    without = build_document(load_policy(tmp_path / "policies"), CONSENT_API, ISSUER)
+    assert "get" not in without["paths"].get("/open-banking/v3.1/pisp/file-payments/{FilePaymentId}", {})
+    with routes_file.open("a") as routes:
+        routes.write(file_payment_read + """
   - id: bank.products.list
     method: GET
     path: /open-banking/v3.1/bank/products/{ProductId}
     service: accounts
     scope: accounts
     pass_through: true
-""")
-    with (tmp_path / "policies" / "fields.yaml").open("a") as fields:
-        fields.write("""
-  OBWriteFileResponse3:
-    fields:
-      - {path: "Data"}
 """)
     policy = load_policy(tmp_path / "policies")
     document = build_document(policy, CONSENT_API, ISSUER)

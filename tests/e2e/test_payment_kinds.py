@@ -11,7 +11,7 @@ import httpx
 import jwt
 import orjson
 import pytest
-from support.gateway import bank_gateway, client_context
+from support.gateway import client_context
 from support.openapi import assert_conforms
 from support.tpp import CUSTOMER_PRESENT, Tpp
 
@@ -76,17 +76,8 @@ KINDS = {
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory, pki, bank):
-    gw = bank_gateway(tmp_path_factory.mktemp("gw"), pki, bank)
-    yield gw
-    assert gw.stop() == 0
-
-
-@pytest.fixture(scope="module")
-def pisp(gateway, pki):
-    client = Tpp(gateway.base, pki, "tpp-demo")
-    yield client
-    client.close()
+def pisp(module_tpp):
+    return module_tpp
 
 
 @pytest.fixture(scope="module")
@@ -151,13 +142,8 @@ def test_each_payment_kind_is_consented_paid_once_and_signed(gateway, pisp, gate
     read = pisp.http.get(f"{pisp.base}{PISP}/{consents}/{consent_id}", headers={"Authorization": f"Bearer {cc}"})
     assert read.json()["Data"]["Status"] == "Consumed"
     payment_id = next(v for k, v in paid.json()["Data"].items() if k.endswith("Id") and k != "ConsentId")
-    got = pisp.get(f"{PISP}/{payments}/{payment_id}", token)
-    assert got.status_code == 200, got.text
-    assert_conforms(got.json(), payment_schema, "pisp")
-    assert_signed_by_gateway(got, gateway_keys, gateway.base)
-    details = pisp.get(f"{PISP}/{payments}/{payment_id}/payment-details", token)
-    assert details.status_code == 200, details.text
-    assert_conforms(details.json(), "OBWritePaymentDetailsResponse1", "pisp")
+    pisp.read_payment(f"{PISP}/{payments}/{payment_id}", token, payment_schema, "OBWritePaymentDetailsResponse1")
+    assert_signed_by_gateway(pisp.get(f"{PISP}/{payments}/{payment_id}", token), gateway_keys, gateway.base)
 
 
 def test_a_standing_order_consent_page_says_how_often_and_how_many(pisp):
@@ -205,3 +191,84 @@ def test_a_scheduled_payment_or_standing_order_shows_in_the_debtors_account_info
     assert listed.status_code == 200, listed.text
     creditors = [record.get("CreditorAccount", {}).get("Identification") for record in listed.json()["Data"][records]]
     assert initiation["CreditorAccount"]["Identification"] in creditors
+
+
+def _authorised(pisp: Tpp, kind: str, **changes) -> tuple[str, str, dict]:
+    """A consent of `kind` (its usual Initiation with `changes`), authorised by alice from her current account:
+    (consent id, access token, the Initiation)."""
+    consents, _, _, _, extra, initiation_of = KINDS[kind]
+    initiation = {**initiation_of(), **changes}
+    cc = pisp.client_credentials("payments")["access_token"]
+    created = _post(pisp, f"{PISP}/{consents}", {"Data": {**extra, "Initiation": initiation}, "Risk": {}}, cc)
+    assert created.status_code == 201, created.text
+    consent_id = created.json()["Data"]["ConsentId"]
+    return consent_id, pisp.authorise_payment(consent_id, debtor="acc-alice-current")["access_token"], initiation
+
+
+@pytest.mark.parametrize("kind, amount, available", [
+    ("domestic", {"Amount": "12.34", "Currency": "GBP"}, True),
+    ("domestic", {"Amount": "9999999.00", "Currency": "GBP"}, False),
+    ("international", {"Amount": "100.00", "Currency": "EUR"}, True),
+    ("international-scheduled", {"Amount": "9999999.00", "Currency": "USD"}, False),
+])
+def test_a_payment_consents_funds_confirmation_answers_for_the_authorised_amount(pisp, gateway_keys, gateway, kind,
+                                                                                 amount, available):
+    consents = KINDS[kind][0]
+    consent_id, token, _ = _authorised(pisp, kind, InstructedAmount=amount)
+    checked = pisp.get(f"{PISP}/{consents}/{consent_id}/funds-confirmation", token)
+    assert checked.status_code == 200, checked.text
+    assert_conforms(checked.json(), "OBWriteFundsConfirmationResponse1", "pisp")
+    assert checked.json()["Data"]["FundsAvailableResult"]["FundsAvailable"] is available
+    assert checked.json()["Links"]["Self"].startswith(gateway.base)
+    assert_signed_by_gateway(checked, gateway_keys, gateway.base)
+
+
+def test_a_funds_confirmation_is_only_of_the_tokens_own_consent(pisp):
+    mine, token, _ = _authorised(pisp, "domestic")
+    other, _, _ = _authorised(pisp, "domestic")
+    refused = pisp.get(f"{PISP}/domestic-payment-consents/{other}/funds-confirmation", token)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["Errors"][0] == {"ErrorCode": "UK.OBIE.Resource.ConsentMismatch", "Path": "ConsentId",
+                                           "Message": refused.json()["Errors"][0]["Message"]}
+    assert pisp.get(f"{PISP}/domestic-payment-consents/{mine}/funds-confirmation", token).status_code == 200
+
+
+def test_a_vrp_consents_funds_confirmation_names_its_amount(pisp):
+    cc = pisp.client_credentials("payments")["access_token"]
+    control = {"VRPType": ["UK.OBIE.VRPType.Sweeping"], "PSUAuthenticationMethods": ["UK.OBIE.SCANotRequired"],
+               "MaximumIndividualAmount": {"Amount": "50.00", "Currency": "GBP"},
+               "PeriodicLimits": [{"PeriodType": "Month", "PeriodAlignment": "Calendar", "Amount": "100.00",
+                                   "Currency": "GBP"}]}
+    created = _post(pisp, f"{PISP}/domestic-vrp-consents",
+                    {"Data": {"ControlParameters": control, "Initiation": {"CreditorAccount": CREDITOR}}, "Risk": {}},
+                    cc)
+    assert created.status_code == 201, created.text
+    consent_id = created.json()["Data"]["ConsentId"]
+    token = pisp.authorise_payment(consent_id, debtor="acc-alice-current")["access_token"]
+    for amount, available in (("25.00", "Available"), ("9999999.00", "NotAvailable")):
+        body = {"Data": {"ConsentId": consent_id, "Reference": "SWEEP",
+                         "InstructedAmount": {"Amount": amount, "Currency": "GBP"}}}
+        checked = _post(pisp, f"{PISP}/domestic-vrp-consents/{consent_id}/funds-confirmation", body, token)
+        assert checked.status_code == 201, checked.text
+        assert_conforms(checked.json(), "OBVRPFundsConfirmationResponse", "vrp")
+        assert checked.json()["Data"]["FundsAvailableResult"]["FundsAvailable"] == available
+        assert checked.json()["Data"]["ConsentId"] == consent_id
+
+
+def test_a_token_reads_only_its_own_consents_payment_and_its_details(pisp):
+    """payment-details carry no ConsentId: the bank, told the token's consent, answers for that consent's payment
+    only (before x-bank-consent-id, a token of one consent read the details of the customer's other payments)."""
+    payments = KINDS["domestic"][1]
+    paid = {}
+    for name in ("mine", "theirs"):
+        consent_id, token, initiation = _authorised(pisp, "domestic")
+        body = {"Data": {"ConsentId": consent_id, "Initiation": initiation}, "Risk": {}}
+        answer = _post(pisp, f"{PISP}/{payments}", body, token)
+        assert answer.status_code == 201, answer.text
+        paid[name] = (answer.json()["Data"]["DomesticPaymentId"], token)
+    theirs, (_, token) = paid["theirs"][0], paid["mine"]
+    for path in (f"{PISP}/{payments}/{theirs}", f"{PISP}/{payments}/{theirs}/payment-details"):
+        refused = pisp.get(path, token)
+        assert refused.status_code in (403, 404), refused.text  # the gateway's refusal or the bank's
+        assert refused.json()["Errors"][0]["ErrorCode"] == "UK.OBIE.Resource.NotFound"
+    assert pisp.get(f"{PISP}/{payments}/{paid['mine'][0]}/payment-details", token).status_code == 200

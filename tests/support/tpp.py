@@ -180,6 +180,16 @@ class Tpp:
             headers["x-jws-signature"] = sign_detached(sign_body or body, self.jwk, self.client_id)
         return (http or self.http).post(self.base + PAYMENTS, content=body, headers=headers)
 
+    def read_payment(self, path: str, token: dict | str, schema: str, details_schema: str, api: str = "pisp") -> dict:
+        """GET a payment at `path` and its payment-details, each 200 and of its schema; the payment's document."""
+        got = self.get(path, token)
+        assert got.status_code == 200, got.text
+        assert_conforms(got.json(), schema, api)
+        details = self.get(f"{path}/payment-details", token)
+        assert details.status_code == 200, details.text
+        assert_conforms(details.json(), details_schema, api)
+        return got.json()
+
     # Confirmation of funds (CBPII)
     def funds_consent(self, debtor: dict, **data) -> dict:
         """POST a funds-confirmation consent naming `debtor` (SchemeName, Identification); its Data."""

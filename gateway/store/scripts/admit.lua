@@ -21,7 +21,7 @@
 -- ARGV[13] a payment's digest ("" = not a payment), ARGV[14] "1" if a Consumed consent still admits (payment reads),
 -- ARGV[15] "1" if the payment claims the consent (a single payment; a VRP payment leaves it usable)
 -- Returns {verdict, rate policy name, q, w, r, t, retry_ms, customer_id, accounts_json, permissions_json,
--- window_json}: verdict "ok" or the reason id; the rate fields describe the TPP's bucket after this call. A refusal
+-- window_json, instructed_amount}: verdict "ok" or the reason id; the rate fields describe the TPP's bucket after this call. A refusal
 -- made once the consent is known to be this TPP's carries its customer_id too (the audit names whose data it was).
 local now = now_us()
 local allowed, name, q, w, r, reset, retry = rate_limit(KEYS[6], KEYS[7], ARGV[9], ARGV[10], ARGV[11], now)
@@ -39,7 +39,7 @@ if redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) > 0 then
   return answer('token.revoked')
 end
 local c = redis.call('HMGET', KEYS[1], 'client_id', 'status', 'expires_ms', 'grant_id', 'customer_id', 'accounts',
-                     'permissions', 'window', 'payment_digest')
+                     'permissions', 'window', 'payment_digest', 'instructed_amount')
 local refusal = consent_refusal(c, ARGV[1], ARGV[2], now, ARGV[14] == '1')
 if refusal == 'consent.not_found' then
   return answer(refusal)
@@ -80,4 +80,4 @@ if ARGV[13] ~= '' then
     return answer('payment.in_progress', 0, c[5])
   end
 end
-return answer('ok', 0, c[5], c[6], c[7], c[8])
+return answer('ok', 0, c[5], c[6], c[7], c[8], c[10] or '')  -- a consent stored before 'instructed_amount': ''

@@ -32,7 +32,8 @@ def test_every_status_has_a_row_in_the_transition_table():
 def test_the_uk_ob_transitions_are_the_only_ones():
     assert {(str(a), str(b)) for a, targets in TRANSITIONS.items() for b in targets} == {
         ("AwaitingAuthorisation", "Authorised"), ("AwaitingAuthorisation", "Rejected"),
-        ("AwaitingAuthorisation", "Revoked"), ("Authorised", "Revoked"), ("Authorised", "Consumed")}
+        ("AwaitingAuthorisation", "Revoked"), ("Authorised", "Revoked"), ("Authorised", "Consumed"),
+        ("AwaitingUpload", "AwaitingAuthorisation")}  # a file-payment consent, once its file is uploaded
 
 
 @pytest.mark.parametrize("terminal", [Status.REJECTED, Status.REVOKED, Status.CONSUMED])
@@ -45,7 +46,8 @@ def test_a_terminal_status_leads_nowhere(terminal):
     (Status.REJECTED, {Status.AWAITING_AUTHORISATION}),
     (Status.REVOKED, {Status.AWAITING_AUTHORISATION, Status.AUTHORISED}),
     (Status.CONSUMED, {Status.AUTHORISED}),
-    (Status.AWAITING_AUTHORISATION, set()),
+    (Status.AWAITING_AUTHORISATION, {Status.AWAITING_UPLOAD}),
+    (Status.AWAITING_UPLOAD, set()),
 ])
 def test_sources_of_a_status_are_the_statuses_that_may_move_to_it(target, sources):
     assert sources_of(target) == sources

@@ -61,7 +61,8 @@ class Consents:
     async def aget(self, client_id: str, consent_id: str) -> dict | None:
         return self.record if (client_id, consent_id) == (CLIENT, CONSENT_ID) else None
 
-    async def atransition(self, record: dict, expected: list[str], expires_ms: int | None) -> str | None:
+    async def atransition(self, record: dict, expected: list[str], expires_ms: int | None,
+                          file: bytes | None = None) -> str | None:
         self.moves.append((record["status"], expected))
         if self.record["status"] not in expected:
             return self.record["status"]

@@ -28,7 +28,7 @@ def run(*argv: str) -> int:
 def test_check_reports_ok_for_the_shipped_policy_by_default(monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     assert run("check") == 0
-    assert capsys.readouterr().out == "ok: 48 routes, 2 services in policies\n"
+    assert capsys.readouterr().out == "ok: 56 routes, 2 services in policies\n"
 
 
 def test_check_reads_the_directory_setting_from_the_environment(monkeypatch, capsys):

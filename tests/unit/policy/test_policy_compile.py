@@ -67,9 +67,19 @@ def test_the_shipped_policy_routes_the_sandbox_bank():
             ("POST", f"{PISP}/{kind}", "payments", answer),
             ("GET", f"{PISP}/{kind}/{{{param}}}", "payments", answer),
             ("GET", f"{PISP}/{kind}/{{{param}}}/payment-details", "payments", "OBWritePaymentDetailsResponse1"))),
+        ("POST", f"{PISP}/file-payments", "payments", "OBWriteFileResponse3"),
+        ("GET", f"{PISP}/file-payments/{{FilePaymentId}}", "payments", "OBWriteFileResponse3"),
+        ("GET", f"{PISP}/file-payments/{{FilePaymentId}}/payment-details", "payments",
+         "OBWritePaymentDetailsResponse1"),
+        ("GET", f"{PISP}/file-payments/{{FilePaymentId}}/report-file", "payments", "File"),
+        *(("GET", f"{PISP}/{kind}-consents/{{ConsentId}}/funds-confirmation", "payments",
+           "OBWriteFundsConfirmationResponse1")
+          for kind in ("domestic-payment", "international-payment", "international-scheduled-payment")),
         ("POST", f"{PISP}/domestic-vrps", "payments", "OBDomesticVRPResponse"),
         ("GET", f"{PISP}/domestic-vrps/{{DomesticVRPId}}", "payments", "OBDomesticVRPResponse"),
         ("GET", f"{PISP}/domestic-vrps/{{DomesticVRPId}}/payment-details", "payments", "OBDomesticVRPDetails"),
+        ("POST", f"{PISP}/domestic-vrp-consents/{{ConsentId}}/funds-confirmation", "payments",
+         "OBVRPFundsConfirmationResponse"),
         ("POST", f"{CBPII}/funds-confirmations", "accounts", "OBFundsConfirmationResponse1"),
     ]
     assert all(r.upstream_path == r.path for r in policy.routes)
@@ -91,7 +101,8 @@ def test_every_shipped_route_has_the_field_rules_of_its_response_type():
         assert r.fields is policy.fields[r.response_type], r.id
     assert route(policy, "pis.domestic_payments.create").fields.response_type == "OBWriteDomesticResponse5"
     statement_file = route(policy, "ais.statements.file").fields
-    assert (statement_file.media_types, statement_file.rules) == (frozenset({"application/pdf"}), ())
+    assert (statement_file.media_types, statement_file.rules) == (frozenset({"application/pdf", "application/json"}),
+                                                                  ())
     assert policy.fields["OBReadStatement2"].window.end_field == "EndDateTime"
 
 

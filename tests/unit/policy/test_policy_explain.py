@@ -70,7 +70,7 @@ def test_explain_says_a_file_is_passed_unmodified_and_in_which_media_types(capsy
     lines = explain(capsys, str(POLICIES), "--permissions", "ReadStatementsDetail")
     assert section(lines, f"GET {AISP}/accounts/{{AccountId}}/statements/{{StatementId}}/file") == [
         f"GET {AISP}/accounts/{{AccountId}}/statements/{{StatementId}}/file (File)",
-        "  passes   the bank's file unmodified (application/pdf)"]
+        "  passes   the bank's file unmodified (application/json, application/pdf)"]
 
 
 def test_explain_says_the_file_needs_detail(capsys):

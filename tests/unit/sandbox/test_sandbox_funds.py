@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from support.documents import without
 
 from gateway.sandbox.data import Bank
 
@@ -106,24 +107,16 @@ def test_the_account_must_be_named_and_the_customers(accounts_client, request_he
     assert response.json()["Errors"][0]["ErrorCode"] == code
 
 
-def _without(*path: str) -> dict:
-    body = request_body()
-    node = body
-    for key in path[:-1]:
-        node = node[key]
-    del node[path[-1]]
-    return body
-
-
 @pytest.mark.parametrize(
     ("body", "code", "path"),
     [
         (request_body("0.00"), "UK.OBIE.Field.Invalid", "Data.InstructedAmount.Amount"),
         (request_body("1.234"), "UK.OBIE.Field.Invalid", "Data.InstructedAmount.Amount"),
         (request_body("-5.00"), "UK.OBIE.Field.Invalid", "Data.InstructedAmount.Amount"),
-        (_without("Data", "Reference"), "UK.OBIE.Field.Missing", "Data.Reference"),
-        (_without("Data", "ConsentId"), "UK.OBIE.Field.Missing", "Data.ConsentId"),
-        (_without("Data", "InstructedAmount", "Currency"), "UK.OBIE.Field.Missing", "Data.InstructedAmount.Currency"),
+        (without(request_body(), "Data", "Reference"), "UK.OBIE.Field.Missing", "Data.Reference"),
+        (without(request_body(), "Data", "ConsentId"), "UK.OBIE.Field.Missing", "Data.ConsentId"),
+        (without(request_body(), "Data", "InstructedAmount", "Currency"), "UK.OBIE.Field.Missing",
+         "Data.InstructedAmount.Currency"),
         ([], "UK.OBIE.Resource.InvalidFormat", None),
     ],
 )
