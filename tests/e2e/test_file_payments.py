@@ -13,38 +13,20 @@ import httpx
 import orjson
 import pytest
 from support.openapi import assert_conforms
+from support.payment_data import PISP, initiation_of, payment_file
 from support.tpp import CUSTOMER_PRESENT, Tpp
 
 from gateway.payments.jws import sign_detached
 
 pytestmark = pytest.mark.e2e
 
-PISP = "/open-banking/v3.1/pisp"
 CONSENTS = f"{PISP}/file-payment-consents"
 PAYMENTS = f"{PISP}/file-payments"
-FILE_TYPE = "UK.OBIE.PaymentInitiation.3.1"
 
 
 @pytest.fixture(scope="module")
 def pisp(module_tpp):
     return module_tpp
-
-
-def payment_file(*amounts: str) -> bytes:
-    """A UK.OBIE.PaymentInitiation.3.1 file of domestic payments of `amounts` to three payees."""
-    payees = [("08080021325698", "ACME Ltd"), ("77100112345678", "Alice Smith (savings)"),
-              ("20000055577777", "Dr Jones")]
-    return orjson.dumps({"Data": {"DomesticPayments": [
-        {"InstructionIdentification": secrets.token_hex(8), "EndToEndIdentification": secrets.token_hex(8),
-         "InstructedAmount": {"Amount": amount, "Currency": "GBP"},
-         "CreditorAccount": {"SchemeName": "UK.OBIE.SortCodeAccountNumber", "Identification": number, "Name": name},
-         "RemittanceInformation": {"Reference": "DEC WAGES"}}
-        for amount, (number, name) in zip(amounts, payees * len(amounts), strict=False)]}})
-
-
-def initiation_of(content: bytes, count: str = "3", total: float = 60.0) -> dict:
-    return {"FileType": FILE_TYPE, "FileHash": base64.b64encode(hashlib.sha256(content).digest()).decode(),
-            "FileReference": "PAYROLL-DEC", "NumberOfTransactions": count, "ControlSum": total}
 
 
 def _signed(tpp: Tpp, content: bytes, token: str, key: str | None = None) -> dict:

@@ -5,7 +5,6 @@ Consumed, the payment and its details read back, and every answer signed by the 
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta, timezone
 
 import httpx
 import jwt
@@ -13,67 +12,13 @@ import orjson
 import pytest
 from support.gateway import client_context
 from support.openapi import assert_conforms
+from support.payment_data import CREDITOR, KINDS, PISP, vrp_control
 from support.tpp import CUSTOMER_PRESENT, Tpp
 
 from gateway.crypto import b64url_decode
 from gateway.payments.jws import sign_detached
 
 pytestmark = pytest.mark.e2e
-
-PISP = "/open-banking/v3.1/pisp"
-CREDITOR = {"SchemeName": "UK.OBIE.SortCodeAccountNumber", "Identification": "08080021325698", "Name": "ACME Ltd"}
-ABROAD = {"SchemeName": "UK.OBIE.IBAN", "Identification": "DE89370400440532013000", "Name": "Müller GmbH"}
-
-
-def _ahead(days: int) -> str:
-    return (datetime.now(timezone.utc) + timedelta(days=days)).replace(microsecond=0).isoformat()
-
-
-def _ids() -> dict:
-    return {"InstructionIdentification": secrets.token_hex(8), "EndToEndIdentification": secrets.token_hex(8)}
-
-
-# kind: (consents path, payments path, consent schema, payment response schema, Data beyond Initiation, Initiation)
-KINDS = {
-    "domestic": ("domestic-payment-consents", "domestic-payments", "OBWriteDomesticConsentResponse5",
-                 "OBWriteDomesticResponse5", {},
-                 lambda: {**_ids(), "InstructedAmount": {"Amount": "12.34", "Currency": "GBP"},
-                          "CreditorAccount": CREDITOR, "RemittanceInformation": {"Reference": "INV-1"}}),
-    "domestic-scheduled": ("domestic-scheduled-payment-consents", "domestic-scheduled-payments",
-                           "OBWriteDomesticScheduledConsentResponse5", "OBWriteDomesticScheduledResponse5",
-                           {"Permission": "Create"},
-                           lambda: {**_ids(), "RequestedExecutionDateTime": _ahead(10),
-                                    "InstructedAmount": {"Amount": "20.00", "Currency": "GBP"},
-                                    "CreditorAccount": CREDITOR}),
-    "domestic-standing-order": ("domestic-standing-order-consents", "domestic-standing-orders",
-                                "OBWriteDomesticStandingOrderConsentResponse6",
-                                "OBWriteDomesticStandingOrderResponse6", {"Permission": "Create"},
-                                lambda: {"Frequency": "IntrvlMnthDay:01:01", "Reference": "GYM",
-                                         "NumberOfPayments": "12", "FirstPaymentDateTime": _ahead(20),
-                                         "FirstPaymentAmount": {"Amount": "25.00", "Currency": "GBP"},
-                                         "CreditorAccount": CREDITOR}),
-    "international": ("international-payment-consents", "international-payments",
-                      "OBWriteInternationalConsentResponse6", "OBWriteInternationalResponse5", {},
-                      lambda: {**_ids(), "CurrencyOfTransfer": "EUR",
-                               "InstructedAmount": {"Amount": "100.00", "Currency": "EUR"},
-                               "ExchangeRateInformation": {"UnitCurrency": "GBP", "RateType": "Actual"},
-                               "CreditorAccount": ABROAD}),
-    "international-scheduled": ("international-scheduled-payment-consents", "international-scheduled-payments",
-                                "OBWriteInternationalScheduledConsentResponse6",
-                                "OBWriteInternationalScheduledResponse6", {"Permission": "Create"},
-                                lambda: {**_ids(), "RequestedExecutionDateTime": _ahead(10),
-                                         "CurrencyOfTransfer": "USD",
-                                         "InstructedAmount": {"Amount": "50.00", "Currency": "USD"},
-                                         "CreditorAccount": ABROAD}),
-    "international-standing-order": ("international-standing-order-consents", "international-standing-orders",
-                                     "OBWriteInternationalStandingOrderConsentResponse7",
-                                     "OBWriteInternationalStandingOrderResponse7", {"Permission": "Create"},
-                                     lambda: {"Frequency": "IntrvlMnthDay:01:15", "NumberOfPayments": "6",
-                                              "FirstPaymentDateTime": _ahead(20), "CurrencyOfTransfer": "EUR",
-                                              "InstructedAmount": {"Amount": "30.00", "Currency": "EUR"},
-                                              "CreditorAccount": ABROAD}),
-}
-
 
 @pytest.fixture(scope="module")
 def pisp(module_tpp):
@@ -235,10 +180,7 @@ def test_a_funds_confirmation_is_only_of_the_tokens_own_consent(pisp):
 
 def test_a_vrp_consents_funds_confirmation_names_its_amount(pisp):
     cc = pisp.client_credentials("payments")["access_token"]
-    control = {"VRPType": ["UK.OBIE.VRPType.Sweeping"], "PSUAuthenticationMethods": ["UK.OBIE.SCANotRequired"],
-               "MaximumIndividualAmount": {"Amount": "50.00", "Currency": "GBP"},
-               "PeriodicLimits": [{"PeriodType": "Month", "PeriodAlignment": "Calendar", "Amount": "100.00",
-                                   "Currency": "GBP"}]}
+    control = vrp_control()
     created = _post(pisp, f"{PISP}/domestic-vrp-consents",
                     {"Data": {"ControlParameters": control, "Initiation": {"CreditorAccount": CREDITOR}}, "Risk": {}},
                     cc)

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from support.gateway import bank_gateway, client_context
 from support.openapi import assert_conforms
+from support.payment_data import vrp_control
 from support.tpp import CUSTOMER_PRESENT, Browser, Tpp
 
 from gateway.payments.jws import sign_detached
@@ -53,13 +54,6 @@ def _signed(tpp: Tpp, body: dict, token: str, key: str | None = None) -> tuple[b
     return content, {"Authorization": f"Bearer {token}", "content-type": "application/json", **CUSTOMER_PRESENT,
                      "x-idempotency-key": key or secrets.token_hex(8),
                      "x-jws-signature": sign_detached(content, tpp.jwk, tpp.client_id)}
-
-
-def _control(maximum: str = "50.00", limits=(("Month", "Calendar", "100.00"),), **window) -> dict:
-    return {"VRPType": ["UK.OBIE.VRPType.Sweeping"], "PSUAuthenticationMethods": ["UK.OBIE.SCANotRequired"],
-            "MaximumIndividualAmount": {"Amount": maximum, "Currency": "GBP"},
-            "PeriodicLimits": [{"PeriodType": kind, "PeriodAlignment": alignment, "Amount": amount, "Currency": "GBP"}
-                               for kind, alignment, amount in limits], **window}
 
 
 def _consent(tpp: Tpp, control: dict, pages: list | None = None) -> tuple[str, str]:
@@ -126,7 +120,7 @@ def _clear_of_midnight(margin: float = 10.0) -> datetime:
 
 def test_many_payments_under_one_consent_each_signed_idempotent_and_readable(vrp):
     pages: list = []
-    consent_id, token = _consent(vrp, _control(), pages)
+    consent_id, token = _consent(vrp, vrp_control(), pages)
     assert "up to £50.00 each" in pages[0].text and "At most £100.00 a month (calendar)" in pages[0].text
     key = secrets.token_hex(8)
     body = _body(consent_id, "10.00")
@@ -143,7 +137,7 @@ def test_many_payments_under_one_consent_each_signed_idempotent_and_readable(vrp
 
 
 def test_a_payment_over_the_individual_maximum_is_refused_before_the_bank(vrp):
-    consent_id, token = _consent(vrp, _control(maximum="20.00"))
+    consent_id, token = _consent(vrp, vrp_control(maximum="20.00"))
     refused = _pay(vrp, consent_id, token, "20.01")
     assert refused.status_code == 400, refused.text
     assert_conforms(refused.json(), "OBErrorResponse1")
@@ -158,7 +152,7 @@ def test_concurrent_payments_over_the_individual_maximum_are_refused_and_the_res
     over = ["20.01", "50.00", "20.02", "21.00", "99.99", "25.00", "20.10", "30.00", "40.00", "20.50"]
     amounts = [amount for pair in zip(under, over, strict=True) for amount in pair]
     assert sum(map(Decimal, amounts)) <= 1000
-    consent_id, token = _consent(vrp, _control(maximum="20.00", limits=(("Month", "Consent", "1000.00"),)))
+    consent_id, token = _consent(vrp, vrp_control(maximum="20.00", limits=(("Month", "Consent", "1000.00"),)))
     outcomes = _race_outcomes(vrp, pki, consent_id, token, amounts)
     expected = [(201, None) if Decimal(amount) <= Decimal("20.00") else (400, FAILS) for amount in amounts]
     assert list(zip(amounts, outcomes, strict=True)) == list(zip(amounts, expected, strict=True))
@@ -170,7 +164,7 @@ def test_concurrent_payments_pass_exactly_as_far_as_a_periodic_limit_allows(vrp,
     # starts in, by the days left), and a Consent-aligned week starts on a day of its own.
     now = datetime.now(timezone.utc)
     since = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).isoformat()
-    consent_id, token = _consent(vrp, _control(limits=(limit,), ValidFromDateTime=since))
+    consent_id, token = _consent(vrp, vrp_control(limits=(limit,), ValidFromDateTime=since))
     statuses = _race(vrp, pki, consent_id, token, ["7.00"] * RACERS)
     assert set(statuses) <= {201, 400}, statuses
     assert statuses.count(201) == 100 // 7  # 14 of 20: exactly as many as fit in £100, whatever their order
@@ -180,7 +174,7 @@ def test_concurrent_payments_pass_exactly_as_far_as_a_periodic_limit_allows(vrp,
 
 def test_a_payment_before_the_consent_is_valid_is_refused(vrp):
     tomorrow = (datetime.now(timezone.utc) + timedelta(days=2)).replace(microsecond=0).isoformat()
-    consent_id, token = _consent(vrp, _control(ValidFromDateTime=tomorrow))
+    consent_id, token = _consent(vrp, vrp_control(ValidFromDateTime=tomorrow))
     refused = _pay(vrp, consent_id, token, "1.00")
     assert refused.status_code == 400, refused.text
     assert refused.json()["Errors"][0]["ErrorCode"] == "UK.OBIE.Rules.FailsControlParameters"
@@ -188,7 +182,7 @@ def test_a_payment_before_the_consent_is_valid_is_refused(vrp):
 
 def test_concurrent_payments_before_the_validity_window_opens_are_all_refused(vrp, pki):
     tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).replace(microsecond=0).isoformat()
-    consent_id, token = _consent(vrp, _control(ValidFromDateTime=tomorrow))
+    consent_id, token = _consent(vrp, vrp_control(ValidFromDateTime=tomorrow))
     assert _race_outcomes(vrp, pki, consent_id, token, ["1.00"] * RACERS) == [(400, FAILS)] * RACERS
 
 
@@ -199,9 +193,9 @@ def test_the_validity_window_is_whole_days_and_a_closed_one_refuses_every_concur
     now = _clear_of_midnight()
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     since = (today - timedelta(days=3)).isoformat()
-    closed_id, closed_token = _consent(vrp, _control(ValidFromDateTime=since,
+    closed_id, closed_token = _consent(vrp, vrp_control(ValidFromDateTime=since,
                                                      ValidToDateTime=(today - timedelta(seconds=1)).isoformat()))
-    open_id, open_token = _consent(vrp, _control(ValidFromDateTime=since, ValidToDateTime=today.isoformat()))
+    open_id, open_token = _consent(vrp, vrp_control(ValidFromDateTime=since, ValidToDateTime=today.isoformat()))
     assert _race_outcomes(vrp, pki, closed_id, closed_token, ["1.00"] * RACERS) == [(400, FAILS)] * RACERS
     assert _race_outcomes(vrp, pki, open_id, open_token, ["1.00"] * RACERS) == [(201, None)] * RACERS
 
@@ -210,7 +204,7 @@ def test_payments_the_bank_refuses_use_none_of_a_periodic_limit(vrp, pki):
     # A limit far beyond alice's funds: a payment within it the bank refuses (insufficient funds), and where the
     # gateway's count stands shows in who refuses the next one, the bank (room left) or the gateway (none).
     limit = Decimal("1000000.00")
-    consent_id, token = _consent(vrp, _control(maximum=str(limit), limits=(("Month", "Consent", str(limit)),)))
+    consent_id, token = _consent(vrp, vrp_control(maximum=str(limit), limits=(("Month", "Consent", str(limit)),)))
     assert _outcome(_pay(vrp, consent_id, token, str(limit))) == (400, NO_FUNDS)
     assert _outcome(_pay(vrp, consent_id, token, str(limit))) == (400, NO_FUNDS)  # the whole limit is still there
     assert _outcome(_pay(vrp, consent_id, token, "25.00")) == (201, None)
@@ -226,7 +220,7 @@ def test_payments_the_bank_refuses_use_none_of_a_periodic_limit(vrp, pki):
 
 
 def test_a_deleted_consent_refuses_the_next_payment(vrp):
-    consent_id, token = _consent(vrp, _control())
+    consent_id, token = _consent(vrp, vrp_control())
     assert _pay(vrp, consent_id, token, "1.00").status_code == 201
     cc = vrp.client_credentials("payments")["access_token"]
     deleted = vrp.http.delete(f"{vrp.base}{CONSENTS}/{consent_id}", headers={"Authorization": f"Bearer {cc}"})
@@ -236,7 +230,7 @@ def test_a_deleted_consent_refuses_the_next_payment(vrp):
 
 
 def test_the_dashboard_shows_a_vrp_consents_limits_and_what_is_used(gateway, pki, vrp):
-    consent_id, token = _consent(vrp, _control(limits=(("Month", "Consent", "100.00"),)))
+    consent_id, token = _consent(vrp, vrp_control(limits=(("Month", "Consent", "100.00"),)))
     assert _pay(vrp, consent_id, token, "12.50").status_code == 201
     browser = Browser(gateway.base, pki)
     try:

@@ -67,3 +67,32 @@ def _check_datetimes(node: object) -> None:
     elif isinstance(node, list):
         for item in node:
             _check_datetimes(item)
+
+
+@functools.cache
+def _document(api: str) -> dict:
+    return json.loads((SPECS / SPEC_FILES[api]).read_text())
+
+
+def operations(api: str, prefix: str) -> set[tuple[str, str]]:
+    """(method, `prefix` + path) of every operation of the vendored `api`."""
+    return {(method.upper(), prefix + path) for path, item in _document(api)["paths"].items()
+            for method in item if method in ("get", "post", "put", "patch", "delete")}
+
+
+def assert_answers_as_declared(response, api: str, method: str, path: str) -> None:
+    """`response` is a status the `api` declares for the operation at `path` (its template, without the API's
+    prefix), with a body of the schema it declares for that status (none where it declares none)."""
+    declared = _document(api)["paths"][path][method.lower()]["responses"]
+    assert str(response.status_code) in declared, (method, path, response.status_code, response.text)
+    answer = declared[str(response.status_code)]
+    if "$ref" in answer:
+        answer = _document(api)["components"]["responses"][answer["$ref"].rsplit("/", 1)[1]]
+    content = answer.get("content") or {}
+    media = content.get("application/json; charset=utf-8") or content.get("application/json")
+    if media is None:
+        assert response.content == b"", (method, path)
+        return
+    schema = media["schema"]["$ref"].rsplit("/", 1)[1]
+    if schema != "File":  # a file's schema is an empty object: any document
+        assert_conforms(response.json(), schema, api)
