@@ -101,7 +101,7 @@ class PrivateKeyJwt:
             raise _refuse("The assertion's iss and sub must both be the client_id.")
         client = _registered(query_client, client_id, self.name)
         _certificate_matches(client, request)
-        key = _key_for(client.jwks, header)
+        key = registered_key(client.jwks, header)
         if key is None:
             raise _refuse("The assertion is signed by a key the client has not registered.")
         try:
@@ -139,7 +139,7 @@ class PrivateKeyJwt:
         return client
 
 
-def _key_for(jwks: Mapping, header: Mapping):
+def registered_key(jwks: Mapping, header: Mapping):
     """The public key the header names (by kid; without one, the only key), for an allowed algorithm."""
     alg = header.get("alg")
     if alg not in ASSERTION_ALGORITHMS:

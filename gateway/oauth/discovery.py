@@ -1,9 +1,11 @@
 """Authorization server metadata (RFC 8414) and OpenID Connect Discovery 1.0 §3, with the FAPI and RFC 9126,
-8705 and 9207 fields: what a TPP's library reads to talk to this server unmodified."""
+8705, 9207 and 9101 fields and JARM's: what a TPP's library reads to talk to this server unmodified."""
 from __future__ import annotations
 
+from gateway.oauth import jarm
 from gateway.oauth.client_auth import ASSERTION_ALGORITHMS
 from gateway.oauth.models import AUTH_METHODS, RESOURCE_SCOPES
+from gateway.oauth.request_objects import ALGORITHMS as REQUEST_OBJECT_ALGORITHMS
 from gateway.oauth.signing_keys import ALGORITHM
 
 PATHS = {
@@ -24,7 +26,9 @@ def metadata(issuer: str) -> dict:
         **urls,
         "scopes_supported": ["openid", *RESOURCE_SCOPES],
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "response_modes_supported": list(jarm.MODES),
+        # JARM: the authorization response as a JWT signed with the token-signing key.
+        "authorization_signing_alg_values_supported": [ALGORITHM],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [ALGORITHM],
@@ -39,8 +43,10 @@ def metadata(issuer: str) -> dict:
         "require_pushed_authorization_requests": True,
         "tls_client_certificate_bound_access_tokens": True,
         "authorization_response_iss_parameter_supported": True,
-        "claims_parameter_supported": False,
-        "request_parameter_supported": False,
+        # RFC 9101 request objects, pushed through PAR (the only way in); the UK OB intent id as a requested claim.
+        "claims_parameter_supported": True,
+        "request_parameter_supported": True,
+        "request_object_signing_alg_values_supported": list(REQUEST_OBJECT_ALGORITHMS),
         "request_uri_parameter_supported": False,
         "claims_supported": ["sub", "acr", "auth_time", "openbanking_intent_id"],
         # UK OB security profile: `ca` after the password alone, `sca` once a second factor is in.

@@ -1,7 +1,8 @@
 """Pushed Authorization Requests (RFC 9126).
 
-The client pushes its authorization request to the back channel, authenticated and over mutual TLS; it gets a
-single-use `request_uri` that lives at most 90 s (§2.2) and is the only thing the front channel carries.
+The client pushes its authorization request to the back channel, authenticated and over mutual TLS, as parameters or
+as a signed request object (RFC 9101, `request`: oauth/request_objects.py); it gets a single-use `request_uri` that
+lives at most 90 s (§2.2) and is the only thing the front channel carries.
 
 What one TPP can make the gateway hold is bounded (§2.3 names both answers): each push counts against the TPP's
 rate limit (the same per-TPP buckets as its resource calls, policies/limits.yaml; over it 429 with Retry-After), a
@@ -14,7 +15,10 @@ import secrets
 from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error
 from authlib.oauth2.rfc6749.endpoint import Endpoint
 
+from gateway.oauth import jarm
 from gateway.oauth.models import AUTH_METHODS
+from gateway.oauth.request_objects import authorization_parameters, with_intent
+from gateway.oauth.requests import FormPayload
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 ROUTE_ID = "oauth.par"               # its rate-limit group is the TPP's default one (no route group names it)
@@ -32,16 +36,21 @@ class PushedAuthorizationEndpoint(Endpoint):
         request.client = client
         request.admit(client.client_id)  # every authenticated push counts, refused or not (§2.3: 429)
         data = request.payload.data
-        if any(len(name) > MAX_PARAMETER_CHARS or len(value) > MAX_PARAMETER_CHARS for name, value in data.items()):
+        if any(len(name) > MAX_PARAMETER_CHARS or len(value) > MAX_PARAMETER_CHARS
+               for name, value in data.items() if name != "request"):  # the body's limit bounds a request object
             raise InvalidRequestError(f"A parameter is longer than {MAX_PARAMETER_CHARS} characters.")
-        # RFC 9126 §2.1: request_uri must not be pushed; request objects (RFC 9101) are not offered here.
+        # RFC 9126 §2.1: request_uri must not be pushed.
         if "request_uri" in data:
             raise InvalidRequestError("request_uri may not be pushed.")
-        if "request" in data:
-            raise InvalidRequestError("Request objects are not supported; push the parameters themselves.")
         # §2.1: client_id is required as in any authorization request, and must be the authenticated client.
         if data.get("client_id") != client.client_id:
             raise InvalidRequestError("client_id must be given and be the authenticated client.")
+        if "request" in data:  # RFC 9101 §6.3: then the request is the object's parameters alone
+            data = {**authorization_parameters(data["request"], client, server.issuer), "client_id": client.client_id}
+        request.payload = FormPayload(with_intent(data))
+        data = request.payload.data
+        if data.get("response_mode", "query") not in jarm.MODES:
+            raise InvalidRequestError(f"response_mode must be one of {', '.join(jarm.MODES)}.")
         request.pushed = True
         try:
             grant = server.get_authorization_grant(request)
