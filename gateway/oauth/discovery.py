@@ -16,6 +16,7 @@ PATHS = {
     "introspection_endpoint": "/oauth2/introspect",
     "registration_endpoint": "/oauth2/register",
     "jwks_uri": "/oauth2/jwks",
+    "userinfo_endpoint": "/oauth2/userinfo",
 }
 
 
