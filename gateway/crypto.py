@@ -43,9 +43,13 @@ def x5t_s256(der: bytes) -> str:
     return b64url(hashlib.sha256(der).digest())
 
 
+_THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}
+
+
 def jwk_thumbprint(jwk: dict) -> str:
-    """RFC 7638 thumbprint of an EC JWK: SHA-256 over the required public members, sorted, no whitespace."""
-    required = {name: jwk[name] for name in ("crv", "kty", "x", "y")}
+    """RFC 7638 thumbprint of an EC or RSA JWK: SHA-256 over the required public members, sorted, no whitespace.
+    A KeyError for another key type or a missing member."""
+    required = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
     return b64url(hashlib.sha256(json.dumps(required, sort_keys=True, separators=(",", ":")).encode()).digest())
 
 
