@@ -56,6 +56,7 @@ class Call:
     consent_id: str | None = None
     claims: Mapping[str, Any] | None = None          # the verified access token's claims
     key_id: str | None = None                        # the kid of the key that signed it (Admit: not revoked)
+    dpop_jti: str | None = None                      # a DPoP-bound token's proof (Admit: used once)
     customer_id: str | None = None                   # the bank's customer (Admit, the pages); audited as a pseudonym
     entitlement: Entitlement | None = None           # what the consent allows (Admit), for Forward and Minimise
     unattended: bool = False                         # reads consented data without the customer present (Admit)

@@ -104,6 +104,14 @@ REASONS: Mapping[str, Reason] = {
                                  "The access token is bound to another client certificate."),
     "token.revoked": Reason(401, "UK.OBIE.Header.Invalid", "The access token has been revoked."),
     "token.key_revoked": Reason(401, "UK.OBIE.Header.Invalid", "The access token is signed by a revoked key."),
+    # DPoP (RFC 9449 §7.1): answered with a DPoP challenge (and a DPoP-Nonce where one is asked for).
+    "token.dpop_required": Reason(401, "UK.OBIE.Header.Invalid", "The access token is DPoP-bound: send it as "
+                                  "Authorization: DPoP, with a DPoP proof."),
+    "token.dpop_invalid": Reason(401, "UK.OBIE.Header.Invalid", "The DPoP proof is not valid."),
+    "token.dpop_nonce": Reason(401, "UK.OBIE.Header.Invalid", "Use the server's DPoP nonce (DPoP-Nonce)."),
+    "token.dpop_replayed": Reason(401, "UK.OBIE.Header.Invalid", "The DPoP proof has been used before."),
+    "token.dpop_mismatch": Reason(401, "UK.OBIE.Header.Invalid",
+                                  "The DPoP proof is signed by another key than the access token is bound to."),
     "token.too_long_lived": Reason(401, "UK.OBIE.Header.Invalid",
                                    "The access token lives longer than this server issues tokens for."),
     "token.wrong_grant": Reason(403, "UK.OBIE.Resource.InvalidConsentStatus",
@@ -171,6 +179,13 @@ REASONS: Mapping[str, Reason] = {
                                     "The consent could not be checked; try again later."),
     "store.unavailable": Reason(503, "UK.OBIE.UnexpectedError",
                                 "The gateway's store cannot be reached; nothing was done. Try again later."),
+    # The Events API (events/api.py): one event subscription per TPP (UK OB Event Subscription: "An ASPSP must
+    # respond with a 409 error if an event-subscription exists for that TPP"), a CallbackUrl SSRF rules refuse.
+    "events.subscription_exists": Reason(409, "UK.OBIE.Rules.ResourceAlreadyExists",
+                                         "An event subscription exists for this TPP already; change it with PUT."),
+    "events.subscription_unknown": Reason(404, "UK.OBIE.Resource.NotFound", "No such event subscription."),
+    "events.callback_refused": Reason(400, "UK.OBIE.Field.Invalid",
+                                      "The CallbackUrl is not one the bank may send event notifications to."),
 }
 
 # The authorization server answers in OAuth 2.0 error JSON (RFC 6749 §5.2) rendered by Authlib itself; these are
@@ -191,6 +206,12 @@ PAGE_REASONS: Mapping[str, PageReason] = {
     "web.login_throttled": PageReason(429, "Too many failed log-ins from your network: try again later."),
     "web.session_missing": PageReason(400, "Your session has expired. Go back to the app and start again."),
     "web.csrf_invalid": PageReason(403, "This form has expired. Go back and try again."),
+    # The second factor (web.login, web.authorize): a wrong one-time code; too many of them lock the customer's codes.
+    "web.otp_failed": PageReason(401, "The code is not right. Enter the code your authenticator app shows now."),
+    "web.otp_locked": PageReason(429, "Too many wrong codes: try again later."),
+    # Dynamic linking (PSD2 RTS Art. 5): what the customer authenticated is not what they would now agree to.
+    "web.sca_relink": PageReason(409, "What you are asked to agree to has changed since you confirmed it. Log in "
+                                      "again to confirm it as it is now."),
 }
 
 # Each attempt to notify a TPP of a revoked consent is audited under a `notify.*` reason, catalogued with the
@@ -200,10 +221,16 @@ PAGE_REASONS: Mapping[str, PageReason] = {
 BEARER_CHALLENGE = 'Bearer error="invalid_token"'
 
 
-def token_refusal(reason: str, message: str | None = None) -> Refusal:
-    """RFC 6750 §3: a 401 for a bad token carries the Bearer challenge (RFC 7235 §3.1: every 401 has one)."""
-    challenge = {"WWW-Authenticate": BEARER_CHALLENGE} if REASONS[reason].status == 401 else None
-    return Refusal(reason, message, headers=challenge)
+def token_refusal(reason: str, message: str | None = None, nonce: str | None = None) -> Refusal:
+    """RFC 6750 §3: a 401 for a bad token carries the Bearer challenge (RFC 7235 §3.1: every 401 has one); one
+    about a DPoP proof the DPoP challenge (RFC 9449 §7.1), with the server's `nonce` when it asks for one (§9)."""
+    if REASONS[reason].status != 401:
+        return Refusal(reason, message)
+    if not reason.startswith("token.dpop_"):
+        return Refusal(reason, message, headers={"WWW-Authenticate": BEARER_CHALLENGE})
+    error = "use_dpop_nonce" if reason == "token.dpop_nonce" else "invalid_dpop_proof"
+    headers = {"WWW-Authenticate": f'DPoP error="{error}", algs="ES256 PS256"'}
+    return Refusal(reason, message, headers=headers | ({"DPoP-Nonce": nonce} if nonce else {}))
 
 
 def oauth_reason(error: str) -> str:

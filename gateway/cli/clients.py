@@ -47,6 +47,8 @@ def register(subparsers) -> None:
     a.add_argument("--name", help="the name customers see on the consent page (default CLIENT_ID)")
     a.add_argument("--notification-url", help="the TPP's event-notification endpoint (https; http only to loopback): "
                                               "it is told when a consent is revoked")
+    a.add_argument("--dpop", action="store_true", help="bind its access tokens to a DPoP key (RFC 9449) instead of "
+                   "its certificate, which still authenticates it")
     a.add_argument("--replace", action="store_true", help="replace an existing registration")
     a.set_defaults(func=add)
 
@@ -114,7 +116,8 @@ def _certificate(path: Path) -> x509.Certificate:
 
 
 def build_client(client_id: str, *, cert: Path, redirect_uris: list[str], jwks: dict | None, roles: list[str],
-                 auth_methods: list[str] | None, name: str | None, notification_url: str | None = None) -> Client:
+                 auth_methods: list[str] | None, name: str | None, notification_url: str | None = None,
+                 dpop: bool = False) -> Client:
     """A registration from files, as `clients add` and `obgw demo` make it."""
     certificate = _certificate(cert)
     if not redirect_uris or any(not uri.startswith("https://") for uri in redirect_uris):
@@ -128,7 +131,8 @@ def build_client(client_id: str, *, cert: Path, redirect_uris: list[str], jwks: 
         client_id=client_id, client_name=name or client_id, roles=tuple(roles), redirect_uris=tuple(redirect_uris),
         auth_methods=tuple(methods), cert_thumbprints=(x5t_s256(certificate.public_bytes(Encoding.DER)),),
         subject_dn=certificate.subject.rfc4514_string(), issuer_dn=certificate.issuer.rfc4514_string(),
-        jwks=jwks or {"keys": []}, created_at=int(time.time()), origin="cli", notification_url=notification_url)
+        jwks=jwks or {"keys": []}, created_at=int(time.time()), origin="cli", notification_url=notification_url,
+        dpop_bound_access_tokens=dpop)
 
 
 def from_registration_file(path: Path) -> tuple[Path, list[str], dict]:
@@ -150,7 +154,7 @@ def client_from_args(args) -> Client:
         raise CliError("give --cert (or --from-json)")
     return build_client(args.client_id, cert=cert, redirect_uris=redirect_uris, jwks=jwks,
                         roles=args.role or list(ROLES), auth_methods=args.auth_method, name=args.name,
-                        notification_url=args.notification_url)
+                        notification_url=args.notification_url, dpop=args.dpop)
 
 
 def add(args) -> int:

@@ -40,6 +40,7 @@ class Client(ClientMixin):
     created_at: int = 0
     origin: str = "cli"                  # "cli" (obgw clients add) or "dcr" (RFC 7591)
     notification_url: str | None = None  # where the TPP takes event notifications (a revoked consent)
+    dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: its tokens are bound to a DPoP key, not its certificate
 
     @classmethod
     def from_document(cls, document: Mapping) -> Client:
@@ -54,7 +55,8 @@ class Client(ClientMixin):
             issuer_dn=document.get("issuer_dn"), jwks=document.get("jwks") or {"keys": []},
             status=document.get("status", "active"), software_id=document.get("software_id"),
             created_at=document.get("created_at", 0), origin=document.get("origin", "cli"),
-            notification_url=document.get("notification_url"))
+            notification_url=document.get("notification_url"),
+            dpop_bound_access_tokens=bool(document.get("dpop_bound_access_tokens")))
 
     def to_document(self) -> dict:
         return {
@@ -63,6 +65,7 @@ class Client(ClientMixin):
             "cert_thumbprints": list(self.cert_thumbprints), "subject_dn": self.subject_dn, "issuer_dn": self.issuer_dn,
             "jwks": dict(self.jwks), "status": self.status, "software_id": self.software_id,
             "created_at": self.created_at, "origin": self.origin, "notification_url": self.notification_url,
+            "dpop_bound_access_tokens": self.dpop_bound_access_tokens,
         }
 
     @property

@@ -28,6 +28,7 @@ from typing import Any
 
 from gateway.call import STOP, Call, Stage
 from gateway.errors import Refusal
+from gateway.oauth.dpop import Nonces
 from gateway.oauth.signing_keys import KeyRing
 from gateway.oauth.tokens import AccessTokenVerifier
 from gateway.payments.answer_signature import SignAnswer
@@ -58,7 +59,8 @@ Hook = Callable[..., Awaitable[Any]]  # a stage's bound on_request, on_response 
 
 def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVerifier, keys: KeyCache,
                     admission: AdmissionStore, issuer: str, *, clients: ClientStore, consents: ConsentStore,
-                    idempotency: IdempotencyStore, ring: Callable[[], KeyRing], vrp: VrpUsage) -> tuple[Stage, ...]:
+                    idempotency: IdempotencyStore, ring: Callable[[], KeyRing], vrp: VrpUsage,
+                    nonces: Nonces | None = None) -> tuple[Stage, ...]:
     """The stages of every proxied `/open-banking/...` call, in order (the `on_response` hooks run backwards:
     Minimise cuts the answer, ConsumeConsent settles a payment consent, Idempotency keeps the answer). Forward,
     last, is the one stage that calls the bank; Idempotency stops the chain when it replays an answer.
@@ -70,7 +72,7 @@ def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVe
         MatchRoute(policy),
         ReadBody(),
         RequireClientCertificate(),
-        VerifyAccessToken(verifier, keys, consent_bound=True),
+        VerifyAccessToken(verifier, keys, consent_bound=True, origin=issuer, nonces=nonces),
         VerifySignature(clients),
         CheckRequest(),
         CheckPayment(),
@@ -88,14 +90,15 @@ def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVe
 def consent_api_stages(scope: str, verifier: AccessTokenVerifier, keys: KeyCache, admission: AdmissionStore,
                        policy: PolicySet, route_ids: Mapping[str, str], resource: Stage,
                        idempotency: IdempotencyStore | None = None,
-                       clients: ClientStore | None = None, signed_by: SignAnswer | None = None) -> tuple[Stage, ...]:
+                       clients: ClientStore | None = None, signed_by: SignAnswer | None = None,
+                       origin: str = "", nonces: Nonces | None = None) -> tuple[Stage, ...]:
     """The stages of a consent-resource call (made with a client-credentials token), ending in `resource`, which
     answers it (consents.api; none of them calls the bank). `route_ids` names the gateway route of each method (for
     its rate-limit group); with `idempotency`, a POST needs its x-idempotency-key and x-jws-signature (payment
     consents, UK OB v3.1.4+)."""
     return (
         RequireClientCertificate(),
-        VerifyAccessToken(verifier, keys, consent_bound=False, scope=scope),
+        VerifyAccessToken(verifier, keys, consent_bound=False, scope=scope, origin=origin, nonces=nonces),
         AdmitClient(admission, RateLimitArgs(policy.limits), route_ids),
         *((VerifySignature(clients, always=True), Idempotency(idempotency, always=True))
           if idempotency is not None else ()),

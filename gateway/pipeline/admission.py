@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from gateway.call import CONTINUE, Call, Flow, Stage, required
 from gateway.errors import Refusal
+from gateway.oauth.dpop import REPLAY_SECONDS
 from gateway.oauth.tokens import GRANT_CLAIM
 from gateway.policy.fields import Entitlement, parse_moment
 from gateway.policy.model import UnattendedPolicy
@@ -47,7 +48,7 @@ class Admit(Stage):
                 unattended=call.unattended,
                 allowance=self._unattended.calls, window_seconds=self._unattended.window_seconds,
                 payment_digest=call.payment_digest, allows_consumed=route.allows_consumed,
-                claims_consent=route.uses_consent)
+                claims_consent=route.uses_consent, dpop=_dpop(call))
         except (RedisError, OSError):
             raise Refusal("admission.unavailable", headers={"Retry-After": "1"}) from None
         if verdict.customer_id:  # refused too, when the consent was this TPP's: whose data it was
@@ -77,8 +78,14 @@ class AdmitClient(Stage):
             raise Refusal("route.method_not_allowed", headers={"Allow": ", ".join(sorted(self._route_ids))})
         try:
             verdict = await self._store.admit_client(call.tpp, required(call.claims, "claims")["jti"],
-                                                     self._rate(route_id), kid=required(call.key_id, "key_id"))
+                                                     self._rate(route_id), kid=required(call.key_id, "key_id"),
+                                                     dpop=_dpop(call))
         except (RedisError, OSError):
             raise Refusal("admission.unavailable", headers={"Retry-After": "1"}) from None
         conclude(call, verdict)
         return CONTINUE
+
+
+def _dpop(call: Call) -> tuple[str, int] | None:
+    """The call's DPoP proof as the scripts take it: its jti, remembered as long as the proof could be accepted."""
+    return (call.dpop_jti, REPLAY_SECONDS * 1000) if call.dpop_jti is not None else None

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from gateway.store import names
+from gateway.store.oauth import digest
 from gateway.store.redis import WorkerRedis, async_script, text
 
 
@@ -59,10 +60,12 @@ class AdmissionStore:
     async def admit(self, client_id: str, consent_id: str, jti: str, grant_id: str, rate: RateArgs = UNLIMITED, *,
                     kid: str, permissions: Iterable[str] = (), account_id: str | None = None, unattended: bool = False,
                     allowance: int = 4, window_seconds: int = 86_400, payment_digest: str = "",
-                    allows_consumed: bool = False, claims_consent: bool = True) -> Verdict:
+                    allows_consumed: bool = False, claims_consent: bool = True,
+                    dpop: tuple[str, int] | None = None) -> Verdict:
         """One EVALSHA of admit.lua (its header lists the checks and their order); `kid` signed the token. A payment
         (`payment_digest`) claims its consent for this call unless `claims_consent` is False (a VRP payment: the
-        consent stays usable; its amount is held to the ControlParameters instead)."""
+        consent stays usable; its amount is held to the ControlParameters instead). `dpop`: the call's DPoP proof's
+        jti and how many ms it is remembered: a proof is used once, across workers."""
         claims = bool(payment_digest) and claims_consent
         # Names this call's unattended charge and a payment's claim; os.urandom is not free, so only when needed.
         nonce = secrets.token_hex(8) if unattended or claims else ""
@@ -70,10 +73,12 @@ class AdmissionStore:
             keys=[names.consent(client_id, consent_id), names.revoked_token(client_id, jti),
                   names.revoked_grant(client_id, grant_id), names.client_disabled(client_id),
                   names.unattended_calls(client_id, consent_id), names.rate_bucket(client_id, rate.group),
-                  names.client_tier(client_id), names.revoked_key(client_id, kid)],
+                  names.client_tier(client_id), names.revoked_key(client_id, kid),
+                  *_dpop_key(client_id, dpop)],
             args=[client_id, grant_id, " ".join(sorted(permissions)), account_id or "", "1" if unattended else "0",
                   allowance, window_seconds * 1000, jti, rate.default_tier, rate.limits, rate.group,
-                  nonce, payment_digest, "1" if allows_consumed else "0", "1" if claims else "0"])
+                  nonce, payment_digest, "1" if allows_consumed else "0", "1" if claims else "0",
+                  dpop[1] if dpop is not None else 0])
         verdict, state, retry = _common(answer)
         if verdict is not None:
             customer = answer[7].decode() if len(answer) > 7 and answer[7] else None
@@ -86,20 +91,26 @@ class AdmissionStore:
         """Give a payment consent back (the bank refused the payment): only the claim this call made."""
         await self._release(keys=[names.consent(client_id, consent_id)], args=[claim])
 
-    async def admit_client(self, client_id: str, jti: str, rate: RateArgs = UNLIMITED, *, kid: str) -> Verdict:
+    async def admit_client(self, client_id: str, jti: str, rate: RateArgs = UNLIMITED, *, kid: str,
+                           dpop: tuple[str, int] | None = None) -> Verdict:
         """For client-credentials calls (consent API): the rate limit, the client enabled, the token and its signing
-        key (`kid`) not revoked."""
+        key (`kid`) not revoked, a DPoP proof (`dpop`, as for `admit`) not used before."""
         answer = await self._admit_client(
             keys=[names.revoked_token(client_id, jti), names.client_disabled(client_id),
                   names.rate_bucket(client_id, rate.group), names.client_tier(client_id),
-                  names.revoked_key(client_id, kid)],
-            args=[rate.default_tier, rate.limits, rate.group])
+                  names.revoked_key(client_id, kid), *_dpop_key(client_id, dpop)],
+            args=[rate.default_tier, rate.limits, rate.group, dpop[1] if dpop is not None else 0])
         verdict, state, retry = _common(answer)
         return Verdict(verdict, retry, rate=state)
 
     async def signing_keys(self) -> dict[str, dict[str, Any]]:
         return {text(kid): orjson.loads(raw) for kid, raw in (await self._redis.hgetall(names.SIGNING_KEYS)).items()}
 
+
+
+def _dpop_key(client_id: str, dpop: tuple[str, int] | None) -> list[str]:
+    """The marker of a DPoP proof's jti, as the scripts' last key; none without a proof."""
+    return [names.dpop_proof(client_id, digest(dpop[0]))] if dpop is not None else []
 
 
 def _common(answer: list[Any]) -> tuple[str | None, RateState | None, int | None]:

@@ -61,6 +61,11 @@ def refresh_token(client_id: str, digest: str) -> str:
     return f"obgw:{_tag(client_id)}:refresh:{digest}"
 
 
+def dpop_proof(client_id: str, digest: str) -> str:
+    """A DPoP proof's jti (its SHA-256), present while the proof could be accepted: a proof is used once."""
+    return f"obgw:{_tag(client_id)}:dpop-jti:{digest}"
+
+
 def revoked_token(client_id: str, jti: str) -> str:
     return f"obgw:{_tag(client_id)}:revoked-token:{jti}"
 
@@ -131,6 +136,27 @@ def consent_accesses(consent_id: str) -> str:
 NOTIFY_OUTBOX = "obgw:{notify}:outbox"
 NOTIFY_GROUP = "notifiers"
 NOTIFY_PARKED = "parked"  # the pseudo-consumer holding entries that wait for their next attempt
+
+
+# Events (UK OB Event Notification and Events APIs; store/events.py): per TPP, the events kept for aggregated polling
+# (a hash jti -> the event's facts, and a sorted set of the jtis by when each was kept) and its one event
+# subscription; all under the TPP's hash tag, so one script keeps, filters and trims them together.
+def events(client_id: str) -> str:
+    return f"obgw:{_tag(client_id)}:events"
+
+
+def event_queue(client_id: str) -> str:
+    return f"obgw:{_tag(client_id)}:event-queue"
+
+
+def event_subscription(client_id: str) -> str:
+    return f"obgw:{_tag(client_id)}:event-subscription"
+
+
+# The bank's payment status changes (events/bank_feed.py): how far the gateway has read them (the bank's epoch and
+# sequence number), and the lease of the one worker that reads them.
+EVENT_FEED = "obgw:{events}:bank-feed"
+EVENT_FEED_LEASE = "obgw:{events}:bank-feed-lease"
 
 
 def rate_bucket(client_id: str, group: str) -> str:

@@ -2,6 +2,7 @@
 -- on Redis's own clock, in the order the consent rules are read (each refusal names its reason id):
 --   the TPP's rate limit (gcra.lua, prepended)        → ratelimit.exceeded (+ ms until a call may pass)
 --   the token's signing key revoked                  → token.key_revoked
+--   a DPoP proof used before                         → token.dpop_replayed
 --   token or its grant revoked, client disabled      → token.revoked
 --   the consent usable (consent_rules.lua, prepended: this TPP's, Authorised by the grant the token came from,
 --   not expired)                                      → consent.not_found / consent.not_authorised /
@@ -14,12 +15,14 @@
 -- Only a call that passes everything is counted against the unattended allowance or claims the consent.
 -- KEYS[1] consent hash, KEYS[2] revoked-token marker, KEYS[3] revoked-grant marker, KEYS[4] client-disabled marker,
 -- KEYS[5] the consent's unattended-calls sorted set, KEYS[6] the TPP's rate bucket, KEYS[7] the TPP's tier,
--- KEYS[8] the revoked-key marker of the token's signing key (`obgw keys revoke`)
+-- KEYS[8] the revoked-key marker of the token's signing key (`obgw keys revoke`), KEYS[9] a DPoP proof's jti marker
+-- (absent: no proof)
 -- ARGV[1] client id, ARGV[2] grant id, ARGV[3] required permissions (space-separated, any one; "" = none),
 -- ARGV[4] account id ("" = none), ARGV[5] "1" if unattended, ARGV[6] allowance, ARGV[7] window ms, ARGV[8] jti,
 -- ARGV[9] default tier, ARGV[10] the route group's limits, ARGV[11] the route group, ARGV[12] a nonce of this call,
 -- ARGV[13] a payment's digest ("" = not a payment), ARGV[14] "1" if a Consumed consent still admits (payment reads),
--- ARGV[15] "1" if the payment claims the consent (a single payment; a VRP payment leaves it usable)
+-- ARGV[15] "1" if the payment claims the consent (a single payment; a VRP payment leaves it usable),
+-- ARGV[16] ms a DPoP proof's jti is remembered (with KEYS[9])
 -- Returns {verdict, rate policy name, q, w, r, t, retry_ms, customer_id, accounts_json, permissions_json,
 -- window_json, instructed_amount}: verdict "ok" or the reason id; the rate fields describe the TPP's bucket after this call. A refusal
 -- made once the consent is known to be this TPP's carries its customer_id too (the audit names whose data it was).
@@ -34,6 +37,9 @@ end
 now = math.floor(now / 1000)  -- the consent rules are in milliseconds
 if redis.call('EXISTS', KEYS[8]) > 0 then
   return answer('token.key_revoked')
+end
+if KEYS[9] and redis.call('SET', KEYS[9], '1', 'NX', 'PX', ARGV[16]) == false then
+  return answer('token.dpop_replayed')  -- a proof is good once, on whichever worker sees it first
 end
 if redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) > 0 then
   return answer('token.revoked')
