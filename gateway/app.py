@@ -64,7 +64,7 @@ from gateway.store.audit import AuditReader
 from gateway.store.idempotency import IdempotencyStore
 from gateway.store.logins import LoginStore
 from gateway.store.redis import async_client, sync_client
-from gateway.store.vrp import VrpUsage, VrpUsageReader
+from gateway.store.vrp import SyncVrpUsage, VrpUsage
 from gateway.web.authorize import CustomerAuthorization
 from gateway.web.dashboard import Dashboard
 from gateway.web.forms import SignedDoubleSubmit
@@ -125,7 +125,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     passwords = PasswordCheck(bank, LoginStore(redis, derive_key(pseudonym_key, LOGIN_NAMES)))
     dashboard = Dashboard(server.store, server.consents, server.clients, bank, passwords,
                           SignedDoubleSubmit(pseudonym_key),
-                          AuditReader(sync_redis).recent_accesses, notify, VrpUsageReader(sync_redis).usage)
+                          AuditReader(sync_redis).recent_accesses, notify, SyncVrpUsage(sync_redis).usage)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

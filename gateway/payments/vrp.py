@@ -27,7 +27,7 @@ from gateway.payments.idempotency import UNKNOWN_OUTCOME
 from gateway.store.consents import ConsentStore
 from gateway.store.vrp import VrpUsage
 
-HOLD_SECONDS = 60   # a claim whose outcome is still unknown after this is reported overdue (store/vrp.py)
+HOLD_SECONDS = 60   # a claim whose outcome is still unknown after this is overdue (`obgw consents vrp-held`)
 KEPT = 4096         # consents whose ControlParameters a worker keeps
 
 

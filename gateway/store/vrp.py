@@ -18,8 +18,9 @@ limit pass exactly while they fit, in whatever order Redis runs them. A refused 
 
 Unknown outcomes never expire. If the bank may have paid, giving the amount back could let the consent's payments
 exceed what the PSU agreed, so a claim is held until someone settles or releases it (a later status check with the
-bank, or an operator). `hold_seconds` is not a lease: it only sets when the claim becomes *overdue*, which
-`claims()` reports so the unresolved ones can be found and reconciled. The cost of this safe default: an
+bank, or an operator: `obgw consents vrp-held` lists a consent's held claims, `obgw consents vrp-resolve` settles or
+releases one through SyncVrpUsage). `hold_seconds` is not a lease: it only sets when the claim becomes *overdue*,
+which `claims()` reports so the unresolved ones can be found and reconciled. The cost of this safe default: an
 unresolved claim keeps its room in its periods until resolved (or until its periods are over).
 
 Old periods. A claim names the consent's current period instances; the period ids it does not name are old ones
@@ -43,7 +44,7 @@ import orjson
 import redis
 
 from gateway.store import names
-from gateway.store.redis import ScriptArg, WorkerRedis, async_script, text
+from gateway.store.redis import ScriptArg, WorkerRedis, async_script, sync_script, text
 
 # Amounts and limits: sums stay exact integers in Lua (doubles); consents.control_parameters clamps to it.
 MAX_MINOR = 2 ** 52
@@ -104,12 +105,12 @@ class VrpUsage:
 
     async def settle(self, consent_id: str, claim_id: str) -> bool:
         """The bank paid: the claim's amount keeps counting, the claim goes. False: no such claim (nothing done)."""
-        return bool(await self._script(keys=_keys(consent_id), args=["settle", claim_id]))
+        return bool(await self._script(keys=_keys(consent_id), args=_resolve_args("settle", claim_id)))
 
     async def release(self, consent_id: str, claim_id: str) -> bool:
         """The bank did not pay (refused, failed before paying, never sent): the claim's amount is given back.
         False: no such claim (nothing done)."""
-        return bool(await self._script(keys=_keys(consent_id), args=["release", claim_id]))
+        return bool(await self._script(keys=_keys(consent_id), args=_resolve_args("release", claim_id)))
 
     async def usage(self, consent_id: str) -> dict[str, int]:
         """period id -> what counts in it (settled + pending), for the periods kept."""
@@ -125,15 +126,25 @@ class VrpUsage:
 
     async def now_ms(self) -> int:
         """Redis's clock (that of `HeldClaim.overdue`)."""
-        seconds, micros = await self._redis.time()
-        return int(seconds) * 1000 + int(micros) // 1000
+        return _ms(await self._redis.time())
 
 
-class VrpUsageReader:
-    """The same reads, synchronous, for the dashboard and the CLI (`store.redis.sync_client`)."""
+class SyncVrpUsage:
+    """The same reads, and the resolution of a held claim, synchronous (`store.redis.sync_client`): the dashboard
+    reads, the operator (`obgw consents vrp-held|vrp-resolve`) lists the held claims and settles or releases one once
+    the bank has said whether it paid."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
+        self._script = sync_script(client, "vrp_usage")
+
+    def settle(self, consent_id: str, claim_id: str) -> bool:
+        """As VrpUsage.settle: the bank paid."""
+        return bool(self._script(keys=_keys(consent_id), args=_resolve_args("settle", claim_id)))
+
+    def release(self, consent_id: str, claim_id: str) -> bool:
+        """As VrpUsage.release: the bank did not pay."""
+        return bool(self._script(keys=_keys(consent_id), args=_resolve_args("release", claim_id)))
 
     def usage(self, consent_id: str) -> dict[str, int]:
         return {period: each.counted for period, each in self.detail(consent_id).items()}
@@ -145,12 +156,24 @@ class VrpUsageReader:
         return _claims(self._client.hgetall(names.vrp_claims(consent_id)))
 
     def now_ms(self) -> int:
-        seconds, micros = self._client.time()
-        return int(seconds) * 1000 + int(micros) // 1000
+        return _ms(self._client.time())
 
 
 def _keys(consent_id: str) -> list[str]:
     return [names.vrp_usage(consent_id), names.vrp_claims(consent_id)]
+
+
+def _resolve_args(operation: str, claim_id: str) -> list[ScriptArg]:
+    """settle | release of one claim (scripts/vrp_usage.lua)."""
+    if not claim_id:
+        raise ValueError("a claim needs an id")
+    return [operation, claim_id]
+
+
+def _ms(redis_time: tuple[Any, Any]) -> int:
+    """Redis's TIME answer (seconds, microseconds) in milliseconds."""
+    seconds, micros = redis_time
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def _claim_args(claim_id: str, amount_minor: int, periods: Sequence[tuple[str, int]], hold_seconds: float,

@@ -1,6 +1,7 @@
 """VrpUsage (store/vrp.py, scripts/vrp_usage.lua) against a real Redis: claim/settle/release arithmetic, concurrent
 claims admitted exactly while they fit, refused and failed payments not counting, unknown outcomes counting until
-resolved, period rollover and pruning, the dashboard's sync reads, and Redis errors propagating."""
+resolved, period rollover and pruning, the sync store (the dashboard's reads, the operator's settle and release), and
+Redis errors propagating."""
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,7 @@ from support.ports import free_port
 from gateway.consents.control_parameters import PaymentLimits, limits_for_payment, parse_control_parameters
 from gateway.store import names
 from gateway.store.redis import async_client
-from gateway.store.vrp import MAX_MINOR, HeldClaim, PeriodUsage, Verdict, VrpUsage, VrpUsageReader
+from gateway.store.vrp import MAX_MINOR, HeldClaim, PeriodUsage, SyncVrpUsage, Verdict, VrpUsage
 
 CONSENT = "vrp-consent-1"
 MONTH, DAY = "Month/Calendar/2026-12-01", "Day/Calendar/2026-12-05"
@@ -58,7 +59,7 @@ def test_claim_settle_release_arithmetic(redis_url, redis_client):
     assert after_release == {MONTH: PeriodUsage(3000, 0), DAY: PeriodUsage(3000, 0)}
     assert repeats == (False, False, False, False)  # each claim resolved once; nothing changed after
     assert held == []
-    assert VrpUsageReader(redis_client).usage(CONSENT) == {MONTH: 3000, DAY: 3000}
+    assert SyncVrpUsage(redis_client).usage(CONSENT) == {MONTH: 3000, DAY: 3000}
 
 
 def test_a_refusal_names_the_first_period_exceeded_and_changes_nothing(redis_url, redis_client):
@@ -207,8 +208,26 @@ def test_an_unknown_outcome_keeps_counting_past_its_hold_until_resolved(redis_ur
     assert blocked == Verdict("vrp.limit_exceeded", MONTH, 10000, 8000)
     assert still_blocked == Verdict("vrp.limit_exceeded", MONTH, 10000, 8000)
     assert ttls == (-1, -1)  # nothing expires by itself
-    reader = VrpUsageReader(redis_client)
-    assert reader.detail(CONSENT) == {MONTH: PeriodUsage(8000, 0)} and reader.claims(CONSENT) == []
+    sync = SyncVrpUsage(redis_client)
+    assert sync.detail(CONSENT) == {MONTH: PeriodUsage(8000, 0)} and sync.claims(CONSENT) == []
+
+
+def test_the_sync_store_settles_and_releases_a_held_claim_as_the_async_one_does(redis_url, redis_client):
+    async def body(store: VrpUsage):
+        for claim in ("paid", "unpaid"):
+            assert (await store.claim(CONSENT, claim, 2000, [(MONTH, 10000), (DAY, 5000)], HOLD)).admitted
+    _run(redis_url, body)
+    sync = SyncVrpUsage(redis_client)
+    assert [claim.claim_id for claim in sync.claims(CONSENT)] == ["paid", "unpaid"]
+    assert sync.settle(CONSENT, "paid") is True and sync.release(CONSENT, "unpaid") is True
+    assert sync.detail(CONSENT) == {MONTH: PeriodUsage(2000, 0), DAY: PeriodUsage(2000, 0)}
+    assert sync.claims(CONSENT) == []
+    before = redis_client.hgetall(names.vrp_usage(CONSENT))
+    assert (sync.settle(CONSENT, "paid"), sync.release(CONSENT, "paid"), sync.settle(CONSENT, "never")) == (
+        False, False, False)
+    assert redis_client.hgetall(names.vrp_usage(CONSENT)) == before
+    with pytest.raises(ValueError):
+        sync.release(CONSENT, "")
 
 
 def test_held_claims_are_listed_oldest_first_and_not_overdue_within_their_hold(redis_url, redis_client):
@@ -222,7 +241,7 @@ def test_held_claims_are_listed_oldest_first_and_not_overdue_within_their_hold(r
         ("b", 10, (MONTH, DAY)), ("a", 20, (MONTH,))]
     assert not any(claim.overdue(now) for claim in held)
     assert all(isinstance(claim, HeldClaim) for claim in held)
-    assert VrpUsageReader(redis_client).claims(CONSENT) == held
+    assert SyncVrpUsage(redis_client).claims(CONSENT) == held
 
 
 # --- periods -------------------------------------------------------------------------------------------------------
@@ -324,8 +343,10 @@ def test_redis_errors_propagate():
     _run(dead, body)
     client = redis.Redis.from_url(dead, socket_connect_timeout=0.5)
     try:
-        with pytest.raises(redis.ConnectionError):
-            VrpUsageReader(client).usage(CONSENT)
+        sync = SyncVrpUsage(client)
+        for sync_call in (lambda: sync.usage(CONSENT), lambda: sync.release(CONSENT, "c1")):
+            with pytest.raises(redis.ConnectionError):
+                sync_call()
     finally:
         client.close()
 
