@@ -2,7 +2,6 @@
 reads), each client's certificates, and each client's rate-limit tier and usage."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -268,8 +267,9 @@ def add_cert(args) -> int:
             raise CliError(f"{args.pem_file}: its CN is {name!r}, not the client's software id {client.software!r}")
         audited(settings, "clients add-cert", client_id=args.client_id)
         if new not in client.cert_thumbprints:
-            store.replace(dataclasses.replace(client, cert_thumbprints=(*client.cert_thumbprints, new)).to_document(),
-                          client.software)
+            # The stored document, not the Client rebuilt: what registration keeps beside it (the registration
+            # access token's digest, the statement's redirect URIs) stays.
+            store.replace(document | {"cert_thumbprints": [*client.cert_thumbprints, new]}, client.software)
         print(f"{args.client_id}: certificate {new} registered ({len(set(client.cert_thumbprints) | {new})} in all); "
               "its consents and tokens are unchanged")
         return 0

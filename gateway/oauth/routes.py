@@ -19,7 +19,7 @@ from gateway.errors import oauth_reason
 from gateway.oauth import par, userinfo
 from gateway.oauth.discovery import PATHS, metadata
 from gateway.oauth.registration import Registration
-from gateway.oauth.requests import form_request, json_request
+from gateway.oauth.requests import form_request
 from gateway.oauth.server import GatewayAuthorizationServer, OAuthResponse
 from gateway.oauth.userinfo import UserInfo
 from gateway.policy.model import RateLimits
@@ -116,9 +116,7 @@ def oauth_routes(server: GatewayAuthorizationServer, customer, limits: RateLimit
         endpoint(PATHS["introspection_endpoint"],
                  lambda request: server.create_endpoint_response("introspection", request)),
         endpoint(PATHS["userinfo_endpoint"], UserInfo(server).answer, adapt=userinfo.adapt),
-        endpoint(PATHS["registration_endpoint"], registration.register, adapt=json_request),
-        Route(PATHS["registration_endpoint"] + "/{client_id}",
-              _Endpoint(PATHS["registration_endpoint"] + "/{client_id}", server, registration.adapt_management,
-                        registration.manage)),
+        endpoint(PATHS["registration_endpoint"], registration.register, adapt=registration.adapt),
+        endpoint(PATHS["registration_endpoint"] + "/{client_id}", registration.manage, adapt=registration.adapt),
         *(Route(path, step) for path, step in customer.endpoints()),
     ]
