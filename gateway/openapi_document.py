@@ -24,6 +24,7 @@ import orjson
 from gateway import __version__, specs
 from gateway.call import SCOPE_KEY
 from gateway.errors import OAUTH_ERRORS, REASONS, Refusal
+from gateway.oauth import jarm
 from gateway.oauth.client_auth import ASSERTION_TYPE
 from gateway.oauth.discovery import PATHS
 from gateway.oauth.models import AUTH_METHODS, GRANT_TYPES
@@ -41,7 +42,8 @@ _AROUND_OAUTH = ("request.too_large", "request.incomplete", "store.unavailable",
                  "error.unexpected")
 _PUSHED_LIMIT = ("ratelimit.exceeded",)  # PAR also counts against the TPP's rate limit (429, Retry-After)
 _AUTHLIB = {400: "the authorization server's errors (`invalid_request`, `invalid_grant`, ...)",
-            401: "`invalid_client` (the client could not be authenticated)"}
+            401: "`invalid_client` (the client could not be authenticated), `invalid_token`",
+            403: "`access_denied` (RFC 7592: not a registration the client may change), `insufficient_scope`"}
 _PUBLIC = ("audit.unavailable", "error.unexpected")  # all a public document's GET can meet
 _JSON = "application/json"
 _FORM = "application/x-www-form-urlencoded"
@@ -189,8 +191,9 @@ class _Builder:
 
     def oauth_operation(self, method: str, path: str, operation_id: str, summary: str, answers: dict,
                         form: dict | None = None, json_body: dict | None = None, also: tuple[str, ...] = (),
-                        **extra) -> None:
-        """`also`: reasons this endpoint may refuse with besides those around every AS call."""
+                        jwt_body: str | None = None, **extra) -> None:
+        """`also`: reasons this endpoint may refuse with besides those around every AS call; `jwt_body`: the body
+        may instead be a JWT (`application/jwt`) so described."""
         refusals = {**self.refusals((*_AROUND_OAUTH, *also), oauth=True),
                     **{str(status): {"$ref": self.refusal(status, True)} for status in _AUTHLIB}}
         operation = {"tags": ["Authorization server"], "summary": summary, "operationId": operation_id,
@@ -199,6 +202,9 @@ class _Builder:
         if form is not None or json_body is not None:
             media, schema = (_FORM, form) if form is not None else (_JSON, json_body)
             operation["requestBody"] = {"required": True, "content": {media: {"schema": schema}}}
+        if jwt_body is not None:
+            operation["requestBody"]["content"]["application/jwt"] = {
+                "schema": {"type": "string", "description": jwt_body}}
         self.add(method, path, operation)
 
     def public(self, path: str, operation_id: str, summary: str, schema: dict) -> None:
@@ -249,11 +255,15 @@ def _authorization_server(builder: _Builder) -> None:
         "POST", PATHS["pushed_authorization_request_endpoint"], "oauth.par", "Pushed authorization request (RFC 9126)",
         {"201": builder.answer("The request_uri for the authorization endpoint",
                                _object(["request_uri", "expires_in"], request_uri=_STRING, expires_in=_INTEGER))},
-        form=form(["response_type", "client_id", "redirect_uri", "scope", "code_challenge", "code_challenge_method",
-                   "consent_id"], response_type={"type": "string", "enum": ["code"]}, redirect_uri=_STRING,
+        form=form(["client_id"], response_type={"type": "string", "enum": ["code"]}, redirect_uri=_STRING,
                   scope=_STRING, state=_STRING, nonce=_STRING, code_challenge=_STRING,
                   code_challenge_method={"type": "string", "enum": ["S256"]},
-                  consent_id={"type": "string", "description": "The consent (`ConsentId`) to authorise."}),
+                  consent_id={"type": "string", "description": "The consent (`ConsentId`) to authorise."},
+                  response_mode={"type": "string", "enum": list(jarm.MODES)},
+                  claims={"type": "string", "description": "OIDC requested claims (JSON); "
+                          "`id_token.openbanking_intent_id.value` names the consent."},
+                  request={"type": "string", "description": "RFC 9101: the whole request as a JWT signed (PS256, "
+                           "ES256) by the client's registered key; then only it is used."}),
         also=_PUSHED_LIMIT)
     builder.oauth_operation("POST", PATHS["revocation_endpoint"], "oauth.revoke", "Revocation (RFC 7009)",
                             {"200": builder.answer("Revoked, or not a token of this client", {"type": "object"})},
@@ -263,10 +273,16 @@ def _authorization_server(builder: _Builder) -> None:
                                 ["active"], active={"type": "boolean"}, scope=_STRING, client_id=_STRING,
                                 sub=_STRING, exp=_INTEGER, token_type=_STRING))},
                             form=form(["token"], token=_STRING, token_type_hint=token_hint))
+    for method, operation_id in (("GET", "oauth.userinfo"), ("POST", "oauth.userinfo.post")):
+        builder.oauth_operation(method, PATHS["userinfo_endpoint"], operation_id, "UserInfo (OIDC Core §5.3)",
+                                {"200": builder.answer("The customer's pseudonymous sub and the consent", _object(
+                                    ["sub"], sub=_STRING, openbanking_intent_id=_STRING))},
+                                security=[{"PSUOAuth2Security": ["openid"]}])
     register = PATHS["registration_endpoint"]
-    builder.oauth_operation("POST", register, "oauth.register", "Dynamic client registration (RFC 7591)",
-                            {"201": builder.answer("The registered client", _CLIENT_METADATA)},
-                            json_body=_object(
+    signed_registration = ("UK OB DCR: the metadata and `software_statement` as claims of a JWT the client signs "
+                           "with a key of its statement (`iss` its software_id, `aud` the issuer, `iat`, `exp`, "
+                           "`jti`).")
+    registration = _object(
                                 ["software_statement", "token_endpoint_auth_method"],
                                 software_statement={"type": "string", "description": "A JWT signed by the "
                                                     "directory; its software_id is the certificate's CN."},
@@ -274,9 +290,16 @@ def _authorization_server(builder: _Builder) -> None:
                                 redirect_uris={"type": "array", "items": _STRING},
                                 grant_types={"type": "array", "items": _STRING},
                                 response_types={"type": "array", "items": _STRING},
-                                tls_client_auth_subject_dn=_STRING))
+                                tls_client_auth_subject_dn=_STRING)
+    builder.oauth_operation("POST", register, "oauth.register", "Dynamic client registration (RFC 7591)",
+                            {"201": builder.answer("The registered client", _CLIENT_METADATA)},
+                            json_body=registration, jwt_body=signed_registration)
     managed: dict[str, Any] = {"parameters": [{"name": "client_id", "in": "path", "required": True, "schema": _STRING}],
                "security": [{"TPPOAuth2Security": []}]}
+    builder.oauth_operation("PUT", register + "/{client_id}", "oauth.register.put",
+                            "Update a registration (RFC 7592)",
+                            {"200": builder.answer("The registered client", _CLIENT_METADATA)},
+                            json_body=registration, jwt_body=signed_registration, **managed)
     builder.oauth_operation("GET", register + "/{client_id}", "oauth.register.get", "Read a registration (RFC 7592)",
                             {"200": builder.answer("The registered client", _CLIENT_METADATA)}, **managed)
     builder.oauth_operation("DELETE", register + "/{client_id}", "oauth.register.delete",
@@ -285,7 +308,7 @@ def _authorization_server(builder: _Builder) -> None:
 
 def _security_schemes(issuer: str) -> dict:
     scopes = {"accounts": "Account information (AISP)", "payments": "Payment initiation (PISP)",
-              "fundsconfirmations": "Confirmation of funds (CBPII)"}
+              "fundsconfirmations": "Confirmation of funds (CBPII)", "openid": "OpenID Connect (UserInfo)"}
     bound = ("Sent as `Authorization: Bearer`; a JWT bound to the client certificate (RFC 8705 `cnf.x5t#S256`), "
              "so only good over mutual TLS with the certificate it was issued to.")
     return {

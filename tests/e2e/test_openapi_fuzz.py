@@ -45,7 +45,9 @@ AUTHORIZATION_SERVER = {
     ("POST", PATHS["token_endpoint"]), ("POST", PATHS["pushed_authorization_request_endpoint"]),
     ("POST", PATHS["revocation_endpoint"]), ("POST", PATHS["introspection_endpoint"]),
     ("POST", PATHS["registration_endpoint"]), ("GET", PATHS["registration_endpoint"] + "/{client_id}"),
-    ("DELETE", PATHS["registration_endpoint"] + "/{client_id}"), ("GET", PATHS["jwks_uri"]),
+    ("DELETE", PATHS["registration_endpoint"] + "/{client_id}"),
+    ("PUT", PATHS["registration_endpoint"] + "/{client_id}"),
+    ("GET", PATHS["userinfo_endpoint"]), ("POST", PATHS["userinfo_endpoint"]), ("GET", PATHS["jwks_uri"]),
     ("GET", "/.well-known/openid-configuration"), ("GET", "/.well-known/oauth-authorization-server"),
     ("GET", "/openapi.json"),
 }
@@ -184,6 +186,7 @@ def known(gateway, pki) -> Known:
             bearer={("TPPOAuth2Security", "accounts"): tpp.client_credentials("accounts")["access_token"],
                     ("TPPOAuth2Security", "payments"): tpp.client_credentials("payments")["access_token"],
                     ("PSUOAuth2Security", "accounts"): accounts["access_token"],
+                    ("PSUOAuth2Security", "openid"): accounts["access_token"],  # its scope: openid accounts
                     ("PSUOAuth2Security", "payments"): payments["access_token"],
                     ("TPPOAuth2Security", "fundsconfirmations"):
                         tpp.client_credentials("fundsconfirmations")["access_token"],
