@@ -32,11 +32,15 @@ from gateway.body import MAX_BODY_BYTES
 from gateway.call import Stage
 from gateway.children import die_with_parent
 from gateway.consents.api import AccountAccessConsents, ConsentFiles, FundsConfirmationConsents, PaymentConsents
-from gateway.consents.notify import SET_TYPE, Notifier, outbox_notifier
+from gateway.consents.lifecycle import announce_authorisations
+from gateway.consents.notify import SET_TYPE, Notifier, authorisation_notifier, outbox_notifier
 from gateway.consents.payment_file import MAX_FILE_BYTES
 from gateway.consents.payment_kinds import PAYMENT_KINDS
 from gateway.crypto import derive_key, pseudonym
 from gateway.errors import Refusal
+from gateway.events.api import EVENTS, EVENTS_API, EventPolling, EventSubscriptions
+from gateway.events.bank_feed import PaymentStatusFeed
+from gateway.events.callbacks import CallbackGuard
 from gateway.oauth.routes import oauth_routes
 from gateway.oauth.server import build_authorization_server
 from gateway.oauth.signing_keys import signer
@@ -61,6 +65,7 @@ from gateway.policy.model import CONSENT_API, FILE_SUFFIX
 from gateway.settings import Settings
 from gateway.store.admission import AdmissionStore
 from gateway.store.audit import AuditReader
+from gateway.store.events import EventStore
 from gateway.store.idempotency import IdempotencyStore
 from gateway.store.logins import LoginStore
 from gateway.store.redis import async_client, sync_client
@@ -105,8 +110,18 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
         document = await run_in_threadpool(server.clients.get, client_id)
         return document.get("notification_url") if document else None
 
-    notifier = Notifier(redis, notification_url_of, signer(server.keys.ring, SET_TYPE), chain.append,
-                        issuer=server.issuer, api_base=server.issuer)
+    # Events (UK OB Events API): pushed to a subscription's CallbackUrl (SSRF-guarded) or polled; the customer's
+    # authorisations and the bank's payment status changes published besides revocations.
+    events, guard, sign_event = EventStore(redis), CallbackGuard(settings.events_allow_loopback), \
+        signer(server.keys.ring, SET_TYPE)
+    notifier = Notifier(redis, notification_url_of, sign_event, chain.append, issuer=server.issuer,
+                        api_base=server.issuer, subscription_of=events.subscription, guard=guard)
+    announce_authorisations(server.consents, authorisation_notifier(sync_redis))
+    payments_service = policy.services.get("payments")
+    bank_feed = PaymentStatusFeed(events, payments_service.url if payments_service else None)
+    subscriptions = EventSubscriptions(events, guard, server.issuer)
+    event_resources: dict[str, Stage] = {path: subscriptions for path in EVENTS_API} | {
+        EVENTS: EventPolling(events, sign_event, chain.append, server.issuer, server.issuer)}
     consent_args = (server.consents, server.issuer, settings.consent_authorise_seconds, notify)
     payment_consents = [PaymentConsents(kind, *consent_args) for kind in PAYMENT_KINDS.values()]
     consent_resources = [AccountAccessConsents(*consent_args), FundsConfirmationConsents(*consent_args),
@@ -133,11 +148,13 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
         await forward.start()
         await bank.start()
         await notifier.start()
+        await bank_feed.start()
         anchoring = asyncio.create_task(_checkpoint_every(chain, settings.audit_checkpoint_seconds))
         try:
             yield
         finally:
             anchoring.cancel()
+            await bank_feed.close()
             await notifier.close()
             await chain.close()
             await bank.close()
@@ -151,6 +168,11 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
         *(Route(path, ResourceEndpoint(consent_api(path, scope, route_ids), template=path,
                                        max_body_bytes=MAX_FILE_BYTES if path.endswith(FILE_SUFFIX) else MAX_BODY_BYTES))
           for path, (scope, route_ids) in CONSENT_API.items()),
+        # The Events API: the client-credentials stages; its resources take a token of any of its scopes ("" here).
+        *(Route(path, ResourceEndpoint(Pipeline(consent_api_stages(
+            "", server.verifier, keys, admission, policy, route_ids, event_resources[path],
+            signed_by=None if path == EVENTS else payment_answers)), template=path))
+          for path, route_ids in EVENTS_API.items()),
         Mount("/open-banking", app=ResourceEndpoint(resources)),
         *oauth_routes(server, CustomerAuthorization(server, bank, passwords, settings.login_seconds),
                       policy.limits),

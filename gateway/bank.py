@@ -1,7 +1,9 @@
-"""The bank back-end as the customer pages need it: the customer's login check and their list of accounts.
+"""The bank back-end as the customer pages need it: the customer's two login checks and their list of accounts.
 
-The customer's username and password go to the bank's own authentication endpoint and nowhere else; the gateway
-keeps neither. One pooled aiohttp session per worker, like `Forward`.
+The customer's username and password, and then the one-time code of their authenticator, go to the bank's own
+authentication endpoints and nowhere else: the bank holds the password digests and authenticator secrets and
+decides (and refuses a code used before); the gateway keeps none of them. One pooled aiohttp session per worker,
+like `Forward`.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import aiohttp
 import orjson
 
 AUTHENTICATE_PATH = "/internal/authenticate"
+OTP_PATH = "/internal/otp"
 ACCOUNTS_PATH = "/open-banking/v3.1/aisp/accounts"
 CUSTOMER_HEADER = "x-bank-customer-id"
 
@@ -58,6 +61,15 @@ class Bank:
         if status != 200 or not isinstance(body, dict):
             raise BankUnavailable(f"authentication answered {status}")
         return Customer(body["customer_id"], body["display_name"])
+
+    async def check_code(self, customer_id: str, code: str) -> bool:
+        """Whether the bank accepts `code` as the customer's current one-time code (it is then used up)."""
+        status, body = await self._call("POST", OTP_PATH, json={"customer_id": customer_id, "otp": code})
+        if status in (400, 401):
+            return False
+        if status != 200 or not isinstance(body, dict) or body.get("customer_id") != customer_id:
+            raise BankUnavailable(f"the one-time code check answered {status}")
+        return True
 
     async def accounts(self, customer_id: str) -> list[AccountChoice]:
         status, body = await self._call("GET", ACCOUNTS_PATH, headers={CUSTOMER_HEADER: customer_id})

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.crypto import b64url, jwk_thumbprint, x5t_s256
+from gateway.sandbox.profiles import PROFILES
 from gateway.settings import KEY_ENCRYPTION_KEY_FILE
 
 DEMO_TPPS = ("tpp-demo", "tpp-other")
@@ -34,6 +35,7 @@ AUDIT_KEY_FILES = ("audit.key", "audit-signing.key", "audit-signing.pub")
 # The software-statement directory (UK OB Directory stand-in) whose key signs SSAs for dynamic client registration.
 DIRECTORY_ISSUER = "obgw dev directory"
 DEFAULT_REDIRECT_URI = "https://tpp.example.com/callback"
+CUSTOMERS_FILE = "customers.json"  # the sandbox bank's demo customers' authenticator secrets (CONTRACT §4)
 
 # notBefore is backdated so that a peer whose clock is a little behind still accepts a fresh certificate.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -304,6 +306,13 @@ def _write_audit_keys(out_dir: Path) -> list[Path]:
     return [pseudonym_key, signing_key, public_key]
 
 
+def customers_document() -> bytes:
+    """`{"alice": {"totp_secret": <base32>}, ...}` by username: what a demo customer's authenticator app is given.
+    The secrets are the sandbox bank's fixed, published demo values (gateway.sandbox.profiles)."""
+    customers = {p.customer.username: {"totp_secret": p.totp_secret} for p in PROFILES}
+    return (json.dumps(customers, indent=2) + "\n").encode()
+
+
 def init_dev_pki(
     out_dir: Path,
     tpps: Sequence[str] = DEMO_TPPS,
@@ -316,11 +325,12 @@ def init_dev_pki(
     Writes ca.pem/ca.key, directory.json/directory-jwks.json (the DCR software-statement signer), server.pem (the
     leaf followed by the CA: the chain a TLS server sends) /server.key, audit.key/audit-signing.key/.pub (the audit
     log's pseudonym and checkpoint-signing keys), signing.kek (the key that encrypts the token-signing keys in
-    Redis), and per TPP <name>.pem/.key/.json. Without `force`, an existing CA is kept, as is every complete set of
-    files, so re-running never invalidates certificates already handed out; only what is missing is issued, signed
-    by the existing CA. `force`, or a missing ca.pem, replaces everything (files of TPPs not named are left alone)
-    but the audit keys and signing.kek, which no CA invalidates: a new pseudonym key would rename every customer in
-    the log, and a new key-encryption key could not open the signing keys already stored.
+    Redis), customers.json (the demo customers' authenticator secrets), and per TPP <name>.pem/.key/.json. Without
+    `force`, an existing CA is kept, as is every complete set of files, so re-running never invalidates certificates
+    already handed out; only what is missing is issued, signed by the existing CA. `force`, or a missing ca.pem,
+    replaces everything (files of TPPs not named are left alone) but the audit keys and signing.kek, which no CA
+    invalidates: a new pseudonym key would rename every customer in the log, and a new key-encryption key could not
+    open the signing keys already stored.
     """
     _check_names(tpps)
     parts = urlsplit(redirect_uri)  # FAPI requires https redirect URIs
@@ -357,6 +367,12 @@ def init_dev_pki(
     if not kek.exists():
         _write_private(kek, os.urandom(32).hex().encode() + b"\n")  # 256 bits, as hex (gateway.oauth.signing_keys)
         written.append(kek)
+
+    # Not a key this run makes but the bank's published demo secrets: written whenever it is missing or differs.
+    customers = out_dir / CUSTOMERS_FILE
+    if not customers.exists() or customers.read_bytes() != customers_document():
+        _write_private(customers, customers_document())  # owner-only like every credential here, published or not
+        written.append(customers)
 
     for name in tpps:
         files = [out_dir / f"{name}{ext}" for ext in (".pem", ".key", ".json")]

@@ -55,6 +55,15 @@ def _seconds_up_to(limit: int) -> Callable[[str], int]:
     return cast
 
 
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError("must be 1 or 0")
+
+
 def _https_url(text: str) -> str | None:
     if not text:
         return None
@@ -124,6 +133,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("key_encryption_key", "OBGW_KEY_ENCRYPTION_KEY", "", _optional_path,
             "file of the key (32 random bytes as hex) that encrypts the token-signing keys kept in Redis (never "
             "put in Redis); unset: signing.kek beside OBGW_CLIENT_CA"),
+    Setting("events_allow_loopback", "OBGW_EVENTS_ALLOW_LOOPBACK", "0", _flag,
+            "1: a TPP's event CallbackUrl may be on this host's loopback (http too), as in tests; 0: public https "
+            "addresses only"),
 )
 
 
@@ -154,6 +166,7 @@ class Settings:
     audit_signing_key: Path | None
     admin_password_file: Path | None
     key_encryption_key: Path | None
+    events_allow_loopback: bool = False
     # Back-end URL overrides, `OBGW_SERVICE_<NAME>_URL`, applied over policies/services.yaml.
     service_urls: Mapping[str, str] = dataclasses.field(default_factory=dict)
 

@@ -103,6 +103,7 @@ def build(base: str, pki: Path, out: Path, tpps: int, reads: int, unattended: in
           payments: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(pki / "ca.pem", out / "ca.pem")
+    shutil.copy(pki / "customers.json", out / "customers.json")  # the customers' authenticators, for the logins
     run = secrets.token_hex(3)
     fixture = {"gateway": base, "ca": str(out / "ca.pem"), "customer_present": CUSTOMER_PRESENT, "tpps": []}
     for i in range(tpps):

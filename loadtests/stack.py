@@ -26,6 +26,8 @@ from gateway.store.audit import AuditReader  # noqa: E402
 from gateway.store.embedded import EmbeddedRedis  # noqa: E402
 from gateway.store.redis import sync_client  # noqa: E402
 
+TOTP_WINDOW = 10_000  # steps either side of now the bank accepts a one-time code for (TEST_TOTP_WINDOW)
+
 READY_SECONDS = 30
 
 
@@ -77,7 +79,9 @@ class Stack:
             init_dev_pki(self.pki)
             self.redis = self._stack.enter_context(EmbeddedRedis(self.work / "redis"))
             self.redis_url = self.redis.url
-            bank, line = start_bank("127.0.0.1", 0, 0, self.work / "ledger.jsonl")
+            # The fixture logs alice and bob in many times a minute, each with a one-time code of its own (as the
+            # test suite's banks do: tests/support/authenticator.py).
+            bank, line = start_bank("127.0.0.1", 0, 0, self.work / "ledger.jsonl", totp_window=TOTP_WINDOW)
             self._stack.callback(stop, bank)
             self.bank_pid = bank.pid
             words = line.split()  # "sandbox bank: accounts URL payments URL"

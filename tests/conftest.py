@@ -14,6 +14,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).parent))  # `from support import ...`
 
+from support.authenticator import TEST_TOTP_WINDOW
 from support.processes import Process, python
 
 from gateway.pki import init_dev_pki
@@ -62,7 +63,8 @@ def pki(tmp_path_factory) -> Path:
 
 def _sandbox_bank(*extra: str) -> tuple[Process, tuple[str, str]]:
     """`python -m gateway.sandbox` on free ports: the process and its (accounts_url, payments_url)."""
-    process = Process(python("-m", "gateway.sandbox", "--accounts-port", "0", "--payments-port", "0", *extra))
+    process = Process(python("-m", "gateway.sandbox", "--accounts-port", "0", "--payments-port", "0",
+                             "--totp-window", str(TEST_TOTP_WINDOW), *extra))  # see support.authenticator
     words = process.wait_for_line("sandbox bank:").split()
     return process, (words[words.index("accounts") + 1], words[words.index("payments") + 1])
 

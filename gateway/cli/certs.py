@@ -1,4 +1,5 @@
-"""`obgw certs init`: create the development PKI (CA, server certificate, demo TPPs) - see certs/README.md."""
+"""`obgw certs init`: create the development PKI (CA, server certificate, demo TPPs, the demo customers'
+authenticator secrets) - see certs/README.md."""
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c = sub.add_parser(
         "init",
         help="create the CA, server and TPP certificates",
-        description="Create ca.pem/.key, server.pem/.key (for localhost, 127.0.0.1, ::1) and per TPP "
-        "<name>.pem/.key/.json. Existing files are kept; only missing TPPs are issued, by the existing CA.",
+        description="Create ca.pem/.key, server.pem/.key (for localhost, 127.0.0.1, ::1), per TPP "
+        "<name>.pem/.key/.json, and customers.json (the demo customers' published authenticator secrets). Existing "
+        "files are kept; only missing TPPs are issued, by the existing CA.",
     )
     c.add_argument("--dir", type=Path, default=Path("certs/dev"), help="output directory (default: %(default)s)")
     c.add_argument(

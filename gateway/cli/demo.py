@@ -31,11 +31,13 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def start_bank(host: str, accounts_port: int, payments_port: int, state_file) -> tuple[subprocess.Popen, str]:
-    """Start the sandbox bank and wait for its ready line (it names the ports it bound)."""
+def start_bank(host: str, accounts_port: int, payments_port: int, state_file,
+               totp_window: int = 1) -> tuple[subprocess.Popen, str]:
+    """Start the sandbox bank and wait for its ready line (it names the ports it bound). `totp_window`: the 30 s
+    steps either side of now a one-time code may be for (`python -m gateway.sandbox --totp-window`)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.sandbox", "--host", host, "--accounts-port", str(accounts_port),
-         "--payments-port", str(payments_port), "--state-file", str(state_file)],
+         "--payments-port", str(payments_port), "--state-file", str(state_file), "--totp-window", str(totp_window)],
         stdout=subprocess.PIPE, text=True, preexec_fn=private_child)
     deadline = time.monotonic() + BANK_READY_SECONDS
     line = ""
@@ -70,7 +72,8 @@ obgw demo is running (Ctrl-C stops everything)
   admin           http://{settings.admin_host}:{admin_port}/healthz  /metrics  /admin (after `obgw admin password`)
   {bank_line}
   redis           {redis_line}
-  demo customers  alice / alice-pass, bob / bob-pass
+  demo customers  alice / alice-pass, bob / bob-pass, then the code of their authenticator (RFC 6238; the
+                  secrets: {settings.client_ca.parent / "customers.json"})
   demo TPPs       tpp-demo, tpp-other (certs/dev/<name>.pem, .key, .json)
 
 Try:

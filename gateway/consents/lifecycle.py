@@ -7,7 +7,11 @@ TPP creating consents nobody authorises holds at most its consent-creation rate 
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
+import weakref
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from gateway.consents.model import (
@@ -18,6 +22,27 @@ from gateway.consents.model import (
     sources_of,
     to_record,
 )
+
+log = logging.getLogger("obgw")
+# Who is told when a consent of a store becomes Authorised (the TPP's resource-update event), by store: wired once by
+# app.py (`announce_authorisations`); a store nobody wired (the CLI's, a test's) tells no one.
+_ANNOUNCERS: weakref.WeakKeyDictionary[object, Callable[[Consent], object]] = weakref.WeakKeyDictionary()
+
+
+def announce_authorisations(store, announce: Callable[[Consent], object]) -> None:
+    """Have `announce(consent)` called each time `move` authorises a consent of `store` (after it is stored)."""
+    _ANNOUNCERS[store] = announce
+
+
+def _announce(store, consent: Consent) -> None:
+    """The consent is Authorised whatever happens here: a failure to tell the TPP is logged (it can still read it)."""
+    announce = _ANNOUNCERS.get(store)
+    if announce is None:
+        return
+    try:
+        announce(consent)
+    except Exception:
+        log.exception("could not publish the authorisation of consent %s", consent.consent_id)
 
 
 class ConsentConflict(Exception):
@@ -52,6 +77,8 @@ def move(store, consent: Consent, target: Status, **changes) -> Consent:
         # (revoked meanwhile), one record stays that a customer's approval, not a TPP, caused.
         store.keep(consent.client_id, consent.consent_id)
     _stored(store.transition(to_record(moved), expected, expires_ms(moved)))
+    if target is Status.AUTHORISED:
+        _announce(store, moved)
     return moved
 
 
@@ -62,6 +89,8 @@ async def move_async(store, consent: Consent, target: Status, *, file: bytes | N
     if target is Status.AUTHORISED:
         await store.akeep(consent.client_id, consent.consent_id)
     _stored(await store.atransition(to_record(moved), expected, expires_ms(moved), file))
+    if target is Status.AUTHORISED and store in _ANNOUNCERS:
+        await asyncio.to_thread(_announce, store, moved)  # the announcer is sync (threads, the CLI)
     return moved
 
 

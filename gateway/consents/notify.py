@@ -1,17 +1,22 @@
-"""Telling a TPP that a consent was revoked: a Security Event Token (RFC 8417) pushed over HTTP (RFC 8935).
+"""Telling a TPP of events (UK OB Event Notification and Events APIs v3.1.x): Security Event Tokens (RFC 8417), pushed
+over HTTP (RFC 8935) and kept for aggregated polling (RFC 8936; `events.api`).
 
-The event is the UK Open Banking one, Event Notification API Specification v3.1.x (OBEventNotification2,
-OBEventConsentAuthorizationRevoked1, OBEventSubject1; read-write-api-docs-pub, docs/v3.1.10/resources-and-data-
-models/event-notifications/event-notifications.md, "Send Event Notification - AIS Consent Authorisation Revoked"):
+The events are the UK Open Banking ones, OBEventNotification2 with OBEventSubject1 (read-write-api-docs-pub,
+docs/v3.1.10/resources-and-data-models/event-notifications/events.md), for a consent revoked and a resource updated:
 
-    {"iss": <ASPSP>, "iat": ..., "jti": <uuid>, "aud": <client_id>, "sub": <the consent's URL>, "txn": <uuid>,
-     "toe": <time of event>, "events": {"urn:uk:org:openbanking:events:consent-authorization-revoked": {
+    {"iss": <ASPSP>, "iat": ..., "jti": <uuid>, "aud": <client_id>, "sub": <the resource's URL>, "txn": <uuid>,
+     "toe": <time of event>, "events": {<event type>: {
          "subject": {"subject_type": "http://openbanking.org.uk/rid_http://openbanking.org.uk/rty",
-                     "http://openbanking.org.uk/rid": <ConsentId>, "http://openbanking.org.uk/rty": <type>,
-                     "http://openbanking.org.uk/rlk": [{"version": "v3.1", "link": <the consent's URL>}]}}}}
+                     "http://openbanking.org.uk/rid": <its id>, "http://openbanking.org.uk/rty": <its type>,
+                     "http://openbanking.org.uk/rlk": [{"version": "v3.1", "link": <the resource's URL>}]}}}}
 
-`sub` is the consent's URL (OBEventNotification2/sub is an xs:anyURI and every OB example puts the resource link
-there), not an urn. `reason` is left out: OBExternalEventConsentAuthorizationRevokedReason1Code has no codes.
+- `urn:uk:org:openbanking:events:consent-authorization-revoked`: a consent revoked (its subject is the consent;
+  `reason` is left out: OBExternalEventConsentAuthorizationRevokedReason1Code has no codes);
+- `urn:uk:org:openbanking:events:resource-update` ("an event that indicates a resource has been updated"): a consent
+  the customer authorised, and a payment whose status the bank reports changed (`events.bank_feed`).
+
+`sub` is the resource's URL (OBEventNotification2/sub is an xs:anyURI and every OB example puts the resource link
+there), not an urn.
 
 Where obgw departs from the OB text, on purpose:
 - header `typ: secevent+jwt` (RFC 8417 §2.3 explicit typing) and body type `application/secevent+jwt`
@@ -19,14 +24,20 @@ Where obgw departs from the OB text, on purpose:
   TPP already trusts for our tokens, instead of the R/W API's detached-JWS header set.
 - Success is any 2xx (RFC 8935 §2.2 and OB answer 202). A 400 means the TPP found the SET invalid (RFC 8935
   §2.3): sending it again cannot help, so it is not retried; nor is any other 3xx/4xx except 408, 425 and 429.
-  Redirects are not followed: the SET goes to the registered URL only.
+  Redirects are not followed: the SET goes to the URL it is for only.
 - OB "Event Notification Retry Policy": exponential backoff and a maximum number of attempts, both arguments of
   `Notifier`.
 
-The outbox holds facts only (ids, kind, the event's time, and the `jti`, `txn` and `iat` fixed when it is
-enqueued), so the enqueuing side needs nothing but Redis (the CLI has no issuer), and no URL or token sits in Redis.
-The worker builds the claims from them with its issuer and public origin: every attempt, on every worker, sends the
-same claims, so the TPP can drop by `jti` (RFC 8417 §2.2) the duplicate an at-least-once outbox can produce.
+Where a SET is pushed: the TPP's event subscription's CallbackUrl (checked against SSRF when subscribed and again at
+each attempt: `events.callbacks`), for the event types it subscribes to; without a CallbackUrl, a revocation goes to
+the notification URL the operator registered for the TPP, as before subscriptions existed.
+
+An event is its facts (ids, kind, the event's time, and the `jti`, `txn` and `iat` fixed when it is made), kept for
+polling and put in the outbox (`store.events`), so the side that makes it needs nothing but Redis (the CLI has no
+issuer), and no URL or token sits in Redis. The SET's claims are built from the facts with the issuer and public
+origin: every push attempt and every poll, on every worker, gives the same claims (same `jti`), so the TPP can drop
+by `jti` (RFC 8417 §2.2) the duplicate an at-least-once outbox can produce. The claims are signed as they leave, with
+the key the TPP can verify then (signing keys rotate far sooner than an event expires).
 """
 from __future__ import annotations
 
@@ -37,24 +48,33 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from gateway.audit.record import AuditRecord
 from gateway.consents.model import Consent, Kind
 from gateway.policy.model import ACCOUNT_ACCESS_CONSENTS, FUNDS_CONFIRMATION_CONSENTS, PAYMENT_CONSENT_PATHS
-from gateway.store import notifications
+from gateway.store.events import Publisher, Subscription
 from gateway.store.notifications import Entry, NotificationOutbox
 
-__all__ = ["CONSENT_REVOKED", "REASONS", "Notifier", "claims_of", "notification_url_allowed", "outbox_notifier",
-           "revocation_entry", "revocation_event"]
+if TYPE_CHECKING:
+    from redis import Redis
+
+__all__ = ["CONSENT_REVOKED", "EVENT_TYPES", "REASONS", "RESOURCE_UPDATE", "CallbackCheck", "Notifier",
+           "authorisation_notifier", "authorisation_entry", "claims_of", "event_claims", "notification_url_allowed",
+           "outbox_notifier", "resource_entry", "revocation_entry", "revocation_event"]
 
 log = logging.getLogger("obgw.notify")
 
 CONSENT_REVOKED = "urn:uk:org:openbanking:events:consent-authorization-revoked"
+RESOURCE_UPDATE = "urn:uk:org:openbanking:events:resource-update"
+EVENT_TYPES = (RESOURCE_UPDATE, CONSENT_REVOKED)  # the types this gateway sends (OBEventNotification2's events)
 OB = "http://openbanking.org.uk/"
 SUBJECT_TYPE = f"{OB}rid_{OB}rty"
+VERSION = "v3.1"                           # the resources' one version (OBEventSubject1 rlk: "all supported versions")
 SET_TYPE = "secevent+jwt"                  # RFC 8417 §2.3
 CONTENT_TYPE = "application/secevent+jwt"  # RFC 8935 §2.1
 ROUTE = "event-notification"               # the audit record's route: the OB resource name, never the URL
@@ -67,86 +87,141 @@ RESOURCES: dict[Kind, tuple[str, str]] = {
     **{kind: (f"{kind}-consent", PAYMENT_CONSENT_PATHS[str(kind)][0]) for kind in Kind if kind.is_payment},
 }
 
-# The audit reasons of a notification attempt, and the decision each is recorded with.
+# The audit reasons of an event's delivery, pushed (Notifier) or polled (events.api), and the decision of each.
 REASONS: dict[str, str] = {
     "notify.delivered": "allow",   # the TPP answered 2xx
-    "notify.no_url": "allow",      # the TPP registered no notification URL (notifications are optional for it)
+    "notify.no_url": "allow",      # nowhere to push it: no subscription CallbackUrl (nor, for a revocation, a
+                                   # registered notification URL); the TPP may poll for it
+    "notify.not_subscribed": "allow",  # the TPP's subscription leaves this event type out
     "notify.retry": "error",       # no answer, 408/425/429/5xx, or we could not look up or sign: tried again later
     "notify.failed": "error",      # as notify.retry, on the last attempt: given up
     "notify.rejected": "error",    # the TPP answered 400 (the SET is invalid, RFC 8935 §2.3) or another 3xx/4xx
-    "notify.refused": "refuse",    # the registered URL is not https (nor http on loopback): nothing sent
+    "notify.refused": "refuse",    # the URL may not be called (scheme, or an address SSRF rules keep out): nothing
+                                   # sent
     "notify.malformed": "error",   # the outbox entry is not an event we can send: dropped
+    "notify.polled": "allow",      # handed out in an aggregated poll (POST /events)
+    "notify.acknowledged": "allow",  # the TPP acknowledged it in a poll (`ack`): no longer kept
+    "notify.set_error": "error",   # the TPP reported it could not process it (`setErrs`): kept until acknowledged
 }
 RETRY_STATUSES = frozenset({0, 408, 425, 429})  # 0: no answer (timeout, connection refused or reset, TLS failure)
 
 
 # ---------------------------------------------------------------- the event
 
-def revocation_event(client_id: str, consent_id: str, issuer: str, self_url: str, *,
-                     resource_type: str = "account-access-consent", occurred_at: datetime | None = None,
-                     txn: str | None = None, jti: str | None = None, iat: int | None = None) -> dict:
-    """The SET claims (RFC 8417 §2.2, UK OB OBEventNotification2) telling `client_id` its consent was revoked.
-
-    `self_url` is the consent's URL at this gateway; `txn` correlates SETs of one transaction (the revoking
-    call's interaction id is a good one). `jti`, `txn` and `iat` default to two new uuids and now.
-    """
+def event_claims(event_type: str, client_id: str, resource_id: str, issuer: str, link: str, *, resource_type: str,
+                 occurred_at: datetime | None = None, txn: str | None = None, jti: str | None = None,
+                 iat: int | None = None) -> dict[str, Any]:
+    """The SET claims (RFC 8417 §2.2, UK OB OBEventNotification2) telling `client_id` of an event on the resource at
+    `link` (its URL at this gateway). `txn` correlates SETs of one transaction (the call's interaction id is a good
+    one). `jti`, `txn` and `iat` default to two new uuids and now."""
     occurred = occurred_at or datetime.now(timezone.utc)
     return {
         "iss": issuer,
         "iat": int(time.time()) if iat is None else iat,
         "jti": jti or str(uuid.uuid4()),
         "aud": client_id,
-        "sub": self_url,
+        "sub": link,
         "txn": txn or str(uuid.uuid4()),
         "toe": int(occurred.timestamp()),
-        "events": {CONSENT_REVOKED: {"subject": {
+        "events": {event_type: {"subject": {
             "subject_type": SUBJECT_TYPE,
-            f"{OB}rid": consent_id,
+            f"{OB}rid": resource_id,
             f"{OB}rty": resource_type,
             # OBEventSubject1: "The array of resource links must contain links to all supported versions".
-            f"{OB}rlk": [{"version": "v3.1", "link": self_url}],
+            f"{OB}rlk": [{"version": VERSION, "link": link}],
         }}},
     }
 
 
-def revocation_entry(consent: Consent, *, txn: str | None = None) -> dict:
-    """The outbox event of a revoked consent: the facts its SET is built from (see the module docstring)."""
+def revocation_event(client_id: str, consent_id: str, issuer: str, self_url: str, *,
+                     resource_type: str = "account-access-consent", occurred_at: datetime | None = None,
+                     txn: str | None = None, jti: str | None = None, iat: int | None = None) -> dict[str, Any]:
+    """The SET claims telling `client_id` its consent (at `self_url`) was revoked."""
+    return event_claims(CONSENT_REVOKED, client_id, consent_id, issuer, self_url, resource_type=resource_type,
+                        occurred_at=occurred_at, txn=txn, jti=jti, iat=iat)
+
+
+def _facts(event_type: str, client_id: str, consent_id: str, occurred: datetime, txn: str | None,
+           jti: str | None) -> dict[str, Any]:
+    return {"type": event_type, "client_id": client_id, "consent_id": consent_id,
+            "occurred_at": occurred.isoformat(timespec="milliseconds"), "jti": jti or str(uuid.uuid4()),
+            "txn": txn or str(uuid.uuid4()), "iat": int(time.time())}
+
+
+def _consent_entry(event_type: str, consent: Consent, txn: str | None) -> dict[str, Any]:
     occurred = _parse_time(consent.status_updated) or datetime.now(timezone.utc)
-    return {
-        "type": CONSENT_REVOKED, "client_id": consent.client_id, "consent_id": consent.consent_id,
-        "kind": str(consent.kind), "occurred_at": occurred.isoformat(timespec="milliseconds"),
-        "jti": str(uuid.uuid4()), "txn": txn or str(uuid.uuid4()), "iat": int(time.time()),
-    }
+    return _facts(event_type, consent.client_id, consent.consent_id, occurred, txn, None) | {"kind": str(consent.kind)}
 
 
-def outbox_notifier(redis_sync) -> Callable[[Consent], str]:
-    """The `notify(consent)` that `consents.lifecycle.revoke` calls: put the revocation in the durable outbox.
+def revocation_entry(consent: Consent, *, txn: str | None = None) -> dict[str, Any]:
+    """The event of a revoked consent: the facts its SET is built from (see the module docstring)."""
+    return _consent_entry(CONSENT_REVOKED, consent, txn)
 
-    Sync: it runs where revoke runs (`run_in_threadpool`, Authlib's threads, the CLI). Returns the stream id.
+
+def authorisation_entry(consent: Consent, *, txn: str | None = None) -> dict[str, Any]:
+    """The event of a consent the customer authorised: a resource-update of the consent."""
+    return _consent_entry(RESOURCE_UPDATE, consent, txn)
+
+
+def resource_entry(client_id: str, consent_id: str, resource_id: str, resource_type: str, path: str,
+                   occurred_at: datetime, *, jti: str | None = None, txn: str | None = None) -> dict[str, Any]:
+    """A resource-update of any resource of `client_id`'s made under `consent_id` (a payment): `path` is the
+    resource's at this gateway (`/open-banking/v3.1/...`), `resource_type` its OB name (`domestic-payment`)."""
+    return _facts(RESOURCE_UPDATE, client_id, consent_id, occurred_at, txn, jti) | {
+        "rid": resource_id, "rty": resource_type, "path": path}
+
+
+def outbox_notifier(redis_sync: Redis) -> Callable[..., str | None]:
+    """The `notify(consent)` that `consents.lifecycle.revoke` calls: the revocation kept for polling and put in the
+    durable outbox (to the subscription's CallbackUrl, else the registered notification URL).
+
+    Sync: it runs where revoke runs (`run_in_threadpool`, Authlib's threads, the CLI). Returns the stream id (None if
+    the TPP's subscription leaves revocations out).
     """
-    def notify(consent: Consent, *, txn: str | None = None) -> str:
-        return notifications.enqueue(redis_sync, revocation_entry(consent, txn=txn))
+    publish = Publisher(redis_sync)
+
+    def notify(consent: Consent, *, txn: str | None = None) -> str | None:
+        return publish(revocation_entry(consent, txn=txn), fallback=True)
     return notify
 
 
-def claims_of(event: dict, issuer: str, api_base: str) -> dict | None:
-    """The SET claims of an outbox event, or None if it is not one this gateway wrote."""
+def authorisation_notifier(redis_sync: Redis) -> Callable[[Consent], str | None]:
+    """What `consents.lifecycle` calls once a consent is Authorised (`announce_authorisations`): its resource-update
+    kept for polling, and pushed to the subscription's CallbackUrl if there is one. Sync, as `outbox_notifier`."""
+    publish = Publisher(redis_sync)
+
+    def announce(consent: Consent) -> str | None:
+        return publish(authorisation_entry(consent))
+    return announce
+
+
+def claims_of(event: dict[str, Any], issuer: str, api_base: str) -> dict[str, Any] | None:
+    """The SET claims of an event's facts, or None if it is not one this gateway wrote. A consent's event names its
+    `kind`; any other resource's names its `rid`, `rty` and `path`."""
     try:
-        resource_type, path = RESOURCES[Kind(event["kind"])]
+        event_type = event["type"]
         client_id, consent_id, jti, txn = (event[k] for k in ("client_id", "consent_id", "jti", "txn"))
         occurred, iat = datetime.fromisoformat(event["occurred_at"]), int(event["iat"])
+        if "kind" in event:
+            resource_type, base = RESOURCES[Kind(event["kind"])]
+            resource_id, path = consent_id, f"{base}/{consent_id}"
+        else:
+            resource_id, resource_type, path = event["rid"], event["rty"], event["path"]
     except (KeyError, ValueError, TypeError):
         return None
-    if event.get("type") != CONSENT_REVOKED or not all(
-            isinstance(v, str) and v for v in (client_id, consent_id, jti, txn)):
+    if event_type not in EVENT_TYPES or not all(
+            isinstance(v, str) and v for v in (client_id, consent_id, jti, txn, resource_id, resource_type, path)):
         return None
-    return revocation_event(client_id, consent_id, issuer, f"{api_base.rstrip('/')}{path}/{consent_id}",
-                            resource_type=resource_type, occurred_at=occurred, txn=txn, jti=jti, iat=iat)
+    if not path.startswith("/open-banking/"):
+        return None
+    return event_claims(event_type, client_id, resource_id, issuer, f"{api_base.rstrip('/')}{path}",
+                        resource_type=resource_type, occurred_at=occurred, txn=txn, jti=jti, iat=iat)
 
 
 def notification_url_allowed(url: str) -> bool:
-    """OB Event Notification API, Transport Level Security: "TPP hosted endpoints must be protected using TLS
-    1.2". So https only; plain http only to this host's loopback (tests, a local receiver)."""
+    """For the notification URL an operator registers: OB Event Notification API, Transport Level Security: "TPP
+    hosted endpoints must be protected using TLS 1.2". So https only; plain http only to this host's loopback (tests,
+    a local receiver). A TPP's own CallbackUrl is held to more (`events.callbacks`)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -158,14 +233,29 @@ def notification_url_allowed(url: str) -> bool:
     return parts.scheme == "https" or (parts.scheme == "http" and host in LOOPBACK)
 
 
+class CallbackCheck(Protocol):
+    """What the Notifier needs of the SSRF rules for a TPP's CallbackUrl (`events.callbacks.CallbackGuard`)."""
+
+    async def problem(self, url: str) -> str | None:
+        """Why `url` may not be called now (its scheme, or an address it resolves to), or None."""
+
+    def resolver(self) -> AbstractResolver:
+        """A resolver that gives only the addresses a callback may reach (so DNS cannot change its answer between
+        the check and the connection)."""
+
+
 # ---------------------------------------------------------------- delivery
 
 class Notifier:
     """One per worker process: delivers the outbox's events to the TPPs, retrying with backoff, auditing each try.
 
     - `issuer`: the `iss` of the SETs (the authorization server's issuer); `api_base`: the resource server's
-      public origin, e.g. https://obgw.example:8443, the start of the consent's URL (`sub`, `rlk`).
+      public origin, e.g. https://obgw.example:8443, the start of the resource's URL (`sub`, `rlk`).
     - `notification_url_of(client_id)` (async): the TPP's registered URL, or None if it has none.
+    - `subscription_of(client_id)` (async, optional): the TPP's event subscription (`store.events`), whose
+      CallbackUrl takes the events it subscribes to, checked by `guard` (required with it) before each attempt and
+      reached through `guard.resolver()` only. Without a subscription's CallbackUrl, a revocation goes to the
+      registered URL; any other event is left for polling (`notify.no_url`).
     - `sign(claims)` (sync, run in a thread): the compact JWS, typed SET_TYPE (`oauth.signing_keys.signer`).
     - `record(AuditRecord)` (async): the audit sink, `AuditChain.append`.
 
@@ -183,7 +273,9 @@ class Notifier:
                  issuer: str, api_base: str, max_attempts: int = 5,
                  backoff_seconds: Sequence[float] = (5, 30, 120, 600), timeout_s: float = 5.0,
                  lease_s: float | None = None, poll_s: float = 1.0, batch: int = 16, consumer: str | None = None,
-                 ssl: _ssl.SSLContext | None = None, trim_s: float = 30.0) -> None:
+                 ssl: _ssl.SSLContext | None = None, trim_s: float = 30.0,
+                 subscription_of: Callable[[str], Awaitable[Subscription | None]] | None = None,
+                 guard: CallbackCheck | None = None) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
         if not backoff_seconds or min(backoff_seconds) < 0:
@@ -193,6 +285,9 @@ class Notifier:
         lease_s = timeout_s + 10 if lease_s is None else lease_s
         if lease_s <= 0:
             raise ValueError(f"lease_s must be > 0, not {lease_s}")
+        if subscription_of is not None and guard is None:
+            raise ValueError("a Notifier that pushes to subscriptions' CallbackUrls needs their guard")
+        self._subscription_of, self._guard = subscription_of, guard
         self._outbox = NotificationOutbox(outbox_redis, consumer)
         self._url_of, self._sign, self._record = notification_url_of, sign, record
         self._issuer, self._api_base = issuer, api_base
@@ -202,7 +297,8 @@ class Notifier:
             int(poll_s * 1000), batch
         self._ssl = ssl
         self._trim_s = trim_s
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None   # to the URLs operators register
+        self._callbacks: aiohttp.ClientSession | None = None  # to the TPPs' own CallbackUrls, through the guard
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._waiting = False  # the loop is blocked reading new entries (nothing in flight: safe to cancel)
@@ -214,11 +310,17 @@ class Notifier:
     async def start(self) -> None:
         if self._task is not None:
             raise RuntimeError("this Notifier was already started")
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self._timeout_s),
-            connector=aiohttp.TCPConnector(limit=self._batch, ssl=self._ssl if self._ssl is not None else True),
-            cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)  # no cookies or proxies from one TPP to the next
+        self._session = self._client_session(None)
+        if self._guard is not None:
+            self._callbacks = self._client_session(self._guard.resolver())
         self._task = asyncio.create_task(self._run(), name=f"obgw-notifier-{self.consumer}")
+
+    def _client_session(self, resolver: AbstractResolver | None) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+            connector=aiohttp.TCPConnector(limit=self._batch, ssl=self._ssl if self._ssl is not None else True,
+                                           resolver=resolver),
+            cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)  # no cookies or proxies from one TPP to the next
 
     async def close(self) -> None:
         """Stop taking entries, let the attempts in flight finish (bounded by the lease), release everything."""
@@ -235,9 +337,10 @@ class Notifier:
                 await self._outbox.retire()
             except Exception:  # shutting down without Redis: the consumer stays, holding nothing lost
                 log.warning("could not remove notifier consumer %s from the group", self.consumer)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._callbacks):
+            if session is not None:
+                await session.close()
+        self._session = self._callbacks = None
 
     async def _run(self) -> None:
         group_ready = False
@@ -312,37 +415,57 @@ class Notifier:
         if entry.attempt > self.max_attempts:  # its last attempt was cut short (a worker died during it)
             return 0, "notify.failed"
         try:
-            url = await self._url_of(claims["aud"])
-            if not url:
-                return 0, "notify.no_url"
-            if not notification_url_allowed(url):
+            target = await self._target(claims["aud"], next(iter(claims["events"])))
+            if isinstance(target, str):  # the reason nothing is sent
+                return 0, target
+            url, session = target
+            if session is self._session and not notification_url_allowed(url):
+                return 0, "notify.refused"
+            if session is self._callbacks and await _guarded(self._guard).problem(url) is not None:
                 return 0, "notify.refused"
             token = await asyncio.to_thread(self._sign, claims)
         except Exception:
             log.exception("notifier: could not prepare entry %s", entry.entry_id)
             return 0, self._retry_or_fail(entry)
-        status = await self._post(url, token, interaction_id)
+        status = await self._post(session, url, token, interaction_id)
         if 200 <= status < 300:
             return status, "notify.delivered"
         if status in RETRY_STATUSES or status >= 500:
             return status, self._retry_or_fail(entry)
         return status, "notify.rejected"
 
+    async def _target(self, client_id: str, event_type: str) -> tuple[str, aiohttp.ClientSession | None] | str:
+        """(where to push, the session that may reach it), or the reason nothing is pushed."""
+        subscription = await self._subscription_of(client_id) if self._subscription_of is not None else None
+        if subscription is not None:
+            if not subscription.wants(event_type):
+                return "notify.not_subscribed"
+            if subscription.callback_url:
+                return subscription.callback_url, self._callbacks
+        url = await self._url_of(client_id) if event_type == CONSENT_REVOKED else None
+        return (url, self._session) if url else "notify.no_url"
+
     def _retry_or_fail(self, entry: Entry) -> str:
         return "notify.failed" if entry.attempt >= self.max_attempts else "notify.retry"
 
-    async def _post(self, url: str, token: str, interaction_id: str) -> int:
+    async def _post(self, session: aiohttp.ClientSession | None, url: str, token: str, interaction_id: str) -> int:
         """RFC 8935 §2.1: POST the SET as the body; the answer's status, or 0 if there was none in time."""
-        if self._session is None:
+        if session is None:
             raise RuntimeError("Notifier not started")
         headers = {"Content-Type": CONTENT_TYPE, "Accept": "application/json",
                    "x-fapi-interaction-id": interaction_id}  # OB: the TPP answers 202 echoing it
         try:
-            async with self._session.post(url, data=token.encode(), headers=headers,
+            async with session.post(url, data=token.encode(), headers=headers,
                                           allow_redirects=False) as response:
                 return response.status
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
             return 0
+
+
+def _guarded(guard: CallbackCheck | None) -> CallbackCheck:
+    if guard is None:
+        raise RuntimeError("no guard for callback URLs")
+    return guard
 
 
 def _id(value) -> str | None:

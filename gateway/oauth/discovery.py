@@ -50,6 +50,7 @@ def metadata(issuer: str) -> dict:
         "request_object_signing_alg_values_supported": list(REQUEST_OBJECT_ALGORITHMS),
         "request_uri_parameter_supported": False,
         "claims_supported": ["sub", "acr", "auth_time", "openbanking_intent_id"],
-        # UK OB security profile: `ca` after the password alone, `sca` once a second factor is in.
+        # UK OB security profile: every authorisation is strong (password and one-time code): sca; ca only on
+        # refreshes of grants made before SCA was required.
         "acr_values_supported": ["urn:openbanking:psd2:sca", "urn:openbanking:psd2:ca"],
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Collection
 
 from authlib.oauth2.rfc6749 import (
     InvalidGrantError,
@@ -136,6 +137,17 @@ class RefreshTokenGrant(CertificateBoundTokens, grants.RefreshTokenGrant):
         """Nothing to do: refresh tokens are not rotated."""
 
 
-def new_grantee(subject: str, consent_id: str, nonce: str | None) -> Grantee:
-    return Grantee(subject=subject, consent_id=consent_id,
-                   grant_id=secrets.token_urlsafe(12), auth_time=int(time.time()), nonce=nonce)
+# The factors a customer authentication may have passed, by their RFC 8176 `amr` names: the password (knowledge) and
+# the authenticator's one-time code (possession). Both together are strong customer authentication (PSD2 RTS Art. 4).
+PASSWORD, ONE_TIME_CODE = "pwd", "otp"
+STRONG_FACTORS = frozenset({PASSWORD, ONE_TIME_CODE})
+
+
+def new_grantee(subject: str, consent_id: str, nonce: str | None, *, factors: Collection[str],
+                authenticated_at: int | None = None) -> Grantee:
+    """The grantee of one authorisation. `factors`: those the customer passed in this authorisation; `acr` is sca
+    (Grantee.sca) only if they include both, never by assumption. `authenticated_at`: when the last of them passed
+    (the id_token's auth_time; now if not given)."""
+    return Grantee(subject=subject, consent_id=consent_id, grant_id=secrets.token_urlsafe(12),
+                   auth_time=authenticated_at if authenticated_at is not None else int(time.time()), nonce=nonce,
+                   sca=STRONG_FACTORS <= set(factors))

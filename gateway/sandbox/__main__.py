@@ -78,8 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--payments-port", type=int, default=8082)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--state-file", help="JSON-lines file that keeps payments across restarts")
+    parser.add_argument(
+        "--totp-window", type=int, default=1, metavar="STEPS",
+        help="30 s steps either side of now a one-time code may be for (default: %(default)s, RFC 6238 §5.2). Each "
+        "code is still accepted once only; a test suite logging one customer in many times a minute widens it so "
+        "that every login can have a code of its own")
     args = parser.parse_args(argv)
-    bank = build_bank(args.seed, state_file=args.state_file)
+    if args.totp_window < 0:
+        parser.error("--totp-window must not be negative")
+    bank = build_bank(args.seed, state_file=args.state_file, totp_window=args.totp_window)
     apps = [
         (create_accounts_app(bank), _listen(args.host, args.accounts_port)),
         (create_payments_app(bank), _listen(args.host, args.payments_port)),

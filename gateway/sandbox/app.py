@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.sandbox import consent_funds, files, funds, payments, resources, vrp
+from gateway.sandbox import auth, consent_funds, files, funds, payments, resources, status_changes, vrp
 from gateway.sandbox.data import Bank
 from gateway.sandbox.web import HANDLERS, PAGE_SIZE, JSONResponse
 
@@ -45,6 +45,7 @@ def create_accounts_app(bank: Bank, page_size: int = PAGE_SIZE) -> Starlette:
         routes=[
             Route("/healthz", _healthz),
             Route("/internal/authenticate", authenticate, methods=["POST"]),
+            *auth.routes(bank.codes),
             *resources.routes(bank, page_size),
             *funds.routes(bank),
         ],
@@ -54,9 +55,11 @@ def create_accounts_app(bank: Bank, page_size: int = PAGE_SIZE) -> Starlette:
 
 def create_payments_app(bank: Bank) -> Starlette:
     """Payments service: every kind of UK OB payment (`payments`), file payments (`files`) and domestic VRP payments
-    (`vrp`), paid from and booked on the bank's ledger, and funds checks on their consents (`consent_funds`)."""
+    (`vrp`), paid from and booked on the bank's ledger, funds checks on their consents (`consent_funds`), and the
+    feed of their status changes the gateway reads (`status_changes`)."""
     return Starlette(
         routes=[Route("/healthz", _healthz), *payments.routes(bank), *files.routes(bank), *vrp.routes(bank),
-                *consent_funds.routes(bank)],
+                *consent_funds.routes(bank),
+                *status_changes.routes(bank.orders.changes, bank.ledger.catch_up, bank.ledger.lock)],
         exception_handlers=HANDLERS,
     )

@@ -26,6 +26,7 @@ from gateway.sandbox import arrangements, fx
 from gateway.sandbox.ledger import BANK_BIC, BANK_NAME, Account, Entry, Ledger, Rejected, agent, names, parse_money
 from gateway.sandbox.orders import IMMEDIATE, KINDS, SCHEDULED, STANDING, VRP, Execution, Kind, Order, moment
 from gateway.sandbox.schedule import payment_dates
+from gateway.sandbox.status_changes import StatusChanges
 
 # Not among v3.1.11's OBError1 codes, which have none for funds: the bank's own namespace (x-namespaced-enum).
 INSUFFICIENT_FUNDS = "SBOX.InsufficientFunds"
@@ -43,6 +44,7 @@ class Orders:
         self._by_key: dict[tuple[str, str, str], Order] = {}
         self._by_account: dict[str, list[Order]] = {}
         self._state_file: Path | None = None
+        self.changes = StatusChanges()  # each order's status as it changes, for the gateway to read
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -92,6 +94,7 @@ class Orders:
                 raise Rejected(INSUFFICIENT_FUNDS, "insufficient funds", order.funds_path())
             self._record(order.to_json())
             self._add(order)
+            self.changes.note(order)
             self._arm(order)
             return order
 
@@ -187,6 +190,7 @@ class Orders:
             self._record({"type": "execution", "payment_id": order.order_id} | done.to_json())
             order.executions.append(done)
             self._book(order, done)
+            self.changes.note(order)
             self._arm(order)
 
         self._ledger.at(when, execute)
@@ -249,6 +253,7 @@ class Orders:
                         self._replay(orjson.loads(raw), f"{path}:{number}")
             self._state_file = path
             for order in self._orders.values():
+                self.changes.seed(order)
                 self._arm(order)
 
     def _replay(self, line: dict, where: str) -> None:

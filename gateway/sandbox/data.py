@@ -5,7 +5,7 @@ same pair always yields the same account numbers, transaction ids, amounts and t
 always runs from the first day of the sixth whole calendar month before the anchor (today by default) up
 to it: always "recent", and always six monthly statements' worth.
 
-Demo customers (customer id / username / password):
+Demo customers (customer id / username / password; their authenticator secrets are in `profiles`):
     alice / alice / alice-pass: acc-alice-current, acc-alice-savings (joint, with Daniel Reid), acc-alice-card (credit)
     bob   / bob   / bob-pass:   acc-bob-current, acc-bob-savings (joint, with Hannah Jones)
 """
@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from gateway.sandbox import arrangements, statements
-from gateway.sandbox.auth import Credentials
+from gateway.sandbox.auth import Credentials, OneTimeCodes
 from gateway.sandbox.backoffice import Orders
 from gateway.sandbox.ledger import (
     BANK_BIC,
@@ -96,16 +96,19 @@ class Bank:
     parties: dict[str, dict]  # customer id -> their own OBParty2
     co_holders: dict[str, list[dict]]  # joint account id -> OBParty2 of its holders besides the customer
     orders: Orders  # payments made through the payments service
+    codes: OneTimeCodes  # the customers' authenticators: the second factor, and the codes already used
 
 
 def build_bank(
     seed: int = 1, anchor: datetime | None = None, state_file: str | Path | None = None,
-    clock: Callable[[], datetime] | None = None,
+    clock: Callable[[], datetime] | None = None, totp_window: int = 1,
 ) -> Bank:
     """The sandbox bank for `seed`, with history up to `anchor` (truncated to its UTC day; today by default).
 
     With `state_file`, payments recorded there are replayed and new ones appended. `clock` is the bank's time from
-    then on (the system's by default): what payments are stamped with and when scheduled ones fall due.
+    then on (the system's by default): what payments are stamped with and when scheduled ones fall due. One-time
+    codes follow the real time, as the customer's authenticator does; `totp_window` is how many 30 s steps either
+    side of the current one a code may be for (auth.OneTimeCodes).
     """
     if anchor is None:
         anchor = datetime.now(UTC)
@@ -133,7 +136,8 @@ def build_bank(
     if state_file is not None:
         orders.use_state_file(Path(state_file))
     customers = {p.customer.customer_id: p.customer for p in PROFILES}
-    return Bank(seed, anchor, customers, _credentials(), ledger, records, parties, co_holders, orders)
+    codes = OneTimeCodes({p.customer.customer_id: p.totp_secret for p in PROFILES}, totp_window)
+    return Bank(seed, anchor, customers, _credentials(), ledger, records, parties, co_holders, orders, codes)
 
 
 def history_start(anchor: datetime) -> datetime:

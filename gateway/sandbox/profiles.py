@@ -57,6 +57,9 @@ class Offer:
 class Profile:
     customer: Customer
     password: str  # published demo password; only its scrypt digest is kept
+    # Published demo authenticator secret (RFC 6238 TOTP, base32 of 160 bits as RFC 4226 §4 asks): fixed, so
+    # `obgw certs init` can write it to certs/dev/customers.json for whoever plays the customer.
+    totp_secret: str
     person: Person
     household: Household
     employer: str
@@ -83,6 +86,7 @@ PROFILES = (
     Profile(
         customer=Customer("alice", "alice", "Alice Smith"),
         password="alice-pass",
+        totp_secret="5MJI5Y6SQBOKRN3Q3JCWJNJ2DJNLRC7G",
         person=Person("pty-alice-smith", "Alice Smith", "Alice Mary Smith", "alice.smith@example.com",
                       "+44-7700900123"),
         household=Household(
@@ -126,6 +130,7 @@ PROFILES = (
     Profile(
         customer=Customer("bob", "bob", "Bob Jones"),
         password="bob-pass",
+        totp_secret="KPKG5N5E2OFXVMH7VL5ENK3DSQGQWNFP",
         person=Person("pty-bob-jones", "Bob Jones", "Robert William Jones", "bob.jones@example.net",
                       "+44-7700900456"),
         household=Household(

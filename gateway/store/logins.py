@@ -8,6 +8,7 @@ One Lua round trip per step, each on one key (valid on Redis Cluster):
   no failed password gives its count back).
 Usernames and addresses are kept under an HMAC-SHA256 with a key held outside Redis (derived from `audit.key`), so a
 Redis dump cannot test guessed usernames against them; every key expires on its own. Times are Redis's clock.
+The second factor's guesses are counted by the same scripts under names of their own (`second_factor`).
 """
 from __future__ import annotations
 
@@ -43,6 +44,12 @@ class LoginStore:
     async def forget_attempts(self, username: str) -> None:
         """A right password: the username's attempts and locks are forgotten."""
         await self._redis.delete(names.login_attempts(self._name(username)))
+
+    def second_factor(self) -> LoginStore:
+        """The same counters for one-time codes, named under a key of their own (derived from this one), so a
+        customer's wrong codes and wrong passwords lock separately and no username typed at the password step can
+        name the counter of anyone's codes."""
+        return LoginStore(self._redis, hmac.new(self._name_key, b"obgw one-time codes", hashlib.sha256).digest())
 
     def _name(self, value: str) -> str:
         return hmac.new(self._name_key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()

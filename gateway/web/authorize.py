@@ -1,8 +1,17 @@
-"""The authorization endpoint's customer steps (RFC 6749 §4.1.1, RFC 9126 §4): pushed request → login → consent.
+"""The authorization endpoint's customer steps (RFC 6749 §4.1.1, RFC 9126 §4): pushed request → login → one-time
+code → consent.
 
     GET  /oauth2/authorize?client_id&request_uri   takes the pushed request (single use), opens a login session
     POST /oauth2/authorize/login                    the bank checks the password; a new session id (no fixation)
+    POST /oauth2/authorize/otp                      the bank checks the authenticator's code; a new session id again
     POST /oauth2/authorize/decision                 approve → consent Authorised + code; deny → Rejected + error
+
+Strong customer authentication (PSD2 RTS Art. 4): the consent page, and the decision, need both factors passed in
+this session; the session records which (RFC 8176 names, oauth.grants), and the id_token's `acr` is read from them.
+Dynamic linking (Art. 5): the code page shows a payment's amount and payee, and the code confirms exactly what was
+shown (`linked_terms`, this consent's terms as the page read them); if the consent is not that at the code or at
+the decision, the customer must authenticate again, seeing it as it is now. A customer who has given only their
+password learns nothing of the consent or their accounts.
 
 State lives server-side in Redis under the session cookie; each form carries the session's CSRF token. Errors
 before the client's redirect URI is known are shown as a page (§4.1.2.1 forbids redirecting then); after, they are
@@ -10,9 +19,13 @@ redirects with `error`, `state` and `iss` (RFC 9207).
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import secrets
+import time
 from urllib.parse import parse_qsl
 
+import orjson
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError, OAuth2Error
 from starlette.concurrency import run_in_threadpool
@@ -22,13 +35,13 @@ from gateway.bank import Bank, BankUnavailable
 from gateway.call import SCOPE_KEY, Call
 from gateway.client_address import source_of
 from gateway.consents.lifecycle import ConsentConflict, move, now_iso
-from gateway.consents.model import Kind, Status, from_record
+from gateway.consents.model import Consent, Kind, Status, from_record
 from gateway.errors import PAGE_REASONS, oauth_reason
-from gateway.oauth.grants import new_grantee
+from gateway.oauth.grants import ONE_TIME_CODE, PASSWORD, STRONG_FACTORS, new_grantee
 from gateway.oauth.requests import query_request, single_values
 from gateway.web import language
 from gateway.web.forms import csrf_matches, one, read_form
-from gateway.web.login import PasswordCheck, TooManyAttempts
+from gateway.web.login import CodeCheck, PasswordCheck, TooManyAttempts
 from gateway.web.pages import (
     BANK_UNREACHABLE,
     SESSION_COOKIE,
@@ -43,8 +56,9 @@ from gateway.web.pages import (
 
 AUTHORIZE_PATH = "/oauth2/authorize"
 LOGIN_PATH = "/oauth2/authorize/login"
+OTP_PATH = "/oauth2/authorize/otp"
 DECISION_PATH = "/oauth2/authorize/decision"
-MAX_LOGIN_ATTEMPTS = 5
+MAX_LOGIN_ATTEMPTS = 5  # wrong passwords and codes together, in one session
 SESSION = "authorize"
 
 
@@ -61,19 +75,32 @@ class _Step:
         await response(scope, receive, send)
 
 
+def linked_terms(consent: Consent) -> str:
+    """What a customer's code confirms (dynamic linking, PSD2 RTS Art. 5(1)): this consent and every term its pages
+    show — a payment's amount, payee and the rest of its Data as asked (Initiation, ControlParameters...), the
+    account it names, the permissions and their window — as the SHA-256 of their canonical JSON."""
+    shown = {"consent_id": consent.consent_id, "kind": str(consent.kind),
+             "terms": consent.terms or {"Initiation": consent.initiation}, "debtor_account": consent.debtor_account,
+             "permissions": list(consent.permissions), "expires": consent.expires,
+             "window": [consent.transaction_from, consent.transaction_to]}
+    return hashlib.sha256(orjson.dumps(shown, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
 class CustomerAuthorization:
-    """The three customer steps, as ASGI endpoints (see the module docstring)."""
+    """The four customer steps, as ASGI endpoints (see the module docstring)."""
 
     def __init__(self, server, bank: Bank, passwords: PasswordCheck, login_seconds: int) -> None:
         self.server = server
         self.bank = bank
         self.passwords = passwords
+        self.codes: CodeCheck = passwords.second_factor()
         self.login_seconds = login_seconds
 
     def endpoints(self) -> list[tuple[str, object]]:
         """(path, ASGI app) of each step, for the router."""
         return [(path, _Step(path, handler)) for path, handler in (
-            (AUTHORIZE_PATH, self._start), (LOGIN_PATH, self._login), (DECISION_PATH, self._decide))]
+            (AUTHORIZE_PATH, self._start), (LOGIN_PATH, self._login), (OTP_PATH, self._second_factor),
+            (DECISION_PATH, self._decide))]
 
     # GET /oauth2/authorize
     async def _start(self, request: Request, call: Call):
@@ -99,7 +126,7 @@ class CustomerAuthorization:
         consent = oauth_request.consent
         call.consent_id = consent.consent_id
         session_id = secrets.token_urlsafe(32)
-        state = {"params": pushed, "csrf": secrets.token_urlsafe(32), "stage": "login", "attempts": 0}
+        state = {"params": pushed, "csrf": secrets.token_urlsafe(32), "stage": "login", "attempts": 0, "factors": []}
         await run_in_threadpool(self.server.store.save_session, SESSION, session_id, state, self.login_seconds)
         return set_session(self._login_page(grant.client, state), session_id, self.login_seconds)
 
@@ -113,27 +140,55 @@ class CustomerAuthorization:
         try:
             customer = await self.passwords(one(form, "username"), one(form, "password"), source_of(request.scope))
         except TooManyAttempts as refused:
-            refuse(call, refused.reason)
-            shown = PAGE_REASONS[refused.reason]
-            response = self._login_page(client, state, error=shown.message, status=shown.status)
-            response.headers["Retry-After"] = str(refused.retry_after)
-            return response
+            return self._too_many(call, refused, functools.partial(self._login_page, client, state))
         except BankUnavailable:
             return error_page(call, "backend.unavailable", BANK_UNREACHABLE, 502)
         if customer is None:
-            state["attempts"] += 1
-            refuse(call, "web.login_failed")
-            if state["attempts"] >= MAX_LOGIN_ATTEMPTS:
-                await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
-                return clear_session(await self._deny_redirect(state, call, "Too many failed log-in attempts."))
+            return await self._failed(call, session_id, state, "web.login_failed",
+                                      functools.partial(self._login_page, client, state))
+        # The code page shows a payment as it is now: that is what the code will confirm (`shown`). A new session id
+        # and CSRF token once the customer is known: a session fixed before login is worthless.
+        consent = await run_in_threadpool(self._consent, state)
+        state |= {"stage": "otp", "factors": [PASSWORD], "shown": linked_terms(consent),
+                  "customer": {"id": customer.customer_id, "name": customer.display_name}}
+        session_id = await self._renew(session_id, state)
+        call.consent_id, call.customer_id = consent.consent_id, customer.customer_id
+        return set_session(self._code_page(client, consent, state), session_id, self.login_seconds)
+
+    # POST /oauth2/authorize/otp
+    async def _second_factor(self, request: Request, call: Call):
+        found = await self._session(request, call, "otp")
+        if not isinstance(found, tuple):
+            return found
+        session_id, state, form = found
+        client = self.server.query_client(state["params"]["client_id"])
+        consent = await run_in_threadpool(self._consent, state)
+        call.consent_id = consent.consent_id
+        if one(form, "decision") == "deny":
+            # "Cancel": the customer leaves before agreeing or refusing anything; the consent still awaits them.
+            await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
+            return clear_session(await self._deny_redirect(state, call, "The customer cancelled the log-in."))
+        if linked_terms(consent) != state["shown"]:
+            # The code would confirm what the page showed, which the consent no longer is: show it as it is now.
+            state["shown"] = linked_terms(consent)
             await run_in_threadpool(self.server.store.save_session, SESSION, session_id, state, self.login_seconds)
-            shown = PAGE_REASONS["web.login_failed"]
-            return self._login_page(client, state, error=shown.message, status=shown.status)
+            refuse(call, "web.sca_relink")
+            shown = PAGE_REASONS["web.sca_relink"]
+            return self._code_page(client, consent, state, error=shown.message, status=shown.status)
+        customer_id = state["customer"]["id"]
         try:
-            choices = await self.bank.accounts(customer.customer_id)
+            passed = await self.codes(customer_id, one(form, "otp"), source_of(request.scope))
+        except TooManyAttempts as refused:
+            return self._too_many(call, refused, functools.partial(self._code_page, client, consent, state))
         except BankUnavailable:
             return error_page(call, "backend.unavailable", BANK_UNREACHABLE, 502)
-        consent = await run_in_threadpool(self._consent, state)
+        if not passed:
+            return await self._failed(call, session_id, state, "web.otp_failed",
+                                      functools.partial(self._code_page, client, consent, state))
+        try:
+            choices = await self.bank.accounts(customer_id)
+        except BankUnavailable:
+            return error_page(call, "backend.unavailable", BANK_UNREACHABLE, 502)
         debtor = (consent.initiation or {}).get("DebtorAccount") or consent.debtor_account
         if debtor is not None:
             # The consent names the account (a payment's to pay from, a funds check's): only that one, if it is this
@@ -143,14 +198,11 @@ class CustomerAuthorization:
                 await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
                 return clear_session(await self._deny_redirect(state, call, "The consent's debtor account is not "
                                                                "one of this customer's."))
-        # A new session id and CSRF token once the customer is known: a session fixed before login is worthless.
-        await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
-        session_id = secrets.token_urlsafe(32)
-        state |= {"stage": "consent", "csrf": secrets.token_urlsafe(32),
-                  "customer": {"id": customer.customer_id, "name": customer.display_name},
+        # Strong customer authentication, linked to what the code page showed; a new session id for the new privilege.
+        state |= {"stage": "consent", "factors": [*state["factors"], ONE_TIME_CODE],
+                  "authenticated": {"at": int(time.time()), "terms": state["shown"]},
                   "accounts": [[c.account_id, c.label] for c in choices]}
-        await run_in_threadpool(self.server.store.save_session, SESSION, session_id, state, self.login_seconds)
-        call.consent_id, call.customer_id = consent.consent_id, customer.customer_id
+        session_id = await self._renew(session_id, state)
         return set_session(self._consent_page(client, consent, state), session_id, self.login_seconds)
 
     # POST /oauth2/authorize/decision
@@ -166,6 +218,12 @@ class CustomerAuthorization:
                 self._consent, state), state, error="Choose Agree or Do not agree.", status=400)
         consent = await run_in_threadpool(self._consent, state)
         call.consent_id = consent.consent_id
+        authenticated = state.get("authenticated")
+        if not STRONG_FACTORS <= set(state.get("factors", ())) or not authenticated:
+            # Unreachable through the steps (the stage is "consent" only after both): never decide without them.
+            return error_page(call, "web.session_missing", "This step is out of order. Start again.")
+        if authenticated["terms"] != linked_terms(consent):
+            return await self._relink(session_id, state, call)
         if decision[0] == "deny":
             await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
             response = await self._deny_redirect(state, call, "The customer did not agree.")
@@ -186,6 +244,47 @@ class CustomerAuthorization:
         return clear_session(response)
 
     # The steps' shared parts
+    async def _renew(self, session_id: str, state: dict) -> str:
+        """The session under a new id and CSRF token (a step up in privilege): the old id is worth nothing after."""
+        await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
+        session_id = secrets.token_urlsafe(32)
+        state["csrf"] = secrets.token_urlsafe(32)
+        await run_in_threadpool(self.server.store.save_session, SESSION, session_id, state, self.login_seconds)
+        return session_id
+
+    async def _failed(self, call: Call, session_id: str, state: dict, reason: str, again):
+        """A wrong password or code: the step's page `again(error=, status=)` under `reason`, or after too many in
+        this session the end of the session (access_denied to the client)."""
+        state["attempts"] += 1
+        refuse(call, reason)
+        if state["attempts"] >= MAX_LOGIN_ATTEMPTS:
+            await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
+            return clear_session(await self._deny_redirect(state, call, "Too many failed log-in attempts."))
+        await run_in_threadpool(self.server.store.save_session, SESSION, session_id, state, self.login_seconds)
+        shown = PAGE_REASONS[reason]
+        return again(error=shown.message, status=shown.status)
+
+    async def _relink(self, session_id: str, state: dict, call: Call):
+        """Dynamic linking refused the decision: the consent is not what the customer authenticated. Back to the
+        login, under a new session for the same pushed request, to authenticate it as it is now."""
+        refuse(call, "web.sca_relink")
+        state = {"params": state["params"], "csrf": "", "stage": "login", "attempts": state["attempts"],
+                 "factors": []}
+        session_id = await self._renew(session_id, state)
+        shown = PAGE_REASONS["web.sca_relink"]
+        client = self.server.query_client(state["params"]["client_id"])
+        return set_session(self._login_page(client, state, error=shown.message, status=shown.status), session_id,
+                           self.login_seconds)
+
+    @staticmethod
+    def _too_many(call: Call, refused: TooManyAttempts, again):
+        """Refused before the bank: the step's page `again(error=, status=)`, saying when to try again."""
+        refuse(call, refused.reason)
+        shown = PAGE_REASONS[refused.reason]
+        response = again(error=shown.message, status=shown.status)
+        response.headers["Retry-After"] = str(refused.retry_after)
+        return response
+
     async def _session(self, request: Request, call: Call, stage: str):
         """(session id, state, form) of a live session at `stage` with a valid CSRF token, else the error page."""
         if request.method != "POST":
@@ -227,8 +326,8 @@ class CustomerAuthorization:
         request = query_request(self.server.issuer, AUTHORIZE_PATH, state["params"], {})
         request.pushed = True
         customer_id = state["customer"]["id"]
-        grantee = new_grantee(self.server.pseudonym(customer_id), consent.consent_id,
-                              state["params"].get("nonce"))
+        grantee = new_grantee(self.server.pseudonym(customer_id), consent.consent_id, state["params"].get("nonce"),
+                              factors=state["factors"], authenticated_at=state["authenticated"]["at"])
         try:
             grant = self.server.get_consent_grant(request)
         except OAuth2Error as error:
@@ -275,10 +374,15 @@ class CustomerAuthorization:
         return page("login.html", status=status, tpp_name=client.client_name if client else "An app",
                     csrf_token=state["csrf"], action=LOGIN_PATH, error=error)
 
+    def _code_page(self, client, consent, state: dict, error: str | None = None, status: int = 200):
+        """The second factor's form; for a payment, it shows what the code will confirm (RTS Art. 5(1)(a))."""
+        return page("otp.html", status=status, tpp_name=client.client_name if client else "An app",
+                    customer_name=state["customer"]["name"], csrf_token=state["csrf"], action=OTP_PATH,
+                    payment=self._payment(consent), error=error)
+
     def _consent_page(self, client, consent, state: dict, error: str | None = None, status: int = 200):
         accounts = [{"account_id": a, "label": label} for a, label in state["accounts"]]
-        payment = language.what_the_payment_does(consent.kind, consent.terms or {"Initiation": consent.initiation}) \
-            if consent.kind.is_payment else None
+        payment = self._payment(consent)
         window = None
         if consent.transaction_from or consent.transaction_to:
             window = f"from {consent.transaction_from or 'the start'} to {consent.transaction_to or 'now'}"
@@ -291,3 +395,9 @@ class CustomerAuthorization:
                     will_see=language.will_see(consent.permissions, consent.kind),
                     will_not_see=language.will_not_see(consent.permissions),
                     expires=consent.expires or "you withdraw it", window=window, error=error)
+
+    @staticmethod
+    def _payment(consent) -> list[str] | None:
+        if not consent.kind.is_payment:
+            return None
+        return language.what_the_payment_does(consent.kind, consent.terms or {"Initiation": consent.initiation})

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from support import chromium
+from support.authenticator import one_time_code
 from support.tpp import ACCOUNTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser,
@@ -67,6 +68,14 @@ def _log_in(driver, customer: str) -> None:
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
 
 
+def _enter_code(driver, pki, customer: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    _wait(driver, lambda d: d.find_elements(By.NAME, "otp"), f"no one-time code form at {driver.current_url}")
+    driver.find_element(By.NAME, "otp").send_keys(one_time_code(pki, customer))
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]:not([name])").click()
+
+
 def test_a_customer_approves_one_account_in_the_browser_then_withdraws_the_consent(gateway, tpp, browser):
     from selenium.webdriver.common.by import By
 
@@ -75,10 +84,11 @@ def test_a_customer_approves_one_account_in_the_browser_then_withdraws_the_conse
     pushed_response, pushed = tpp.push(consent_id)
     assert pushed_response.status_code == 201, pushed_response.text
 
-    # The authorization endpoint: log in, then the consent page.
+    # The authorization endpoint: log in (password, then the authenticator's code), then the consent page.
     browser.get(f"{gateway.base}/oauth2/authorize?"
                 + urlencode({"client_id": tpp.client_id, "request_uri": pushed.request_uri}))
     _log_in(browser, "alice")
+    _enter_code(browser, tpp.pki, "alice")
     _wait(browser, lambda d: d.find_elements(By.NAME, "account_ids"), "no consent page after logging in")
     assert browser.find_element(By.CSS_SELECTOR, ".tpp").text == "tpp-demo"
     will_see = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "ul:not(.fine) > li")]

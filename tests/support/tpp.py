@@ -6,6 +6,9 @@
 
 Authlib is used as a TPP would: `OAuth2Client` with `PrivateKeyJWT` for private_key_jwt, and for tls_client_auth
 the client_id-only encoding the method prescribes (RFC 8705 §2.1), registered through the client's own hook.
+
+The customer logs in with their password and then the one-time code of their authenticator app (RFC 6238,
+support.authenticator).
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from authlib.oauth2.auth import encode_none
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc.jwk import ECKey
-from support.forms import only_form
+from support.authenticator import next_to_now, one_time_code
+from support.forms import forms, only_form
 from support.gateway import client_context
 from support.openapi import assert_conforms
 
@@ -229,7 +233,7 @@ class Browser:
     """The customer's browser: no client certificate, cookies kept, redirects to the TPP not followed."""
 
     def __init__(self, base: str, pki: Path) -> None:
-        self.base = base
+        self.base, self.pki = base, pki
         self.http = httpx.Client(verify=client_context(pki / "ca.pem"), timeout=15)
 
     def open(self, client_id: str, request_uri: str) -> httpx.Response:
@@ -241,11 +245,29 @@ class Browser:
         return self.http.post(self.base + form.action, data={**form.hidden, **fields})
 
     def login(self, page: httpx.Response, customer: str, password: str | None = None) -> httpx.Response:
+        """Both factors: the password, then (if it was right) the authenticator's code; the page that follows."""
+        answer = self.password(page, customer, password)
+        return self.code(answer, customer) if answer.status_code == 200 and _asks_for_code(answer) else answer
+
+    def password(self, page: httpx.Response, customer: str, password: str | None = None) -> httpx.Response:
+        """The first factor alone: the code page if the password is right."""
         return self.submit(page, {"username": customer, "password": password or f"{customer}-pass"})
+
+    def code(self, page: httpx.Response, customer: str, otp: str | None = None) -> httpx.Response:
+        """The second factor: `otp`, or a fresh code of the customer's authenticator (support.authenticator); if a
+        bank that accepts only the codes next to now refuses it, one of those."""
+        if otp is not None:
+            return self.submit(page, {"otp": otp})
+        answer = self.submit(page, {"otp": one_time_code(self.pki, customer, self.base)})
+        if answer.status_code == 401:
+            answer = self.submit(answer, {"otp": next_to_now(self.pki, customer, self.base)})
+        assert answer.status_code != 401, f"the bank refused {customer}'s fresh one-time codes"
+        return answer
 
     def authorize(self, client_id: str, request_uri: str, customer: str = "alice", decision: str = "approve",
                   accounts: list[str] | None = None) -> dict:
-        """Log in, choose accounts (default: all offered), decide; returns the redirect's query parameters."""
+        """Log in (password and code), choose accounts (default: all offered), decide; returns the redirect's query
+        parameters."""
         login = self.open(client_id, request_uri)
         assert login.status_code == 200, login.text
         consent_page = self.login(login, customer)
@@ -257,6 +279,10 @@ class Browser:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _asks_for_code(page: httpx.Response) -> bool:
+    return any("otp" in form.inputs for form in forms(page.text))
 
 
 def redirect_params(response: httpx.Response) -> dict[str, str]:

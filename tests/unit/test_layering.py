@@ -17,7 +17,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(layer.split()) for layer in
     "store pki",              # storage (Redis) and the dev PKI: nothing above them
     "policy",                 # the policy compiler
     "audit ratelimit",        # the audit log; a TPP's rate limits as the scripts take them
-    "consents bank",          # the consent model and API; the bank's customer endpoints
+    "consents bank events",   # the consent model and API; the bank's customer endpoints; the Events API
     "oauth",                  # the authorization server
     "payments",               # payment checks, signatures, idempotency
     "pipeline web admin openapi_document",  # the listeners' stages, the customer pages, the admin pages

@@ -178,7 +178,7 @@ def test_serial_numbers_are_random(pki_dir: Path) -> None:
 def test_init_writes_exactly_the_contract_files_and_the_audit_keys(tmp_path: Path) -> None:
     out = tmp_path / "new" / "dev"  # parents are created too
     written = pki.init_dev_pki(out)
-    expected = CONTRACT_FILES | set(pki.AUDIT_KEY_FILES) | {pki.KEY_ENCRYPTION_KEY_FILE}
+    expected = CONTRACT_FILES | set(pki.AUDIT_KEY_FILES) | {pki.KEY_ENCRYPTION_KEY_FILE, pki.CUSTOMERS_FILE}
     assert {p.name for p in written} == expected and len(written) == len(expected)
     assert all(p.parent == out for p in written)
     assert {p.name for p in out.iterdir()} == expected

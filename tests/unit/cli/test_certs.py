@@ -8,13 +8,14 @@ import pytest
 
 import gateway.cli
 from gateway.cli import CliError, certs
-from gateway.pki import AUDIT_KEY_FILES, KEY_ENCRYPTION_KEY_FILE
+from gateway.pki import AUDIT_KEY_FILES, CUSTOMERS_FILE, KEY_ENCRYPTION_KEY_FILE
 
 CONTRACT_FILES = {"ca.pem", "ca.key", "server.pem", "server.key", "directory.json", "directory-jwks.json"} | {
     f"{name}{ext}" for name in ("tpp-demo", "tpp-other") for ext in (".pem", ".key", ".json")
 }
-# and the audit log's pseudonym and checkpoint-signing keys, and the key that encrypts the token-signing keys
-WRITTEN = CONTRACT_FILES | set(AUDIT_KEY_FILES) | {KEY_ENCRYPTION_KEY_FILE}
+# and the audit log's pseudonym and checkpoint-signing keys, the key that encrypts the token-signing keys, and the
+# demo customers' authenticator secrets
+WRITTEN = CONTRACT_FILES | set(AUDIT_KEY_FILES) | {KEY_ENCRYPTION_KEY_FILE, CUSTOMERS_FILE}
 
 
 def run(argv: list[str]) -> int:
@@ -53,7 +54,7 @@ def test_tpp_and_redirect_uri_options(tmp_path: Path, capsys: pytest.CaptureFixt
             "--redirect-uri", "https://acme.example/cb"]
     assert run(argv) == 0
     assert {p.name for p in tmp_path.glob("*.json")} == {"acme.json", "globex.json", "directory.json",
-                                                        "directory-jwks.json"}
+                                                        "directory-jwks.json", CUSTOMERS_FILE}
     assert '"redirect_uri": "https://acme.example/cb"' in (tmp_path / "acme.json").read_text()
     # A later run with a new TPP adds only that TPP, signed by the same CA.
     capsys.readouterr()
