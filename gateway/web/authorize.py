@@ -37,8 +37,10 @@ from gateway.client_address import source_of
 from gateway.consents.lifecycle import ConsentConflict, move, now_iso
 from gateway.consents.model import Consent, Kind, Status, from_record
 from gateway.errors import PAGE_REASONS, oauth_reason
+from gateway.oauth import jarm
 from gateway.oauth.grants import ONE_TIME_CODE, PASSWORD, STRONG_FACTORS, new_grantee
 from gateway.oauth.requests import query_request, single_values
+from gateway.oauth.signing_keys import signer
 from gateway.web import language
 from gateway.web.forms import csrf_matches, one, read_form
 from gateway.web.login import CodeCheck, PasswordCheck, TooManyAttempts
@@ -95,6 +97,7 @@ class CustomerAuthorization:
         self.passwords = passwords
         self.codes: CodeCheck = passwords.second_factor()
         self.login_seconds = login_seconds
+        self._sign_response = signer(server.keys.ring, jarm.TYP)  # JARM: a response JWT, with the token key
 
     def endpoints(self) -> list[tuple[str, object]]:
         """(path, ASGI app) of each step, for the router."""
@@ -334,7 +337,7 @@ class CustomerAuthorization:
             return self._error_response(call, request, error)
         response = self.server.create_authorization_response(request, grantee, grant)
         if response.status >= 400 or "code=" not in (response.location or ""):
-            return self._from_oauth(call, response)
+            return self._from_oauth(call, response, request)
         # Indexed first: should the process die between the two writes, the customer still sees (and can withdraw)
         # an authorised consent on the dashboard; an index entry for a consent that lost the race shows its status.
         self.server.consents.index_for_customer(customer_id, consent.client_id, consent.consent_id)
@@ -346,7 +349,7 @@ class CustomerAuthorization:
             late = InvalidRequestError(f"The consent is {conflict.found}.", redirect_uri=params["redirect_uri"],
                                        state=params.get("state"))
             return self._error_response(call, request, late)
-        return self._from_oauth(call, response)
+        return self._from_oauth(call, response, request)
 
     async def _deny_redirect(self, state: dict, call: Call, why: str):
         params = state["params"]
@@ -359,15 +362,20 @@ class CustomerAuthorization:
         """An error after the redirect URI is validated is a redirect with error, state and iss; before, a page."""
         if not error.redirect_uri:
             return error_page(call, oauth_reason(error.error), error.get_error_description() or error.error)
-        return self._from_oauth(call, self.server.handle_error_response(request, error))
+        return self._from_oauth(call, self.server.handle_error_response(request, error), request)
 
-    def _from_oauth(self, call: Call, response):
+    def _from_oauth(self, call: Call, response, request):
+        """The authorization response for the pushed `request`: its parameters in the redirect's query, with `iss`,
+        or - with response_mode jwt (JARM) - in one response JWT the gateway signs."""
         location = response.location
         if "error=" in location and "code=" not in location:
             query = dict(parse_qsl(location.split("?", 1)[1]))
             refuse(call, oauth_reason(query.get("error", "invalid_request")))
         if "iss=" not in location:  # RFC 9207 §2: every authorization response, error responses included
             location = add_params_to_uri(location, {"iss": self.server.issuer})
+        params = request.payload.data
+        if jarm.wants_jwt(params):
+            location = jarm.jwt_location(location, params["client_id"], self.server.issuer, self._sign_response)
         return redirect(location, response.status)
 
     def _login_page(self, client, state: dict, error: str | None = None, status: int = 200):
