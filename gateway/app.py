@@ -103,7 +103,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     idempotency = IdempotencyStore(redis)
     resources = Pipeline(resource_stages(policy, forward, server.verifier, keys, admission, server.issuer,
                                          clients=server.clients, consents=server.consents, idempotency=idempotency,
-                                         ring=server.keys.ring, vrp=VrpUsage(redis)))
+                                         ring=server.keys.ring, vrp=VrpUsage(redis), nonces=server.dpop_nonces))
     notify = outbox_notifier(sync_redis)
 
     async def notification_url_of(client_id: str) -> str | None:
@@ -136,7 +136,8 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     def consent_api(path: str, scope: str, route_ids: Mapping[str, str]) -> Pipeline:
         return Pipeline(consent_api_stages(scope, server.verifier, keys, admission, policy, route_ids,
                                            resource_at[path], idempotency if scope == "payments" else None,
-                                           server.clients, payment_answers if scope == "payments" else None))
+                                           server.clients, payment_answers if scope == "payments" else None,
+                                           origin=server.issuer, nonces=server.dpop_nonces))
     passwords = PasswordCheck(bank, LoginStore(redis, derive_key(pseudonym_key, LOGIN_NAMES)))
     dashboard = Dashboard(server.store, server.consents, server.clients, bank, passwords,
                           SignedDoubleSubmit(pseudonym_key),
@@ -171,7 +172,8 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
         # The Events API: the client-credentials stages; its resources take a token of any of its scopes ("" here).
         *(Route(path, ResourceEndpoint(Pipeline(consent_api_stages(
             "", server.verifier, keys, admission, policy, route_ids, event_resources[path],
-            signed_by=None if path == EVENTS else payment_answers)), template=path))
+            signed_by=None if path == EVENTS else payment_answers, origin=server.issuer,
+            nonces=server.dpop_nonces)), template=path))
           for path, route_ids in EVENTS_API.items()),
         Mount("/open-banking", app=ResourceEndpoint(resources)),
         *oauth_routes(server, CustomerAuthorization(server, bank, passwords, settings.login_seconds),

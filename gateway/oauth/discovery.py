@@ -2,7 +2,7 @@
 8705, 9207 and 9101 fields and JARM's: what a TPP's library reads to talk to this server unmodified."""
 from __future__ import annotations
 
-from gateway.oauth import jarm
+from gateway.oauth import dpop, jarm
 from gateway.oauth.client_auth import ASSERTION_ALGORITHMS
 from gateway.oauth.models import AUTH_METHODS, RESOURCE_SCOPES
 from gateway.oauth.request_objects import ALGORITHMS as REQUEST_OBJECT_ALGORITHMS
@@ -43,6 +43,8 @@ def metadata(issuer: str) -> dict:
         "code_challenge_methods_supported": ["S256"],
         "require_pushed_authorization_requests": True,
         "tls_client_certificate_bound_access_tokens": True,
+        # RFC 9449 §5.1: DPoP instead, for a client registered with dpop_bound_access_tokens.
+        "dpop_signing_alg_values_supported": list(dpop.ALGORITHMS),
         "authorization_response_iss_parameter_supported": True,
         # RFC 9101 request objects, pushed through PAR (the only way in); the UK OB intent id as a requested claim.
         "claims_parameter_supported": True,

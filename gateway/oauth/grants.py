@@ -20,14 +20,21 @@ from gateway.oauth.models import AUTH_METHODS, RESOURCE_SCOPES, AuthorizationCod
 
 
 class CertificateBoundTokens:
-    """RFC 8705 §3: every token is bound to the certificate of the request that obtains it.
+    """Every token is bound to its sender: to the certificate of the request that obtains it (RFC 8705 §3), or, for
+    a client registered for DPoP, to the key of the request's DPoP proof (RFC 9449 §5).
 
-    Authlib's token-generator hook is not given the request, so the grants hand the issuer what it needs here.
+    The proof is checked as soon as the client is authenticated, before the grant uses anything up (a code is single
+    use: a proof refused for want of the server's nonce must leave it for the retry). Authlib's token-generator hook
+    is not given the request, so the grants hand the issuer the binding here.
     """
 
+    def authenticate_token_endpoint_client(self):
+        client = super().authenticate_token_endpoint_client()
+        self.request.cnf = self.server.sender_binding(self.request, client)
+        return client
+
     def generate_token(self, user=None, scope=None, grant_type=None, expires_in=None, include_refresh_token=True):
-        return self.server.tokens.issue(self.request.client, self.request.certificate.thumbprint, scope, user,
-                                        include_refresh_token)
+        return self.server.tokens.issue(self.request.client, self.request.cnf, scope, user, include_refresh_token)
 
 
 class S256CodeChallenge(CodeChallenge):

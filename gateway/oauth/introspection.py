@@ -5,7 +5,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from gateway.oauth.models import AUTH_METHODS, AccessToken
 from gateway.oauth.token_lookup import ClientTokenLookup
-from gateway.oauth.tokens import INTENT_CLAIM
+from gateway.oauth.tokens import INTENT_CLAIM, token_type
 
 
 class Introspection(ClientTokenLookup, IntrospectionEndpoint):
@@ -22,10 +22,12 @@ class Introspection(ClientTokenLookup, IntrospectionEndpoint):
         if isinstance(token, AccessToken):
             c = token.claims
             payload = {k: c[k] for k in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "cnf")}
-            payload["token_type"] = "Bearer"
+            payload["token_type"] = token_type(c["cnf"])
             if INTENT_CLAIM in c:
                 payload[INTENT_CLAIM] = c[INTENT_CLAIM]
             return payload
         r = token.record
         return {"scope": r["scope"], "client_id": r["client_id"], "sub": r["subject"], "exp": r["exp"],
-                "token_type": "refresh_token", "cnf": {"x5t#S256": r["cnf"]}, INTENT_CLAIM: r["consent_id"]}
+                "token_type": "refresh_token", INTENT_CLAIM: r["consent_id"],
+                # a refresh token issued before DPoP kept the certificate's thumbprint alone
+                "cnf": r["cnf"] if isinstance(r["cnf"], dict) else {"x5t#S256": r["cnf"]}}

@@ -14,14 +14,16 @@ from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
     InvalidRequestError,
     InvalidScopeError,
+    OAuth2Error,
 )
 from authlib.oauth2.rfc9207 import IssuerParameter
 
 from gateway.audit.customers import CustomerIds
 from gateway.consents.model import Status, from_record
 from gateway.crypto import pseudonym
-from gateway.oauth import grants
+from gateway.oauth import dpop, grants
 from gateway.oauth.client_auth import PrivateKeyJwt, TlsClientAuth
+from gateway.oauth.discovery import PATHS
 from gateway.oauth.introspection import Introspection
 from gateway.oauth.models import RESOURCE_SCOPES, AccessToken, Client, RefreshToken
 from gateway.oauth.par import PushedAuthorizationEndpoint
@@ -41,6 +43,23 @@ from gateway.store.consents import ConsentStore
 from gateway.store.oauth import AuthorizationStore
 
 KEY_OVERLAP_MARGIN = 60
+
+
+class InvalidDpopProof(OAuth2Error):
+    """RFC 9449 §5.2: the token request's DPoP proof is missing or not good."""
+    error = "invalid_dpop_proof"
+
+
+class UseDpopNonce(OAuth2Error):
+    """RFC 9449 §8: the proof must carry the server's nonce, given in the DPoP-Nonce header."""
+    error = "use_dpop_nonce"
+
+    def __init__(self, nonce: str) -> None:
+        super().__init__(description="Retry with the server's DPoP nonce (DPoP-Nonce).")
+        self.nonce = nonce
+
+    def get_headers(self):
+        return [*super().get_headers(), (dpop.NONCE_HEADER, self.nonce)]
 SUBJECT_SECRET = "token subjects"  # the sealed secret's label (AES-GCM associated data)
 SUBJECT_SECRET_BYTES = 32  # seconds a retired key outlives the longest-lived token it can have signed
 
@@ -87,6 +106,8 @@ class GatewayAuthorizationServer(AuthorizationServer):
                                   settings.refresh_token_seconds)
         self.verifier = AccessTokenVerifier(self.issuer, self.audience, settings.access_token_seconds)
         self._pseudonym_secret: bytes | None = None
+        # DPoP server nonces: the same on every worker and node (derived from the key-encryption key's file).
+        self.dpop_nonces = dpop.Nonces(self.kek.derive(b"obgw dpop nonces"))
 
     def pseudonym(self, customer_id: str) -> str:
         if self._pseudonym_secret is None:
@@ -147,6 +168,25 @@ class GatewayAuthorizationServer(AuthorizationServer):
             raise InvalidRequestError("The consent is not awaiting authorisation.", redirect_uri=redirect_uri)
         request.consent = consent
         return consent
+
+    def sender_binding(self, request, client: Client) -> dict[str, str]:
+        """The `cnf` of the tokens this token request gets: the DPoP key its proof proves, for a client registered
+        for DPoP (the server's nonce required, the proof used once), else the certificate presented."""
+        if not client.dpop_bound_access_tokens:
+            return {"x5t#S256": request.certificate.thumbprint}
+        proofs = [v for k, v in request.headers.items() if k.lower() == dpop.HEADER]
+        if len(proofs) != 1:
+            raise InvalidDpopProof("A DPoP proof (one DPoP header) is required: the client is registered for DPoP.")
+        try:
+            proof = dpop.check_proof(proofs[0], "POST", self.issuer + PATHS["token_endpoint"],
+                                     nonces=self.dpop_nonces, nonce_required=True)
+        except dpop.ProofError as refused:
+            if refused.nonce:
+                raise UseDpopNonce(self.dpop_nonces.current()) from None
+            raise InvalidDpopProof(str(refused)) from None
+        if not self.store.claim_dpop_proof(client.client_id, proof.jti, dpop.REPLAY_SECONDS):
+            raise InvalidDpopProof("The DPoP proof has been used before.")
+        return {"jkt": proof.jkt}
 
     def consent_usable(self, client_id: str, consent_id: str, grant_id: str | None) -> bool:
         """This client's, Authorised, in date, and by the authorisation `grant_id` (a second, losing approval's code

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from jwt.algorithms import ECAlgorithm
 
-from gateway.crypto import b64url, b64url_decode, jwk_thumbprint
+from gateway.crypto import b64url, b64url_decode, derive_key, jwk_thumbprint
 
 ALGORITHM = "ES256"
 KEK_BYTES = 32                  # AES-256
@@ -49,6 +49,7 @@ class KeyEncryptionKey:
         if len(key) != KEK_BYTES:
             raise KeyEncryptionError(f"{path}: the key-encryption key must be {KEK_BYTES} bytes written as hex")
         self._aead, self.path = AESGCM(key), path
+        self._key = key
 
     @classmethod
     def load(cls, path: Path) -> KeyEncryptionKey:
@@ -63,6 +64,10 @@ class KeyEncryptionKey:
         except (UnicodeDecodeError, ValueError):
             key = b""
         return cls(key, path)
+
+    def derive(self, label: bytes) -> bytes:
+        """A key of its own for `label` (HKDF), the same on every node that holds this file: e.g. the DPoP nonces'."""
+        return derive_key(self._key, label)
 
     def seal_bytes(self, label: str, data: bytes) -> str:
         """`data` sealed with AES-256-GCM, `label` (what it is: a kid, a secret's name) as associated data, so a

@@ -8,6 +8,7 @@ key cannot mint a token that outlives the key's revocation), and every claim the
 """
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 import uuid
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import jwt
 
+from gateway.crypto import b64url
 from gateway.oauth.signing_keys import ALGORITHM
 
 if TYPE_CHECKING:
@@ -40,29 +42,29 @@ class TokenIssuer:
         self.issuer, self.audience = issuer, audience
         self.access_seconds, self.refresh_seconds = access_seconds, refresh_seconds
 
-    def issue(self, client: Client, thumbprint: str, scope: str, grantee: Grantee | None,
+    def issue(self, client: Client, cnf: dict[str, str], scope: str, grantee: Grantee | None,
               include_refresh_token: bool) -> dict:
-        """The token response (RFC 6749 §5.1) for `client`, bound to the certificate `thumbprint`."""
+        """The token response (RFC 6749 §5.1) for `client`, its access token bound by `cnf`: to a certificate
+        (`x5t#S256`, RFC 8705) or to a DPoP key (`jkt`, RFC 9449: then `token_type` DPoP)."""
         signing = self._keys.ring().signing
         now = int(time.time())
         claims = {
             "iss": self.issuer, "sub": grantee.subject if grantee else client.client_id, "aud": self.audience,
             "client_id": client.client_id, "scope": scope, "iat": now, "nbf": now, "exp": now + self.access_seconds,
-            "jti": str(uuid.uuid4()), "cnf": {"x5t#S256": thumbprint},
+            "jti": str(uuid.uuid4()), "cnf": cnf,
         }
         if grantee:
             claims |= {INTENT_CLAIM: grantee.consent_id, GRANT_CLAIM: grantee.grant_id, "auth_time": grantee.auth_time}
-        token = {
-            "access_token": jwt.encode(claims, signing.private, ALGORITHM,
-                                       headers={"kid": signing.kid, "typ": ACCESS_TOKEN_TYPE}),
-            "token_type": "Bearer", "expires_in": self.access_seconds, "scope": scope,
-        }
+        access_token = jwt.encode(claims, signing.private, ALGORITHM, headers={"kid": signing.kid,
+                                                                               "typ": ACCESS_TOKEN_TYPE})
+        token: dict[str, object] = {"access_token": access_token, "token_type": token_type(cnf),
+                                    "expires_in": self.access_seconds, "scope": scope}
         if grantee and "openid" in scope.split():
             id_claims = {
                 "iss": self.issuer, "sub": grantee.subject, "aud": client.client_id, "iat": now,
                 "exp": now + self.access_seconds, "auth_time": grantee.auth_time,
                 "acr": ACR_SCA if grantee.sca else ACR_CA,
-                INTENT_CLAIM: grantee.consent_id,
+                INTENT_CLAIM: grantee.consent_id, "at_hash": at_hash(access_token),
             }
             if grantee.nonce:
                 id_claims["nonce"] = grantee.nonce
@@ -72,7 +74,7 @@ class TokenIssuer:
             refresh = secrets.token_urlsafe(32)
             exp = now + self.refresh_seconds
             self._store.save_refresh_token(client.client_id, refresh, {
-                "client_id": client.client_id, "cnf": thumbprint, "scope": scope, "consent_id": grantee.consent_id,
+                "client_id": client.client_id, "cnf": cnf, "scope": scope, "consent_id": grantee.consent_id,
                 "subject": grantee.subject, "grant_id": grantee.grant_id,
                 "auth_time": grantee.auth_time, "sca": grantee.sca, "exp": exp}, exp - now)
             token["refresh_token"] = refresh
@@ -130,6 +132,16 @@ class AccessTokenVerifier:
             raise TokenRejected("token.too_long_lived",
                                 f"The access token lives longer than the {self.max_lifetime} s this server issues.")
         cnf = claims.get("cnf")
-        if not isinstance(cnf, dict) or not isinstance(cnf.get("x5t#S256"), str):
-            raise TokenRejected("token.malformed", "The access token is not bound to a certificate.")
+        if not isinstance(cnf, dict) or not any(isinstance(cnf.get(name), str) for name in ("x5t#S256", "jkt")):
+            raise TokenRejected("token.malformed", "The access token is bound neither to a certificate nor a key.")
         return claims
+
+
+def token_type(cnf: Mapping[str, str]) -> str:
+    """RFC 9449 §5: a DPoP-bound token is of type DPoP; a certificate-bound one is a Bearer token (RFC 8705)."""
+    return "DPoP" if "jkt" in cnf else "Bearer"
+
+
+def at_hash(access_token: str) -> str:
+    """OIDC Core §3.1.3.6: base64url of the left half of the SHA-256 of the access token (ES256's hash)."""
+    return b64url(hashlib.sha256(access_token.encode("ascii")).digest()[:16])

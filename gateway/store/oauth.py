@@ -78,6 +78,10 @@ class AuthorizationStore:
                                         args=[member, max(seconds, 1) * 1000, limit])
         return answer.decode()
 
+    def claim_dpop_proof(self, client_id: str, jti: str, seconds: int) -> bool:
+        """True the first time this DPoP proof's jti is seen (remembered `seconds`); the key Admit's scripts use."""
+        return bool(self._redis.set(names.dpop_proof(client_id, digest(jti)), "1", nx=True, px=seconds * 1000))
+
     # Refresh tokens: bound to client, certificate and consent; found by their hash.
     def save_refresh_token(self, client_id: str, token: str, record: dict[str, Any], seconds: int) -> None:
         self._redis.set(names.refresh_token(client_id, digest(token)), orjson.dumps(record), ex=max(seconds, 1))

@@ -27,6 +27,7 @@ from gateway.oauth.tokens import (
 ISSUER = "https://as.obgw.test"
 AUDIENCE = "https://api.obgw.test"
 THUMBPRINT = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"
+BOUND = {"x5t#S256": THUMBPRINT}  # the cnf of a certificate-bound token
 
 
 def _ring() -> KeyRing:
@@ -188,8 +189,8 @@ def test_a_token_missing_a_required_claim_is_malformed(claim):
     assert _reason(lambda: _resource_check(token)) == "token.malformed"
 
 
-@pytest.mark.parametrize("cnf", ["thumbprint-as-a-string", {}, {"x5t#S256": 42}, {"jkt": THUMBPRINT}])
-def test_a_token_not_bound_to_a_certificate_is_malformed(cnf):
+@pytest.mark.parametrize("cnf", ["thumbprint-as-a-string", {}, {"x5t#S256": 42}, {"jkt": 42}, {"x5t": THUMBPRINT}])
+def test_a_token_bound_neither_to_a_certificate_nor_a_dpop_key_is_malformed(cnf):
     assert _reason(lambda: _resource_check(_token(_claims(cnf=cnf)))) == "token.malformed"
 
 
@@ -243,7 +244,7 @@ def _access_claims(keys, response) -> dict:
 
 
 def test_an_issued_access_token_passes_the_verifier_and_names_its_signing_key(issuer, keys):
-    response = issuer.issue(CLIENT, THUMBPRINT, "openid accounts", _grantee(), include_refresh_token=True)
+    response = issuer.issue(CLIENT, BOUND, "openid accounts", _grantee(), include_refresh_token=True)
     header = jwt.get_unverified_header(response["access_token"])
     assert header == {"alg": "ES256", "typ": "at+jwt", "kid": keys.ring().signing.kid}
     assert _access_claims(keys, response)
@@ -252,7 +253,7 @@ def test_an_issued_access_token_passes_the_verifier_and_names_its_signing_key(is
 
 def test_a_consent_token_carries_the_client_the_customer_the_intent_and_the_grant(issuer, keys):
     grantee = _grantee()
-    claims = _access_claims(keys, issuer.issue(CLIENT, THUMBPRINT, "openid accounts", grantee, False))
+    claims = _access_claims(keys, issuer.issue(CLIENT, BOUND, "openid accounts", grantee, False))
     assert {k: claims[k] for k in ("iss", "sub", "aud", "client_id", "scope")} == {
         "iss": ISSUER, "sub": grantee.subject, "aud": AUDIENCE, "client_id": "tpp-demo", "scope": "openid accounts"}
     assert claims["exp"] - claims["iat"] == 300
@@ -263,7 +264,7 @@ def test_a_consent_token_carries_the_client_the_customer_the_intent_and_the_gran
 
 
 def test_a_client_credentials_token_names_the_client_and_no_consent(issuer, keys):
-    claims = _access_claims(keys, issuer.issue(CLIENT, THUMBPRINT, "accounts", None, False))
+    claims = _access_claims(keys, issuer.issue(CLIENT, BOUND, "accounts", None, False))
     assert claims["sub"] == "tpp-demo"
     assert claims["cnf"] == {"x5t#S256": THUMBPRINT}
     assert INTENT_CLAIM not in claims
@@ -272,14 +273,14 @@ def test_a_client_credentials_token_names_the_client_and_no_consent(issuer, keys
 
 
 def test_every_access_token_has_its_own_jti(issuer, keys):
-    jtis = {_access_claims(keys, issuer.issue(CLIENT, THUMBPRINT, "accounts", None, False))["jti"]
+    jtis = {_access_claims(keys, issuer.issue(CLIENT, BOUND, "accounts", None, False))["jti"]
             for _ in range(5)}
     assert len(jtis) == 5
 
 
 def test_an_id_token_is_issued_for_openid_and_carries_the_intent_and_nonce_for_the_client(issuer, keys):
     grantee = _grantee()
-    response = issuer.issue(CLIENT, THUMBPRINT, "openid accounts", grantee, False)
+    response = issuer.issue(CLIENT, BOUND, "openid accounts", grantee, False)
     ring = keys.ring()
     assert jwt.get_unverified_header(response["id_token"]) == {"alg": "ES256", "typ": "JWT", "kid": ring.signing.kid}
     claims = jwt.decode(response["id_token"], ring.verification_key(ring.signing.kid), algorithms=["ES256"],
@@ -296,31 +297,31 @@ def test_an_id_token_is_issued_for_openid_and_carries_the_intent_and_nonce_for_t
 
 @pytest.mark.parametrize("sca, acr", [(False, "urn:openbanking:psd2:ca"), (True, "urn:openbanking:psd2:sca")])
 def test_the_id_token_claims_sca_only_when_strong_customer_authentication_happened(issuer, sca, acr):
-    response = issuer.issue(CLIENT, THUMBPRINT, "openid accounts", _grantee(sca=sca), include_refresh_token=True)
+    response = issuer.issue(CLIENT, BOUND, "openid accounts", _grantee(sca=sca), include_refresh_token=True)
     assert jwt.decode(response["id_token"], options={"verify_signature": False})["acr"] == acr
 
 
 def test_an_id_token_without_a_nonce_in_the_request_has_no_nonce_claim(issuer):
-    response = issuer.issue(CLIENT, THUMBPRINT, "openid accounts", _grantee(nonce=None), False)
+    response = issuer.issue(CLIENT, BOUND, "openid accounts", _grantee(nonce=None), False)
     assert "nonce" not in jwt.decode(response["id_token"], options={"verify_signature": False})
 
 
 @pytest.mark.parametrize("scope, grantee", [("accounts", _grantee()), ("openid accounts", None)],
                          ids=["no-openid-scope", "no-customer"])
 def test_no_id_token_without_openid_scope_and_a_customer(issuer, scope, grantee):
-    assert "id_token" not in issuer.issue(CLIENT, THUMBPRINT, scope, grantee, False)
+    assert "id_token" not in issuer.issue(CLIENT, BOUND, scope, grantee, False)
 
 
 def test_a_refresh_token_is_stored_bound_to_client_certificate_and_consent(issuer, store):
     grantee = _grantee()
-    response = issuer.issue(CLIENT, THUMBPRINT, "openid accounts", grantee, include_refresh_token=True)
+    response = issuer.issue(CLIENT, BOUND, "openid accounts", grantee, include_refresh_token=True)
     refresh = response["refresh_token"]
     assert refresh != response["access_token"] and len(refresh) >= 32
     record, seconds = store.saved[("tpp-demo", refresh)]
     assert seconds == 7200
     assert record["exp"] - int(time.time()) in (7199, 7200)
     assert {k: v for k, v in record.items() if k != "exp"} == {
-        "client_id": "tpp-demo", "cnf": THUMBPRINT, "scope": "openid accounts", "consent_id": "aac-123",
+        "client_id": "tpp-demo", "cnf": BOUND, "scope": "openid accounts", "consent_id": "aac-123",
         "subject": grantee.subject, "grant_id": "grant-9",
         "auth_time": grantee.auth_time, "sca": False}  # a refresh keeps how the customer was authenticated
 
@@ -328,7 +329,7 @@ def test_a_refresh_token_is_stored_bound_to_client_certificate_and_consent(issue
 @pytest.mark.parametrize("grantee, include", [(_grantee(), False), (None, True)],
                          ids=["not-asked-for", "no-customer"])
 def test_no_refresh_token_unless_asked_for_with_a_customer(issuer, store, grantee, include):
-    response = issuer.issue(CLIENT, THUMBPRINT, "openid accounts", grantee, include_refresh_token=include)
+    response = issuer.issue(CLIENT, BOUND, "openid accounts", grantee, include_refresh_token=include)
     assert "refresh_token" not in response
     assert store.saved == {}
 
@@ -345,3 +346,16 @@ def test_a_pseudonym_differs_across_secrets_and_customers():
              pseudonym(b"secret-1" * 4, "customer-2")}
     assert len(names) == 3
     assert all("customer" not in name for name in names)
+
+
+def test_the_id_token_carries_the_at_hash_of_its_access_token(issuer, keys):
+    response = issuer.issue(CLIENT, BOUND, "openid accounts", _grantee(), False)
+    id_claims = jwt.decode(response["id_token"], options={"verify_signature": False})
+    digest = hashlib.sha256(response["access_token"].encode()).digest()
+    assert id_claims["at_hash"] == base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+
+def test_a_dpop_bound_token_is_of_type_dpop_and_names_its_key(issuer, keys):
+    response = issuer.issue(CLIENT, {"jkt": "key-thumbprint"}, "accounts", None, False)
+    assert response["token_type"] == "DPoP"
+    assert _access_claims(keys, response)["cnf"] == {"jkt": "key-thumbprint"}
