@@ -40,6 +40,8 @@ def metadata(issuer: str) -> dict:
         "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
+        # RFC 9701: introspection answered as a signed JWT on request (Accept: application/token-introspection+jwt).
+        "introspection_signing_alg_values_supported": [ALGORITHM],
         "code_challenge_methods_supported": ["S256"],
         "require_pushed_authorization_requests": True,
         "tls_client_certificate_bound_access_tokens": True,

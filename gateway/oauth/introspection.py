@@ -1,15 +1,31 @@
-"""Token Introspection (RFC 7662): a client may ask about its own tokens; anything else is `active: false`."""
+"""Token Introspection (RFC 7662): a client may ask about its own tokens; anything else is `active: false`. Asked
+with `Accept: application/token-introspection+jwt` (RFC 9701), the answer is a JWT the gateway signs (`iss` the
+gateway, `aud` the client, `iat`, the answer as `token_introspection`), so the client can hold the server to it."""
 from __future__ import annotations
+
+import time
 
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from gateway.oauth.models import AUTH_METHODS, AccessToken
+from gateway.oauth.signing_keys import signer
 from gateway.oauth.token_lookup import ClientTokenLookup
 from gateway.oauth.tokens import INTENT_CLAIM, token_type
+
+JWT_MEDIA_TYPE = "application/token-introspection+jwt"
 
 
 class Introspection(ClientTokenLookup, IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = list(AUTH_METHODS)
+
+    def create_endpoint_response(self, request):
+        status, body, headers = super().create_endpoint_response(request)
+        if JWT_MEDIA_TYPE not in request.headers.get("accept", ""):
+            return status, body, headers
+        claims = {"iss": self.server.issuer, "aud": request.client.client_id, "iat": int(time.time()),
+                  "token_introspection": body}
+        signed = signer(self.server.keys.ring, JWT_MEDIA_TYPE.split("/")[1])(claims)
+        return status, signed, [("Content-Type", JWT_MEDIA_TYPE), ("Cache-Control", "no-store")]
 
     def authenticate_token(self, request, client):
         token = self.find_for(request, client)
