@@ -195,7 +195,7 @@ OAUTH_ERRORS = (
     "invalid_scope", "access_denied", "unsupported_response_type", "unsupported_token_type", "invalid_request_uri",
     "invalid_redirect_uri", "invalid_client_metadata", "invalid_software_statement", "unapproved_software_statement",
     "invalid_token", "server_error", "invalid_request_object", "insufficient_scope", "invalid_dpop_proof",
-    "use_dpop_nonce",
+    "use_dpop_nonce", "login_required",
 )
 OAUTH_UNFORESEEN = "oauth.error"  # the reason of an OAuth error code not in OAUTH_ERRORS (see oauth_reason)
 

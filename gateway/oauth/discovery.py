@@ -5,6 +5,7 @@ from __future__ import annotations
 from gateway.oauth import dpop, jarm
 from gateway.oauth.client_auth import ASSERTION_ALGORITHMS
 from gateway.oauth.models import AUTH_METHODS, RESOURCE_SCOPES
+from gateway.oauth.par import PROMPTS
 from gateway.oauth.request_objects import ALGORITHMS as REQUEST_OBJECT_ALGORITHMS
 from gateway.oauth.signing_keys import ALGORITHM
 
@@ -54,6 +55,7 @@ def metadata(issuer: str) -> dict:
         "request_object_signing_alg_values_supported": list(REQUEST_OBJECT_ALGORITHMS),
         "request_uri_parameter_supported": False,
         "claims_supported": ["sub", "acr", "auth_time", "openbanking_intent_id"],
+        "prompt_values_supported": sorted(PROMPTS),
         # UK OB security profile: every authorisation is strong (password and one-time code): sca; ca only on
         # refreshes of grants made before SCA was required.
         "acr_values_supported": ["urn:openbanking:psd2:sca", "urn:openbanking:psd2:ca"],

@@ -51,6 +51,7 @@ class PushedAuthorizationEndpoint(Endpoint):
         data = request.payload.data
         if data.get("response_mode", "query") not in jarm.MODES:
             raise InvalidRequestError(f"response_mode must be one of {', '.join(jarm.MODES)}.")
+        _openid_parameters(data)
         request.pushed = True
         try:
             grant = server.get_authorization_grant(request)
@@ -65,3 +66,20 @@ class PushedAuthorizationEndpoint(Endpoint):
         server.store.push_request(request_uri, pushed, server.settings.par_seconds)
         return 201, {"request_uri": request_uri, "expires_in": server.settings.par_seconds}, [
             ("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+
+
+PROMPTS = frozenset({"none", "login", "consent", "select_account"})  # OIDC Core §3.1.2.1
+
+
+def _openid_parameters(data: dict[str, str]) -> None:
+    """OIDC Core §3.1.2.1's prompt and max_age, well formed. Every authorisation here logs the customer in afresh
+    with both factors, so `login`, any `max_age` and `acr_values` asking for `urn:openbanking:psd2:sca` are met as
+    asked; `none` is answered login_required at the authorization endpoint (there is never a session to reuse)."""
+    prompt = data.get("prompt")
+    if prompt is not None:
+        values = set(prompt.split())
+        if not values or not values <= PROMPTS or ("none" in values and len(values) > 1):
+            raise InvalidRequestError("prompt is none alone, or any of login, consent, select_account.")
+    max_age = data.get("max_age")
+    if max_age is not None and not (max_age.isascii() and max_age.isdigit()):
+        raise InvalidRequestError("max_age is a number of seconds.")

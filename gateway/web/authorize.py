@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl
 import orjson
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError, OAuth2Error
+from authlib.oidc.core.errors import LoginRequiredError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -107,10 +108,16 @@ class CustomerAuthorization:
 
     # GET /oauth2/authorize
     async def _start(self, request: Request, call: Call):
-        if request.method != "GET":
-            return error_page(call, "oauth.invalid_request", "Use GET.", 405)
+        # OIDC Core §3.1.2.1: GET, or POST with the parameters as a form.
+        if request.method not in ("GET", "POST"):
+            return error_page(call, "oauth.invalid_request", "Use GET or POST.", 405)
+        form = await read_form(request) if request.method == "POST" else None  # bounded, as every page's form
+        if request.method == "POST" and form is None:
+            return error_page(call, "oauth.invalid_request", "The form could not be read.")
         try:
-            params = single_values(parse_qsl(request.url.query, keep_blank_values=True))
+            pairs = parse_qsl(request.url.query, keep_blank_values=True) if form is None else [
+                (name, value) for name, values in form.items() for value in values]
+            params = single_values(pairs)
         except OAuth2Error:
             return error_page(call, "oauth.invalid_request", "A parameter is given more than once.")
         # RFC 9126 §4: with require_pushed_authorization_requests the only parameters are client_id + request_uri.
@@ -128,6 +135,9 @@ class CustomerAuthorization:
             return self._error_response(call, oauth_request, error)
         consent = oauth_request.consent
         call.consent_id = consent.consent_id
+        if "none" in pushed.get("prompt", "").split():  # OIDC: no page may be shown, and a customer must log in
+            return self._error_response(call, oauth_request, LoginRequiredError(
+                redirect_uri=pushed["redirect_uri"], state=pushed.get("state")))
         session_id = secrets.token_urlsafe(32)
         state = {"params": pushed, "csrf": secrets.token_urlsafe(32), "stage": "login", "attempts": 0, "factors": []}
         await run_in_threadpool(self.server.store.save_session, SESSION, session_id, state, self.login_seconds)

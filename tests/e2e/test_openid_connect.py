@@ -4,15 +4,23 @@ id_token's - and its intent id, and nothing more; over another certificate, with
 revoked, or without a token, nothing: RFC 6750 errors); signed introspection (RFC 9701)."""
 from __future__ import annotations
 
+import time
+
 import httpx
 import jwt
 import pytest
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
 from support.gateway import client_context
-from support.tpp import Browser, Tpp
+from support.tpp import Browser, Tpp, redirect_params
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _unlimited(gateway):
+    """Many consents in a few seconds: the standard tier's consent-creation limit is not what is tested here."""
+    assert gateway.cli("clients", "set-tier", "tpp-demo", "unlimited").returncode == 0
 
 
 def _userinfo(tpp: Tpp, token: str | None, method: str = "GET"):
@@ -114,3 +122,58 @@ def test_introspection_answers_as_a_signed_jwt_when_asked(tpp):
         assert claims["token_introspection"]["active"] is active
     plain = tpp.post_form("introspection_endpoint", {"token": token["access_token"]})
     assert plain.headers["content-type"].startswith("application/json") and plain.json()["active"] is True
+
+
+def test_the_authorization_endpoint_takes_post_as_oidc_requires(gateway, pki, tpp):
+    consent_id = tpp.create_consent(["ReadAccountsBasic"])["ConsentId"]
+    response, pushed = tpp.push(consent_id)
+    assert response.status_code == 201, response.text
+    browser = Browser(gateway.base, pki)
+    try:
+        page = browser.http.post(tpp.metadata["authorization_endpoint"],
+                                 data={"client_id": tpp.client_id, "request_uri": pushed.request_uri})
+    finally:
+        browser.close()
+    assert page.status_code == 200 and 'name="password"' in page.text
+
+
+def test_prompt_none_is_answered_login_required_to_the_client(gateway, pki, tpp):
+    consent_id = tpp.create_consent(["ReadAccountsBasic"])["ConsentId"]
+    response, pushed = tpp.push(consent_id, prompt="none")
+    assert response.status_code == 201, response.text
+    browser = Browser(gateway.base, pki)
+    try:
+        answer = browser.open(tpp.client_id, pushed.request_uri)
+    finally:
+        browser.close()
+    assert answer.status_code in (302, 303)
+    got = {k: v for k, v in redirect_params(answer).items() if k != "error_description"}
+    assert got == {"error": "login_required", "state": pushed.state, "iss": tpp.issuer}
+
+
+@pytest.mark.parametrize("parameter, value, accepted", [
+    ("prompt", "login", True), ("prompt", "none login", False), ("prompt", "sometimes", False),
+    ("max_age", "0", True), ("max_age", "an hour", False),
+    ("acr_values", "urn:openbanking:psd2:sca", True),
+])
+def test_openid_parameters_are_checked_at_par(tpp, parameter, value, accepted):
+    consent_id = tpp.create_consent(["ReadAccountsBasic"])["ConsentId"]
+    response, _ = tpp.push(consent_id, **{parameter: value})
+    assert (response.status_code == 201) is accepted, response.text
+    if not accepted:
+        assert response.json()["error"] == "invalid_request"
+
+
+def test_a_fresh_login_meets_max_age_and_acr_values(gateway, pki, tpp):
+    before = int(time.time())
+    consent_id = tpp.create_consent(["ReadAccountsBasic"])["ConsentId"]
+    response, pushed = tpp.push(consent_id, max_age="0", acr_values="urn:openbanking:psd2:sca")
+    assert response.status_code == 201, response.text
+    browser = Browser(gateway.base, pki)
+    try:
+        redirect = browser.authorize(tpp.client_id, pushed.request_uri)
+    finally:
+        browser.close()
+    claims = jwt.decode(tpp.exchange(redirect["code"], pushed.code_verifier)["id_token"],
+                        options={"verify_signature": False})
+    assert claims["acr"] == "urn:openbanking:psd2:sca" and claims["auth_time"] >= before - 1
