@@ -16,7 +16,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 from support.faults import call, records_by_interaction, until_every_worker, workers
 from support.gateway import client_context
-from support.tpp import Browser, Tpp
+from support.tpp import Tpp
 
 from gateway.oauth.dpop import access_token_hash
 
@@ -79,13 +79,7 @@ def bound(dpop_tpp, gateway, pki) -> str:
                             headers=dpop_headers("POST", gateway.base + CONSENTS, cc["access_token"]))
     assert created.status_code == 201, created.text
     consent_id = created.json()["Data"]["ConsentId"]
-    response, pushed = tpp.push(consent_id)
-    assert response.status_code == 201, response.text
-    browser = Browser(gateway.base, pki)
-    try:
-        redirect = browser.authorize(tpp.client_id, pushed.request_uri)
-    finally:
-        browser.close()
+    redirect, pushed = tpp.approve(consent_id)
     token = token_with_proof(tpp, grant_type="authorization_code", code=redirect["code"],
                              redirect_uri=tpp.redirect_uri, code_verifier=pushed.code_verifier)
     assert token["token_type"] == "DPoP"

@@ -139,13 +139,7 @@ def consent_status(tpp: Tpp, consent_id: str) -> str:
 def authorized_code(tpp: Tpp, pki: Path) -> tuple[str, str, str]:
     """A consent approved by alice: (consent id, code, code_verifier)."""
     consent_id = tpp.create_consent(["ReadAccountsBasic"])["ConsentId"]
-    response, pushed = tpp.push(consent_id)
-    assert response.status_code == 201, response.text
-    browser = Browser(tpp.base, pki)
-    try:
-        redirect = browser.authorize(tpp.client_id, pushed.request_uri)
-    finally:
-        browser.close()
+    redirect, pushed = tpp.approve(consent_id)
     assert redirect["state"] == pushed.state, redirect
     return consent_id, redirect["code"], pushed.code_verifier
 

@@ -63,13 +63,7 @@ def test_discovery_names_the_userinfo_endpoint(tpp):
 
 def test_a_token_granted_without_openid_is_refused_for_want_of_scope(gateway, pki, tpp):
     consent_id = tpp.create_consent(["ReadAccountsBasic"])["ConsentId"]
-    response, pushed = tpp.push(consent_id, scope="accounts", nonce=None)
-    assert response.status_code == 201, response.text
-    browser = Browser(gateway.base, pki)
-    try:
-        redirect = browser.authorize(tpp.client_id, pushed.request_uri)
-    finally:
-        browser.close()
+    redirect, pushed = tpp.approve(consent_id, scope="accounts", nonce=None)
     token = tpp.exchange(redirect["code"], pushed.code_verifier)
     answer = _userinfo(tpp, token["access_token"])
     assert answer.status_code == 403 and 'error="insufficient_scope"' in answer.headers["www-authenticate"]
@@ -167,13 +161,7 @@ def test_openid_parameters_are_checked_at_par(tpp, parameter, value, accepted):
 def test_a_fresh_login_meets_max_age_and_acr_values(gateway, pki, tpp):
     before = int(time.time())
     consent_id = tpp.create_consent(["ReadAccountsBasic"])["ConsentId"]
-    response, pushed = tpp.push(consent_id, max_age="0", acr_values="urn:openbanking:psd2:sca")
-    assert response.status_code == 201, response.text
-    browser = Browser(gateway.base, pki)
-    try:
-        redirect = browser.authorize(tpp.client_id, pushed.request_uri)
-    finally:
-        browser.close()
+    redirect, pushed = tpp.approve(consent_id, max_age="0", acr_values="urn:openbanking:psd2:sca")
     claims = jwt.decode(tpp.exchange(redirect["code"], pushed.code_verifier)["id_token"],
                         options={"verify_signature": False})
     assert claims["acr"] == "urn:openbanking:psd2:sca" and claims["auth_time"] >= before - 1

@@ -216,17 +216,23 @@ class Tpp:
                       **data) -> dict:
         """The whole flow; `data` goes into the consent's Data (ExpirationDateTime, TransactionFromDateTime...)."""
         consent = self.create_consent(permissions, **data)
-        response, pushed = self.push(consent["ConsentId"])
-        assert response.status_code == 201, response.text
-        browser = Browser(self.base, self.pki)
-        try:
-            redirect = browser.authorize(self.client_id, pushed.request_uri, customer, accounts=accounts)
-        finally:
-            browser.close()
+        redirect, pushed = self.approve(consent["ConsentId"], customer, accounts)
         assert redirect["state"] == pushed.state and redirect["iss"] == self.issuer, redirect
         token = self.exchange(redirect["code"], pushed.code_verifier)
         token["consent_id"] = consent["ConsentId"]
         return token
+
+    def approve(self, consent_id: str, customer: str = "alice", accounts: list[str] | None = None,
+                **push) -> tuple[dict[str, str], Pushed]:
+        """PAR (with `push` over the usual parameters), then the customer logs in and approves: (the redirect's
+        parameters, what was pushed)."""
+        response, pushed = self.push(consent_id, **push)
+        assert response.status_code == 201, response.text
+        browser = Browser(self.base, self.pki)
+        try:
+            return browser.authorize(self.client_id, pushed.request_uri, customer, accounts=accounts), pushed
+        finally:
+            browser.close()
 
 
 class Browser:
