@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: demo test lint bench loadtest install dev redis-server browser clean
+.PHONY: demo demo-cluster test lint bench loadtest install dev redis-server haproxy browser clean
 
 # Debian/Ubuntu ship venv support separately (python3-venv); as root we install it when it is missing.
 $(BIN)/python:
@@ -55,6 +55,20 @@ browser:
 demo: install redis-server
 	$(BIN)/obgw demo $(ARGS)
 
+# HAProxy (Debian) is the distributed demo's mutual-TLS edge: it forwards the verified certificate as RFC 9440.
+haproxy:
+	@command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing haproxy (Debian package)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null; \
+	  else \
+	    echo "haproxy is missing: run 'sudo apt-get install -y --no-install-recommends haproxy'"; exit 1; \
+	  fi; }
+
+# The production topology on loopback (CONTRACT §13): Redis Cluster 3+3, two gateway nodes, the HAProxy edge, the bank.
+demo-cluster: install redis-server haproxy
+	$(BIN)/obgw demo-cluster $(ARGS)
+
 # ruff (imports, unused code, line length; pyproject.toml [tool.ruff]) and mypy (types; [tool.mypy]: strict on the
 # request path, the policy and storage) first, then the whole suite.
 lint: dev
@@ -63,6 +77,21 @@ lint: dev
 
 test: lint redis-server browser
 	$(BIN)/python -m pytest $(ARGS)
+
+# The cluster tier (tests/cluster): a real 6-node Redis Cluster (3 masters + 3 replicas) and a Sentinel setup (1 master,
+# 1 replica, 3 Sentinels) on loopback; the whole TPP flow, a master killed mid-load, a slot moved during load, a
+# Sentinel failover. Debian's redis-server runs the Sentinels too (`redis-server --sentinel`); redis-cli builds the
+# cluster (Debian's redis-tools, a dependency of redis-server).
+.PHONY: test-cluster
+test-cluster: dev redis-server haproxy
+	CLUSTER_TIER=1 $(BIN)/python -m pytest tests/cluster $(ARGS)
+
+# Redis memory under steady load with audit retention on (tests/soak): SOAK_SECONDS of traffic through a real gateway,
+# 600 by default (issue 19: "memory stays flat over a 10-minute steady run"); `make test` skips it unless SOAK_SECONDS
+# is set.
+.PHONY: test-soak
+test-soak: dev redis-server
+	SOAK_SECONDS=$${SOAK_SECONDS:-600} $(BIN)/python -m pytest -p no:cacheprovider -s tests/soak $(ARGS)
 
 # The benchmark (loadtests/bench.py: its own Redis, bank and gateway; ARGS=--quick for under a minute) and the locust
 # load test (loadtests/run_locust.py: the same, with a headless locust run and its HTML report).

@@ -136,6 +136,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("events_allow_loopback", "OBGW_EVENTS_ALLOW_LOOPBACK", "0", _flag,
             "1: a TPP's event CallbackUrl may be on this host's loopback (http too), as in tests; 0: public https "
             "addresses only"),
+    Setting("redis_sentinels", "REDIS_SENTINELS", "", _optional_text,
+            "comma-separated host:port of Redis Sentinels (the master's password as :PASSWORD@ before the first); "
+            "with no REDIS_URL, the gateway uses the master they name REDIS_SENTINEL_MASTER (the same as "
+            "REDIS_URL=redis+sentinel://[:PASSWORD@]HOST:PORT,.../MASTER)"),
+    Setting("redis_sentinel_master", "REDIS_SENTINEL_MASTER", "mymaster", str,
+            "the master name the Sentinels monitor (with REDIS_SENTINELS)"),
 )
 
 
@@ -167,8 +173,15 @@ class Settings:
     admin_password_file: Path | None
     key_encryption_key: Path | None
     events_allow_loopback: bool = False
+    redis_sentinels: str | None = None
+    redis_sentinel_master: str = "mymaster"
     # Back-end URL overrides, `OBGW_SERVICE_<NAME>_URL`, applied over policies/services.yaml.
     service_urls: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.redis_sentinels and not self.redis_url:  # REDIS_SENTINELS is a REDIS_URL of the Sentinel form
+            object.__setattr__(self, "redis_url",
+                               f"redis+sentinel://{self.redis_sentinels}/{self.redis_sentinel_master}")
 
     @property
     def redis(self) -> str:

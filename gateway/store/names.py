@@ -11,6 +11,10 @@ import hashlib
 # chain, in arrival order; one hash holds each chain's head.
 AUDIT_STREAM = "obgw:{audit}:records"
 AUDIT_HEADS = "obgw:{audit}:heads"
+# Audit retention (audit/archive.py): what the archive on disk holds as Redis last committed to it (its manifest's last
+# line digest and number, the last stream id archived), and the lease of the one archiver at a time.
+AUDIT_ARCHIVE = "obgw:{audit}:archive"
+AUDIT_ARCHIVE_LEASE = "obgw:{audit}:archive-lease"
 
 
 def _tag(client_id: str) -> str:
@@ -44,12 +48,13 @@ def pushed_request(digest: str) -> str:
     return f"obgw:par:{digest}"
 
 
+# A code and its redemption marker are taken together (take_owned.lua): the digest is their hash tag, one slot.
 def authorization_code(digest: str) -> str:
-    return f"obgw:code:{digest}"
+    return f"obgw:code:{_tag(digest)}"
 
 
 def used_code(digest: str) -> str:
-    return f"obgw:code-used:{digest}"
+    return f"obgw:code-used:{_tag(digest)}"
 
 
 def assertion_jtis(client_id: str) -> str:

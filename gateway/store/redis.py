@@ -2,6 +2,9 @@
 
 Lua scripts live in `store/scripts/*.lua`, are loaded once and run by SHA (`EVALSHA`, reloaded on NOSCRIPT) through
 AsyncScript on the request path.
+
+`REDIS_URL` may also name a Redis Cluster (`redis+cluster://`) or a master behind Sentinel (`redis+sentinel://`):
+see HaAddress at the end. The one-Redis path is the same code as before; only the clients' constructors branch.
 """
 from __future__ import annotations
 
@@ -9,14 +12,22 @@ import hashlib
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any, cast
+from urllib.parse import parse_qs, unquote
 
 import hiredis
 import redis
 import redis.asyncio as aioredis
+import redis.cluster
+import redis.retry
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode as SyncClusterNode
 from redis.commands.core import Script
+from redis.sentinel import Sentinel as SyncSentinel
 
 ConnectionError = redis.ConnectionError
 RedisError = redis.RedisError
@@ -41,6 +52,8 @@ def _script_source(name: str, preludes: tuple[str, ...] = ()) -> str:
 class WorkerRedis(aioredis.Redis):
     """The hot-path client: redis-py's, plus the connections its scripts run on (`ScriptConnections`)."""
 
+    durable_wait = 0  # replicas a durable script waits for (Sentinel: HaAddress.wait)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.script_connections = ScriptConnections(self.connection_pool)
@@ -52,6 +65,8 @@ class WorkerRedis(aioredis.Redis):
 
 def async_client(url: str, max_connections: int = 64) -> WorkerRedis:
     """The hot-path client: pooled, with short timeouts so an unreachable Redis fails fast (and closed)."""
+    if is_ha(url):
+        return _async_ha_client(url, max_connections)
     return cast(WorkerRedis, WorkerRedis.from_url(
         url, max_connections=max_connections, socket_connect_timeout=1.0, socket_timeout=2.0,
         health_check_interval=30, decode_responses=False, retry=Retry(NoBackoff(), 1),
@@ -105,6 +120,8 @@ class ScriptConnections:
 
 
 def sync_client(url: str) -> redis.Redis:
+    if is_ha(url):
+        return _sync_ha_client(url)
     return redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=10.0, decode_responses=False)
 
 
@@ -159,8 +176,206 @@ class AsyncScript:
 
 
 def async_script(client: WorkerRedis, name: str, preludes: tuple[str, ...] = ()) -> AsyncScript:
-    return AsyncScript(client, _script_source(name, preludes))
+    source = _script_source(name, preludes)
+    if isinstance(client, WorkerCluster):
+        return cast(AsyncScript, ClusterScript(client, source, name in DURABLE_SCRIPTS))
+    if client.durable_wait and name in DURABLE_SCRIPTS:
+        return DurableScript(client, source, client.durable_wait)
+    return AsyncScript(client, source)
 
 
 def sync_script(client: redis.Redis, name: str, preludes: tuple[str, ...] = ()) -> Script:
     return client.register_script(_script_source(name, preludes))
+
+
+# Redis Cluster and Sentinel (issue 19). `REDIS_URL` names the deployment:
+#   redis://[:password@]host:port/db                          one Redis (the hot path above, unchanged)
+#   redis+cluster://[:password@]host:port[,host:port...]      a Redis Cluster, found through any of these nodes
+#   redis+sentinel://[:password@]host:port[,host:port...]/master-name
+#                                                             the master the Sentinels name (password: the master's)
+# A query `?wait=N` (default 1 on a Cluster or Sentinel, 0 turns it off) is how many replicas must hold an audit
+# append before it counts as stored (`WAIT N 1000` after the script, on its connection): a failover promotes a
+# replica, so a record only the lost master held would be gone although the gateway had acknowledged it.
+CLUSTER_SCHEME = "redis+cluster://"
+SENTINEL_SCHEME = "redis+sentinel://"
+DURABLE_SCRIPTS = frozenset({"audit_append"})  # stored only once a replica holds it (on a Cluster or Sentinel)
+WAIT_MS = 1000
+
+
+class HaAddress:
+    """A `redis+cluster://` or `redis+sentinel://` URL, parsed: nodes, password, master name, replicas to WAIT for."""
+
+    def __init__(self, url: str) -> None:
+        scheme = CLUSTER_SCHEME if url.startswith(CLUSTER_SCHEME) else SENTINEL_SCHEME
+        rest, _, query = url[len(scheme):].partition("?")
+        rest, _, self.master = rest.partition("/")
+        credentials, _, hosts = rest.rpartition("@")
+        self.cluster = scheme == CLUSTER_SCHEME
+        self.password = unquote(credentials.partition(":")[2]) or None if credentials else None
+        self.nodes = [_host_port(part) for part in hosts.split(",") if part.strip()]
+        options = parse_qs(query)
+        self.wait = int(options.get("wait", ["1"])[0])
+        if not self.nodes:
+            raise ValueError(f"{scheme}: no host:port")
+        if not self.cluster and not self.master:
+            raise ValueError(f"{scheme}: name the master after the hosts (/master-name)")
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.strip().rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def is_ha(url: str) -> bool:
+    return url.startswith((CLUSTER_SCHEME, SENTINEL_SCHEME))
+
+
+def _no_retry() -> redis.retry.Retry:
+    return redis.retry.Retry(NoBackoff(), 0)
+
+
+class WorkerCluster(RedisCluster):
+    """The hot-path client on a Redis Cluster: redis-py's, which follows MOVED/ASK and refreshes the slot map. A
+    command that failed on a dead or unreachable node is not retried (it may have run): the caller answers 503."""
+
+    durable_wait = 0
+
+
+def _async_ha_client(url: str, max_connections: int) -> WorkerRedis:
+    address = HaAddress(url)
+    common: dict[str, Any] = dict(password=address.password, socket_connect_timeout=1.0, socket_timeout=2.0,
+                                  decode_responses=False)
+    if address.cluster:
+        cluster = WorkerCluster(
+            startup_nodes=[AsyncClusterNode(host, port) for host, port in address.nodes],
+            require_full_coverage=False, max_connections=max_connections, retry=Retry(NoBackoff(), 0),
+            **common)
+        cluster.durable_wait = address.wait
+        # The stores type their client as WorkerRedis; on a Cluster every command they use exists with the same
+        # signature, and scripts go through ClusterScript (async_script).
+        return cast(WorkerRedis, cluster)
+    sentinel = AsyncSentinel(address.nodes, socket_connect_timeout=1.0, socket_timeout=1.0)
+    client = cast(WorkerRedis, sentinel.master_for(
+        address.master, redis_class=WorkerRedis, max_connections=max_connections, health_check_interval=30,
+        retry=Retry(NoBackoff(), 1), **common))
+    client.durable_wait = address.wait
+    return client
+
+
+def _sync_ha_client(url: str) -> redis.Redis:
+    address = HaAddress(url)
+    common: dict[str, Any] = dict(password=address.password, socket_connect_timeout=2.0, socket_timeout=10.0,
+                                  decode_responses=False)
+    if address.cluster:
+        return cast(redis.Redis, SyncCluster(
+            startup_nodes=[SyncClusterNode(host, port)  # type: ignore[no-untyped-call]
+                           for host, port in address.nodes], require_full_coverage=False,
+            retry=_no_retry(), **common))
+    sentinel = SyncSentinel(address.nodes, socket_connect_timeout=1.0, socket_timeout=1.0)
+    return cast(redis.Redis, sentinel.master_for(address.master, **common))
+
+
+class SyncCluster(redis.cluster.RedisCluster):
+    """The CLI's and Authlib's client on a Redis Cluster. A Cluster has no MULTI across slots: `pipeline()` is
+    per-node batches (what the registry's multi-key updates become; each command still runs once, in order per
+    node) unless it WATCHes a key, which makes it a one-slot transaction as on one Redis."""
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        return _LazyPipeline(self, bool(transaction))
+
+
+class _LazyPipeline:
+    def __init__(self, client: SyncCluster, transaction: bool) -> None:
+        self._client = client
+        self._transaction = transaction
+        self._pipe: Any = None
+
+    def _made(self, transaction: bool) -> Any:
+        if self._pipe is None:
+            self._pipe = redis.cluster.RedisCluster.pipeline(  # type: ignore[no-untyped-call]
+                self._client, transaction=transaction)
+        return self._pipe
+
+    def watch(self, *names: Any) -> Any:
+        return self._made(True).watch(*names)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(self._transaction), name)
+
+    def __enter__(self) -> _LazyPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pipe is not None:
+            self._pipe.reset()
+
+
+class ClusterScript:
+    """A Lua script on a Redis Cluster: EVALSHA through the cluster client, which sends it to the node serving its
+    keys' one slot (redis-py refuses keys of several slots before sending anything) and follows MOVED/ASK, which
+    mean the script did not run. NOSCRIPT (a replica promoted by a failover has no script cache) loads it on every
+    master and runs it again, since it did not run. A durable script (the audit append) is followed by WAIT on the
+    same connection: it counts as stored only once `durable_wait` replicas hold it."""
+
+    def __init__(self, client: WorkerCluster, source: str, durable: bool) -> None:
+        self._client = client
+        self._source = source
+        self._durable = durable and client.durable_wait > 0
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, keys: Sequence[str] = (), args: Sequence[ScriptArg] = ()) -> Any:
+        try:
+            return await self._run(keys, args)
+        except NoScriptError:
+            await self._client.script_load(self._source)
+            return await self._run(keys, args)
+
+    async def _run(self, keys: Sequence[str], args: Sequence[ScriptArg]) -> Any:
+        if not self._durable or not keys:
+            return await self._client.evalsha(self.sha, len(keys), *keys, *args)
+        await self._client.initialize()  # the slot map, read once (nothing to do once the client has run a command)
+        node = self._client.get_node_from_key(keys[0])
+        pipe = self._client.pipeline()
+        pipe.evalsha(self.sha, len(keys), *keys, *args)
+        pipe.execute_command("WAIT", self._client.durable_wait, WAIT_MS, target_nodes=node)
+        answer, replicas = await pipe.execute()
+        return _waited(answer, replicas, self._client.durable_wait)
+
+
+def _waited(answer: Any, replicas: Any, wanted: int) -> Any:
+    if isinstance(answer, Exception):
+        raise answer
+    if int(replicas) < wanted:
+        raise NotReplicated(f"the write reached {replicas} of {wanted} replicas within {WAIT_MS} ms")
+    return answer
+
+
+class NotReplicated(redis.exceptions.ConnectionError):
+    """A durable write no replica acknowledged in time: not stored as far as a failover is concerned. The audit
+    append retried finds it stored already (audit_append.lua), so nothing is written twice."""
+
+
+class DurableScript(AsyncScript):
+    """AsyncScript whose EVALSHA is followed, on the same connection, by `WAIT n 1000` (one Redis behind
+    Sentinel): the answer counts only once `n` replicas hold the write."""
+
+    def __init__(self, client: WorkerRedis, source: str, replicas: int) -> None:
+        super().__init__(client, source)
+        self._wait = hiredis.pack_command(("WAIT", replicas, WAIT_MS))  # type: ignore[arg-type]
+        self._replicas = replicas
+
+    async def _run(self, command: bytes) -> Any:
+        connections = self._client.script_connections
+        connection, _ = await connections.take()
+        try:
+            await connection.send_packed_command(command + self._wait)
+            try:
+                answer: Any = await connection.read_response()
+            except ResponseError as exc:
+                answer = exc
+            replicas = await connection.read_response()
+        except BaseException:
+            await connections.drop(connection)
+            raise
+        connections.give_back(connection)
+        return _waited(answer, replicas, self._replicas)
