@@ -238,7 +238,7 @@ def _token(certificate_pem: str, scope: str = "accounts") -> str:
     thumbprint = from_tls_extension({"extensions": {"tls": {"client_cert_chain": [certificate_pem]}}}).thumbprint
     issuer = TokenIssuer(SimpleNamespace(ring=lambda: RING), None, ISSUER, AUDIENCE, LIFETIME, 0)  # no refresh tokens
     grantee = Grantee(subject="subject-1", consent_id=CONSENT_ID, grant_id=GRANT_ID, auth_time=int(time.time()))
-    return issuer.issue(client, thumbprint, scope, grantee, include_refresh_token=False)["access_token"]
+    return issuer.issue(client, {"x5t#S256": thumbprint}, scope, grantee, include_refresh_token=False)["access_token"]
 
 
 def _resigned(token: str, **changes) -> str:
