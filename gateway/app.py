@@ -24,7 +24,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp
 
-from gateway.admin import metrics
+from gateway.admin import heartbeat, metrics
+from gateway.audit.archive import Archiver, archive_every
 from gateway.audit.chain import AuditChain
 from gateway.audit.key_files import load_pseudonym_key, load_signing_key
 from gateway.bank import Bank
@@ -70,6 +71,7 @@ from gateway.store.idempotency import IdempotencyStore
 from gateway.store.logins import LoginStore
 from gateway.store.redis import async_client, sync_client
 from gateway.store.vrp import SyncVrpUsage, VrpUsage
+from gateway.usage import TPP_USAGE, TPP_USAGE_ROUTES, TppUsage
 from gateway.web.authorize import CustomerAuthorization
 from gateway.web.dashboard import Dashboard
 from gateway.web.forms import SignedDoubleSubmit
@@ -87,10 +89,16 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     if not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url: `obgw serve` starts the embedded Redis first")
     policy = policy or load_policy(settings.policy_dir, settings.service_urls)
+    metrics.TPPS.limit = settings.metrics_tpp_series
     redis = async_client(settings.redis_url)
     sync_redis = sync_client(settings.redis_url)  # the authorization server's, used from Authlib's threads
-    chain = AuditChain(redis, settings.var_dir / "audit" / "checkpoints.jsonl", chain_id=chain_id,
-                       signer=load_signing_key(settings.audit_signing_key_file))
+    audit_signer = load_signing_key(settings.audit_signing_key_file)
+    chain = AuditChain(redis, settings.var_dir / "audit" / "checkpoints.jsonl", chain_id=chain_id, signer=audit_signer)
+    # Audit retention: records older than the live window move to signed archive segments, then leave Redis.
+    archiver = Archiver(sync_redis, settings.audit_archive_path, audit_signer, live_seconds=settings.audit_live_seconds,
+                        keep_days=settings.audit_archive_keep_days, holder=f"archiver-{chain.chain_id}",
+                        lease_seconds=max(60, 2 * settings.audit_archive_seconds)) \
+        if settings.audit_live_seconds else None
     # One HMAC per customer and worker, not per call: customers are few next to calls.
     pseudonym_key = load_pseudonym_key(settings.audit_key_file)
     subject = functools.lru_cache(maxsize=65_536)(functools.partial(pseudonym, pseudonym_key))
@@ -151,10 +159,15 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
         await notifier.start()
         await bank_feed.start()
         anchoring = asyncio.create_task(_checkpoint_every(chain, settings.audit_checkpoint_seconds))
+        archiving = asyncio.create_task(archive_every(archiver, settings.audit_archive_seconds)) if archiver else None
+        beating = asyncio.create_task(heartbeat.beat(heartbeat.beats_dir(settings.var_dir), redis))  # /readyz
         try:
             yield
         finally:
+            beating.cancel()
             anchoring.cancel()
+            if archiving:
+                archiving.cancel()
             await bank_feed.close()
             await notifier.close()
             await chain.close()
@@ -176,6 +189,10 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
             nonces=server.dpop_nonces)), template=path))
           for path, route_ids in EVENTS_API.items()),
         Mount("/open-banking", app=ResourceEndpoint(resources)),
+        # A TPP's own statement (issue 20): mTLS and a client-credentials token, as the consent API.
+        Route(TPP_USAGE, ResourceEndpoint(Pipeline(consent_api_stages(
+            "", server.verifier, keys, admission, policy, TPP_USAGE_ROUTES, TppUsage(redis, policy.plans),
+            origin=server.issuer, nonces=server.dpop_nonces)), template=TPP_USAGE)),
         *oauth_routes(server, CustomerAuthorization(server, bank, passwords, settings.login_seconds),
                       policy.limits),
         *(Route(path, endpoint) for path, endpoint in dashboard.endpoints()),
@@ -186,7 +203,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     app: ASGIApp = TransportIdentity(AnonymousThrottle(router), settings.trusted_proxies, verifier)
     app = RefuseUnparsed(app)
     app = RenderErrors(app)
-    app = Audit(app, store=chain.append, observers=(metrics.observe,), subject=subject)
+    app = Audit(app, store=metrics.timed_append(chain.append), observers=(metrics.observe,), subject=subject)
     app = InteractionId(app)
     return app
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from gateway.policy import RoutePolicy
     from gateway.policy.fields import Entitlement
     from gateway.store.idempotency import Claim
+    from gateway.trace import Trace
 
 SCOPE_KEY = "obgw.call"
 T = TypeVar("T")
@@ -60,6 +61,7 @@ class Call:
     customer_id: str | None = None                   # the bank's customer (Admit, the pages); audited as a pseudonym
     entitlement: Entitlement | None = None           # what the consent allows (Admit), for Forward and Minimise
     unattended: bool = False                         # reads consented data without the customer present (Admit)
+    metered: bool = False                            # Admit's script counted it (usage): it settles the outcome
     payment_digest: str = ""                         # a payment's Initiation + Risk (CheckPayment), for Admit
     payment_claim: str | None = None                 # the claim Admit made on a payment consent, until resolved
     vrp_claim: str | None = None                     # the amount a VRP payment holds in its periods, until resolved
@@ -72,6 +74,7 @@ class Call:
     status: int = 0
     reason: str | None = None                        # the refusal's reason id, when refused
     decision: str = "allow"                          # "allow" | "refuse" | "error"
+    trace: Trace | None = None                       # W3C trace context (InteractionId): logged, sent to the bank
 
     # What an earlier stage has set, for the stages after it (the stage order guarantees it; a broken order fails
     # loudly here rather than as an AttributeError on None somewhere later).

@@ -129,6 +129,10 @@ REASONS: Mapping[str, Reason] = {
     # UK OB defines no ErrorCode for 429; OBError1's x-namespaced-enum lets a bank use its own namespace.
     "consent.unattended_limit": Reason(429, "OBGW.Rules.UnattendedAccessLimit",
                                        "The consent's allowance of calls without the customer present is used up."),
+    # Plans (plans.yaml): a hard monthly quota of a product's billable calls; Retry-After: the next UTC month.
+    "usage.quota_exceeded": Reason(429, "OBGW.Rules.UsageQuotaExceeded",
+                                   "The TPP's plan allows no more billable calls of this API product this month; "
+                                   "see Retry-After."),
     "minimise.failed": Reason(502, "UK.OBIE.UnexpectedError", "The bank's answer could not be checked against the "
                               "consent; nothing of it was sent."),
     "consent.field_missing": Reason(400, "UK.OBIE.Field.Missing", "The consent request lacks a required field."),

@@ -4,6 +4,7 @@ every listener that charges a TPP's limit: the resource and consent-API pipeline
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 
 from gateway.call import Call
 from gateway.errors import Refusal, token_refusal
@@ -37,8 +38,17 @@ def conclude(call: Call, verdict: Verdict) -> None:
         call.response_headers += [
             (b"ratelimit-policy", f'"{rate.policy}";q={rate.quota};w={rate.window}'.encode()),
             (b"ratelimit", f'"{rate.policy}";r={rate.remaining};t={rate.reset}'.encode())]
+    if verdict.reason == "usage.quota_exceeded":  # the plan's quota opens again with the next UTC month
+        raise Refusal(verdict.reason, headers={"Retry-After": str(seconds_to_next_month(call.ts))})
     if verdict.reason in _WAIT_REASONS:
         # RFC 9110 §10.2.3: whole seconds; a retry at that moment is admitted (the scripts compute the exact wait).
         raise Refusal(verdict.reason, headers={"Retry-After": str(max(1, math.ceil((verdict.retry_ms or 0) / 1000)))})
     if verdict.reason is not None:
         raise token_refusal(verdict.reason)
+
+
+def seconds_to_next_month(ts: str) -> int:
+    """Whole seconds from `ts` (ISO 8601) to the start of the next UTC month, at least 1."""
+    moment = datetime.fromisoformat(ts).astimezone(timezone.utc)
+    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+    return max(1, math.ceil((datetime(year, month, 1, tzinfo=timezone.utc) - moment).total_seconds()))

@@ -11,6 +11,7 @@ refuses a request without one (RequireClientCertificate).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import ssl
@@ -21,6 +22,8 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
+from gateway import __version__, logs
+from gateway.admin.heartbeat import beats_dir
 from gateway.admin.server import AdminApp, start_admin
 from gateway.app import SUPERVISOR_PID
 from gateway.audit.key_files import AuditKeyError, load_pseudonym_key, load_signing_key
@@ -136,7 +139,8 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
         "gateway.app:create_app_from_env", factory=True, host=settings.host, port=settings.port,
         workers=settings.workers, http="gateway.server:ClientCertProtocol", ws="none", lifespan="on",
-        log_level="warning",
+        log_level="warning" if settings.log_level in ("debug", "info") else settings.log_level,
+        log_config=logs.dict_config(settings.log_level),  # applied in the main process and again in each worker
         access_log=False, proxy_headers=False, server_header=False, date_header=True,
         ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key), ssl_ca_certs=str(settings.client_ca),
         ssl_cert_reqs=ssl.CERT_OPTIONAL, ssl_ciphers=FAPI_CIPHERS, timeout_graceful_shutdown=10,
@@ -186,9 +190,40 @@ def check_signing_keys(settings: Settings, kek: KeyEncryptionKey) -> None:
         print(f"obgw: sealed {len(sealed)} signing key(s) stored in clear by an older version", file=sys.stderr)
 
 
+log = logging.getLogger("obgw")
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's supervisor, with SIGHUP checked first: the policies and TLS files are read in this process, and
+    only if they load are the workers replaced, one by one, each new one serving before the old one is told to stop
+    (uvicorn's rolling restart). The listening socket stays open throughout, an old worker finishes the calls it has
+    (graceful shutdown, up to timeout_graceful_shutdown) and answers them with `Connection: close`; new workers read
+    the policy and the certificate afresh. A policy or certificate that does not load changes nothing (logged)."""
+
+    def __init__(self, config: uvicorn.Config, sockets, settings: Settings, admin: AdminApp) -> None:
+        super().__init__(config, sockets)
+        self.settings, self.admin = settings, admin
+
+    def handle_hup(self) -> None:
+        try:
+            policy = load_policy(self.settings.policy_dir, self.settings.service_urls)
+            check_tls(self.settings)
+        except (PolicyError, StartError) as exc:
+            logs.event(log, logging.ERROR, "reload refused: nothing changed", error=str(exc))
+            return
+        before = [p.pid for p in self.processes]
+        logs.event(log, logging.INFO, "reload", stage="started", workers=before)
+        self.admin.set_services({n: s.url for n, s in policy.services.items()})
+        self.restart_all()
+        after = [p.pid for p in self.processes]
+        logs.event(log, logging.INFO if not set(after) & set(before) else logging.WARNING, "reload",
+                   stage="done" if not set(after) & set(before) else "incomplete", workers=after)
+
+
 def serve(settings: Settings, on_ready=None, *, embedded_redis: bool = False) -> int:
     """Validate, start Redis if embedded (only when asked: `embedded_redis`), bind, start the admin listener and the
     workers; return when stopped."""
+    logs.configure(settings.log_level)
     try:
         policy = load_policy(settings.policy_dir, settings.service_urls)
     except PolicyError as exc:
@@ -217,14 +252,20 @@ def serve(settings: Settings, on_ready=None, *, embedded_redis: bool = False) ->
         os.environ.update(settings.to_environ())
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
         os.environ[SUPERVISOR_PID] = str(os.getpid())
-        admin = start_admin(settings.admin_host, settings.admin_port,
-                            AdminApp(settings.redis, {n: s.url for n, s in policy.services.items()},
-                                     settings.admin_password_path))
+        beats = beats_dir(settings.var_dir)
+        shutil.rmtree(beats, ignore_errors=True)  # a worker of an earlier run is no worker of this one
+        admin_app = AdminApp(settings.redis, {n: s.url for n, s in policy.services.items()},
+                             settings.admin_password_path, workers=settings.workers, beats=beats)
+        admin = start_admin(settings.admin_host, settings.admin_port, admin_app)
         stack.callback(admin.shutdown)
         config = uvicorn_config(settings)
         sock = tcp_listener(settings.host, settings.port)
         stack.callback(sock.close)
         if on_ready:
             on_ready(settings, sock.getsockname()[1], admin.server_address[1])
-        Multiprocess(config, sockets=[sock]).run()
+        logs.event(log, logging.INFO, "startup", listener=f"{settings.host}:{sock.getsockname()[1]}",
+                   admin=f"{settings.admin_host}:{admin.server_address[1]}", workers=settings.workers,
+                   version=__version__, pid=os.getpid())
+        Supervisor(config, [sock], settings, admin_app).run()
+        logs.event(log, logging.INFO, "shutdown", pid=os.getpid())
     return 0

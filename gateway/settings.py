@@ -33,6 +33,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _log_level(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("debug", "info", "warning", "error"):
+        raise ValueError("must be debug, info, warning or error")
+    return value
+
+
 def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
 
@@ -142,6 +156,22 @@ SETTINGS: tuple[Setting, ...] = (
             "REDIS_URL=redis+sentinel://[:PASSWORD@]HOST:PORT,.../MASTER)"),
     Setting("redis_sentinel_master", "REDIS_SENTINEL_MASTER", "mymaster", str,
             "the master name the Sentinels monitor (with REDIS_SENTINELS)"),
+    Setting("audit_live_seconds", "OBGW_AUDIT_LIVE_SECONDS", "86400", _non_negative_int,
+            "how long audit records stay in Redis before they are archived to signed segment files and trimmed "
+            "(0: never archived, Redis keeps every record)"),
+    Setting("audit_archive_seconds", "OBGW_AUDIT_ARCHIVE_SECONDS", "60", _positive_int,
+            "how often the gateway archives the audit records due (one worker of all at a time)"),
+    Setting("audit_archive_dir", "OBGW_AUDIT_ARCHIVE_DIR", "", _optional_path,
+            "directory of the audit archive (segments and their signed manifest), shared by every node that "
+            "archives; unset: VAR_DIR/audit/archive"),
+    Setting("audit_archive_keep_days", "OBGW_AUDIT_ARCHIVE_KEEP_DAYS", "0", _non_negative_int,
+            "days an audit archive segment is kept after its newest record, then deleted (a signed manifest line "
+            "says so); 0: kept forever"),
+    Setting("log_level", "OBGW_LOG_LEVEL", "info", _log_level,
+            "debug, info (a `request` line per call), warning or error: the least severe JSON log line written to "
+            "stderr"),
+    Setting("metrics_tpp_series", "OBGW_METRICS_TPP_SERIES", "50", _positive_int,
+            "TPPs (client ids) each worker counts by name in obgw_tpp_requests; later ones are counted as `other`"),
 )
 
 
@@ -175,6 +205,12 @@ class Settings:
     events_allow_loopback: bool = False
     redis_sentinels: str | None = None
     redis_sentinel_master: str = "mymaster"
+    audit_live_seconds: int = 86400
+    audit_archive_seconds: int = 60
+    audit_archive_dir: Path | None = None
+    audit_archive_keep_days: int = 0
+    log_level: str = "info"
+    metrics_tpp_series: int = 50
     # Back-end URL overrides, `OBGW_SERVICE_<NAME>_URL`, applied over policies/services.yaml.
     service_urls: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -228,6 +264,10 @@ class Settings:
     @property
     def key_encryption_key_file(self) -> Path:
         return self.key_encryption_key or self.client_ca.parent / KEY_ENCRYPTION_KEY_FILE
+
+    @property
+    def audit_archive_path(self) -> Path:
+        return self.audit_archive_dir or self.var_dir / "audit" / "archive"
 
     @property
     def admin_password_path(self) -> Path:

@@ -1,5 +1,11 @@
-"""/healthz (Redis and every back-end reachable), /metrics, and the security team's /admin pages, as a small WSGI
-app on a daemon thread of the main process (it outlives the workers, so it answers while they restart).
+"""The probes, /metrics, and the security team's /admin pages, as a small WSGI app on a daemon thread of the main
+process (it outlives the workers, so it answers while they restart).
+
+- /livez: the process serves (this thread answers). Restart the process only when this fails.
+- /readyz: this node can take calls: its workers' event loops run (heartbeat.py: at least OBGW_WORKERS fresh) and
+  Redis answers a PING. The bank's services are not asked: an outage there is answered by the breakers (503 per
+  service), and taking every node out of the balancer for it would only make it total.
+- /healthz: Redis and every back-end reachable (kept for the monitors that use it; 503 during a bank outage).
 
 /admin needs the admin password (HTTP Basic, user `admin`, credentials.py) and nothing else opens it: the listener
 knows no TPP certificate, token or customer session. /healthz and /metrics stay open to the (loopback) monitor.
@@ -8,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import socket
 import threading
 from collections.abc import Mapping
@@ -23,10 +30,13 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
 
+from gateway import __version__
 from gateway.admin import pages
 from gateway.admin.credentials import USER, basic_credentials, password_matches
 from gateway.admin.guard import PasswordGuard, Verdict, names_this_listener
+from gateway.admin.heartbeat import serving_workers
 from gateway.store.redis import RedisError, sync_client
 
 
@@ -46,32 +56,79 @@ PAGE_HEADERS = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", 
                 ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _NodeCollector:
+    """What only the admin listener knows: the build, and how many workers serve of how many configured."""
+
+    def __init__(self, app: AdminApp) -> None:
+        self.app = app
+
+    def collect(self):
+        info = GaugeMetricFamily("obgw_build_info", "The running build: version and Python (always 1).",
+                                 labels=["version", "python"])
+        info.add_metric([__version__, platform.python_version()], 1)
+        yield info
+        if self.app.beats is not None:
+            yield GaugeMetricFamily("obgw_workers_serving", "Workers whose event loop ran in the last few seconds.",
+                                    value=serving_workers(self.app.beats))
+            yield GaugeMetricFamily("obgw_workers_configured", "Workers this node is configured to run.",
+                                    value=self.app.workers)
+
+
 class AdminApp:
     def __init__(self, redis_url: str, service_urls: Mapping[str, str], password_file: Path | None = None,
-                 guard: PasswordGuard | None = None) -> None:
+                 guard: PasswordGuard | None = None, *, workers: int = 1, beats: Path | None = None) -> None:
+        """`beats`: the directory of the workers' heartbeat files (heartbeat.py); None: /readyz asks Redis only."""
         self._redis = sync_client(redis_url)
         self._services = dict(service_urls)
         self._password_file = password_file
         self._guard = guard or PasswordGuard()
         self.listener_host = "localhost"  # the name it was configured with (start_admin)
+        self.workers, self.beats = workers, beats
+        self._node = _NodeCollector(self)
+
+    def set_services(self, service_urls: Mapping[str, str]) -> None:
+        """After a reload: the services /healthz asks about."""
+        self._services = dict(service_urls)
+
+    def _redis_answers(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except RedisError:
+            return False
+
+    def ready(self) -> tuple[bool, dict]:
+        serving = serving_workers(self.beats) if self.beats is not None else self.workers
+        redis_ok = self._redis_answers()
+        ready = redis_ok and serving >= self.workers
+        return ready, {"status": "ready" if ready else "not ready", "redis": "ok" if redis_ok else "unreachable",
+                       "workers": {"serving": serving, "configured": self.workers}}
 
     def health(self) -> tuple[bool, dict]:
-        try:
-            redis_ok = bool(self._redis.ping())
-        except RedisError:
-            redis_ok = False
+        redis_ok = self._redis_answers()
         services = {name: "ok" if _tcp_reachable(url) else "unreachable" for name, url in self._services.items()}
         healthy = redis_ok and all(v == "ok" for v in services.values())
         return healthy, {"status": "ok" if healthy else "unhealthy", "redis": "ok" if redis_ok else "unreachable",
                          "services": services}
 
-    @staticmethod
-    def metrics() -> bytes:
-        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+    def metrics(self) -> bytes:
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory:
+            _forget_dead_workers(Path(directory))
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
+            registry.register(self._node)
             return generate_latest(registry)
-        return generate_latest(REGISTRY)
+        return generate_latest(REGISTRY) + generate_latest(_single(self._node))
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -79,9 +136,12 @@ class AdminApp:
         if host is not None and not names_this_listener(host, self.listener_host):
             start_response("421 Misdirected Request", [("Content-Type", "text/plain"), ("Cache-Control", "no-store")])
             return [b"this listener does not answer for that host name\n"]
-        if path == "/healthz":
-            healthy, body = self.health()
-            start_response("200 OK" if healthy else "503 Service Unavailable",
+        if path == "/livez":
+            start_response("200 OK", [("Content-Type", "application/json"), ("Cache-Control", "no-store")])
+            return [json.dumps({"status": "live", "pid": os.getpid()}).encode()]
+        if path in ("/readyz", "/healthz"):
+            ok, body = self.ready() if path == "/readyz" else self.health()
+            start_response("200 OK" if ok else "503 Service Unavailable",
                            [("Content-Type", "application/json"), ("Cache-Control", "no-store")])
             return [json.dumps(body).encode()]
         if path == "/metrics":
@@ -131,6 +191,20 @@ class AdminApp:
             return self._password_file.read_text() if self._password_file else None
         except OSError:
             return None
+
+
+def _single(collector: _NodeCollector) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return registry
+
+
+def _forget_dead_workers(directory: Path) -> None:
+    """The live* gauges (breaker state) of workers that are gone (a crash, a reload) are dropped, not shown."""
+    for path in directory.glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            multiprocess.mark_process_dead(int(pid), str(directory))
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):

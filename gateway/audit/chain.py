@@ -19,6 +19,8 @@ Each record carries `chain`, `seq` (1, 2, ...), `prev` (the previous record's ha
 Only a head known to be stored in Redis is checkpointed, so records waiting in a spool never look truncated.
 Each checkpoint also commits to the heads of all chains (`heads`, read with the stream's last id `at`), so a chain
 deleted whole (records, head and its own checkpoint lines) or one invented and slipped into the stream is caught too.
+Records older than the live window leave the stream for signed archive segments (`archive.py`), keeping their
+stream ids and chain fields: `verify` reads archive and stream as one log.
 """
 from __future__ import annotations
 
@@ -284,7 +286,8 @@ def read_checkpoints(path: Path) -> list[dict[str, object]]:
 
 
 def verify(records: Iterable[tuple[str, Mapping[str, object]]], heads: Mapping[str, str] | None = None,
-           checkpoints: Iterable[Mapping[str, Any]] = (), *, partial: bool = False) -> VerifyResult:
+           checkpoints: Iterable[Mapping[str, Any]] = (), *, partial: bool = False,
+           base: Mapping[str, str] | None = None) -> VerifyResult:
     """Check every record's hash, each chain's sequence and links, that every anchor is present, and that every
     record a signed checkpoint was taken after is one it commits to.
 
@@ -296,6 +299,9 @@ def verify(records: Iterable[tuple[str, Mapping[str, object]]], heads: Mapping[s
     one (seq gap, or a link that skips), a reordered or duplicated one (seq going back), a truncated or deleted chain
     (an anchor names a record that is not there), and an invented chain or record (stored before a signed checkpoint
     was taken, yet named by none).
+    `base` (chain → "seq:hash") is where each chain's records start when its older ones were archived and then
+    deleted by retention (`archive.check_archive`, from the signed manifest): the first record present must follow
+    it, and anchors at or before it are not looked for.
     """
     anchors: dict[tuple[str, int], tuple[str, str]] = {}
     for chain, head in (heads or {}).items():
@@ -311,7 +317,13 @@ def verify(records: Iterable[tuple[str, Mapping[str, object]]], heads: Mapping[s
         if "sig" in cp:
             coverage.add(named, cp.get("at"), str(cp.get("ts")))
     coverage.close()
-    last: dict[str, tuple[int, str]] = {}
+    last: dict[str, tuple[int, str]] = {chain: _parse_head(head) for chain, head in (base or {}).items()}
+    for (chain, seq), (digest_hex, source) in list(anchors.items()):
+        if chain in last and seq <= last[chain][0]:  # in a deleted segment: the manifest's signed heads stand in
+            del anchors[(chain, seq)]
+            if seq == last[chain][0] and digest_hex != last[chain][1]:
+                return VerifyResult(0, 0, Breach(f"chain {chain}", f"its head where the deleted archive segments "
+                                                 f"end does not match {source}"))
     count = 0
     for where, rec in records:
         count += 1

@@ -102,3 +102,21 @@ def checkpoint_signed_by(public: Ed25519PublicKey, entry: Mapping[str, object]) 
     except (KeyError, ValueError, InvalidSignature):
         return False
     return True
+
+
+def _entry_bytes(entry: Mapping[str, object]) -> bytes:
+    return orjson.dumps({k: v for k, v in entry.items() if k not in ("key", "sig")}, option=orjson.OPT_SORT_KEYS)
+
+
+def sign_entry(key: Ed25519PrivateKey, entry: Mapping[str, object]) -> dict[str, object]:
+    """An archive manifest line (audit/archive.py) with `key` and `sig`: Ed25519 over the canonical JSON of every
+    other field, so no field can be added, dropped or changed without the signing key."""
+    return {**entry, "key": key_id(key.public_key()), "sig": b64url(key.sign(_entry_bytes(entry)))}
+
+
+def entry_signed_by(public: Ed25519PublicKey, entry: Mapping[str, object]) -> bool:
+    try:
+        public.verify(b64url_decode(str(entry["sig"])), _entry_bytes(entry))
+    except (KeyError, ValueError, InvalidSignature):
+        return False
+    return True

@@ -1,14 +1,22 @@
 """Searching the audit log for the security team: records matching filters, oldest first or the newest few.
 
 Records sit in one Redis stream in arrival order (read through `store.audit.AuditReader`); stream ids start with the
-arrival time in milliseconds, so a `--since` filter is a range read, not a scan.
+arrival time in milliseconds, so a `--since` filter is a range read, not a scan. Records older than the live window
+are in archive segments that keep their stream ids (`audit.archive.ArchivedLog` reads both as one log).
 """
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import datetime
+from typing import Any, Protocol
 
-from gateway.store.audit import AuditReader
+
+class AuditLog(Protocol):
+    """What searching reads: `store.audit.AuditReader` (the live stream) or `audit.archive.ArchivedLog` (both)."""
+    def records(self, start: str = "-", end: str = "+", batch: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
+        ...
+
+    def backwards(self, start: str = "-", end: str = "+", batch: int = 1000) -> Iterator[dict[str, Any]]: ...
 
 
 def stream_id_at(moment: datetime) -> str:
@@ -20,7 +28,7 @@ def _wanted(client_id: str | None, consent_id: str | None, filters: Mapping[str,
             if v is not None}
 
 
-def search(log: AuditReader, *, client_id: str | None = None, consent_id: str | None = None,
+def search(log: AuditLog, *, client_id: str | None = None, consent_id: str | None = None,
            since: datetime | None = None, until: datetime | None = None,
            filters: Mapping[str, object] | None = None) -> Iterator[dict]:
     start = stream_id_at(since) if since else "-"
@@ -31,7 +39,7 @@ def search(log: AuditReader, *, client_id: str | None = None, consent_id: str | 
             yield record
 
 
-def latest(log: AuditReader, limit: int, *, client_id: str | None = None, consent_id: str | None = None,
+def latest(log: AuditLog, limit: int, *, client_id: str | None = None, consent_id: str | None = None,
            since: datetime | None = None, filters: Mapping[str, object] | None = None, scan: int = 100_000,
            batch: int = 1000) -> list[dict]:
     """The newest `limit` records matching every filter, newest first, looking back over at most `scan` records

@@ -173,7 +173,7 @@ class Spool:
                 path = self.directory / f"{name[:-len(SUFFIX)]}.{secrets.token_hex(4)}{SUFFIX}"
                 os.link(tmp, path)
             os.unlink(tmp)
-            _fsync_directory(self.directory)
+            fsync_directory(self.directory)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -263,11 +263,11 @@ def _set_aside(path: Path) -> Path:
     target = path.with_name(f"{path.name}{SET_ASIDE}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
                             f"-{secrets.token_hex(2)}")
     os.rename(path, target)
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
     return target
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """Make a new, renamed or removed name durable (a file's fsync alone does not cover its directory entry)."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

@@ -13,7 +13,8 @@ from gateway import __version__
 from gateway.state import OWNER_ONLY_UMASK
 
 # The nouns, in the order `obgw --help` lists them.
-COMMANDS = ("serve", "demo", "demo_cluster", "certs", "clients", "consents", "keys", "policy", "audit", "admin")
+COMMANDS = ("serve", "demo", "demo_cluster", "certs", "clients", "consents", "keys", "policy", "usage", "audit",
+            "admin")
 
 
 class CliError(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from gateway.cli import CliError
+from gateway.policy import PolicyError, PolicySet, load_policy
 from gateway.settings import SETTINGS, Settings, SettingsError
 from gateway.store.embedded import EmbeddedRedisError, redis_url_for
 from gateway.store.redis import RedisError, sync_client
@@ -15,6 +16,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
         return Settings.load(flags)
     except SettingsError as exc:
         raise CliError(str(exc)) from None
+
+
+def policy_from(args: argparse.Namespace) -> PolicySet:
+    """The policy the gateway runs (`--policy-dir`, OBGW_POLICY_DIR); a bad one is a CLI error listing its problems."""
+    settings = settings_from(args)
+    try:
+        return load_policy(settings.policy_dir, settings.service_urls)
+    except PolicyError as exc:
+        raise CliError(f"the policy in {settings.policy_dir} has problems:\n{exc}") from None
 
 
 def with_redis(args: argparse.Namespace, work, purpose: str = "reach Redis"):

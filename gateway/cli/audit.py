@@ -1,4 +1,8 @@
-"""`obgw audit tail|search|verify|export|checkpoints|anomalies`: the security team's view of the audit log.
+"""`obgw audit tail|search|verify|export|checkpoints|anomalies|archive`: the security team's view of the audit log.
+
+Records older than OBGW_AUDIT_LIVE_SECONDS are archived to signed segment files and trimmed from Redis
+(`audit/archive.py`): `tail`, `search`, `export` and `verify` read the archive and the live stream as one log, and
+`archive` runs one archiving step now (the gateway runs one every OBGW_AUDIT_ARCHIVE_SECONDS).
 
 A customer is named in records only by their audit pseudonym (`subject`): `search --subject` follows one without
 knowing who they are; `search --customer ID` re-identifies, which needs the pseudonym key file and is itself
@@ -16,6 +20,7 @@ import orjson
 
 from gateway.audit import query
 from gateway.audit.activity import activity, anomalies, window_start
+from gateway.audit.archive import ArchivedLog, ArchiveError, Archiver, check_archive
 from gateway.audit.chain import iter_lines, read_checkpoints, verify
 from gateway.audit.key_files import (
     AuditKeyError,
@@ -23,15 +28,16 @@ from gateway.audit.key_files import (
     key_id,
     load_pseudonym_key,
     load_public_key,
+    load_signing_key,
 )
 from gateway.audit.operator import record_operator_action
 from gateway.cli import CliError
 from gateway.cli._settings import settings_from, with_redis
 from gateway.crypto import pseudonym
 from gateway.settings import add_arguments
-from gateway.store.audit import AuditReader
+from gateway.store.audit import ArchiveConflict, AuditReader
 
-_CONNECTION = ("redis_url", "var_dir")
+_CONNECTION = ("redis_url", "var_dir", "audit_archive_dir")
 _KEYS = ("client_ca", "audit_key", "audit_signing_key")
 REIDENTIFIED = "audit.reidentified"  # the reason of the record a re-identifying search leaves
 
@@ -59,7 +65,9 @@ def register(subparsers) -> None:
     s.add_argument("--json", action="store_true", help="one JSON object a line")
     s.set_defaults(func=search)
 
-    v = sub.add_parser("verify", help="check the hash chains; exit 0 if intact, 1 naming the first bad record")
+    v = sub.add_parser("verify", help="check the hash chains over the archive and the live log as one, and the "
+                                      "archive manifest's signatures; exit 0 if intact, 1 naming the first bad "
+                                      "record, segment or manifest line")
     v.add_argument("--file", type=Path, help="verify an exported JSONL file instead of the live log")
     v.add_argument("--checkpoints", type=Path,
                    help="checkpoint file anchoring the chain heads (default VAR_DIR/audit/checkpoints.jsonl), "
@@ -85,10 +93,16 @@ def register(subparsers) -> None:
     e.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
     e.set_defaults(func=export)
 
-    for parser in (t, s, v, e, a):
+    r = sub.add_parser("archive", help="archive the records older than the live window to signed segment files "
+                                       "and trim them from Redis, now (the gateway does it periodically)")
+    r.add_argument("--all", action="store_true", help="archive every record, however recent (live window 0)")
+    r.set_defaults(func=run_archive)
+
+    for parser in (t, s, v, e, a, r):
         add_arguments(parser, _CONNECTION)
-    for parser in (s, v):
+    for parser in (s, v, r):
         add_arguments(parser, _KEYS)
+    add_arguments(r, ("audit_live_seconds", "audit_archive_keep_days"))
     add_arguments(c, ("var_dir",))
 
 
@@ -101,9 +115,15 @@ def _moment(text: str) -> datetime:
 
 
 def _with_log(args, work):
-    """Run `work(log, settings)` with the audit log of the Redis `with_redis` finds."""
-    return with_redis(args, lambda client, settings: work(AuditReader(client), settings),
-                      "read the audit log from Redis")
+    """Run `work(log, settings)` with the audit log of the Redis `with_redis` finds: its archive, then the live
+    stream, as one log."""
+    def run(client, settings):
+        try:
+            log = ArchivedLog(AuditReader(client), settings.audit_archive_path)
+        except ArchiveError as exc:
+            raise CliError(str(exc)) from None
+        return work(log, settings)
+    return with_redis(args, run, "read the audit log from Redis")
 
 
 def _line(record: dict) -> str:
@@ -186,8 +206,25 @@ def run_verify(args) -> int:
                 print(f"audit checkpoint {number} (chain {checkpoint.get('chain')}, seq {checkpoint.get('seq')}) "
                       f"is not signed by the audit key {key_id(public)}", file=sys.stderr)
                 return 1
+        try:
+            archive_key = public or (load_public_key(settings.audit_signing_key_file)
+                                     if log.manifest.entries else None)
+        except AuditKeyError as exc:
+            raise CliError(str(exc)) from None
+        archive = check_archive(log.manifest, archive_key, log.live.archive_committed())
+        if archive.breach is not None:
+            print(f"audit log broken at {archive.breach}", file=sys.stderr)
+            return 1
         heads = log.heads()  # read before the records: a record appended meanwhile is past its head
-        code = _report(verify(log.records(), heads=heads, checkpoints=checkpoints))
+        result = verify(log.records(), heads=heads, checkpoints=checkpoints, base=archive.base)
+        if result.breach is not None and (segment := _segment_named(log, result.breach.where)):
+            result = dataclasses.replace(result, breach=dataclasses.replace(
+                result.breach, where=f"{result.breach.where} in archive segment {segment}"))
+        code = _report(result)
+        if code == 0 and log.manifest.entries:
+            print(f"archive: {archive.segments} segments verified against the manifest signed by "
+                  f"{key_id(archive_key) if archive_key else '-'}, {archive.deleted} deleted by retention; "
+                  f"live from {log.manifest.last_id}")
         if code == 0 and checkpoints:
             signer = f" by {key_id(public)}" if public else ""
             legacy = sum(1 for c in signed if "heads" not in c)
@@ -195,6 +232,32 @@ def run_verify(args) -> int:
                   f"{legacy} of the signed name their own chain only (legacy format, or Redis was unreadable)")
         return code
     return _with_log(args, work)
+
+
+def _segment_named(log: ArchivedLog, where: str) -> str | None:
+    """The archive segment holding the record a breach names ("record <stream id> (...)"), if archived."""
+    word, _, rest = where.partition(" ")
+    return log.manifest.segment_of(rest.split(" ")[0]) if word == "record" and rest else None
+
+
+def run_archive(args) -> int:
+    def work(client, settings):
+        try:
+            archiver = Archiver(client, settings.audit_archive_path, load_signing_key(settings.audit_signing_key_file),
+                                live_seconds=0 if args.all else settings.audit_live_seconds,
+                                keep_days=settings.audit_archive_keep_days)
+            if not args.all and settings.audit_live_seconds == 0:
+                print("OBGW_AUDIT_LIVE_SECONDS is 0: records stay in Redis; nothing archived (--all archives all)")
+                return 0
+            report = archiver.run()
+        except (AuditKeyError, ArchiveError, ArchiveConflict, OSError) as exc:
+            raise CliError(f"audit archive: {exc}") from None
+        if report is None:
+            print("another archiver is at work (a gateway worker holds the lease); try again shortly")
+            return 0
+        print(f"audit archive in {settings.audit_archive_path}: {report}")
+        return 0
+    return with_redis(args, work, "archive the audit log")
 
 
 def report_anomalies(args) -> int:

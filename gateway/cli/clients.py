@@ -1,5 +1,5 @@
-"""`obgw clients add|add-cert|list|show|set-tier|disable|enable`: the TPP registry (what the authorization server
-reads), each client's certificates, and each client's rate-limit tier and usage."""
+"""`obgw clients add|add-cert|list|show|set-tier|set-plan|disable|enable`: the TPP registry (what the authorization
+server reads), each client's certificates, and each client's rate-limit tier, price plan and usage."""
 from __future__ import annotations
 
 import json
@@ -14,17 +14,16 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from gateway.cli import CliError
 from gateway.cli._operator import audited
-from gateway.cli._settings import settings_from, with_redis
+from gateway.cli._settings import policy_from, settings_from, with_redis
 from gateway.consents.notify import notification_url_allowed
 from gateway.crypto import x5t_s256
 from gateway.oauth.models import AUTH_METHODS, ROLES, Client, common_name
 from gateway.pki import public_jwk
-from gateway.policy import PolicyError, load_policy
 from gateway.settings import add_arguments
 from gateway.store.clients import ClientStore
 
 _CONNECTION = ("redis_url", "var_dir", "policy_dir")
-_AUDITED = ("add", "add-cert", "set-tier", "disable", "enable")  # the commands that change a client
+_AUDITED = ("add", "add-cert", "set-tier", "set-plan", "disable", "enable")  # the commands that change a client
 _AUDIT_KEYS = ("client_ca", "audit_signing_key")
 
 
@@ -66,7 +65,13 @@ def register(subparsers) -> None:
     t.add_argument("client_id", metavar="CLIENT_ID")
     t.add_argument("tier", metavar="TIER")
     t.set_defaults(func=set_tier)
-    for name, func, text in (("show", show, "one client's registration as JSON, then its tier and rate-limit usage"),
+    pl = sub.add_parser("set-plan", help="move a client to another price plan of plans.yaml (its quotas and prices; "
+                                         "next call, every worker)")
+    pl.add_argument("client_id", metavar="CLIENT_ID")
+    pl.add_argument("plan", metavar="PLAN")
+    pl.set_defaults(func=set_plan)
+    for name, func, text in (("show", show, "one client's registration as JSON, then its tier, rate-limit usage and "
+                                             "price plan"),
                              ("disable", disable, "stop a client: its tokens fail from the next call, and its "
                                                   "software may not register again through DCR"),
                              ("enable", enable, "allow a disabled client again (a deleted one: let its software "
@@ -181,16 +186,12 @@ def list_clients(args) -> int:
     return _with_store(args, work)
 
 
-def _policy(args):
-    settings = settings_from(args)
-    try:
-        return load_policy(settings.policy_dir, settings.service_urls)
-    except PolicyError as exc:
-        raise CliError(f"the policy in {settings.policy_dir} has problems:\n{exc}") from None
+_policy = policy_from
 
 
 def show(args) -> int:
-    limits = _policy(args).limits
+    policy = _policy(args)
+    limits = policy.limits
 
     def work(store: ClientStore, _settings) -> int:
         document = store.get(args.client_id)
@@ -205,6 +206,8 @@ def show(args) -> int:
                 print(f"  {group}: unlimited")
                 continue
             print(f"  {group}: {describe_usage(limit, store.rate_state(args.client_id, group))}")
+        plan = store.plan(args.client_id)
+        print(f"price plan: {plan or policy.plans.default_plan}" + ("" if plan else " (the policy's default)"))
         return 0
     return _with_store(args, work)
 
@@ -221,16 +224,24 @@ def describe_usage(limit, state) -> str:
 
 
 def set_tier(args) -> int:
-    tiers = _policy(args).limits.tiers
-    if args.tier not in tiers:
-        raise CliError(f"unknown tier {args.tier!r} (the policy defines: {', '.join(sorted(tiers))})")
+    return _move(args, "tier", args.tier, _policy(args).limits.tiers, ClientStore.set_tier)
+
+
+def set_plan(args) -> int:
+    return _move(args, "plan", args.plan, _policy(args).plans.plans, ClientStore.set_plan)
+
+
+def _move(args, kind: str, name: str, defined, store_it) -> int:
+    """`set-tier` / `set-plan`: put the client on the policy's tier or plan `name`, read by Admit from its next call."""
+    if name not in defined:
+        raise CliError(f"unknown {kind} {name!r} (the policy defines: {', '.join(sorted(defined))})")
 
     def work(store: ClientStore, settings) -> int:
         if store.get(args.client_id) is None:
             raise CliError(f"no client {args.client_id}")
-        audited(settings, "clients set-tier", client_id=args.client_id)
-        store.set_tier(args.client_id, args.tier)
-        print(f"{args.client_id} is on tier {args.tier} from its next call")
+        audited(settings, f"clients set-{kind}", client_id=args.client_id)
+        store_it(store, args.client_id, name)
+        print(f"{args.client_id} is on {kind} {name} from its next call")
         return 0
     return _with_store(args, work)
 

@@ -38,7 +38,7 @@ from gateway.payments.consume import ConsumeConsent
 from gateway.payments.idempotency import Idempotency
 from gateway.payments.signature import VerifySignature
 from gateway.payments.vrp import HoldToControlParameters
-from gateway.pipeline.admission import Admit, AdmitClient
+from gateway.pipeline.admission import Admit, AdmitClient, Meter, UsageMeter
 from gateway.pipeline.endpoint import ReadBody
 from gateway.pipeline.forward import Forward
 from gateway.pipeline.identity import RequireClientCertificate
@@ -65,11 +65,14 @@ def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVe
     Minimise cuts the answer, ConsumeConsent settles a payment consent, Idempotency keeps the answer). Forward,
     last, is the one stage that calls the bank; Idempotency stops the chain when it replays an answer.
 
-    The payment stages act only where the route's policy says so (`signature`, `idempotency`, `uses_consent`,
-    `control_parameters`, `attaches_file`).
+    Meter counts the calls Admit never sees (refused before it; idempotent replays); Admit meters the rest in its
+    one round trip (issue 20). The payment stages act only where the route's policy says so (`signature`,
+    `idempotency`, `uses_consent`, `control_parameters`, `attaches_file`).
     """
+    usage = UsageMeter(admission, policy.plans)
     return (
         MatchRoute(policy),
+        Meter(usage),
         ReadBody(),
         RequireClientCertificate(),
         VerifyAccessToken(verifier, keys, consent_bound=True, origin=issuer, nonces=nonces),
@@ -78,7 +81,7 @@ def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVe
         CheckPayment(),
         Idempotency(idempotency, admission=admission, rate=RateLimitArgs(policy.limits)),
         SignAnswer(ring, issuer),
-        Admit(admission, policy.unattended, RateLimitArgs(policy.limits), consents.customer_ids()),
+        Admit(admission, policy.unattended, RateLimitArgs(policy.limits), consents.customer_ids(), usage),
         HoldToControlParameters(consents, vrp),
         Minimise(issuer, policy),
         ConsumeConsent(consents, admission),

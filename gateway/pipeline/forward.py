@@ -9,11 +9,16 @@ a UK OB OBErrorResponse1.
 Each service is guarded per worker (breaker.py): a concurrency cap and a circuit breaker are asked before any I/O,
 so a call to a back-end that is full or failing is answered 503 at once instead of waiting; every outcome is
 recorded, and the slot is freed however the call ends. The route's `timeout_ms` bounds the whole exchange.
+
+An https service is reached with the CA and client certificate its `tls` policy names (services.yaml). The bank gets
+the call's W3C `traceparent` (trace.py) with the gateway's span as parent; each outcome feeds the service's metrics
+(upstream latency, outcome, breaker state: admin/metrics.py).
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import ssl
 import time
 from urllib.parse import parse_qsl, urlencode
 
@@ -21,9 +26,10 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from gateway.admin.metrics import ServiceMetrics
 from gateway.call import STOP, Call, Flow, Stage, Upstream
 from gateway.errors import Refusal, namespaced
-from gateway.pipeline.breaker import BackendGuard, Clock
+from gateway.pipeline.breaker import Admission, BackendGuard, Clock
 from gateway.policy import PolicySet, ServicePolicy
 from gateway.policy.fields import WindowError, windows
 from gateway.specs import first_problem
@@ -64,9 +70,23 @@ def _scoped_query(call: Call) -> str:
     return urlencode({**theirs, **ours})
 
 
+def tls_context(service: ServicePolicy) -> ssl.SSLContext | None:
+    """The TLS client context of a service with a `tls` policy: its CA (else the system's), its client certificate;
+    TLS 1.2 at least, the certificate and host name always checked. None: aiohttp's default (https with system CAs)."""
+    if service.tls is None:
+        return None
+    context = ssl.create_default_context(cafile=str(service.tls.ca_file) if service.tls.ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if service.tls.cert_file is not None:
+        context.load_cert_chain(service.tls.cert_file, service.tls.key_file)
+    return context
+
+
 def service_session(service: ServicePolicy) -> aiohttp.ClientSession:
     """One worker's kept-alive connection pool to one back-end service (also the benchmark's bare proxy's)."""
-    connector = aiohttp.TCPConnector(limit=service.max_connections, keepalive_timeout=30, enable_cleanup_closed=False)
+    context = tls_context(service)
+    connector = aiohttp.TCPConnector(limit=service.max_connections, keepalive_timeout=30, enable_cleanup_closed=False,
+                                     ssl=context if context is not None else True)
     return aiohttp.ClientSession(
         connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",),
         timeout=aiohttp.ClientTimeout(total=service.timeout_ms / 1000, sock_connect=service.connect_timeout_ms / 1000))
@@ -98,6 +118,7 @@ class Forward(Stage):
         self._policy = policy
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._guards = {name: BackendGuard(service, clock) for name, service in policy.services.items()}
+        self._metrics = {name: ServiceMetrics(name) for name in policy.services}
 
     async def start(self) -> None:
         self._sessions = {name: service_session(service) for name, service in self._policy.services.items()}
@@ -105,6 +126,13 @@ class Forward(Stage):
     async def close(self) -> None:
         await asyncio.gather(*(session.close() for session in self._sessions.values()))
         self._sessions.clear()
+
+    @staticmethod
+    def _failed(admission: Admission, guard: BackendGuard, metrics: ServiceMetrics, started: float,
+                outcome: str) -> None:
+        admission.record(ok=False)
+        metrics.failed(time.perf_counter() - started, outcome)
+        metrics.breaker_is(guard.breaker.state.value)
 
     async def on_request(self, call: Call) -> Flow:
         route = call.routed
@@ -119,6 +147,8 @@ class Forward(Stage):
             scoped = f"{call.client_id}\n{headers['x-idempotency-key']}".encode()
             headers["x-idempotency-key"] = hashlib.sha256(scoped).hexdigest()[:40]
         headers["x-fapi-interaction-id"] = call.interaction_id
+        if call.trace is not None:  # W3C Trace Context: the trace goes on, with this call's span as the parent
+            headers["traceparent"] = call.trace.traceparent
         if call.customer_id:  # the bank learns whose data from the consent, never from anything the TPP sent
             headers[CUSTOMER_HEADER] = call.customer_id
         if call.consent_id:  # ... under which consent (a payment read answers for the consent's own payments only)
@@ -129,22 +159,32 @@ class Forward(Stage):
             if route.instructed_amount:  # ... and the amount the customer authorised
                 headers[AMOUNT_HEADER] = call.entitlement.instructed_amount
         timeout = aiohttp.ClientTimeout(total=route.timeout_ms / 1000, sock_connect=service.connect_timeout_ms / 1000)
-        with self._guards[service.name].admit() as admission:  # may refuse (503) before any I/O
+        guard, metrics = self._guards[service.name], self._metrics[service.name]
+        try:
+            admitted = guard.admit()  # may refuse (503) before any I/O
+        except Refusal:
+            metrics.failed(0.0, "shed")
+            metrics.breaker_is(guard.breaker.state.value)
+            raise
+        with admitted as admission:
+            started = time.perf_counter()
             try:
                 async with self._sessions[service.name].request(
                         call.method, URL(target, encoded=True), data=call.body or None, headers=headers,
                         timeout=timeout, allow_redirects=False) as response:
                     body = await response.read()
             except TimeoutError:
-                admission.record(ok=False)
+                self._failed(admission, guard, metrics, started, "timeout")
                 raise Refusal("backend.timeout") from None
             except aiohttp.ClientConnectorError:
-                admission.record(ok=False)
+                self._failed(admission, guard, metrics, started, "unavailable")
                 raise Refusal("backend.unavailable") from None   # no connection: nothing was sent
             except aiohttp.ClientError:
-                admission.record(ok=False)
+                self._failed(admission, guard, metrics, started, "unanswered")
                 raise Refusal("backend.unanswered") from None    # sent, but no whole answer: the outcome is unknown
             admission.record(ok=response.status < 500)  # a 4xx is the back-end answering
+            metrics.answered(time.perf_counter() - started, response.status)
+            metrics.breaker_is(guard.breaker.state.value)
         if response.status >= 500:
             raise Refusal("backend.error", f"The bank's service answered {response.status}.")
         if response.status >= 400:

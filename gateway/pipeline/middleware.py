@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import logs, trace
 from gateway.audit.record import AuditRecord
 from gateway.call import SCOPE_KEY, Call
 from gateway.client_address import forwarded_for, source_of
@@ -41,7 +42,8 @@ def _valid_uuid(value: bytes) -> str | None:
 
 class InteractionId:
     """Creates the Call; echoes `x-fapi-interaction-id` (FAPI 1 Baseline §6.2.1-11) or sets a new UUID on every answer,
-    with the headers the stages put on `call.response_headers`.
+    with the headers the stages put on `call.response_headers`. Continues the caller's W3C `traceparent` or starts
+    a trace (trace.py); the trace is logged and sent to the bank, not answered.
 
     A value that is not a UUID (RFC 4122, as FAPI requires) is replaced, so nothing the caller sent is reflected.
     """
@@ -52,11 +54,17 @@ class InteractionId:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        given = next((v for k, v in scope["headers"] if k == INTERACTION_ID), None)
+        given = traceparent = None
+        for key, value in scope["headers"]:
+            if key == INTERACTION_ID:
+                given = value
+            elif key == trace.HEADER:
+                traceparent = value
         interaction_id = (_valid_uuid(given) if given else None) or str(uuid.uuid4())
         now = datetime.now(timezone.utc)
         scope[SCOPE_KEY] = Call(interaction_id=interaction_id, ts=now.isoformat(timespec="milliseconds"),
-                                started=time.perf_counter(), method=scope["method"])
+                                started=time.perf_counter(), method=scope["method"],
+                                trace=trace.continue_or_start(traceparent))
         header = (INTERACTION_ID, interaction_id.encode())
         call = scope[SCOPE_KEY]
 
@@ -75,7 +83,8 @@ RecordSink = Callable[[AuditRecord], Awaitable[None]]
 
 
 class Audit:
-    """Turns every finished call (refusals too) into one AuditRecord, stores it, then observes it (metrics).
+    """Turns every finished call (refusals too) into one AuditRecord, stores it, then observes it (metrics) and
+    writes its `request` log line (logs.py).
 
     The response is held until the record is stored, so a crash after a caller saw an answer cannot lose its record.
     Fail closed: if the record cannot be stored, the held answer is dropped and the caller gets 503 `audit.unavailable`.
@@ -142,6 +151,8 @@ class Audit:
             return False
         for observe in self.observers:
             await observe(record)
+        logs.request_ended(call.interaction_id, call.trace.trace_id if call.trace else None, call.client_id,
+                           call.method, record.route, record.status, record.latency_ms, record.decision, record.reason)
         return True
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import ssl
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -25,12 +26,16 @@ from gateway.policy.loader import (
 )
 from gateway.policy.model import (
     CONSENT_API_ROUTE_IDS,
+    PRODUCT_OF_SCOPE,
     FieldRule,
     FieldSet,
     Limit,
+    Plan,
+    Plans,
     RateLimits,
     RoutePolicy,
     ServicePolicy,
+    ServiceTLS,
     UnattendedPolicy,
     WindowPolicy,
     build_field_tree,
@@ -98,6 +103,7 @@ class PolicySet:
     fields: Mapping[str, FieldSet]  # field rules by response type
     unattended: UnattendedPolicy
     limits: RateLimits
+    plans: Plans = dataclasses.field(default_factory=lambda: _default_plans(frozenset()))
 
     def match(self, method: str, path: str) -> RouteMatch | MethodNotAllowed | None:
         return self.router.match(method, path)
@@ -126,12 +132,12 @@ def load_policy(directory: Path, service_urls: Mapping[str, str] = MappingProxyT
             value, found = check_document(document, spec)
             problems += found
             documents[spec.name], values[spec.name] = document, value
-    checked = _Checked(documents, values, service_urls)
+    checked = _Checked(documents, values, service_urls, directory)
     for validator in VALIDATORS:
         problems += validator(checked)
     if problems:
         raise PolicyError(problems)
-    return _compile(values, service_urls)
+    return _compile(values, service_urls, directory)
 
 
 def _file_hint(name: str, known: set[str]) -> str:
@@ -145,6 +151,7 @@ class _Checked:
     documents: Mapping[str, Document]
     values: Mapping[str, Any]
     service_urls: Mapping[str, str]
+    directory: Path = Path(".")
 
     def services(self) -> dict[str, Any] | None:
         """The services by name (INVALID for a malformed one), or None if services.yaml could not be read."""
@@ -193,6 +200,43 @@ def service_url_overrides_name_services(policy: _Checked) -> Iterator[PolicyProb
                                  f"invalid override URL {url!r} for this service: {reason}")
 
 
+def _tls_file(directory: Path, name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else directory / path
+
+
+def service_tls_files_load(policy: _Checked) -> Iterator[PolicyProblem]:
+    """A service's `tls` is for an https URL; its client certificate comes with its key; every file loads."""
+    services = policy.services()
+    if services is None:
+        return
+    for name, service in services.items():
+        if not isinstance(service, dict) or "tls" not in service or service["tls"] is INVALID:
+            continue
+        tls, loc = service["tls"], ("services", name, "tls")
+        url = policy.service_urls.get(name, service.get("url", ""))
+        if isinstance(url, str) and not url.startswith("https://"):
+            yield policy.problem("services.yaml", loc, "tls needs an https:// url (this service's is not)",
+                                 at_key=True)
+            continue
+        if ("cert_file" in tls) != ("key_file" in tls):
+            yield policy.problem("services.yaml", loc, "cert_file and key_file go together", at_key=True)
+            continue
+        context = ssl.create_default_context()
+        if "ca_file" in tls:
+            try:
+                context.load_verify_locations(_tls_file(policy.directory, tls["ca_file"]))
+            except (OSError, ssl.SSLError) as exc:
+                yield policy.problem("services.yaml", (*loc, "ca_file"), f"cannot load the CA file: {exc}")
+        if "cert_file" in tls:
+            try:
+                context.load_cert_chain(_tls_file(policy.directory, tls["cert_file"]),
+                                        _tls_file(policy.directory, tls["key_file"]))
+            except (OSError, ssl.SSLError) as exc:
+                yield policy.problem("services.yaml", (*loc, "cert_file"),
+                                     f"cannot load the client certificate and key: {exc}")
+
+
 def route_service_exists(policy: _Checked) -> Iterator[PolicyProblem]:
     services = policy.services()
     if services is None:
@@ -202,6 +246,36 @@ def route_service_exists(policy: _Checked) -> Iterator[PolicyProblem]:
         if name is not None and name not in services:
             yield policy.problem("routes.yaml", ("routes", index, "service"),
                                  f"unknown service {name!r} ({_defined(services)})")
+
+
+def plans_price_every_product(policy: _Checked) -> Iterator[PolicyProblem]:
+    """plans.yaml: `default_plan` is a plan; every plan prices every product a route names (nothing is free by
+    omission) and names no other (a typo would price nothing); free allowances and quotas only of those."""
+    plans = policy.values.get("plans.yaml")
+    if not isinstance(plans, dict) or not isinstance(plans.get("plans"), dict):
+        return
+    products = {_product(route) for _, route in policy.routes()}
+    if "default_plan" in plans and plans["default_plan"] not in plans["plans"]:
+        yield policy.problem("plans.yaml", ("default_plan",),
+                             f"unknown plan {plans['default_plan']!r} (plans.yaml defines: "
+                             f"{', '.join(sorted(plans['plans']))})")
+    for name, plan in plans["plans"].items():
+        if not isinstance(plan, dict):
+            continue
+        for section in ("prices", "free_calls", "quotas"):
+            named = plan.get(section)
+            if not isinstance(named, dict):
+                continue
+            for product in named:
+                if product not in products:
+                    hint = _did_you_mean(product, products)
+                    yield policy.problem("plans.yaml", ("plans", name, section, product),
+                                         f"no route is of product {product!r}" + (f" ({hint})" if hint else ""),
+                                         at_key=True)
+            if section == "prices":
+                for product in sorted(products - set(named)):
+                    yield policy.problem("plans.yaml", ("plans", name, "prices"),
+                                         f"no price for product {product!r} (a route names it)", at_key=True)
 
 
 def route_permissions_are_uk_codes(policy: _Checked) -> Iterator[PolicyProblem]:
@@ -477,7 +551,9 @@ def payments_are_idempotent(policy: _Checked) -> Iterator[PolicyProblem]:
 # Every rule that relates keys or files to each other, in the order they are run.
 VALIDATORS: tuple[Callable[[_Checked], Iterator[PolicyProblem]], ...] = (
     service_url_overrides_name_services,
+    service_tls_files_load,
     route_service_exists,
+    plans_price_every_product,
     route_permissions_are_uk_codes,
     route_path_parameters_are_unique,
     route_params_are_path_parameters,
@@ -497,12 +573,20 @@ VALIDATORS: tuple[Callable[[_Checked], Iterator[PolicyProblem]], ...] = (
 )
 
 
-def _compile(values: Mapping[str, Any], service_urls: Mapping[str, str]) -> PolicySet:
+def _service_tls(directory: Path, tls: Mapping[str, str] | None) -> ServiceTLS | None:
+    if tls is None:
+        return None
+    return ServiceTLS(*(_tls_file(directory, tls[key]).resolve() if key in tls else None
+                        for key in ("ca_file", "cert_file", "key_file")))
+
+
+def _compile(values: Mapping[str, Any], service_urls: Mapping[str, str], directory: Path = Path(".")) -> PolicySet:
     services = {
         name: ServicePolicy(name, service_urls.get(name, service["url"]).rstrip("/"), service["connect_timeout_ms"],
                             service["timeout_ms"], service["max_connections"],
                             service.get("max_concurrent", service["max_connections"]),
-                            service["breaker"]["failures"], service["breaker"]["open_seconds"])
+                            service["breaker"]["failures"], service["breaker"]["open_seconds"],
+                            _service_tls(directory, service.get("tls")))
         for name, service in values["services.yaml"]["services"].items()
     }
     field_sets = {name: _field_set(name, response)
@@ -526,13 +610,35 @@ def _compile(values: Mapping[str, Any], service_urls: Mapping[str, str]) -> Poli
             consent_param=route.get("consent_param"),
             attaches_file=route["attaches_file"],
             instructed_amount=route["instructed_amount"],
+            product=_product(route),
         )
         for route in values["routes.yaml"]["routes"]
     )
     limits = values.get("limits.yaml") or _default_limits()
     unattended = limits["unattended"]
+    plans = values.get("plans.yaml")
     return PolicySet(MappingProxyType(services), routes, Router(routes), MappingProxyType(field_sets),
-                     UnattendedPolicy(unattended["calls"], unattended["window_seconds"]), _rate_limits(limits))
+                     UnattendedPolicy(unattended["calls"], unattended["window_seconds"]), _rate_limits(limits),
+                     _plans(plans) if plans else _default_plans(frozenset(route.product for route in routes)))
+
+
+def _product(route: Mapping[str, Any]) -> str:
+    """The route's API product: its own `product`, else the one of its scope."""
+    return str(route.get("product") or PRODUCT_OF_SCOPE.get(route.get("scope", ""), "accounts"))
+
+
+def _plans(plans: Mapping[str, Any]) -> Plans:
+    return Plans(MappingProxyType({
+        name: Plan(name, plan["currency"], MappingProxyType(dict(plan["prices"])),
+                   MappingProxyType(dict(plan["free_calls"])), MappingProxyType(dict(plan["quotas"])))
+        for name, plan in plans["plans"].items()}), plans["default_plan"])
+
+
+def _default_plans(products: frozenset[str]) -> Plans:
+    """Without plans.yaml: one free plan, `standard`, no quotas (metering still counts every call)."""
+    free = Plan("standard", "GBP", MappingProxyType(dict.fromkeys(products, "0")), MappingProxyType({}),
+                MappingProxyType({}))
+    return Plans(MappingProxyType({"standard": free}), "standard")
 
 
 def _default_limits() -> dict[str, Any]:

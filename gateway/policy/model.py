@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import TypedDict
 from urllib.parse import quote
@@ -17,6 +18,15 @@ def path_parameters(template: str) -> list[str]:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ServiceTLS:
+    """TLS to an https back-end: the CA bundle its certificate must chain to (None: the system's), and the client
+    certificate and key the gateway presents (None: none). Paths resolved against the policy directory."""
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ServicePolicy:
     name: str
     url: str  # no trailing slash; may end in a base path
@@ -26,6 +36,7 @@ class ServicePolicy:
     max_concurrent: int = 100      # calls in flight per worker; one more is 503 at once
     breaker_failures: int = 5      # consecutive failures that open the circuit
     breaker_open_seconds: int = 10 # open for this long, then one probe (half-open)
+    tls: ServiceTLS | None = None  # https only: the CA and client certificate (services.yaml `tls`)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -54,6 +65,7 @@ class RoutePolicy:
     consent_param: str | None = None            # path parameter that must name the token's consent
     attaches_file: bool = False                 # a file payment: the consent's file goes to the bank with it
     instructed_amount: bool = False             # the bank is told the consent's InstructedAmount
+    product: str = "accounts"                   # the API product it is metered and billed as (plans.yaml)
 
     @property
     def tells_debtor_account(self) -> bool:
@@ -109,6 +121,31 @@ class FieldSet:
     direction: tuple[str, Mapping[str, str]] | None  # (field, {"Credit": permission, "Debit": permission})
     window: WindowPolicy | None
     media_types: frozenset[str] | None = None  # a file: passed unmodified in one of these types; no field rules
+
+
+# A route's product when routes.yaml does not name one: by its OAuth scope.
+PRODUCT_OF_SCOPE: Mapping[str, str] = MappingProxyType({
+    "accounts": "accounts", "payments": "payments", "fundsconfirmations": "funds-confirmation"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    """One price plan (plans.yaml). Prices are Decimal strings, never floats: money is exact."""
+    name: str
+    currency: str
+    prices: Mapping[str, str]      # product → price of one billable call
+    free_calls: Mapping[str, int]  # product → billable calls per UTC month not charged for
+    quotas: Mapping[str, int]      # product → hard monthly quota of billable calls (absent: none)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plans:
+    plans: Mapping[str, Plan]
+    default_plan: str
+
+    def quota_args(self, product: str) -> str:
+        """`plan quota;...` for one product, as admit.lua takes it (0: no quota on that plan)."""
+        return ";".join(f"{name} {plan.quotas.get(product, 0)}" for name, plan in sorted(self.plans.items()))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -308,6 +308,7 @@ _PATH_RULE = "must start with /; each segment literal or one {Name} parameter"
 _TIMEOUT = Integer(1, 300_000)
 
 _QUERY_PARAMETER = Text("query parameter", "must match [A-Za-z][A-Za-z0-9_]*", r"[A-Za-z][A-Za-z0-9_]*")
+PRODUCT_NAME = r"[a-z][a-z0-9-]*"
 _PERMISSION_CODE = Text("permission", "must be UK Open Banking v3.1.11 permission codes")
 _FORMAT_VERSION = Key("format_version", Version(1), "Version of the policy format; every file states it.",
                       required=True)
@@ -328,6 +329,16 @@ SERVICE = Record("service", (
         Key("open_seconds", Integer(1, 3600), "How long it stays open (503 at once) before one probe call may try "
             "again (half-open).", default=10),
     )), "Circuit breaker, per worker.", default={"failures": 5, "open_seconds": 10}),
+    Key("tls", Record("tls", (
+        Key("ca_file", Text("file", "a PEM file, relative to the policy directory or absolute"),
+            "CA bundle the back-end's certificate must chain to (its name is checked too).",
+            default_text="the system's CA store"),
+        Key("cert_file", Text("file", "a PEM file, relative to the policy directory or absolute"),
+            "Client certificate (chain, PEM) the gateway presents to the back-end; needs `key_file`."),
+        Key("key_file", Text("file", "a PEM file, relative to the policy directory or absolute"),
+            "Private key (PEM, unencrypted) of `cert_file`."),
+    )), "TLS to an `https` back-end: whom to trust and which client certificate to present. Files are read at "
+        "start and on reload (SIGHUP); one that is missing or does not load stops the policy."),
 ))
 
 # A field path: names joined by dots, `[]` after a name whose value is a list (its items follow).
@@ -392,6 +403,11 @@ ROUTE = Record("route", (
     Key("instructed_amount", Boolean(), "`true`: the bank is told the consent's InstructedAmount "
         "(`x-bank-instructed-amount: <Amount> <Currency>`), as the customer authorised it: a payment consent's "
         "funds check.", default=False),
+    Key("product", Text("product", "must match [a-z][a-z0-9-]*; priced by every plan of plans.yaml",
+                        PRODUCT_NAME),
+        "API product the call is metered and billed as (`obgw usage report`), e.g. `accounts`, `payments`, `vrp`, "
+        "`funds-confirmation`; plans.yaml prices each one.",
+        default_text="from `scope`: `accounts`, `payments`, or `funds-confirmation`"),
 ))
 
 _PERMISSION = _PERMISSION_CODE
@@ -465,6 +481,22 @@ UNATTENDED = Record("unattended", (
 ))
 
 
+_PRODUCT = Text("product", "must match [a-z][a-z0-9-]*; a product some route names", PRODUCT_NAME)
+_MONEY = Text("amount", "a decimal string with at most 6 decimal places, e.g. \"0.0015\"",
+              r"(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{1,6})?")
+PLAN = Record("plan", (
+    Key("currency", Text("currency", "ISO 4217 code, e.g. GBP", r"[A-Z]{3}"), "Currency of the plan's prices.",
+        required=True),
+    Key("prices", MapOf(_PRODUCT, _MONEY, "product"), "Price of one billable call (answered by the bank with 2xx) "
+        "per product; every product a route names needs a price (`\"0\"`: free).", required=True),
+    Key("free_calls", MapOf(_PRODUCT, Integer(0, 1_000_000_000), "product"), "Billable calls per product and UTC "
+        "month that are not charged for (the free allowance).", default={}),
+    Key("quotas", MapOf(_PRODUCT, Integer(1, 1_000_000_000), "product"), "Hard monthly quota of billable calls per "
+        "product (UTC months): over it, 429 `OBGW.Rules.UsageQuotaExceeded` with `Retry-After` to the next month; "
+        "refused calls are counted, never billed. No entry: no quota.", default={}),
+))
+
+
 @dataclasses.dataclass(frozen=True)
 class PolicyFile:
     name: str
@@ -509,6 +541,15 @@ FILES: tuple[PolicyFile, ...] = (
         Key("unattended", UNATTENDED, "PSD2 RTS Art. 36(5): calls without the customer present (no "
             "`x-fapi-customer-ip-address`) per consent and rolling window; over it, 429.",
             default={"calls": 4, "window_seconds": 86_400}),
+    ))),
+    PolicyFile("plans.yaml", False, "Price plans: what each API product costs per billable call, the free "
+               "allowance and hard quotas per UTC month. A client is on `default_plan` until `obgw clients "
+               "set-plan` moves it.", Record("plans.yaml", (
+        _FORMAT_VERSION,
+        Key("default_plan", Text("plan name", "must be a plan below", r"[a-z][a-z0-9_-]*"),
+            "The plan of a client that has not been given one.", default="standard"),
+        Key("plans", MapOf(Text("plan name", "must match [a-z][a-z0-9_-]*", r"[a-z][a-z0-9_-]*"), PLAN, "plan"),
+            "Plans by name.", required=True),
     ))),
 )
 

@@ -35,6 +35,20 @@ class RateArgs:
 
 
 UNLIMITED = RateArgs("default", "unlimited", "unlimited 0 0")  # no rate limit (tests of the other rules)
+USAGE_TTL_SECONDS = 400 * 86_400  # a month's usage outlives its statement and reconciliation (admit.lua says so too)
+
+
+@dataclass(frozen=True, slots=True)
+class Metering:
+    """What admit.lua meters a call as: its API product, its UTC month (`YYYY-MM`, of the call's arrival, as the audit
+    record's `ts`), and the product's monthly quota per plan (`plan quota;...`, 0: none; `Plans.quota_args`)."""
+    product: str
+    month: str
+    default_plan: str = "standard"
+    quotas: str = ""
+
+
+UNMETERED = Metering("unmetered", "0000-00")  # tests of the other rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +75,12 @@ class AdmissionStore:
                     kid: str, permissions: Iterable[str] = (), account_id: str | None = None, unattended: bool = False,
                     allowance: int = 4, window_seconds: int = 86_400, payment_digest: str = "",
                     allows_consumed: bool = False, claims_consent: bool = True,
-                    dpop: tuple[str, int] | None = None) -> Verdict:
+                    dpop: tuple[str, int] | None = None, usage: Metering = UNMETERED) -> Verdict:
         """One EVALSHA of admit.lua (its header lists the checks and their order); `kid` signed the token. A payment
         (`payment_digest`) claims its consent for this call unless `claims_consent` is False (a VRP payment: the
         consent stays usable; its amount is held to the ControlParameters instead). `dpop`: the call's DPoP proof's
-        jti and how many ms it is remembered: a proof is used once, across workers."""
+        jti and how many ms it is remembered: a proof is used once, across workers. `usage`: the call's product and
+        UTC month, metered in the same script (and checked against the TPP's plan's quota)."""
         claims = bool(payment_digest) and claims_consent
         # Names this call's unattended charge and a payment's claim; os.urandom is not free, so only when needed.
         nonce = secrets.token_hex(8) if unattended or claims else ""
@@ -74,11 +89,12 @@ class AdmissionStore:
                   names.revoked_grant(client_id, grant_id), names.client_disabled(client_id),
                   names.unattended_calls(client_id, consent_id), names.rate_bucket(client_id, rate.group),
                   names.client_tier(client_id), names.revoked_key(client_id, kid),
+                  names.usage(client_id, usage.month), names.client_plan(client_id),
                   *_dpop_key(client_id, dpop)],
             args=[client_id, grant_id, " ".join(sorted(permissions)), account_id or "", "1" if unattended else "0",
                   allowance, window_seconds * 1000, jti, rate.default_tier, rate.limits, rate.group,
                   nonce, payment_digest, "1" if allows_consumed else "0", "1" if claims else "0",
-                  dpop[1] if dpop is not None else 0])
+                  dpop[1] if dpop is not None else 0, usage.product, usage.default_plan, usage.quotas])
         verdict, state, retry = _common(answer)
         if verdict is not None:
             customer = answer[7].decode() if len(answer) > 7 and answer[7] else None
@@ -86,6 +102,22 @@ class AdmissionStore:
         since, until = orjson.loads(answer[10])
         return Verdict(None, None, answer[7].decode(), tuple(orjson.loads(answer[8])), tuple(orjson.loads(answer[9])),
                        (since, until), answer[11].decode(), state, nonce if claims else None)
+
+    async def settle(self, client_id: str, usage: Metering, *, calls: int = 0, billable: int = 0,
+                     reason: str | None = None) -> None:
+        """Meter what Admit's script could not know (off the hot path: only a call that is not answered 2xx, or one
+        that never reached Admit): `calls` and `billable` to add (-1 takes back the billable Admit counted), and the
+        refusal `reason`. One round trip (a pipeline, not a transaction: each HINCRBY is exact on its own)."""
+        key = names.usage(client_id, usage.month)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if calls:
+                pipe.hincrby(key, f"{usage.product}:calls", calls)
+                pipe.expire(key, USAGE_TTL_SECONDS, nx=True)
+            if billable:
+                pipe.hincrby(key, f"{usage.product}:billable", billable)
+            if reason is not None:
+                pipe.hincrby(key, f"{usage.product}:refused:{reason}", 1)
+            await pipe.execute()
 
     async def release_payment(self, client_id: str, consent_id: str, claim: str) -> None:
         """Give a payment consent back (the bank refused the payment): only the claim this call made."""

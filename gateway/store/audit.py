@@ -4,7 +4,9 @@ and each consent's recent accesses. The only code that sends the audit log's Red
 `AuditStore` (async) is what a chain writes through: the append script, a chain's head, and every head with the
 stream position they were read at (what a checkpoint commits to). `AuditReader` (sync) is what the CLI, the admin
 pages and the dashboard read through. A record is stored as the JSON its chain hashed, in the stream field `r`.
-Callers: `audit.chain`, `audit.replay`, `audit.query`, `admin.pages`, `cli.audit`, `app` (the dashboard's accesses).
+`ArchiveStore` (sync) is what the archiver (`audit.archive`) reads the oldest records and trims them through.
+Callers: `audit.chain`, `audit.replay`, `audit.query`, `audit.archive`, `admin.pages`, `cli.audit`, `app` (the
+dashboard's accesses).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import orjson
 from redis import Redis
 
 from gateway.store import names
-from gateway.store.redis import RedisError, ResponseError, WorkerRedis, async_script, text
+from gateway.store.redis import RedisError, ResponseError, WorkerRedis, async_script, sync_script, text
 
 # What "Redis cannot take the batch now" looks like: redis-py's errors, and the builtin ConnectionError/TimeoutError
 # (OSError). Not StaleHead: a forked chain is not an outage and must fail loudly.
@@ -92,6 +94,13 @@ class AuditReader:
                 return
             start = "(" + rows[-1][0].decode()
 
+    def entries(self, start: str, end: str, count: int, reverse: bool = False) -> list[tuple[str, dict[str, Any]]]:
+        """One batch of (stream id, record) from `start` to `end` (stream ids; "(" excludes), oldest first, or newest
+        first with `reverse`."""
+        rows = cast(Entries, self._redis.xrevrange(names.AUDIT_STREAM, max=end, min=start, count=count) if reverse
+                    else self._redis.xrange(names.AUDIT_STREAM, min=start, max=end, count=count))
+        return [(stream_id.decode(), orjson.loads(fields[b"r"])) for stream_id, fields in rows]
+
     def backwards(self, start: str = "-", end: str = "+", batch: int = 1000) -> Iterator[dict[str, Any]]:
         """The records from `end` back to `start`, newest first, read in batches."""
         while True:
@@ -117,6 +126,10 @@ class AuditReader:
                     last = stream_id.decode()
                     yield orjson.loads(fields[b"r"])
 
+    def archive_committed(self) -> tuple[str, int, str]:
+        """What Redis last committed of the archive (`archive_committed`)."""
+        return archive_committed(self._redis)
+
     def heads(self) -> dict[str, str]:
         """Every chain's head ("seq:hash"), by chain id."""
         return {text(k): text(v) for k, v in self._redis.hgetall(names.AUDIT_HEADS).items()}
@@ -124,3 +137,60 @@ class AuditReader:
     def recent_accesses(self, consent_id: str, count: int = 10) -> list[dict[str, Any]]:
         """The consent's latest accesses, newest first (kept by the append script)."""
         return [orjson.loads(raw) for raw in self._redis.lrange(names.consent_accesses(consent_id), 0, count - 1)]
+
+
+class ArchiveConflict(Exception):
+    """Redis did not take an archive step: another archiver holds the lease, or Redis committed another manifest."""
+
+
+class ArchiveStore:
+    """The archiver's view of the stream: the oldest records as stored, the lease, and the commit that trims."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._lease = sync_script(redis, "audit_archive_lease")
+        self._commit = sync_script(redis, "audit_archive_commit")
+
+    def take_lease(self, holder: str, lease_ms: int) -> bool:
+        """True if `holder` holds the archiver's lease (taken now, or renewed) for `lease_ms`."""
+        return int(self._lease(keys=[names.AUDIT_ARCHIVE_LEASE], args=[holder, lease_ms])) == 1
+
+    def release_lease(self, holder: str) -> None:
+        self._lease(keys=[names.AUDIT_ARCHIVE_LEASE], args=[holder, 0])
+
+    def committed(self) -> tuple[str, int, str]:
+        return archive_committed(self._redis)
+
+    def entries(self, after: str, before: str, count: int) -> list[tuple[str, bytes]]:
+        """Up to `count` (stream id, record JSON exactly as stored) after `after` ("" from the start) and up to
+        `before` (both stream ids), oldest first."""
+        rows = cast(Entries, self._redis.xrange(names.AUDIT_STREAM, min="(" + after if after else "-", max=before,
+                                                count=count))
+        return [(stream_id.decode(), fields[b"r"]) for stream_id, fields in rows]
+
+    def commit(self, holder: str, expected: str, digest: str, number: int, last: str, minid: str) -> int:
+        """Record the manifest line `digest` (number `number`, archiving up to stream id `last`) and trim every record
+        before `minid` ("" trims nothing), if `holder` holds the lease and Redis's manifest line is `expected` (or
+        already `digest`: a retry). Returns how many records were trimmed; ArchiveConflict otherwise."""
+        try:
+            return int(self._commit(keys=[names.AUDIT_STREAM, names.AUDIT_ARCHIVE, names.AUDIT_ARCHIVE_LEASE],
+                                    args=[holder, expected, digest, number, last, minid]))
+        except ResponseError as exc:
+            if str(exc).startswith(("NOTLEASE", "STALEARCHIVE")):
+                raise ArchiveConflict(str(exc)) from None
+            raise
+
+    def extent(self) -> tuple[int, str]:
+        """(how many records the stream holds, the last one's stream id, "" when empty)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.xlen(names.AUDIT_STREAM)
+        pipe.xrevrange(names.AUDIT_STREAM, count=1)
+        length, last = cast(tuple[int, Entries], tuple(pipe.execute()))
+        return int(length), last[0][0].decode() if last else ""
+
+
+def archive_committed(redis: Redis) -> tuple[str, int, str]:
+    """(the digest of the archive manifest line Redis last committed, "" before any; its number; the last stream id
+    archived, "" before any)."""
+    digest, number, last = cast(list[bytes | None], redis.hmget(names.AUDIT_ARCHIVE, ["manifest", "n", "last"]))
+    return (text(digest) if digest else ""), int(number or 0), (text(last) if last else "")

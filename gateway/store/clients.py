@@ -135,6 +135,16 @@ class ClientStore:
         """Read by the admission scripts on every call, so it holds from the client's next call on every worker."""
         self._redis.set(names.client_tier(client_id), tier)
 
+    def plan(self, client_id: str) -> str | None:
+        """The client's price plan, if it has been given one (else plans.yaml's `default_plan` applies)."""
+        raw = self._redis.get(names.client_plan(client_id))
+        return text(raw) if raw else None
+
+    def set_plan(self, client_id: str, plan: str) -> None:
+        """Read by admit.lua on every call (its quotas, the plan its usage is billed on): from the client's next call,
+        on every worker."""
+        self._redis.set(names.client_plan(client_id), plan)
+
     def rate_state(self, client_id: str, group: str) -> tuple[float, float] | None:
         """(the group bucket's theoretical arrival time in µs, Redis's time now in µs), or None if unused lately."""
         pipe = self._redis.pipeline(transaction=False)

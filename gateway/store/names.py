@@ -191,3 +191,14 @@ def vrp_usage(consent_id: str) -> str:
 def vrp_claims(consent_id: str) -> str:
     """A hash per consent: claim id -> JSON {a: amount, p: [period ids], t: claimed at ms, h: resolve by ms}."""
     return f"obgw:{_tag(consent_id)}:vrp-claims"
+
+
+# Metering and plans (issue 20): the TPP's plan (`obgw clients set-plan`, read by admit.lua on every call) and its
+# usage per UTC month: a hash `<product>:calls|billable|refused:<reason>` -> count, and `plan` (the plan last charged).
+def client_plan(client_id: str) -> str:
+    return f"obgw:{_tag(client_id)}:plan"
+
+
+def usage(client_id: str, month: str) -> str:
+    """The TPP's metered calls in one UTC month (`YYYY-MM`)."""
+    return f"obgw:{_tag(client_id)}:usage:{month}"

@@ -52,6 +52,8 @@ def demo(tmp_path_factory, pki):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def _cli(demo, pki, *args: str) -> subprocess.CompletedProcess:

@@ -96,6 +96,7 @@ def test_a_route_added_to_the_policy_is_documented_by_itself(tmp_path):
     path: /open-banking/v3.1/pisp/file-payments/{FilePaymentId}
     service: payments
     scope: payments
+    product: payments
     allows_consumed: true
     response_type: OBWriteFileResponse3
 """

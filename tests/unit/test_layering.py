@@ -13,10 +13,10 @@ GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
 # Bottom to top. A unit is a sub-package of gateway (store, oauth, ...) or a module at its root (call, crypto, ...).
 LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(layer.split()) for layer in (
     # the floor: request-level types, errors, settings, helpers every package may use
-    "__init__ errors settings state children json_body crypto call body client_address listener specs",
+    "__init__ errors settings state children json_body crypto call body client_address listener specs logs trace",
     "store pki",              # storage (Redis) and the dev PKI: nothing above them
     "policy",                 # the policy compiler
-    "audit ratelimit",        # the audit log; a TPP's rate limits as the scripts take them
+    "audit ratelimit usage",  # the audit log; a TPP's rate limits as the scripts take them; metering, statements
     "consents bank events",   # the consent model and API; the bank's customer endpoints; the Events API
     "oauth",                  # the authorization server
     "payments",               # payment checks, signatures, idempotency

@@ -15,20 +15,35 @@
 -- Only a call that passes everything is counted against the unattended allowance or claims the consent.
 -- KEYS[1] consent hash, KEYS[2] revoked-token marker, KEYS[3] revoked-grant marker, KEYS[4] client-disabled marker,
 -- KEYS[5] the consent's unattended-calls sorted set, KEYS[6] the TPP's rate bucket, KEYS[7] the TPP's tier,
--- KEYS[8] the revoked-key marker of the token's signing key (`obgw keys revoke`), KEYS[9] a DPoP proof's jti marker
--- (absent: no proof)
+-- KEYS[8] the revoked-key marker of the token's signing key (`obgw keys revoke`), KEYS[9] the TPP's usage hash of
+-- this UTC month, KEYS[10] the TPP's plan, KEYS[11] a DPoP proof's jti marker (absent: no proof)
 -- ARGV[1] client id, ARGV[2] grant id, ARGV[3] required permissions (space-separated, any one; "" = none),
 -- ARGV[4] account id ("" = none), ARGV[5] "1" if unattended, ARGV[6] allowance, ARGV[7] window ms, ARGV[8] jti,
 -- ARGV[9] default tier, ARGV[10] the route group's limits, ARGV[11] the route group, ARGV[12] a nonce of this call,
 -- ARGV[13] a payment's digest ("" = not a payment), ARGV[14] "1" if a Consumed consent still admits (payment reads),
 -- ARGV[15] "1" if the payment claims the consent (a single payment; a VRP payment leaves it usable),
--- ARGV[16] ms a DPoP proof's jti is remembered (with KEYS[9])
+-- ARGV[16] ms a DPoP proof's jti is remembered (with KEYS[11]), ARGV[17] the route's API product, ARGV[18] the
+-- default plan, ARGV[19] the product's monthly quota per plan ("plan quota;...", 0: none)
+-- Metering (issue 20), in this same round trip: every call that reaches the script counts `<product>:calls`; a
+-- refusal counts `<product>:refused:<reason>`; an admitted call counts `<product>:billable` at once (the bank
+-- usually answers 2xx), which the gateway takes back (AdmissionStore.settle) when it does not: so a quota, checked
+-- here as `billable` (answered 2xx, or still in flight) against the plan's, is never exceeded, even across workers.
+--   over the plan's monthly quota of the product   → usage.quota_exceeded (counted, not billed)
 -- Returns {verdict, rate policy name, q, w, r, t, retry_ms, customer_id, accounts_json, permissions_json,
 -- window_json, instructed_amount}: verdict "ok" or the reason id; the rate fields describe the TPP's bucket after this call. A refusal
 -- made once the consent is known to be this TPP's carries its customer_id too (the audit names whose data it was).
 local now = now_us()
 local allowed, name, q, w, r, reset, retry = rate_limit(KEYS[6], KEYS[7], ARGV[9], ARGV[10], ARGV[11], now)
+local product = ARGV[17]
+if redis.call('HINCRBY', KEYS[9], product .. ':calls', 1) == 1 then
+  redis.call('EXPIRE', KEYS[9], 34560000)  -- 400 days: a month's usage outlives its statements and reconciliation
+end
 local function answer(verdict, retry_ms, ...)
+  if verdict == 'ok' then
+    redis.call('HINCRBY', KEYS[9], product .. ':billable', 1)
+  else
+    redis.call('HINCRBY', KEYS[9], product .. ':refused:' .. verdict, 1)
+  end
   return {verdict, name, q, w, r, reset, retry_ms or 0, ...}
 end
 if not allowed then
@@ -38,7 +53,7 @@ now = math.floor(now / 1000)  -- the consent rules are in milliseconds
 if redis.call('EXISTS', KEYS[8]) > 0 then
   return answer('token.key_revoked')
 end
-if KEYS[9] and redis.call('SET', KEYS[9], '1', 'NX', 'PX', ARGV[16]) == false then
+if KEYS[11] and redis.call('SET', KEYS[11], '1', 'NX', 'PX', ARGV[16]) == false then
   return answer('token.dpop_replayed')  -- a proof is good once, on whichever worker sees it first
 end
 if redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) > 0 then
@@ -67,6 +82,14 @@ if ARGV[4] ~= '' then
     if a == ARGV[4] then selected = true end
   end
   if not selected then return answer('consent.account_not_selected', 0, c[5]) end
+end
+local plan = redis.call('GET', KEYS[10]) or ARGV[18]
+redis.call('HSET', KEYS[9], 'plan', plan)
+for p, quota in string.gmatch(ARGV[19], '([^ ;]+) (%d+)') do
+  if p == plan and tonumber(quota) > 0
+      and tonumber(redis.call('HGET', KEYS[9], product .. ':billable') or '0') >= tonumber(quota) then
+    return answer('usage.quota_exceeded', 0, c[5])
+  end
 end
 if ARGV[5] == '1' then
   local window = tonumber(ARGV[7])

@@ -29,6 +29,7 @@ def test_every_changing_command_is_recorded_with_the_operator(capsys, redis_url,
     commands = [
         ("clients", "add", "tpp-demo", "--from-json", str(pki / "tpp-demo.json")),
         ("clients", "set-tier", "tpp-demo", "unlimited"),
+        ("clients", "set-plan", "tpp-demo", "trial"),
         ("clients", "disable", "tpp-demo"),
         ("clients", "enable", "tpp-demo"),
         ("keys", "rotate"),
@@ -45,6 +46,7 @@ def test_every_changing_command_is_recorded_with_the_operator(capsys, redis_url,
     assert [(r["route"], r["reason"], r.get("client_id")) for r in records] == [
         ("obgw clients add", "operator.clients_add", "tpp-demo"),
         ("obgw clients set-tier", "operator.clients_set_tier", "tpp-demo"),
+        ("obgw clients set-plan", "operator.clients_set_plan", "tpp-demo"),
         ("obgw clients disable", "operator.clients_disable", "tpp-demo"),
         ("obgw clients enable", "operator.clients_enable", "tpp-demo"),
         ("obgw keys rotate", "operator.keys_rotate", None),
@@ -53,7 +55,7 @@ def test_every_changing_command_is_recorded_with_the_operator(capsys, redis_url,
     assert {r["operator"] for r in records} == {f"{getpass.getuser()}@{socket.gethostname()}"}
     # Findable by the TPP it acted on, and part of the verifiable log.
     code, out, _ = run(capsys, "audit", "search", "--json", "--client", "tpp-demo", "--redis-url", redis_url)
-    assert sum(json.loads(line)["method"] == "CLI" for line in out.splitlines()) == 4
+    assert sum(json.loads(line)["method"] == "CLI" for line in out.splitlines()) == 5
     code, out, err = run(capsys, "audit", "verify", "--redis-url", redis_url)
     assert code == 0, out + err
 
@@ -67,7 +69,8 @@ def test_a_refused_command_leaves_no_record(capsys, redis_url):
 
 
 @pytest.mark.parametrize("command", [("clients", "disable", "tpp-demo"),
-                                     ("clients", "set-tier", "tpp-demo", "unlimited")])
+                                     ("clients", "set-tier", "tpp-demo", "unlimited"),
+                                     ("clients", "set-plan", "tpp-demo", "trial")])
 def test_a_command_that_cannot_be_recorded_changes_nothing(capsys, redis_url, redis_client, pki, tmp_path, command):
     assert run(capsys, "clients", "add", "tpp-demo", "--from-json", str(pki / "tpp-demo.json"),
                "--redis-url", redis_url)[0] == 0

@@ -20,6 +20,7 @@ from gateway.pipeline.endpoint import ResourceEndpoint
 from gateway.policy import PolicyError, load_policy
 from gateway.policy.model import CONSENT_API, CONSENT_API_ROUTE_IDS
 from gateway.settings import Settings
+from gateway.usage import TPP_USAGE
 
 POLICIES = Path(__file__).resolve().parents[3] / "policies"
 
@@ -42,7 +43,8 @@ def served(tmp_path_factory, pki) -> dict[str, ResourceEndpoint]:
 
 
 def test_every_consent_api_route_the_app_serves_is_the_policys(served):
-    assert set(served) == set(CONSENT_API) | set(EVENTS_API)  # the Events API's: a table of its own
+    # The Events API's and a TPP's statement (`/tpp/usage`): tables of their own.
+    assert set(served) == set(CONSENT_API) | set(EVENTS_API) | {TPP_USAGE}
     assert all(endpoint.template == path for path, endpoint in served.items())  # audited under its template
 
 
