@@ -156,7 +156,12 @@ def test_sighup_reloads_policy_and_certificate_while_calls_in_flight_finish(gate
         with tpp_client(pki, token=token) as tpp:
             while not stop.is_set():
                 try:
-                    status = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts").status_code
+                    try:
+                        status = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts").status_code
+                    except httpx.RemoteProtocolError:
+                        # An old worker closed this idle kept-alive connection as the request went out: a client may
+                        # send an idempotent request again (RFC 9112 §9.3.1), and httpx does so on a new connection.
+                        status = tpp.get(gateway.base + "/open-banking/v3.1/aisp/accounts").status_code
                 except httpx.TransportError as exc:
                     errors.append(repr(exc))
                     continue

@@ -95,7 +95,7 @@ def test_a_call_not_answered_2xx_gives_its_quota_room_back(redis_url, redis_clie
         finally:
             await client.aclose()
     asyncio.run(bank_refused_one())
-    assert asyncio.run(_calls(redis_url, 2, "2031-01")) == [None, "usage.quota_exceeded"]
+    assert sorted(map(str, asyncio.run(_calls(redis_url, 2, "2031-01")))) == ["None", "usage.quota_exceeded"]
     products, _ = _usage(redis_client, "2031-01")
     assert products["accounts"]["billable"] == 100 and products["accounts"]["calls"] == 103
 
