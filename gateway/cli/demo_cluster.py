@@ -13,6 +13,7 @@ import argparse
 import fcntl
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -88,6 +89,22 @@ def _wait_ready(admin_port: int, process: subprocess.Popen) -> None:
     raise CliError(f"the gateway node with admin port {admin_port} did not come up in {NODE_READY_SECONDS} s")
 
 
+def _wait_through_edge(issuer: str, ca: Path) -> None:
+    """Until a call through the edge reaches a node (its health checks have marked one up)."""
+    context = ssl.create_default_context(cafile=str(ca))
+    deadline = time.monotonic() + NODE_READY_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(issuer + "/.well-known/openid-configuration", timeout=2,
+                                        context=context) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:  # 503 from the edge while no node is up yet, or not listening
+            pass
+        time.sleep(0.2)
+    raise CliError(f"no gateway node answered through the edge within {NODE_READY_SECONDS} s")
+
+
 def run(args: argparse.Namespace) -> int:
     die_with_parent()
     settings = settings_from(args)
@@ -125,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         edge = HAProxyEdge(settings.var_dir / "edge", settings.port, settings.tls_cert, settings.tls_key,
                            settings.client_ca, nodes)
         edge.start()
+        _wait_through_edge(issuer, settings.client_ca)
         print(f"""
 obgw demo-cluster is running (Ctrl-C stops everything)
   edge            {issuer}   (HAProxy: mutual TLS; forwards the certificate as RFC 9440 Client-Cert)
