@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,29 @@ def _flag(text: str) -> bool:
     if value in ("", "0", "false", "no", "off"):
         return False
     raise ValueError("must be 1 or 0")
+
+
+def _bank_name(text: str) -> str:
+    value = text.strip()
+    if not value or len(value) > 60:
+        raise ValueError("must be 1 to 60 characters")
+    return value
+
+
+def _logo_file(text: str) -> Path | None:
+    """The bank's logo on the customer pages: an .svg or .png file of at most 64 KiB (web.brand embeds it)."""
+    if not text:
+        return None
+    path = Path(text)
+    if path.suffix.lower() not in (".svg", ".png"):
+        raise ValueError("must be an .svg or .png file")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ValueError(f"cannot be read ({exc.strerror})") from None
+    if size > 64 * 1024:
+        raise ValueError(f"must be at most 65536 bytes, not {size}")
+    return path
 
 
 def _https_url(text: str) -> str | None:
@@ -156,6 +180,13 @@ SETTINGS: tuple[Setting, ...] = (
             "REDIS_URL=redis+sentinel://[:PASSWORD@]HOST:PORT,.../MASTER)"),
     Setting("redis_sentinel_master", "REDIS_SENTINEL_MASTER", "mymaster", str,
             "the master name the Sentinels monitor (with REDIS_SENTINELS)"),
+    Setting("redis_sentinel_password", "REDIS_SENTINEL_PASSWORD", "", _optional_text,
+            "the Sentinels' own password (their requirepass; the master's goes in the URL or REDIS_SENTINELS): "
+            "the URL option ?sentinel_password="),
+    Setting("redis_tls_ca", "REDIS_TLS_CA", "", _optional_path,
+            "CA file (PEM) that Redis's TLS certificates are verified with, for a rediss://, rediss+cluster:// or "
+            "rediss+sentinel:// REDIS_URL (the URL option ?ssl_ca_certs=); with REDIS_SENTINELS, it makes their URL "
+            "rediss+sentinel://"),
     Setting("audit_live_seconds", "OBGW_AUDIT_LIVE_SECONDS", "86400", _non_negative_int,
             "how long audit records stay in Redis before they are archived to signed segment files and trimmed "
             "(0: never archived, Redis keeps every record)"),
@@ -167,12 +198,38 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("audit_archive_keep_days", "OBGW_AUDIT_ARCHIVE_KEEP_DAYS", "0", _non_negative_int,
             "days an audit archive segment is kept after its newest record, then deleted (a signed manifest line "
             "says so); 0: kept forever"),
+    Setting("audit_shards", "OBGW_AUDIT_SHARDS", "1", _positive_int,
+            "audit shards the workers' chains spread over, each its own Redis Cluster slot (1: one stream, as on "
+            "one Redis; on a Cluster, as many as it has masters); readers find every shard ever written"),
     Setting("log_level", "OBGW_LOG_LEVEL", "info", _log_level,
             "debug, info (a `request` line per call), warning or error: the least severe JSON log line written to "
             "stderr"),
     Setting("metrics_tpp_series", "OBGW_METRICS_TPP_SERIES", "50", _positive_int,
             "TPPs (client ids) each worker counts by name in obgw_tpp_requests; later ones are counted as `other`"),
+    Setting("bank_name", "OBGW_BANK_NAME", "obgw bank", _bank_name,
+            "the bank's name at the top of every customer page (login, consent, dashboard)"),
+    Setting("bank_logo", "OBGW_BANK_LOGO", "", _logo_file,
+            "the bank's logo on every customer page: an .svg or .png file of at most 64 KiB, embedded in the page; "
+            "unset: the bundled logo"),
 )
+
+
+def _with_redis_options(url: str, tls_ca: Path | None, sentinel_password: str | None) -> str:
+    """REDIS_URL with REDIS_TLS_CA and REDIS_SENTINEL_PASSWORD as its query options (store/redis.py reads them
+    there, so every process and the URL file the CLI reads carry them); an option the URL names itself wins."""
+    scheme = url.partition("://")[0]
+    if tls_ca and not scheme.startswith("rediss"):
+        raise SettingsError(f"REDIS_TLS_CA={str(tls_ca)!r}: REDIS_URL ({scheme}://...) does not use TLS; use "
+                            f"rediss://, rediss+cluster:// or rediss+sentinel://")
+    if sentinel_password and not scheme.endswith("+sentinel"):
+        raise SettingsError(f"REDIS_SENTINEL_PASSWORD is set, but REDIS_URL ({scheme}://...) does not name "
+                            f"Sentinels (redis+sentinel:// or REDIS_SENTINELS)")
+    base, _, query = url.partition("?")
+    present = urllib.parse.parse_qs(query, keep_blank_values=True)
+    options = {name: value for name, value in (("ssl_ca_certs", str(tls_ca) if tls_ca else None),
+                                               ("sentinel_password", sentinel_password))
+               if value and name not in present}
+    return "?".join((base, "&".join(filter(None, (query, urllib.parse.urlencode(options)))))) if options else url
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,15 +266,23 @@ class Settings:
     audit_archive_seconds: int = 60
     audit_archive_dir: Path | None = None
     audit_archive_keep_days: int = 0
+    audit_shards: int = 1
+    redis_sentinel_password: str | None = None
+    redis_tls_ca: Path | None = None
     log_level: str = "info"
     metrics_tpp_series: int = 50
+    bank_name: str = "obgw bank"
+    bank_logo: Path | None = None
     # Back-end URL overrides, `OBGW_SERVICE_<NAME>_URL`, applied over policies/services.yaml.
     service_urls: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.redis_sentinels and not self.redis_url:  # REDIS_SENTINELS is a REDIS_URL of the Sentinel form
-            object.__setattr__(self, "redis_url",
-                               f"redis+sentinel://{self.redis_sentinels}/{self.redis_sentinel_master}")
+            scheme = "rediss+sentinel" if self.redis_tls_ca else "redis+sentinel"
+            object.__setattr__(self, "redis_url", f"{scheme}://{self.redis_sentinels}/{self.redis_sentinel_master}")
+        if self.redis_url and (self.redis_tls_ca or self.redis_sentinel_password):
+            object.__setattr__(self, "redis_url", _with_redis_options(self.redis_url, self.redis_tls_ca,
+                                                                      self.redis_sentinel_password))
 
     @property
     def redis(self) -> str:

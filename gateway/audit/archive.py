@@ -5,7 +5,9 @@ audit records for years. So records older than `OBGW_AUDIT_LIVE_SECONDS` are arc
 `OBGW_AUDIT_ARCHIVE_DIR` (default `VAR_DIR/audit/archive/`), and Redis keeps only the recent ones: its memory stays
 bounded under steady load, and the log is still one hash chain from its first record to the newest.
 
-On disk, owner-only:
+On disk, owner-only, per audit shard (store/names.py): shard 0's in the directory itself, each other shard's in the
+subdirectory named by its hash tag, each with its own manifest, committed in its own Redis slot and read with the
+others by `ArchivedLog`, which `check`s every shard's manifest:
 
 - `segment-NNNNNN.jsonl`: one stream entry a line, as Redis held it: `{"id": "<stream id>", "r": <the record's JSON,
   byte for byte>}`, oldest first. Records keep their chain fields (chain, seq, prev, hash), so each chain continues
@@ -41,6 +43,7 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import heapq
 import logging
 import os
 import secrets
@@ -57,7 +60,8 @@ from redis import Redis
 from gateway.audit.chain import GENESIS, Breach, new_chain_id
 from gateway.audit.key_files import entry_signed_by, key_id, sign_entry
 from gateway.audit.spool import fsync_directory
-from gateway.store.audit import ArchiveConflict, ArchiveStore, AuditReader
+from gateway.store import names
+from gateway.store.audit import MAX_ID_SEQ, ArchiveConflict, ArchiveStore, AuditReader, stream_position
 
 MANIFEST = "manifest.jsonl"
 LOCK = ".lock"
@@ -65,7 +69,6 @@ SEGMENT_RECORDS = 50_000  # records per segment at most (a step archives several
 MAX_WAIT_SECONDS = 3600  # a segment short of SEGMENT_RECORDS waits until its oldest record is this much past the
 #                          live window (or one live window, if shorter): a few large segments, not one a minute
 READ_BATCH = 1000
-MAX_ID_SEQ = 18446744073709551615  # the largest sequence part of a stream id
 log = logging.getLogger("obgw.audit")
 
 
@@ -92,8 +95,7 @@ def position(stream_id: str) -> tuple[int, int]:
         return (-1, -1)
     if stream_id == "+":
         return (1 << 64, 1 << 64)
-    ms, _, n = stream_id.partition("-")
-    return int(ms), int(n or 0)
+    return stream_position(stream_id)
 
 
 def _after(stream_id: str) -> str:
@@ -193,15 +195,34 @@ class ArchiveReport:
     deleted: int = 0       # expired segments deleted this run
     recovered: bool = False  # a manifest line a crash left uncommitted was committed (and trimmed) first
 
+    def add(self, other: ArchiveReport) -> ArchiveReport:
+        """This report and another shard's, as one."""
+        return ArchiveReport(self.segments + other.segments, self.records + other.records,
+                             self.trimmed + other.trimmed, self.deleted + other.deleted,
+                             self.recovered or other.recovered)
+
     def __str__(self) -> str:
         text = (f"archived {self.records} records in {self.segments} segments, trimmed {self.trimmed} from Redis, "
                 f"deleted {self.deleted} expired segments")
         return text + (" (committed a step a crash had interrupted)" if self.recovered else "")
 
 
+def shard_directory(directory: Path, shard: str) -> Path:
+    """Where an audit shard's archive lives: shard 0's in `directory` itself (as before shards), another's in the
+    subdirectory named by its tag. Each has its own signed manifest, committed in its own shard's Redis slot."""
+    return Path(directory) if shard == names.AUDIT_TAG else Path(directory) / shard
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """One audit shard as the archiver works on it: its Redis keys and its archive directory."""
+    store: ArchiveStore
+    directory: Path
+
+
 class Archiver:
-    """Moves records older than `live_seconds` (0: every record stored before this millisecond) from the stream to
-    the archive in `directory`, then trims them.
+    """Moves records older than `live_seconds` (0: every record stored before this millisecond) from each shard's
+    stream to its archive under `directory` (`shard_directory`), then trims them.
 
     `keep_days` > 0 deletes segments whose newest record is older than that (0: archives are kept forever).
     Blocking (Redis and disk): the gateway runs it in a thread (`archive_every`), the CLI directly.
@@ -214,7 +235,7 @@ class Archiver:
             raise ValueError("live_seconds and keep_days must be >= 0, segment_records >= 1")
         self.directory = Path(directory)
         self.holder = holder or f"archiver-{new_chain_id()}"
-        self._store = ArchiveStore(redis)
+        self._redis = redis
         self._signer = signer
         self._live_ms = live_seconds * 1000
         self._wait_ms = min(MAX_WAIT_SECONDS, live_seconds) * 1000
@@ -225,39 +246,51 @@ class Archiver:
         self.stopping = False  # set to end a run after the segment in progress
 
     def run(self) -> ArchiveReport | None:
-        """One pass: archive what is due, trim it, delete expired segments. None if another archiver is at work."""
-        if not self._store.take_lease(self.holder, self._lease_ms):
+        """One pass over every shard: archive what is due, trim it, delete expired segments. None if another archiver
+        is at work on every shard."""
+        total: ArchiveReport | None = None
+        for tag in AuditReader(self._redis).shards():
+            if self.stopping:
+                break
+            shard = _Shard(ArchiveStore(self._redis, tag), shard_directory(self.directory, tag))
+            report = self._run_shard(shard)
+            if report is not None:
+                total = report if total is None else total.add(report)
+        return total
+
+    def _run_shard(self, shard: _Shard) -> ArchiveReport | None:
+        if not shard.store.take_lease(self.holder, self._lease_ms):
             return None
         try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with _locked(self.directory / LOCK) as locked:
+            shard.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with _locked(shard.directory / LOCK) as locked:
                 if not locked:
                     return None
-                return self._run()
+                return self._run(shard)
         finally:
             with contextlib.suppress(Exception):
-                self._store.release_lease(self.holder)
+                shard.store.release_lease(self.holder)
 
-    def _run(self) -> ArchiveReport:
+    def _run(self, shard: _Shard) -> ArchiveReport:
         report = ArchiveReport()
-        manifest = self._recover(report)
+        manifest = self._recover(shard, report)
         now_ms = int(self._clock() * 1000)
         before = f"{now_ms - self._live_ms - 1}-{MAX_ID_SEQ}"  # stream ids older than the live window
         overdue_ms = now_ms - self._live_ms - self._wait_ms  # a short segment is written once its oldest is older
-        while not self.stopping and self._archive_segment(manifest, before, overdue_ms, report):
-            if not self._store.take_lease(self.holder, self._lease_ms):
+        while not self.stopping and self._archive_segment(shard, manifest, before, overdue_ms, report):
+            if not shard.store.take_lease(self.holder, self._lease_ms):
                 return report  # lost it: the next holder goes on
         if self._keep_ms:
             for entry in manifest.kept:
                 if self.stopping or position(str(entry["last"]))[0] >= now_ms - self._keep_ms:
                     break
-                self._delete(manifest, entry, report)
+                self._delete(shard, manifest, entry, report)
         return report
 
-    def _recover(self, report: ArchiveReport) -> Manifest:
+    def _recover(self, shard: _Shard, report: ArchiveReport) -> Manifest:
         """The manifest, consistent with Redis: a torn last line cut off, a line a crash left uncommitted committed."""
-        manifest = read_manifest(self.directory)
-        for leftover in self.directory.glob(".segment-*.tmp"):  # a segment a crash cut short (we hold the flock)
+        manifest = read_manifest(shard.directory)
+        for leftover in shard.directory.glob(".segment-*.tmp"):  # a segment a crash cut short (we hold the flock)
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
         if manifest.torn:
@@ -265,7 +298,7 @@ class Archiver:
                 f.truncate(sum(len(raw) + 1 for raw in manifest.raw))
                 os.fsync(f.fileno())
             manifest.torn = 0
-        committed, number, _ = self._store.committed()
+        committed, number, _ = shard.store.committed()
         if committed == manifest.last_digest:
             return manifest
         # Step 3 done, step 4 not (a crash), or Redis lost the latest commits (a failover to a replica that had not
@@ -273,7 +306,7 @@ class Archiver:
         behind = [i for i in range(len(manifest.raw)) if manifest.digest(i) == committed] if committed else \
             ([-1] if len(manifest.raw) == 1 else [])
         if behind:
-            report.trimmed += self._store.commit(self.holder, committed, manifest.last_digest, len(manifest.raw),
+            report.trimmed += shard.store.commit(self.holder, committed, manifest.last_digest, len(manifest.raw),
                                                  manifest.last_id, _after(manifest.last_id) if manifest.last_id
                                                  else "")
             report.recovered = True
@@ -281,22 +314,23 @@ class Archiver:
                         "failover)", behind[0] + 2, len(manifest.raw))
             return manifest
         raise ArchiveError(
-            f"the audit archive in {self.directory} ({len(manifest.raw)} manifest lines) is not the one Redis "
+            f"the audit archive in {shard.directory} ({len(manifest.raw)} manifest lines) is not the one Redis "
             f"committed to (line {number}, {committed[:16] or 'none'}): another node's or a restored archive "
             f"directory? Nothing is archived or trimmed until they agree (every node must share one archive "
             f"directory, OBGW_AUDIT_ARCHIVE_DIR)")
 
-    def _archive_segment(self, manifest: Manifest, before: str, overdue_ms: int, report: ArchiveReport) -> bool:
+    def _archive_segment(self, shard: _Shard, manifest: Manifest, before: str, overdue_ms: int,
+                         report: ArchiveReport) -> bool:
         """Write the next segment of records up to `before`, commit it and trim them. False when none is due: no
         record is, or too few to fill a segment and the oldest of them is not older than `overdue_ms`."""
         after = manifest.last_id
-        rows = self._store.entries(after, before, min(READ_BATCH, self._segment_records))
+        rows = shard.store.entries(after, before, min(READ_BATCH, self._segment_records))
         short_ok = bool(rows) and position(rows[0][0])[0] < overdue_ms
-        if not rows or (not short_ok and self._due(rows[0][0], before) < self._segment_records):
+        if not rows or (not short_ok and self._due(shard, rows[0][0], before) < self._segment_records):
             return False
         number = len(manifest.raw) + 1
         name = segment_name(number)
-        tmp = self.directory / f".{name}.{secrets.token_hex(4)}.tmp"
+        tmp = shard.directory / f".{name}.{secrets.token_hex(4)}.tmp"
         digest, size, count, first, last = hashlib.sha256(), 0, 0, rows[0][0], rows[0][0]
         heads: dict[str, str] = {}
         try:
@@ -312,13 +346,13 @@ class Archiver:
                         last = stream_id
                     count += len(rows)
                     room = self._segment_records - count
-                    rows = self._store.entries(last, before, min(READ_BATCH, room)) if room > 0 else []
+                    rows = shard.store.entries(last, before, min(READ_BATCH, room)) if room > 0 else []
                 if count < self._segment_records and not short_ok:
                     raise _NotDue
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, self.directory / name)
-            fsync_directory(self.directory)
+            os.replace(tmp, shard.directory / name)
+            fsync_directory(shard.directory)
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -328,29 +362,29 @@ class Archiver:
         entry = {"n": number, "prev": manifest.last_digest or GENESIS, "segment": name, "first": first, "last": last,
                  "records": count, "bytes": size, "sha256": digest.hexdigest(), "heads": dict(sorted(heads.items())),
                  "ts": _now()}
-        report.trimmed += self._append(manifest, entry, minid=_after(last))
+        report.trimmed += self._append(shard, manifest, entry, minid=_after(last))
         report.segments += 1
         report.records += count
         return True
 
-    def _due(self, first: str, before: str) -> float:
+    def _due(self, shard: _Shard, first: str, before: str) -> float:
         """About how many records are due, from `first` to `before`: the stream's length times the share of its time
         span they cover (ids are arrival times). Cheap (no record read); a wrong guess only costs one read."""
-        length, last = self._store.extent()
+        length, last = shard.store.extent()
         start, end, cut = position(first)[0], position(last)[0] if last else 0, position(before)[0]
         return length if end <= start else length * min(1.0, (cut - start + 1) / (end - start + 1))
 
-    def _delete(self, manifest: Manifest, entry: Mapping[str, Any], report: ArchiveReport) -> None:
+    def _delete(self, shard: _Shard, manifest: Manifest, entry: Mapping[str, Any], report: ArchiveReport) -> None:
         """An expired segment: its deletion is a signed manifest line first, then the file goes."""
         name = str(entry["segment"])
-        self._append(manifest, {"n": len(manifest.raw) + 1, "prev": manifest.last_digest or GENESIS,
+        self._append(shard, manifest, {"n": len(manifest.raw) + 1, "prev": manifest.last_digest or GENESIS,
                                 "deleted": name, "ts": _now()}, minid="")
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.directory / name)
-        fsync_directory(self.directory)
+            os.unlink(shard.directory / name)
+        fsync_directory(shard.directory)
         report.deleted += 1
 
-    def _append(self, manifest: Manifest, entry: dict[str, Any], *, minid: str) -> int:
+    def _append(self, shard: _Shard, manifest: Manifest, entry: dict[str, Any], *, minid: str) -> int:
         """Sign and append a manifest line (fsynced), then commit it in Redis (and trim up to `minid`)."""
         signed = sign_entry(self._signer, entry)
         raw = orjson.dumps(signed)
@@ -363,10 +397,10 @@ class Archiver:
         finally:
             os.close(fd)
         if created:
-            fsync_directory(self.directory)
+            fsync_directory(shard.directory)
         manifest.entries.append(signed)
         manifest.raw.append(raw)
-        return self._store.commit(self.holder, expected, line_digest(raw), len(manifest.raw), manifest.last_id, minid)
+        return shard.store.commit(self.holder, expected, line_digest(raw), len(manifest.raw), manifest.last_id, minid)
 
 
 async def archive_every(archiver: Archiver, seconds: float) -> None:
@@ -390,7 +424,78 @@ async def archive_every(archiver: Archiver, seconds: float) -> None:
 # ---------------------------------------------------------------- reading and verifying
 
 class ArchivedLog:
-    """The archive's kept segments and the live stream after them, as one log, read as AuditReader is.
+    """Every audit shard's archive and live stream (`_ShardLog`), merged by stream id (arrival order) into one log,
+    read as AuditReader is."""
+
+    def __init__(self, live: AuditReader, directory: Path) -> None:
+        self.live = live
+        self.directory = Path(directory)
+        self.parts = [_ShardLog(live.shard(tag), shard_directory(self.directory, tag)) for tag in live.shards()]
+
+    @property
+    def manifest(self) -> Manifest:
+        """Shard 0's manifest (the only one before shards); `manifests` has every shard's."""
+        return self.parts[0].manifest
+
+    @property
+    def manifests(self) -> list[Manifest]:
+        return [part.manifest for part in self.parts]
+
+    def check(self, public: Ed25519PublicKey | None) -> ArchiveCheck:
+        """`check_archive` of every shard's manifest against what its Redis slot committed, as one result: the
+        segments counted together, the chain heads deleted segments ended with merged (chain ids are unique)."""
+        segments = deleted = 0
+        base: dict[str, str] = {}
+        for part in self.parts:
+            found = check_archive(part.manifest, public, part.live.archive_committed())
+            segments, deleted = segments + found.segments, deleted + found.deleted
+            base.update(found.base)
+            if found.breach is not None:
+                return ArchiveCheck(segments, deleted, base, found.breach)
+        return ArchiveCheck(segments, deleted, base, None)
+
+    def segment_of(self, stream_id: str) -> str | None:
+        """The archive segment holding the record at `stream_id` (its path under the archive directory), if any."""
+        for part in self.parts:
+            segment = part.manifest.segment_of(stream_id)
+            if segment is not None:
+                return str((part.directory / segment).relative_to(self.directory))
+        return None
+
+    def records(self, start: str = "-", end: str = "+", batch: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
+        if len(self.parts) == 1:
+            return self.parts[0].records(start, end, batch)
+        return heapq.merge(*(part.records(start, end, batch) for part in self.parts), key=_arrival)
+
+    def backwards(self, start: str = "-", end: str = "+", batch: int = 1000) -> Iterator[dict[str, Any]]:
+        rows = self.parts[0].backwards(start, end, batch) if len(self.parts) == 1 else \
+            heapq.merge(*(part.backwards(start, end, batch) for part in self.parts), key=_arrival, reverse=True)
+        return (record for _, record in rows)
+
+    def tail(self, count: int) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for record in self.backwards():
+            if len(found) >= count:
+                break
+            found.append(record)
+        return list(reversed(found))
+
+    def follow(self, after: str = "$", block_ms: int = 1000) -> Iterator[dict[str, Any]]:
+        return self.live.follow(after, block_ms)
+
+    def heads(self) -> dict[str, str]:
+        return self.live.heads()
+
+    def recent_accesses(self, consent_id: str, count: int = 10) -> list[dict[str, Any]]:
+        return self.live.recent_accesses(consent_id, count)
+
+
+def _arrival(row: tuple[str, Any]) -> tuple[int, int]:
+    return position(row[0])
+
+
+class _ShardLog:
+    """One shard's archive's kept segments and its live stream after them, as one log.
 
     An archiver may move records from the stream to a new segment while this reads: reading forwards, each live batch
     is taken only if Redis's committed archive did not move past it meanwhile (else those records are read from the
@@ -432,13 +537,13 @@ class ArchivedLog:
                 return
             begin = "(" + rows[-1][0]
 
-    def backwards(self, start: str = "-", end: str = "+", batch: int = 1000) -> Iterator[dict[str, Any]]:
+    def backwards(self, start: str = "-", end: str = "+", batch: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(stream id, record) from `end` back to `start`, newest first."""
         archived, lowest, top = self.manifest.last_id, "", end
         begin = "(" + archived if archived and position(start) <= position(archived) else start
         while position(top) >= position(begin):
             rows = self.live.entries(begin, top, batch, reverse=True)
-            for _, record in rows:
-                yield record
+            yield from rows
             if rows:
                 lowest = rows[-1][0]
                 top = "(" + lowest
@@ -452,25 +557,7 @@ class ArchivedLog:
                 continue
             rows = [(sid, rec) for sid, rec in iter_segment(self.directory / str(entry["segment"]))
                     if lo <= position(sid) and (position(sid) < hi or (position(sid) == hi and not exclusive))]
-            for _, record in reversed(rows):
-                yield record
-
-    def tail(self, count: int) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        for record in self.backwards():
-            if len(found) >= count:
-                break
-            found.append(record)
-        return list(reversed(found))
-
-    def follow(self, after: str = "$", block_ms: int = 1000) -> Iterator[dict[str, Any]]:
-        return self.live.follow(after, block_ms)
-
-    def heads(self) -> dict[str, str]:
-        return self.live.heads()
-
-    def recent_accesses(self, consent_id: str, count: int = 10) -> list[dict[str, Any]]:
-        return self.live.recent_accesses(consent_id, count)
+            yield from reversed(rows)
 
 
 @dataclass(frozen=True)

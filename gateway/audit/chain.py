@@ -7,6 +7,10 @@ two writers can never fork a chain and no worker waits for another. Concurrent r
 round trip (group commit), and a request's response is released only after its record is durable. Redis is
 reached through `store/audit.py` (AuditStore).
 
+With `shards` > 1 (OBGW_AUDIT_SHARDS), the chain writes to the audit shard its id maps to (store/names.py: each shard
+its own hash tag, so on a Redis Cluster the chains' appends spread over the masters); one shard (the default) is the
+single stream of every version before. Readers and `verify` merge every shard by stream id.
+
 Durable means in Redis or, while Redis cannot be reached, in this worker's spool file (`spool.py`): the batch is
 sealed first, so it continues the chain wherever it is written, and a background task (`replay.py`) replays the
 spool into Redis in order once Redis answers. Batches after a spooled one are spooled too, so the order (and the
@@ -32,6 +36,7 @@ import os
 import secrets
 import socket
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +49,7 @@ from gateway.audit.key_files import sign_checkpoint
 from gateway.audit.record import CHAIN_FIELDS, FIELDS, REQUIRED_FIELDS, AuditRecord
 from gateway.audit.replay import SpoolReplay
 from gateway.audit.spool import Batch, Spool
+from gateway.store import names
 from gateway.store.audit import UNREACHABLE, AuditStore, StaleHead
 
 GENESIS = "0" * 64
@@ -79,6 +85,13 @@ def new_chain_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
+def shard_of(chain_id: str, shards: int) -> str:
+    """The audit shard (its hash tag) chain `chain_id` writes to, of `shards`: spread by a hash of the id."""
+    if shards < 1:
+        raise ValueError(f"the number of audit shards must be at least 1, not {shards}")
+    return names.audit_shard_tag(zlib.crc32(chain_id.encode()) % shards, shards)
+
+
 class AuditChainError(RuntimeError):
     """The chain's head in Redis is not the one this worker wrote: someone else wrote to (or rewrote) its chain."""
 
@@ -92,10 +105,12 @@ class AuditChain:
     """
 
     def __init__(self, redis, checkpoint_file: Path | None, chain_id: str | None = None,
-                 signer: Ed25519PrivateKey | None = None, spool: bool = True) -> None:
+                 signer: Ed25519PrivateKey | None = None, spool: bool = True, shards: int = 1) -> None:
         """`signer` signs every checkpoint (audit/key_files.py), so an exported one proves what the log held. Without
-        `spool` (an operator's command), Redis must take each record, and dead workers' spools are left alone."""
+        `spool` (an operator's command), Redis must take each record, and dead workers' spools are left alone.
+        `shards`: how many audit shards the chains spread over (this one writes to `shard`)."""
         self.chain_id = chain_id or new_chain_id()
+        self.shard = shard_of(self.chain_id, shards)
         self._signer = signer
         self._store = AuditStore(redis)
         self._checkpoint_file = checkpoint_file
@@ -151,7 +166,7 @@ class AuditChain:
     async def _write(self, records: list[AuditRecord]) -> None:
         """Store one batch in Redis, or spool it: durable either way when this returns. Called under `_lock`."""
         if self._head is None:
-            stored = await self._store.head(self.chain_id)
+            stored = await self._store.head(self.chain_id, self.shard)
             self._head = self._stored = _parse_head(stored) if stored else (0, GENESIS)
         batch, head = self._seal(records)
         queued = self._replay is not None and self._replay.waiting
@@ -189,9 +204,9 @@ class AuditChain:
             fields = seal(record, self.chain_id, seq, prev)
             prev = str(fields["hash"])
             sealed.append(orjson.dumps(fields))
-        accesses = tuple((AuditStore.accesses_key(r.consent_id), access_entry(r))
+        accesses = tuple((AuditStore.accesses_key(r.consent_id, self.shard), access_entry(r))
                          for r in records if r.consent_id and is_access(r))
-        return Batch(self.chain_id, expected, _format_head(seq, prev), tuple(sealed), accesses), (seq, prev)
+        return Batch(self.chain_id, expected, _format_head(seq, prev), tuple(sealed), accesses, self.shard), (seq, prev)
 
     def _replayed(self, head: str) -> None:
         """The spooled batches are in Redis up to `head` (under `_lock`): what a checkpoint may now anchor."""
@@ -216,6 +231,7 @@ class AuditChain:
         entry: dict[str, object] = {"chain": self.chain_id, "seq": head[0], "hash": head[1]}
         heads: dict[str, str] | None
         try:
+            await self._store.list_shard(self.shard)
             heads, at = await self._store.heads_at()
         except UNREACHABLE as exc:
             log.warning("audit chain %s: the chain heads cannot be read (%s: %s); checkpointing its own head only",

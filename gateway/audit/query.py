@@ -1,8 +1,9 @@
 """Searching the audit log for the security team: records matching filters, oldest first or the newest few.
 
-Records sit in one Redis stream in arrival order (read through `store.audit.AuditReader`); stream ids start with the
-arrival time in milliseconds, so a `--since` filter is a range read, not a scan. Records older than the live window
-are in archive segments that keep their stream ids (`audit.archive.ArchivedLog` reads both as one log).
+Records sit in Redis streams in arrival order, one per audit shard, which `store.audit.AuditReader` merges by stream
+id; stream ids start with the arrival time in milliseconds, so a `--since` filter is a range read, not a scan.
+Records older than the live window are in archive segments that keep their stream ids (`audit.archive.ArchivedLog`
+reads every shard's archive and live stream as one log).
 """
 from __future__ import annotations
 

@@ -133,7 +133,7 @@ class SpoolReplay:
     async def _replay(self, batches: list[Batch]) -> int:
         """Store one chain's spooled batches in order, skipping those up to the head Redis already holds.
         Returns how many batches were sent."""
-        stored_head = await self._store.head(batches[0].chain)
+        stored_head = await self._store.head(batches[0].chain, batches[0].shard)
         start = next((i + 1 for i in range(len(batches) - 1, -1, -1) if batches[i].head == stored_head), 0)
         for batch in batches[start:]:
             await self._store.append(batch)

@@ -13,7 +13,9 @@ commit) and holds exactly the arguments of one `audit_append.lua` call:
 
     {"v": 1, "chain": "<chain id>", "expected": "<seq:hash the batch is chained to; empty for a new chain>",
      "head": "<seq:hash after the batch>", "records": [<sealed record>, ...],
-     "accesses": [["<the consent's recent-access list key>", <access entry>], ...]}
+     "accesses": [["<the consent's recent-access list key>", <access entry>], ...], "shard": "<audit shard tag>"}
+
+(`shard` names the chain's audit shard, store/names.py; a line without it, written before shards, is shard 0's.)
 
 The records are sealed (chain, seq, prev, hash) before they are spooled, and each batch continues the chain from the
 previous one. So the chain stays one line whether a batch went to Redis at once or through the spool. A batch may be
@@ -44,6 +46,8 @@ from pathlib import Path
 
 import orjson
 
+from gateway.store import names
+
 FORMAT = 1
 SUFFIX = ".jsonl"
 SET_ASIDE = ".stale"  # `<name>.jsonl.stale-<utc>`: a spool that can never be replayed, kept for the security team
@@ -63,12 +67,13 @@ class Batch:
     head: str
     records: tuple[bytes, ...]                 # sealed records, each the JSON the stream stores
     accesses: tuple[tuple[str, bytes], ...]    # (recent-access list key, entry JSON)
+    shard: str = names.AUDIT_TAG               # the chain's audit shard
 
     def line(self) -> bytes:
         return orjson.dumps({
             "v": FORMAT, "chain": self.chain, "expected": self.expected, "head": self.head,
             "records": [orjson.Fragment(r) for r in self.records],
-            "accesses": [[key, orjson.Fragment(entry)] for key, entry in self.accesses],
+            "accesses": [[key, orjson.Fragment(entry)] for key, entry in self.accesses], "shard": self.shard,
         }) + b"\n"
 
     @classmethod
@@ -79,7 +84,8 @@ class Batch:
                 raise SpoolError(f"format version {doc['v']!r}, not {FORMAT}")
             return cls(str(doc["chain"]), str(doc["expected"]), str(doc["head"]),
                        tuple(orjson.dumps(r) for r in doc["records"]),
-                       tuple((str(key), orjson.dumps(entry)) for key, entry in doc["accesses"]))
+                       tuple((str(key), orjson.dumps(entry)) for key, entry in doc["accesses"]),
+                       str(doc.get("shard", names.AUDIT_TAG)))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise SpoolError(f"not a spooled batch: {exc}") from None
 

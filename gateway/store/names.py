@@ -5,16 +5,62 @@ Keys that one request's script touches together will carry the TPP's client id a
 """
 from __future__ import annotations
 
+import binascii
+import functools
 import hashlib
+import itertools
 
-# Audit log (one hash tag, so the append script runs on one Cluster slot): one stream holds every record of every
-# chain, in arrival order; one hash holds each chain's head.
-AUDIT_STREAM = "obgw:{audit}:records"
-AUDIT_HEADS = "obgw:{audit}:heads"
-# Audit retention (audit/archive.py): what the archive on disk holds as Redis last committed to it (its manifest's last
-# line digest and number, the last stream id archived), and the lease of the one archiver at a time.
-AUDIT_ARCHIVE = "obgw:{audit}:archive"
-AUDIT_ARCHIVE_LEASE = "obgw:{audit}:archive-lease"
+# Audit log. Each shard has its own hash tag (its own Cluster slot, so its own master): a stream holding its chains'
+# records in arrival order, a hash of each chain's head, the archive bookkeeping and the consents' recent accesses
+# its chains wrote. A chain writes to one shard (audit/chain.py), so the append script runs on one slot. Shard 0 keeps
+# the names every version before shards wrote; the others' tags are listed in AUDIT_SHARDS (in shard 0's slot), so a
+# reader finds every shard ever written, whatever OBGW_AUDIT_SHARDS says now.
+AUDIT_TAG = "audit"
+AUDIT_SHARDS = "obgw:{audit}:shards"
+SLOTS = 16384  # Redis Cluster hash slots
+
+
+@functools.cache
+def audit_shard_tag(index: int, count: int) -> str:
+    """Shard `index` of `count`: its hash tag. Shard 0 is "audit"; shard k's tag hashes to the slot k/count of the
+    way round the slot ring from shard 0's, so `count` shards on `count` masters holding equal slot ranges (what
+    `redis-cli --cluster create` makes) land on `count` different masters."""
+    if not 0 <= index < count:
+        raise ValueError(f"audit shard {index} is not one of 0..{count - 1}")
+    if index == 0:
+        return AUDIT_TAG
+    target = (_slot(AUDIT_TAG) + round(index * SLOTS / count)) % SLOTS
+    return next(tag for tag in (f"{AUDIT_TAG}-{index}.{n}" for n in itertools.count()) if _slot(tag) == target)
+
+
+def _slot(tag: str) -> int:
+    """The Redis Cluster slot of a hash tag: CRC16/XMODEM (binascii's crc_hqx from 0) modulo 16384."""
+    return binascii.crc_hqx(tag.encode(), 0) % SLOTS
+
+
+def audit_stream(tag: str) -> str:
+    return f"obgw:{{{tag}}}:records"
+
+
+def audit_heads(tag: str) -> str:
+    return f"obgw:{{{tag}}}:heads"
+
+
+# Audit retention (audit/archive.py), per shard: what its archive on disk holds as Redis last committed to it (its
+# manifest's last line digest and number, the last stream id archived), and the lease of its one archiver at a time.
+def audit_archive(tag: str) -> str:
+    return f"obgw:{{{tag}}}:archive"
+
+
+def audit_archive_lease(tag: str) -> str:
+    return f"obgw:{{{tag}}}:archive-lease"
+
+
+# Shard 0's names, as they always were.
+AUDIT_STREAM = audit_stream(AUDIT_TAG)
+AUDIT_HEADS = audit_heads(AUDIT_TAG)
+AUDIT_ARCHIVE = audit_archive(AUDIT_TAG)
+AUDIT_ARCHIVE_LEASE = audit_archive_lease(AUDIT_TAG)
 
 
 def _tag(client_id: str) -> str:
@@ -132,9 +178,10 @@ def unattended_calls(client_id: str, consent_id: str) -> str:
     return f"obgw:{_tag(client_id)}:unattended:{consent_id}"
 
 
-def consent_accesses(consent_id: str) -> str:
-    """The consent's latest accesses (newest first, capped), written with the audit records in one script."""
-    return f"obgw:{{audit}}:consent-accesses:{consent_id}"
+def consent_accesses(consent_id: str, tag: str = AUDIT_TAG) -> str:
+    """The consent's latest accesses (newest first, capped) that the chains of audit shard `tag` served, written with
+    their records in one script."""
+    return f"obgw:{{{tag}}}:consent-accesses:{consent_id}"
 
 
 # Notifications to TPPs (revoked consents): a durable outbox stream read by every worker through one consumer group.

@@ -189,45 +189,88 @@ def sync_script(client: redis.Redis, name: str, preludes: tuple[str, ...] = ()) 
 
 
 # Redis Cluster and Sentinel (issue 19). `REDIS_URL` names the deployment:
-#   redis://[:password@]host:port/db                          one Redis (the hot path above, unchanged)
-#   redis+cluster://[:password@]host:port[,host:port...]      a Redis Cluster, found through any of these nodes
-#   redis+sentinel://[:password@]host:port[,host:port...]/master-name
+#   redis://[[user]:password@]host:port/db                    one Redis (the hot path above, unchanged)
+#   redis+cluster://[[user]:password@]host:port[,host:port...]
+#                                                             a Redis Cluster, found through any of these nodes
+#   redis+sentinel://[[user]:password@]host:port[,host:port...]/master-name
 #                                                             the master the Sentinels name (password: the master's)
+# `rediss` instead of `redis` speaks TLS (to every node, Sentinels and the masters they name included), verified
+# against `?ssl_ca_certs=FILE` (else the system's CAs), with a client certificate from `ssl_certfile`/`ssl_keyfile`
+# where Redis asks for one (its `tls-auth-clients`); redis-py reads the same options on a rediss:// URL.
+# `?sentinel_password=...` (and `sentinel_username`) is the Sentinels' own (their `requirepass`), not the master's.
 # A query `?wait=N` (default 1 on a Cluster or Sentinel, 0 turns it off) is how many replicas must hold an audit
 # append before it counts as stored (`WAIT N 1000` after the script, on its connection): a failover promotes a
 # replica, so a record only the lost master held would be gone although the gateway had acknowledged it.
 CLUSTER_SCHEME = "redis+cluster://"
 SENTINEL_SCHEME = "redis+sentinel://"
+HA_SCHEMES = (CLUSTER_SCHEME, SENTINEL_SCHEME, "rediss+cluster://", "rediss+sentinel://")
+TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 DURABLE_SCRIPTS = frozenset({"audit_append"})  # stored only once a replica holds it (on a Cluster or Sentinel)
 WAIT_MS = 1000
 
 
 class HaAddress:
-    """A `redis+cluster://` or `redis+sentinel://` URL, parsed: nodes, password, master name, replicas to WAIT for."""
+    """A `redis[s]+cluster://` or `redis[s]+sentinel://` URL, parsed: nodes, credentials, TLS, master name, the
+    Sentinels' credentials, replicas to WAIT for. A bad URL is a ValueError naming what is wrong."""
 
     def __init__(self, url: str) -> None:
-        scheme = CLUSTER_SCHEME if url.startswith(CLUSTER_SCHEME) else SENTINEL_SCHEME
+        scheme = next((s for s in HA_SCHEMES if url.startswith(s)), None)
+        if scheme is None:
+            raise ValueError(f"not a Redis Cluster or Sentinel URL (one of {', '.join(HA_SCHEMES)}): {url[:20]!r}")
         rest, _, query = url[len(scheme):].partition("?")
         rest, _, self.master = rest.partition("/")
         credentials, _, hosts = rest.rpartition("@")
-        self.cluster = scheme == CLUSTER_SCHEME
-        self.password = unquote(credentials.partition(":")[2]) or None if credentials else None
-        self.nodes = [_host_port(part) for part in hosts.split(",") if part.strip()]
-        options = parse_qs(query)
-        self.wait = int(options.get("wait", ["1"])[0])
+        self.cluster = "+cluster" in scheme
+        self.tls = scheme.startswith("rediss")
+        user, _, password = credentials.partition(":")
+        self.username, self.password = unquote(user) or None, unquote(password) or None
+        self.nodes = [_host_port(scheme, part) for part in hosts.split(",") if part.strip()]
+        options = {name: values[-1] for name, values in parse_qs(query, keep_blank_values=True).items()}
+        unknown = sorted(set(options) - {"wait", "sentinel_password", "sentinel_username", *TLS_OPTIONS})
+        if unknown:
+            raise ValueError(f"{scheme}: unknown option {unknown[0]!r} (known: wait, sentinel_password, "
+                             f"sentinel_username, {', '.join(TLS_OPTIONS)})")
+        try:
+            self.wait = int(options.get("wait", "1"))
+        except ValueError:
+            raise ValueError(f"{scheme}: wait={options['wait']!r} is not a number of replicas") from None
+        self.tls_options = {name: options[name] for name in TLS_OPTIONS if options.get(name)}
+        if self.tls_options and not self.tls:
+            raise ValueError(f"{scheme}: {next(iter(self.tls_options))} needs TLS "
+                             f"({scheme.replace('redis', 'rediss', 1)})")
+        self.sentinel_username = options.get("sentinel_username") or None
+        self.sentinel_password = options.get("sentinel_password") or None
+        if self.cluster and (self.sentinel_password or self.sentinel_username):
+            raise ValueError(f"{scheme}: sentinel_password and sentinel_username are for a Sentinel URL")
+        if self.wait < 0:
+            raise ValueError(f"{scheme}: wait={self.wait} is below 0")
         if not self.nodes:
             raise ValueError(f"{scheme}: no host:port")
         if not self.cluster and not self.master:
             raise ValueError(f"{scheme}: name the master after the hosts (/master-name)")
 
+    def node_options(self) -> dict[str, Any]:
+        """What every connection to a data node (a Cluster node, a Sentinel's master) is made with."""
+        return {"username": self.username, "password": self.password, **self._tls()}
 
-def _host_port(text: str) -> tuple[str, int]:
+    def sentinel_options(self, timeout: float) -> dict[str, Any]:
+        """What every connection to a Sentinel is made with."""
+        return {"username": self.sentinel_username, "password": self.sentinel_password,
+                "socket_connect_timeout": timeout, "socket_timeout": timeout, **self._tls()}
+
+    def _tls(self) -> dict[str, Any]:
+        return {"ssl": True, **self.tls_options} if self.tls else {}
+
+
+def _host_port(scheme: str, text: str) -> tuple[str, int]:
     host, _, port = text.strip().rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{scheme}: {text.strip()!r} is not host:port")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def is_ha(url: str) -> bool:
-    return url.startswith((CLUSTER_SCHEME, SENTINEL_SCHEME))
+    return url.startswith(HA_SCHEMES)
 
 
 def _no_retry() -> redis.retry.Retry:
@@ -243,8 +286,8 @@ class WorkerCluster(RedisCluster):
 
 def _async_ha_client(url: str, max_connections: int) -> WorkerRedis:
     address = HaAddress(url)
-    common: dict[str, Any] = dict(password=address.password, socket_connect_timeout=1.0, socket_timeout=2.0,
-                                  decode_responses=False)
+    common: dict[str, Any] = dict(socket_connect_timeout=1.0, socket_timeout=2.0, decode_responses=False,
+                                  **address.node_options())
     if address.cluster:
         cluster = WorkerCluster(
             startup_nodes=[AsyncClusterNode(host, port) for host, port in address.nodes],
@@ -254,7 +297,7 @@ def _async_ha_client(url: str, max_connections: int) -> WorkerRedis:
         # The stores type their client as WorkerRedis; on a Cluster every command they use exists with the same
         # signature, and scripts go through ClusterScript (async_script).
         return cast(WorkerRedis, cluster)
-    sentinel = AsyncSentinel(address.nodes, socket_connect_timeout=1.0, socket_timeout=1.0)
+    sentinel = AsyncSentinel(address.nodes, sentinel_kwargs=address.sentinel_options(1.0))
     client = cast(WorkerRedis, sentinel.master_for(
         address.master, redis_class=WorkerRedis, max_connections=max_connections, health_check_interval=30,
         retry=Retry(NoBackoff(), 1), **common))
@@ -264,14 +307,14 @@ def _async_ha_client(url: str, max_connections: int) -> WorkerRedis:
 
 def _sync_ha_client(url: str) -> redis.Redis:
     address = HaAddress(url)
-    common: dict[str, Any] = dict(password=address.password, socket_connect_timeout=2.0, socket_timeout=10.0,
-                                  decode_responses=False)
+    common: dict[str, Any] = dict(socket_connect_timeout=2.0, socket_timeout=10.0, decode_responses=False,
+                                  **address.node_options())
     if address.cluster:
         return cast(redis.Redis, SyncCluster(
             startup_nodes=[SyncClusterNode(host, port)  # type: ignore[no-untyped-call]
                            for host, port in address.nodes], require_full_coverage=False,
             retry=_no_retry(), **common))
-    sentinel = SyncSentinel(address.nodes, socket_connect_timeout=1.0, socket_timeout=1.0)
+    sentinel = SyncSentinel(address.nodes, sentinel_kwargs=address.sentinel_options(1.0))
     return cast(redis.Redis, sentinel.master_for(address.master, **common))
 
 

@@ -19,11 +19,22 @@ NODE_TIMEOUT_MS = 1000
 class Node:
     """One redis-server (or Sentinel) on a free loopback port, from a config file in its own directory."""
 
-    def __init__(self, directory: Path, lines: list[str], sentinel: bool = False) -> None:
+    def __init__(self, directory: Path, lines: list[str], sentinel: bool = False, tls: Path | None = None) -> None:
+        """`tls`: a dev PKI directory (`obgw certs init`): the node serves TLS only, on `port`, with its server
+        certificate, and speaks TLS to the nodes it connects to (replication, other Sentinels)."""
         self.directory = directory
         self.port = free_port()
         self.lines, self.sentinel = lines, sentinel
         self.process: subprocess.Popen[bytes] | None = None
+        self.tls: dict[str, object] = {}
+        if tls is not None:
+            self.lines = [*lines, "port 0", f"tls-port {self.port}", f"tls-cert-file {tls / 'server.pem'}",
+                          f"tls-key-file {tls / 'server.key'}", f"tls-ca-cert-file {tls / 'ca.pem'}",
+                          "tls-auth-clients no", "tls-replication yes",
+                          # The cluster bus always verifies the connecting node's certificate, whose key usage must
+                          # allow client authentication: the dev CA's TPP certificate does (server.pem does not).
+                          f"tls-client-cert-file {tls / 'tpp-demo.pem'}", f"tls-client-key-file {tls / 'tpp-demo.key'}"]
+            self.tls = {"ssl": True, "ssl_ca_certs": str(tls / "ca.pem")}
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -49,7 +60,8 @@ class Node:
             self.process = None
 
     def client(self, password: str | None) -> redis.Redis:
-        return redis.Redis(port=self.port, password=password, socket_connect_timeout=0.5, socket_timeout=2)
+        return redis.Redis(port=self.port, password=password, socket_connect_timeout=0.5, socket_timeout=2,
+                           **self.tls)
 
     def wait_answers(self, password: str | None, seconds: float = 10) -> None:
         client = self.client(password)
@@ -79,15 +91,19 @@ def wait_until(condition, seconds: float, what: str, step: float = 0.1):
 
 
 class Cluster:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tls: Path | None = None) -> None:
+        """`tls`: every node on TLS only (Node), the cluster bus too."""
         self.password = secrets.token_urlsafe(12)
         self.nodes = [Node(root / f"node{i}", [
             "cluster-enabled yes", f"cluster-port {free_port()}", f"cluster-config-file nodes-{i}.conf",
             f"cluster-node-timeout {NODE_TIMEOUT_MS}",
             "appendonly yes", "appendfsync everysec", 'save ""', f"requirepass {self.password}",
-            f"masterauth {self.password}", "cluster-replica-validity-factor 0",
-        ]) for i in range(6)]
-        self.url = f"redis+cluster://:{self.password}@" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+            f"masterauth {self.password}", "cluster-replica-validity-factor 0", *(["tls-cluster yes"] if tls else []),
+        ], tls=tls) for i in range(6)]
+        self.cli_tls = ["--tls", "--cacert", str(tls / "ca.pem")] if tls else []
+        self.url = (f"redis{'s' if tls else ''}+cluster://:{self.password}@"
+                    + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+                    + (f"?ssl_ca_certs={tls / 'ca.pem'}" if tls else ""))
 
     def start(self) -> None:
         for node in self.nodes:
@@ -95,7 +111,8 @@ class Cluster:
         for node in self.nodes:
             node.wait_answers(self.password)
         done = subprocess.run(
-            [shutil.which("redis-cli") or "redis-cli", "-a", self.password, "--no-auth-warning", "--cluster",
+            [shutil.which("redis-cli") or "redis-cli", *self.cli_tls, "-a", self.password, "--no-auth-warning",
+             "--cluster",
              "create", *(f"127.0.0.1:{n.port}" for n in self.nodes), "--cluster-replicas", "1", "--cluster-yes"],
             capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -160,22 +177,30 @@ class Cluster:
 class SentinelSetup:
     MASTER = "obgw"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tls: Path | None = None, sentinel_password: str | None = None) -> None:
+        """`tls`: every node and Sentinel on TLS only (Node); `sentinel_password`: the Sentinels' own requirepass
+        (and what they authenticate to each other with)."""
         self.password = secrets.token_urlsafe(12)
+        self.sentinel_password = sentinel_password
         data = ["appendonly yes", "appendfsync everysec", 'save ""', f"requirepass {self.password}",
                 f"masterauth {self.password}"]
-        self.master = Node(root / "master", data)
-        self.replica = Node(root / "replica", [*data, "replica-priority 100"])
+        self.master = Node(root / "master", data, tls=tls)
+        self.replica = Node(root / "replica", [*data, "replica-priority 100"], tls=tls)
         self.replica.lines.append(f"replicaof 127.0.0.1 {self.master.port}")
+        guarded = [f"requirepass {sentinel_password}", f"sentinel sentinel-pass {sentinel_password}"] \
+            if sentinel_password else []
         self.sentinels = [Node(root / f"sentinel{i}", [
             f"sentinel monitor {self.MASTER} 127.0.0.1 {self.master.port} 2",
             f"sentinel auth-pass {self.MASTER} {self.password}",
             f"sentinel down-after-milliseconds {self.MASTER} 1000",
             f"sentinel failover-timeout {self.MASTER} 10000",
-            f"sentinel parallel-syncs {self.MASTER} 1",
-        ], sentinel=True) for i in range(3)]
-        self.url = (f"redis+sentinel://:{self.password}@" + ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-                    + f"/{self.MASTER}")
+            f"sentinel parallel-syncs {self.MASTER} 1", *guarded,
+        ], sentinel=True, tls=tls) for i in range(3)]
+        options = [f"ssl_ca_certs={tls / 'ca.pem'}"] if tls else []
+        options += [f"sentinel_password={sentinel_password}"] if sentinel_password else []
+        self.url = (f"redis{'s' if tls else ''}+sentinel://:{self.password}@"
+                    + ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels) + f"/{self.MASTER}"
+                    + ("?" + "&".join(options) if options else ""))
 
     def start(self) -> None:
         for node in (self.master, self.replica):
@@ -185,12 +210,12 @@ class SentinelSetup:
                    20, "the replica in sync")
         for sentinel in self.sentinels:
             sentinel.start()
-            sentinel.wait_answers(None)
+            sentinel.wait_answers(self.sentinel_password)
         wait_until(self._sentinels_agree, 30, "every Sentinel sees the master, its replica and the other Sentinels")
 
     def _sentinels_agree(self) -> bool:
         for sentinel in self.sentinels:
-            client = sentinel.client(None)
+            client = sentinel.client(self.sentinel_password)
             try:
                 master = client.sentinel_master(self.MASTER)
                 if int(master["num-other-sentinels"]) < 2 or int(master["num-slaves"]) < 1:
@@ -200,7 +225,7 @@ class SentinelSetup:
         return True
 
     def master_port(self) -> int:
-        client = self.sentinels[0].client(None)
+        client = self.sentinels[0].client(self.sentinel_password)
         try:
             return int(client.sentinel_get_master_addr_by_name(self.MASTER)[1])
         finally:

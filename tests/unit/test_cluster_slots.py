@@ -99,8 +99,13 @@ def test_a_tpps_keys_share_its_slot_and_tpps_spread_over_slots():
     # A code and its redemption marker are taken together (take_owned.lua).
     assert _slot(names.authorization_code("ab12")) == _slot(names.used_code("ab12"))
     assert _slot(names.vrp_usage("c-1")) == _slot(names.vrp_claims("c-1"))
-    # The audit append names each consent's recent-access list with the stream and the heads.
+    # The audit append names each consent's recent-access list with its shard's stream and heads; shards differ.
     assert _slot(names.consent_accesses("c-1")) == _slot(names.AUDIT_STREAM) == _slot(names.AUDIT_HEADS)
+    tags = [names.audit_shard_tag(index, 3) for index in range(3)]
+    for tag in tags:
+        assert _slot(names.consent_accesses("c-1", tag)) == _slot(names.audit_stream(tag)) == \
+            _slot(names.audit_heads(tag))
+    assert len({_slot(names.audit_stream(tag)) for tag in tags}) == 3
 
 
 def test_ha_addresses():
