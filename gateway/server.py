@@ -214,6 +214,7 @@ class Supervisor(Multiprocess):
         before = [p.pid for p in self.processes]
         logs.event(log, logging.INFO, "reload", stage="started", workers=before)
         self.admin.set_services({n: s.url for n, s in policy.services.items()})
+        self.admin.set_plans(policy.plans)
         self.restart_all()
         after = [p.pid for p in self.processes]
         logs.event(log, logging.INFO if not set(after) & set(before) else logging.WARNING, "reload",
@@ -255,7 +256,8 @@ def serve(settings: Settings, on_ready=None, *, embedded_redis: bool = False) ->
         beats = beats_dir(settings.var_dir)
         shutil.rmtree(beats, ignore_errors=True)  # a worker of an earlier run is no worker of this one
         admin_app = AdminApp(settings.redis, {n: s.url for n, s in policy.services.items()},
-                             settings.admin_password_path, workers=settings.workers, beats=beats)
+                             settings.admin_password_path, workers=settings.workers, beats=beats,
+                             archive=settings.audit_archive_path, plans=policy.plans)
         admin = start_admin(settings.admin_host, settings.admin_port, admin_app)
         stack.callback(admin.shutdown)
         config = uvicorn_config(settings)

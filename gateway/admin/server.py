@@ -9,6 +9,8 @@ process (it outlives the workers, so it answers while they restart).
 
 /admin needs the admin password (HTTP Basic, user `admin`, credentials.py) and nothing else opens it: the listener
 knows no TPP certificate, token or customer session. /healthz and /metrics stay open to the (loopback) monitor.
+/admin and /admin/records read the audit archive and the live stream as one log (as `obgw audit search`);
+/admin/usage (usage_page.py) reads the meter and prices it on the plans the workers run.
 """
 from __future__ import annotations
 
@@ -33,10 +35,13 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 
 from gateway import __version__
-from gateway.admin import pages
+from gateway.admin import pages, usage_page
 from gateway.admin.credentials import USER, basic_credentials, password_matches
 from gateway.admin.guard import PasswordGuard, Verdict, names_this_listener
 from gateway.admin.heartbeat import serving_workers
+from gateway.audit.archive import ArchivedLog, ArchiveError
+from gateway.policy.model import Plans
+from gateway.store.audit import AuditReader
 from gateway.store.redis import RedisError, sync_client
 
 
@@ -84,21 +89,37 @@ class _NodeCollector:
                                     value=self.app.workers)
 
 
+class _Unavailable(Exception):
+    """A page this listener cannot serve as configured (503 with this message)."""
+
+
 class AdminApp:
     def __init__(self, redis_url: str, service_urls: Mapping[str, str], password_file: Path | None = None,
-                 guard: PasswordGuard | None = None, *, workers: int = 1, beats: Path | None = None) -> None:
-        """`beats`: the directory of the workers' heartbeat files (heartbeat.py); None: /readyz asks Redis only."""
+                 guard: PasswordGuard | None = None, *, workers: int = 1, beats: Path | None = None,
+                 archive: Path | None = None, plans: Plans | None = None) -> None:
+        """`beats`: the directory of the workers' heartbeat files (heartbeat.py); None: /readyz asks Redis only.
+        `archive`: the audit archive directory (Settings.audit_archive_path); None: the pages read the live stream
+        only. `plans`: the policy's price plans; None: /admin/usage answers 503."""
         self._redis = sync_client(redis_url)
         self._services = dict(service_urls)
         self._password_file = password_file
         self._guard = guard or PasswordGuard()
         self.listener_host = "localhost"  # the name it was configured with (start_admin)
         self.workers, self.beats = workers, beats
+        self._archive, self._plans = archive, plans
         self._node = _NodeCollector(self)
 
     def set_services(self, service_urls: Mapping[str, str]) -> None:
         """After a reload: the services /healthz asks about."""
         self._services = dict(service_urls)
+
+    def set_plans(self, plans: Plans) -> None:
+        """After a reload: the plans /admin/usage prices on."""
+        self._plans = plans
+
+    def _audit_log(self) -> ArchivedLog | AuditReader:
+        live = AuditReader(self._redis)
+        return ArchivedLog(live, self._archive) if self._archive is not None else live
 
     def _redis_answers(self) -> bool:
         try:
@@ -147,7 +168,7 @@ class AdminApp:
         if path == "/metrics":
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
             return [self.metrics()]
-        if path in ("/admin", "/admin/records"):
+        if path in ("/admin", "/admin/records", "/admin/usage"):
             return self._page(path, environ, start_response)
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]
@@ -174,23 +195,39 @@ class AdminApp:
         if environ.get("REQUEST_METHOD") != "GET":
             start_response("405 Method Not Allowed", [("Allow", "GET"), ("Content-Type", "text/plain")])
             return [b"GET only\n"]
+        params = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
         try:
-            if path == "/admin":
-                body = pages.overview(self._redis)
-            else:
-                params = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
-                body = pages.records(self._redis, params)
+            body = self._render(path, params)
+        except pages.BadParameter as exc:
+            return _text(start_response, "400 Bad Request", str(exc))
         except RedisError:
-            start_response("503 Service Unavailable", [("Content-Type", "text/plain"), ("Cache-Control", "no-store")])
-            return [b"Redis is unreachable: the audit log cannot be read\n"]
+            return _text(start_response, "503 Service Unavailable", "Redis is unreachable: the page cannot be read")
+        except (ArchiveError, OSError) as exc:
+            return _text(start_response, "503 Service Unavailable", f"the audit archive cannot be read: {exc}")
+        except _Unavailable as exc:
+            return _text(start_response, "503 Service Unavailable", str(exc))
         start_response("200 OK", list(PAGE_HEADERS))  # wsgiref adds Content-Length to the list it is given
         return [body.encode()]
+
+    def _render(self, path: str, params: dict[str, str]) -> str:
+        if path == "/admin":
+            return pages.overview(self._audit_log())
+        if path == "/admin/records":
+            return pages.records(self._audit_log(), params)
+        if self._plans is None:
+            raise _Unavailable("this listener was started without the price plans: no usage page")
+        return usage_page.page(self._redis, self._plans, params)
 
     def _stored_password(self) -> str | None:
         try:
             return self._password_file.read_text() if self._password_file else None
         except OSError:
             return None
+
+
+def _text(start_response, status: str, message: str) -> list[bytes]:
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")])
+    return [f"{message}\n".encode()]
 
 
 def _single(collector: _NodeCollector) -> CollectorRegistry:
