@@ -7,13 +7,15 @@ the plan; when it was generated. Money is exact decimals (strings in JSON).
 
 `reconcile --month YYYY-MM` counts the month's audit records per TPP, product and outcome (every call; billable;
 refused, per reason) and compares them with the meter: exit 0 when they agree, 1 (each difference on stdout)
-otherwise. It reads the live audit stream; a month already moved to the archive is not in it.
+otherwise. It reads the audit archive and the live stream as one log (as `obgw audit search` does), so a month whose
+records were already archived (`obgw audit archive`) still reconciles.
 """
 from __future__ import annotations
 
 import json
 from datetime import timedelta
 
+from gateway.audit.archive import ArchivedLog, ArchiveError
 from gateway.audit.query import search
 from gateway.cli import CliError
 from gateway.cli._settings import policy_from, with_redis
@@ -52,6 +54,7 @@ def register(subparsers) -> None:
     c.set_defaults(func=reconcile)
     for parser in sub.choices.values():
         add_arguments(parser, _CONNECTION)
+    add_arguments(c, ("audit_archive_dir",))
 
 
 def _month(args) -> str:
@@ -80,8 +83,8 @@ def reconcile(args) -> int:
     month, policy = _month(args), policy_from(args)
     start, end = month_bounds(month)
 
-    def work(client, _settings) -> int:
-        records = search(AuditReader(client), since=start, until=end + _LATE_APPEND)
+    def work(client, settings) -> int:
+        records = search(_audit_log(client, settings), since=start, until=end + _LATE_APPEND)
         audited = audited_counts(records, products_by_route(policy), month)
         clients = {document["client_id"] for document in ClientStore(client).all()} | {c for c, _ in audited}
         metered = {}
@@ -96,3 +99,12 @@ def reconcile(args) -> int:
               f"{sum(c['calls'] for c in audited.values())} audited)")
         return 1 if found else 0
     return with_redis(args, work, "read the usage and the audit log")
+
+
+def _audit_log(client, settings) -> ArchivedLog:
+    """The audit log of the Redis `client`: its archive, then the live stream, as one log (as `obgw audit` reads it);
+    an archive that cannot be read is a CLI error."""
+    try:
+        return ArchivedLog(AuditReader(client), settings.audit_archive_path)
+    except ArchiveError as exc:
+        raise CliError(str(exc)) from None
