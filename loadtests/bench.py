@@ -1,21 +1,28 @@
 """The benchmark: how close the gateway is to its server stack and to the bank, as ratios measured in one run.
 
-    .venv/bin/python loadtests/bench.py [--quick] [--profile] [--out loadtests/results/bench]
+    .venv/bin/python loadtests/bench.py [--quick] [--stages] [--profile] [--out loadtests/results/bench]
 
 It starts its own Redis, sandbox bank and gateway (under a temporary directory, with a fresh dev PKI), obtains one
-consent by driving the real consent pages (the e2e tests' Authlib TPP), and loads four variants with the same load
+consent by driving the real consent pages (the e2e tests' Authlib TPP), and loads five variants with the same load
 generator (`loadgen.py`) and settings, one after the other:
 
     a  direct calls to the sandbox bank (plain HTTP, the customer header set by hand)
     b  a bare pass-through proxy: the gateway's server stack (uvicorn, mutual TLS, aiohttp pool), no stages
     c  the full gateway (`obgw serve`): mTLS, token, consent, rate limit, minimisation, audit; 1 worker
     d  the same with 2 workers
+    e  the same as c behind an edge (edge.py): nginx (Debian, with njs; else HAProxy) terminates mutual TLS and
+       forwards the verified certificate as RFC 9440 `Client-Cert` over kept-alive HTTP/1.1 to the gateway listening
+       on plain HTTP on loopback (plain_gateway.py); skipped, saying so, when neither is installed (under CI=true
+       that is an error)
 
 Each is loaded closed-loop (throughput, latency under saturation), then a and c at a fixed moderate rate (the added
 p50). The CPU time every process spent (from /proc) is divided by the requests served, so the table says where each
-request's cost goes, and that the load generator is not what saturates. Audit records written during c and d are
+request's cost goes, and that the load generator is not what saturates. Audit records written during c, d and e are
 counted against the requests sent (`lost_audit_records`). Prints a table; writes `<out>.json` and `<out>.png`.
-With `--profile`, py-spy samples the busiest worker of c during its measured run (`<out>-profile.txt`).
+With `--stages` or `--profile`, py-spy samples the busiest worker of c during its measured run: `--stages` prints
+the worker's CPU per call shared out over the stages, middleware, audit and server stack (stage_budget.py; the
+`stages` key of the JSON; `stages_e` the same for e's gateway worker), `--profile` the functions it spent its samples
+in (`<out>-profile.txt`). py-spy runs on the same cores, so read c's throughput from a run without either.
 """
 from __future__ import annotations
 
@@ -25,11 +32,13 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +48,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "loadtests")]
 
 import httpx  # noqa: E402
 import loadgen  # noqa: E402
-from stack import ROOT, Stack  # noqa: E402
+import stage_budget  # noqa: E402
+from edge import INSTALL, find_edge  # noqa: E402
+from stack import ROOT, Stack, free_port  # noqa: E402
 from support.tpp import CUSTOMER_PRESENT, Tpp  # noqa: E402
 
 from gateway.store.clients import ClientStore  # noqa: E402
@@ -48,7 +59,9 @@ from gateway.store.redis import sync_client  # noqa: E402
 AISP = "/open-banking/v3.1/aisp"
 PERMISSIONS = ["ReadAccountsDetail", "ReadBalances"]
 TPP = "tpp-demo"
-NAMES = {"a": "direct bank", "b": "bare proxy", "c": "gateway, 1 worker", "d": "gateway, 2 workers"}
+NAMES = {"a": "direct bank", "b": "bare proxy", "c": "gateway, 1 worker", "d": "gateway, 2 workers",
+         "e": "edge + gateway, 1 worker"}
+SAMPLE_HZ = 250  # py-spy's rate: ~700 samples in a quick run's 3 s, for ~0.08 of a core (500 Hz: ~0.16)
 
 
 @dataclass(frozen=True)
@@ -166,18 +179,37 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def profiler(gateway_pid: int, seconds: float, out: Path):
-    """A context that samples the gateway's busiest worker with py-spy for `seconds` (collapsed stacks to `out`)."""
+@dataclass
+class Sampled:
+    """What sampling a variant's worker gave: py-spy's raw stacks and what it said, and the CPU the worker and py-spy
+    used meanwhile."""
+    raw: Path
+    worker_cpu_seconds: float = 0.0
+    profiler_cpu_seconds: float = 0.0
+    output: str = ""
+
+
+def profiler(gateway_pid: int, seconds: float, sampled: Sampled):
+    """A context that samples the gateway's busiest worker with py-spy for `seconds` (stage_budget.py says why these
+    flags) and measures that worker's CPU time over the context (/proc)."""
     @contextlib.contextmanager
     def sampling():
         worker = max(children(gateway_pid), key=lambda pid: sum(cpu_times(pid)))
+        before = sum(cpu_times(worker))
         spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(worker), "-d",
-                                str(max(1, int(seconds) - 1)), "-r", "250", "-f", "raw", "-o", str(out),
-                                "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                str(max(1, int(seconds) - 1)), "-r", str(SAMPLE_HZ), "-f", "raw", "-o",
+                                str(sampled.raw), "--nonblocking"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+        assert spy.stdout is not None  # stdout=PIPE
+        sampled.output = spy.stdout.readline()  # "py-spy> Sampling process ...": attached (or why not)
         try:
             yield
         finally:
-            spy.wait(timeout=seconds + 30)
+            sampled.worker_cpu_seconds = sum(cpu_times(worker)) - before
+            reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+            sampled.output += spy.communicate(timeout=seconds + 30)[0]
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)  # py-spy is the only child reaped meanwhile
+            sampled.profiler_cpu_seconds = after.ru_utime + after.ru_stime - reaped.ru_utime - reaped.ru_stime
     return sampling
 
 
@@ -200,32 +232,58 @@ def profile_summary(collapsed: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
-def run(load: Load, work: Path, profile: Path | None = None) -> dict:
+def stages(sampled: Sampled, answered: int, seconds: float) -> dict:
+    """The CPU budget per stage of a sampled worker (stage_budget.py), with what sampling it cost."""
+    raw = sampled.raw.read_text() if sampled.raw.exists() else ""
+    if not raw.strip():
+        raise SystemExit(f"bench: py-spy sampled nothing of the worker: {sampled.output.strip()}")
+    return stage_budget.budget(raw, sampled.worker_cpu_seconds * 1e6 / answered, sample_hz=SAMPLE_HZ,
+                               profiler_cpu_cores=round(sampled.profiler_cpu_seconds / seconds, 3))
+
+
+def run(load: Load, work: Path, sampled: dict[str, Sampled]) -> dict:
     results: dict[str, dict] = {}
     moderate: dict[str, dict] = {}
     audit: dict[str, dict] = {}
+    edge = find_edge()
     with Stack(work) as stack:
         host = f"127.0.0.1:{stack.port}"
         base_pids = {"bank": stack.bank_pid, "redis": stack.redis.pid}
 
-        def gateway_variant(name: str, workers: int, token: str, accounts: list[str]) -> None:
+        def gateway_variant(name: str, start: Callable[[contextlib.ExitStack], dict[str, int]], token: str,
+                            accounts: list[str]) -> None:
+            """Load the gateway `start` runs (it returns the pids it started) on the stack's port."""
             since = datetime.now(timezone.utc)
-            gateway = stack.gateway(workers)
-            try:
+            with contextlib.ExitStack() as running:
+                pids = {**base_pids, **start(running)}
                 target = loadgen.Target("127.0.0.1", stack.port, requests_for(
                     host, accounts, {"authorization": f"Bearer {token}", **CUSTOMER_PRESENT}), stack.tls(TPP))
-                pids = {**base_pids, "gateway": gateway.process.pid}
-                during = profiler(gateway.process.pid, load.duration, profile) if profile and name == "c" \
+                during = profiler(pids["gateway"], load.duration, sampled[name]) if name in sampled \
                     else contextlib.nullcontext
                 results[name] = measure(target, load, pids, during=during)
                 sent = results[name]["sent_with_warmup"]
                 if name == "c":
                     moderate["c"] = measure(target, load, pids, rate=load.moderate_rate)
                     sent += moderate["c"]["sent_with_warmup"]
-            finally:
-                gateway.stop()
             time.sleep(1.1)  # records land with millisecond stream ids: leave the window's edge behind
             audit[name] = {"sent": sent, "records": len(stack.audit_records(since, datetime.now(timezone.utc)))}
+
+        def gateway(workers: int) -> Callable[[contextlib.ExitStack], dict[str, int]]:
+            def start(running: contextlib.ExitStack) -> dict[str, int]:
+                server = stack.gateway(workers)
+                running.callback(server.stop)
+                return {"gateway": server.process.pid}
+            return start
+
+        def behind_edge(running: contextlib.ExitStack) -> dict[str, int]:
+            assert edge is not None
+            kind, binary = edge
+            upstream = free_port()
+            server = stack.gateway_behind_edge(upstream)
+            running.callback(server.stop)
+            front = running.enter_context(kind(binary, stack.work / "edge", stack.port, upstream, stack.pki))
+            assert front.process is not None
+            return {"gateway": server.process.pid, "edge": front.process.pid}
 
         token, accounts, customer = prepare(stack)
         time.sleep(1.1)
@@ -246,8 +304,10 @@ def run(load: Load, work: Path, profile: Path | None = None) -> dict:
         finally:
             proxy.stop()
 
-        gateway_variant("c", 1, token, accounts)
-        gateway_variant("d", 2, token, accounts)
+        gateway_variant("c", gateway(1), token, accounts)
+        gateway_variant("d", gateway(2), token, accounts)
+        if edge is not None:
+            gateway_variant("e", behind_edge, token, accounts)
 
     def ratio(x: str, y: str) -> float:
         return round(results[x]["rps"] / results[y]["rps"], 3)
@@ -259,9 +319,11 @@ def run(load: Load, work: Path, profile: Path | None = None) -> dict:
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "load": load.__dict__,
-        "variants": {k: {"name": NAMES[k], **results[k]} for k in "abcd"},
+        "variants": {k: {"name": NAMES[k], **results[k]} for k in "abcde" if k in results},
         "moderate": {k: {"rate": load.moderate_rate, **v} for k, v in moderate.items()},
         "c_over_b": ratio("c", "b"), "c_over_a": ratio("c", "a"), "d_over_c": ratio("d", "c"),
+        "e_over_c": ratio("e", "c") if "e" in results else None,
+        "edge": edge[0].name if edge else f"none installed: {INSTALL}",
         # d/c with a core per worker and the rest elsewhere: 2 x (a request's gateway CPU in c / in d), measured.
         "d_over_c_one_core_per_worker": round(2 * gateway_cpu("c") / gateway_cpu("d"), 3),
         "added_p50_ms": round(moderate["c"]["p50_ms"] - moderate["a"]["p50_ms"], 3),
@@ -271,7 +333,7 @@ def run(load: Load, work: Path, profile: Path | None = None) -> dict:
 
 
 def table(report: dict) -> str:
-    components = ("loadgen", "bank", "redis", "proxy", "gateway")
+    components = ("loadgen", "bank", "redis", "proxy", "edge", "gateway")
     lines = ["| variant | req/s | p50 ms | p90 ms | p99 ms | errors | CPU cores busy | CPU µs per request: "
              + " / ".join(components) + " (of it in the kernel) |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for key, v in report["variants"].items():
@@ -280,8 +342,10 @@ def table(report: dict) -> str:
         lines.append(f"| {key} {v['name']} | {v['rps']:.0f} | {v['p50_ms']:.2f} | {v['p90_ms']:.2f} | "
                      f"{v['p99_ms']:.2f} | {sum(v['errors'].values())} | {v['cpu_busy_cores']:.2f} | {cpu} |")
     m = report["moderate"]
+    e_over_c = "-" if report["e_over_c"] is None else f"{report['e_over_c']:.2f}"
     lines += ["", f"c/b {report['c_over_b']:.2f}   c/a {report['c_over_a']:.2f}   d/c {report['d_over_c']:.2f} "
-              f"(one core per worker: {report['d_over_c_one_core_per_worker']:.2f})   "
+              f"(one core per worker: {report['d_over_c_one_core_per_worker']:.2f})   e/c {e_over_c} "
+              f"(edge: {report['edge']})   "
               f"added p50 at {m['c']['rate']:.0f} req/s: {report['added_p50_ms']:.2f} ms "
               f"(a {m['a']['p50_ms']:.2f} ms, c {m['c']['p50_ms']:.2f} ms)   "
               f"lost audit records: {report['lost_audit_records']}"]
@@ -295,7 +359,7 @@ def chart(report: dict, path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     quantiles = [q / 10 for q in range(0, 1000)]
-    colour = dict(zip("abcd", ("tab:blue", "tab:orange", "tab:green", "tab:red")))  # one colour per variant
+    colour = dict(zip("abcde", ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")))  # one per variant
     for key, v in report["variants"].items():
         left.plot(quantiles, v["latency_ms_percentiles"], colour[key],
                   label=f"{key}: {v['name']} ({v['rps']:.0f} req/s)")
@@ -319,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds of closed-loop load per variant")
     parser.add_argument("--profile", action="store_true",
                         help="sample variant c's worker with py-spy; print the profile, write <out>-profile.txt")
+    parser.add_argument("--stages", action="store_true",
+                        help="sample the workers of variants c and e with py-spy; print their CPU per call by stage, "
+                             "middleware, audit and server stack (the JSON's `stages`, `stages_e`)")
     parser.add_argument("--out", type=Path, default=ROOT / "loadtests" / "results" / "bench",
                         help="path prefix of the JSON and PNG written (default loadtests/results/bench)")
     args = parser.parse_args(argv)
@@ -326,14 +393,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration is not None:
         load = Load(**{**load.__dict__, "duration": args.duration, "warmup": min(load.warmup, args.duration),
                        "moderate_seconds": args.duration})
+    if find_edge() is None:
+        missing = f"variant e needs an edge: neither nginx with njs nor haproxy is installed ({INSTALL})"
+        if os.environ.get("CI") == "true":
+            parser.error(missing)
+        print(f"{missing}: skipping it", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="obgw-bench-") as work:
-        collapsed = Path(work) / "profile.raw" if args.profile else None
-        report = run(load, Path(work), collapsed)
-        if collapsed is not None:
-            summary = profile_summary(collapsed)
+        sampled = {name: Sampled(Path(work) / f"profile-{name}.raw")
+                   for name in ("c", "e") if args.stages or (args.profile and name == "c")}
+        report = run(load, Path(work), sampled)
+        if args.profile:
+            summary = profile_summary(sampled["c"].raw)
             Path(f"{args.out}-profile.txt").write_text(summary + "\n")
             print(summary + "\n")
+        if args.stages:
+            for name, key in (("c", "stages"), ("e", "stages_e")):
+                if name in report["variants"]:
+                    report[key] = stages(sampled[name], report["variants"][name]["answered"], load.duration)
+                    print(stage_budget.table(report[key], name) + "\n")
     json_path, png_path = Path(f"{args.out}.json"), Path(f"{args.out}.png")
     json_path.write_text(json.dumps(report, indent=1) + "\n")
     chart(report, png_path)

@@ -82,6 +82,8 @@ class Stack:
             # The fixture logs alice and bob in many times a minute, each with a one-time code of its own (as the
             # test suite's banks do: tests/support/authenticator.py).
             bank, line = start_bank("127.0.0.1", 0, 0, self.work / "ledger.jsonl", totp_window=TOTP_WINDOW)
+            if bank.stdout is not None:
+                self._stack.callback(bank.stdout.close)  # after stop(), below: the callbacks run last first
             self._stack.callback(stop, bank)
             self.bank_pid = bank.pid
             words = line.split()  # "sandbox bank: accounts URL payments URL"
@@ -115,6 +117,13 @@ class Stack:
         """`obgw serve` on the stack's port; stop() it before starting the next."""
         return Server([sys.executable, "-m", "gateway", "serve"], self.env(workers),
                       self.work / f"gateway-{workers}.log", self.port)
+
+    def gateway_behind_edge(self, port: int) -> Server:
+        """`obgw serve` with 1 worker on plain HTTP on loopback `port` (plain_gateway.py), for an edge on the stack's
+        port: the issuer is the edge's address, and loopback's RFC 9440 `Client-Cert` is honoured."""
+        env = {**self.env(1), "OBGW_PORT": str(port), "OBGW_ISSUER": self.base, "OBGW_TRUSTED_PROXIES": "127.0.0.1/32"}
+        return Server([sys.executable, str(ROOT / "loadtests" / "plain_gateway.py")], env,
+                      self.work / "gateway-plain.log", port)
 
     def process(self, args: list[str], log: str, **env: str) -> Server:
         """Another server on the stack's port (the benchmark's bare proxy), with the gateway's settings."""

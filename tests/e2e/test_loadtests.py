@@ -6,23 +6,35 @@ they write and print is consistent with itself (ratios are the quotients they na
 from __future__ import annotations
 
 import ast
+import base64
 import contextlib
 import csv
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from support.gateway import tpp_client
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "loadtests"))
+
+import edge  # noqa: E402
+import stage_budget  # noqa: E402
+from stack import Stack, free_port  # noqa: E402
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-VARIANTS = {"a": "direct bank", "b": "bare proxy", "c": "gateway, 1 worker", "d": "gateway, 2 workers"}
+VARIANTS = {"a": "direct bank", "b": "bare proxy", "c": "gateway, 1 worker", "d": "gateway, 2 workers",
+            "e": "edge + gateway, 1 worker"}
+ROW_KINDS = ("server ", "middleware ", "app ", "stage ", "audit ", "other")
+NO_CERTIFICATE = "A client certificate is required"
 
 
 def _processes_mentioning(marker: str) -> list[str]:
@@ -74,11 +86,14 @@ def test_the_benchmark_runs_end_to_end_and_its_report_is_coherent(tmp_path):
     tmp = tmp_path / "tmp"
     out = tmp_path / "bench"
     try:
-        done = _run(["loadtests/bench.py", "--duration", "0.5", "--out", str(out)], tmp, timeout=180)
+        done = _run(["loadtests/bench.py", "--duration", "0.5", "--stages", "--out", str(out)], tmp, timeout=180)
         assert done.returncode == 0, _explain(done)
 
         report = json.loads(out.with_suffix(".json").read_text())
-        assert set(report["variants"]) == set(VARIANTS)
+        edged = edge.find_edge() is not None
+        assert set(report["variants"]) == set(VARIANTS) - ({"e"} if not edged else set())
+        if not edged:
+            assert "variant e needs an edge" in done.stdout and report["e_over_c"] is None
         for key, variant in report["variants"].items():
             assert variant["name"] == VARIANTS[key]
             assert variant["rps"] > 0, key
@@ -92,18 +107,33 @@ def test_the_benchmark_runs_end_to_end_and_its_report_is_coherent(tmp_path):
         assert report["c_over_b"] == round(rps["c"] / rps["b"], 3)
         assert report["c_over_a"] == round(rps["c"] / rps["a"], 3)
         assert report["d_over_c"] == round(rps["d"] / rps["c"], 3)
+        if edged:
+            assert report["e_over_c"] == round(rps["e"] / rps["c"], 3)
         moderate = report["moderate"]
         assert report["added_p50_ms"] == round(moderate["c"]["p50_ms"] - moderate["a"]["p50_ms"], 3)
 
         assert report["lost_audit_records"] == 0
-        assert set(report["audit"]) == {"c", "d"}
+        assert set(report["audit"]) == {"c", "d", "e"} - ({"e"} if not edged else set())
         for key, audit in report["audit"].items():
             assert audit["sent"] > 0, key
             assert audit["records"] == audit["sent"], (key, audit)
 
         assert out.with_suffix(".png").read_bytes().startswith(PNG_SIGNATURE)
-        for key, name in VARIANTS.items():
-            assert f"| {key} {name} |" in done.stdout, done.stdout
+        for key in report["variants"]:
+            assert f"| {key} {VARIANTS[key]} |" in done.stdout, done.stdout
+
+        for key, variant in (("stages", "c"), ("stages_e", "e")):
+            if variant not in report["variants"]:
+                continue
+            budget = report[key]
+            rows = budget["rows"]
+            assert sum(row["samples"] for row in rows) == budget["samples"] > 0, budget
+            # every sample in exactly one row, so the rows add up to the worker's measured CPU per call
+            assert round(sum(row["us_per_call"] for row in rows), 1) == budget["cpu_us_per_call"] > 0, budget
+            assert all(row["name"].startswith(ROW_KINDS) for row in rows), rows
+            assert any(row["name"].startswith("server ") for row in rows), rows  # a 0.5 s run may miss a stage
+            assert f"CPU budget of variant {variant}'s gateway worker: {budget['cpu_us_per_call']:.1f} µs per call" \
+                in done.stdout, done.stdout
     finally:
         _assert_nothing_left_running(str(tmp))
     assert not list(tmp.glob("obgw-bench-*"))  # its work directory is removed too
@@ -149,3 +179,64 @@ def test_the_benchmark_offers_a_quick_option():
                           text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert "--quick" in done.stdout
+
+
+def test_a_stage_budget_gives_each_sample_to_its_innermost_part_and_adds_up():
+    raw = "\n".join([
+        # the aiohttp client a stage calls is the client's, not the stage's
+        "run (uvicorn/server.py:1);Forward.on_request (gateway/pipeline/forward.py:9);"
+        "ClientSession._request (aiohttp/client.py:5) 5",
+        # what a stage does through an unnamed library (redis-py) stays the stage's; closures in a hook are its own
+        "run (uvicorn/server.py:1);Admit.on_request.<locals>.charge (gateway/pipeline/admission.py:3);"
+        "AsyncScript.__call__ (gateway/store/redis.py:2);Redis.execute (redis/asyncio/client.py:7) 3",
+        "run (uvicorn/server.py:1);Audit.__call__.<locals>.hold (gateway/pipeline/middleware.py:1);"
+        "RequestResponseCycle.send (uvicorn/protocols/http/httptools_impl.py:4) 2",
+        "run (uvicorn/server.py:1);Audit.__call__ (gateway/pipeline/middleware.py:1);"
+        "AuditChain.append (gateway/audit/chain.py:8) 2",
+        "run (uvicorn/server.py:1);ResourceEndpoint.__call__ (gateway/pipeline/endpoint.py:5);"
+        "Pipeline.run (gateway/pipeline/__init__.py:3) 1",
+        "run (uvicorn/server.py:1);Runner.run (asyncio/runners.py:118) 4",
+        "Process.pong (uvicorn/supervisors/multiprocess.py:3);Connection._recv (multiprocessing/connection.py:2) 1",
+        "_bootstrap (threading.py:1) 1",
+    ])
+    budget = stage_budget.budget(raw, 100.0)
+    rows = {row["name"]: row for row in budget["rows"]}
+    assert {name: row["samples"] for name, row in rows.items()} == {
+        "server aiohttp client": 5, "stage Admit": 3, "server HTTP (uvicorn, httptools)": 2, "audit AuditChain": 2,
+        "app ResourceEndpoint": 1, "server event loop": 4, "other": 2}
+    assert budget["samples"] == 19
+    assert round(sum(row["us_per_call"] for row in rows.values()), 1) == 100.0
+    assert rows["server aiohttp client"]["us_per_call"] == 26.3  # 5/19 of 100, the rounding left to the largest
+    assert list(rows)[0].startswith("server ") and list(rows)[-1] == "other"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with Stack(tmp_path_factory.mktemp("edge-stack")) as running:
+        yield running
+
+
+@pytest.mark.parametrize("kind", [edge.NginxEdge, edge.HAProxyEdge], ids=lambda kind: kind.name)
+def test_the_benchmarks_edge_forwards_only_the_certificate_it_verified(stack, tmp_path, kind):
+    binary = edge.installed("haproxy" if kind is edge.HAProxyEdge else "nginx")
+    if binary is None or (kind is edge.NginxEdge and not edge.NJS_MODULE.exists()):
+        message = f"{kind.name} is not installed ({edge.INSTALL})"
+        if os.environ.get("CI") == "true" and kind is edge.NginxEdge:  # HAProxy is only the fallback
+            pytest.fail(message)
+        pytest.skip(message)
+    upstream = free_port()
+    gateway = stack.gateway_behind_edge(upstream)
+    try:
+        with kind(binary, tmp_path / "edge", stack.port, upstream, stack.pki):
+            url = f"{stack.base}/open-banking/v3.1/aisp/accounts"
+            der = base64.b64encode(ssl.PEM_cert_to_DER_cert((stack.pki / "tpp-demo.pem").read_text())).decode()
+            with tpp_client(stack.pki, None) as anonymous, tpp_client(stack.pki, "tpp-demo") as tpp:
+                forged = anonymous.get(url, headers={"Client-Cert": f":{der}:"})
+                presented = tpp.get(url, headers={"Client-Cert": ":AAAA:"})
+    finally:
+        gateway.stop()
+    # no certificate at the handshake: a Client-Cert the caller wrote itself never reaches the gateway
+    assert forged.status_code == 401 and NO_CERTIFICATE in forged.text, forged.text
+    # a verified one is forwarded in place of the caller's, so the call gets past mutual TLS (to the missing token)
+    assert presented.status_code == 401 and NO_CERTIFICATE not in presented.text, presented.text
+    assert "Invalid" not in presented.text and "Client-Cert" not in presented.text, presented.text
