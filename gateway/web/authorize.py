@@ -5,6 +5,7 @@ code → consent.
     POST /oauth2/authorize/login                    the bank checks the password; a new session id (no fixation)
     POST /oauth2/authorize/otp                      the bank checks the authenticator's code; a new session id again
     POST /oauth2/authorize/decision                 approve → consent Authorised + code; deny → Rejected + error
+    GET  /oauth2/authorize/step?lang=               the session's current step again (the pages' language links)
 
 Strong customer authentication (PSD2 RTS Art. 4): the consent page, and the decision, need both factors passed in
 this session; the session records which (RFC 8176 names, oauth.grants), and the id_token's `acr` is read from them.
@@ -42,7 +43,8 @@ from gateway.oauth import jarm
 from gateway.oauth.grants import ONE_TIME_CODE, PASSWORD, STRONG_FACTORS, new_grantee
 from gateway.oauth.requests import query_request, single_values
 from gateway.oauth.signing_keys import signer
-from gateway.web import language
+from gateway.web import language, locales
+from gateway.web.brand import DEFAULT_BRAND, Brand
 from gateway.web.forms import csrf_matches, one, read_form
 from gateway.web.login import CodeCheck, PasswordCheck, TooManyAttempts
 from gateway.web.pages import (
@@ -50,10 +52,14 @@ from gateway.web.pages import (
     SESSION_COOKIE,
     clear_session,
     error_page,
+    in_language,
+    locale,
     origin,
     page,
+    prefer,
     redirect,
     refuse,
+    say,
     set_session,
 )
 
@@ -61,20 +67,23 @@ AUTHORIZE_PATH = "/oauth2/authorize"
 LOGIN_PATH = "/oauth2/authorize/login"
 OTP_PATH = "/oauth2/authorize/otp"
 DECISION_PATH = "/oauth2/authorize/decision"
+STEP_PATH = "/oauth2/authorize/step"
 MAX_LOGIN_ATTEMPTS = 5  # wrong passwords and codes together, in one session
 SESSION = "authorize"
 
 
 class _Step:
-    """One step as a raw ASGI app: names the audited route, then answers with what the handler returns."""
+    """One step as a raw ASGI app: names the audited route, then answers with what the handler returns, its pages
+    in the customer's language (web.locales) under the bank's brand."""
 
-    def __init__(self, template: str, handler) -> None:
-        self.template, self.handler = template, handler
+    def __init__(self, template: str, handler, brand: Brand) -> None:
+        self.template, self.handler, self.brand = template, handler, brand
 
     async def __call__(self, scope, receive, send) -> None:
         call: Call = scope[SCOPE_KEY]
         call.route_template = self.template
-        response = await self.handler(Request(scope, receive), call)
+        request = Request(scope, receive)
+        response = await in_language(request, self.brand, STEP_PATH, lambda: self.handler(request, call))
         await response(scope, receive, send)
 
 
@@ -90,10 +99,12 @@ def linked_terms(consent: Consent) -> str:
 
 
 class CustomerAuthorization:
-    """The four customer steps, as ASGI endpoints (see the module docstring)."""
+    """The customer steps, and the current one shown again, as ASGI endpoints (see the module docstring)."""
 
-    def __init__(self, server, bank: Bank, passwords: PasswordCheck, login_seconds: int) -> None:
+    def __init__(self, server, bank: Bank, passwords: PasswordCheck, login_seconds: int,
+                 brand: Brand = DEFAULT_BRAND) -> None:
         self.server = server
+        self.brand = brand
         self.bank = bank
         self.passwords = passwords
         self.codes: CodeCheck = passwords.second_factor()
@@ -102,32 +113,33 @@ class CustomerAuthorization:
 
     def endpoints(self) -> list[tuple[str, object]]:
         """(path, ASGI app) of each step, for the router."""
-        return [(path, _Step(path, handler)) for path, handler in (
+        return [(path, _Step(path, handler, self.brand)) for path, handler in (
             (AUTHORIZE_PATH, self._start), (LOGIN_PATH, self._login), (OTP_PATH, self._second_factor),
-            (DECISION_PATH, self._decide))]
+            (DECISION_PATH, self._decide), (STEP_PATH, self._again))]
 
     # GET /oauth2/authorize
     async def _start(self, request: Request, call: Call):
         # OIDC Core §3.1.2.1: GET, or POST with the parameters as a form.
         if request.method not in ("GET", "POST"):
-            return error_page(call, "oauth.invalid_request", "Use GET or POST.", 405)
+            return error_page(call, "oauth.invalid_request", "error.use_get_or_post", 405)
         form = await read_form(request) if request.method == "POST" else None  # bounded, as every page's form
         if request.method == "POST" and form is None:
-            return error_page(call, "oauth.invalid_request", "The form could not be read.")
+            return error_page(call, "oauth.invalid_request", "error.form_unreadable")
         try:
             pairs = parse_qsl(request.url.query, keep_blank_values=True) if form is None else [
                 (name, value) for name, values in form.items() for value in values]
             params = single_values(pairs)
         except OAuth2Error:
-            return error_page(call, "oauth.invalid_request", "A parameter is given more than once.")
-        # RFC 9126 §4: with require_pushed_authorization_requests the only parameters are client_id + request_uri.
-        if set(params) != {"client_id", "request_uri"}:
-            return error_page(call, "oauth.invalid_request",
-                              "The authorization request was not pushed: send only client_id and request_uri.")
+            return error_page(call, "oauth.invalid_request", "error.repeated_parameter")
+        # RFC 9126 §4: with require_pushed_authorization_requests the only parameters are client_id + request_uri
+        # (and CONTRACT §4's `lang`, for display only: in_language has read it).
+        if set(params) - {"lang"} != {"client_id", "request_uri"}:
+            return error_page(call, "oauth.invalid_request", "error.not_pushed")
         pushed = await run_in_threadpool(self.server.store.take_request, params["request_uri"], params["client_id"])
         if pushed is None:
-            return error_page(call, "oauth.invalid_request_uri", "This link has expired or was used already.")
+            return error_page(call, "oauth.invalid_request_uri", "error.link_expired")
         call.client_id = pushed["client_id"]
+        prefer(locales.from_ui_locales(pushed.get("ui_locales")))  # OIDC Core §3.1.2.1, unless the customer chose
         oauth_request = self._oauth_request(request, pushed)
         try:
             grant = await run_in_threadpool(self.server.get_consent_grant, oauth_request)
@@ -187,7 +199,7 @@ class CustomerAuthorization:
             await run_in_threadpool(self.server.store.save_session, SESSION, session_id, state, self.login_seconds)
             refuse(call, "web.sca_relink")
             shown = PAGE_REASONS["web.sca_relink"]
-            return self._code_page(client, consent, state, error=shown.message, status=shown.status)
+            return self._code_page(client, consent, state, error=say("reason.web.sca_relink"), status=shown.status)
         customer_id = state["customer"]["id"]
         try:
             passed = await self.codes(customer_id, one(form, "otp"), source_of(request.scope))
@@ -228,13 +240,13 @@ class CustomerAuthorization:
         if len(decision) != 1 or decision[0] not in ("approve", "deny"):
             refuse(call, "oauth.invalid_request")
             return self._consent_page(self.server.query_client(call.client_id), await run_in_threadpool(
-                self._consent, state), state, error="Choose Agree or Do not agree.", status=400)
+                self._consent, state), state, error=say("consent.choose_decision"), status=400)
         consent = await run_in_threadpool(self._consent, state)
         call.consent_id = consent.consent_id
         authenticated = state.get("authenticated")
         if not STRONG_FACTORS <= set(state.get("factors", ())) or not authenticated:
             # Unreachable through the steps (the stage is "consent" only after both): never decide without them.
-            return error_page(call, "web.session_missing", "This step is out of order. Start again.")
+            return error_page(call, "web.session_missing", "error.out_of_order")
         if authenticated["terms"] != linked_terms(consent):
             return await self._relink(session_id, state, call)
         if decision[0] == "deny":
@@ -249,12 +261,33 @@ class CustomerAuthorization:
         single = consent.kind is not Kind.ACCOUNT_ACCESS
         if not chosen or not set(chosen) <= offered or len(set(chosen)) != len(chosen) or (single and len(chosen) != 1):
             refuse(call, "oauth.invalid_request")
-            message = "Choose the account to pay from." if single else "Choose at least one account."
+            message = say("consent.choose_debtor" if single else "consent.choose_accounts")
             return self._consent_page(self.server.query_client(call.client_id), consent, state, error=message,
                                       status=400)
         await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
         response = await run_in_threadpool(self._approve, state, consent, chosen, call)
         return clear_session(response)
+
+    # GET /oauth2/authorize/step
+    async def _again(self, request: Request, call: Call):
+        """The session's current step shown again (in the language `lang` asks for): a GET, so it changes nothing;
+        the page carries the same CSRF token as before."""
+        if request.method != "GET":
+            return error_page(call, "oauth.invalid_request", "error.use_form", 405)
+        session_id = request.cookies.get(SESSION_COOKIE)
+        state = await run_in_threadpool(self.server.store.session, SESSION, session_id) if session_id else None
+        if state is None:
+            return error_page(call, "web.session_missing")
+        call.client_id = state["params"]["client_id"]
+        client = self.server.query_client(call.client_id)
+        if state["stage"] == "login":
+            return self._login_page(client, state)
+        call.customer_id = state["customer"]["id"]
+        consent = await run_in_threadpool(self._consent, state)
+        call.consent_id = consent.consent_id
+        if state["stage"] == "otp":
+            return self._code_page(client, consent, state)
+        return self._consent_page(client, consent, state)
 
     # The steps' shared parts
     async def _renew(self, session_id: str, state: dict) -> str:
@@ -274,8 +307,7 @@ class CustomerAuthorization:
             await run_in_threadpool(self.server.store.end_session, SESSION, session_id)
             return clear_session(await self._deny_redirect(state, call, "Too many failed log-in attempts."))
         await run_in_threadpool(self.server.store.save_session, SESSION, session_id, state, self.login_seconds)
-        shown = PAGE_REASONS[reason]
-        return again(error=shown.message, status=shown.status)
+        return again(error=say(f"reason.{reason}"), status=PAGE_REASONS[reason].status)
 
     async def _relink(self, session_id: str, state: dict, call: Call):
         """Dynamic linking refused the decision: the consent is not what the customer authenticated. Back to the
@@ -284,27 +316,26 @@ class CustomerAuthorization:
         state = {"params": state["params"], "csrf": "", "stage": "login", "attempts": state["attempts"],
                  "factors": []}
         session_id = await self._renew(session_id, state)
-        shown = PAGE_REASONS["web.sca_relink"]
         client = self.server.query_client(state["params"]["client_id"])
-        return set_session(self._login_page(client, state, error=shown.message, status=shown.status), session_id,
+        return set_session(self._login_page(client, state, error=say("reason.web.sca_relink"),
+                                            status=PAGE_REASONS["web.sca_relink"].status), session_id,
                            self.login_seconds)
 
     @staticmethod
     def _too_many(call: Call, refused: TooManyAttempts, again):
         """Refused before the bank: the step's page `again(error=, status=)`, saying when to try again."""
         refuse(call, refused.reason)
-        shown = PAGE_REASONS[refused.reason]
-        response = again(error=shown.message, status=shown.status)
+        response = again(error=say(f"reason.{refused.reason}"), status=PAGE_REASONS[refused.reason].status)
         response.headers["Retry-After"] = str(refused.retry_after)
         return response
 
     async def _session(self, request: Request, call: Call, stage: str):
         """(session id, state, form) of a live session at `stage` with a valid CSRF token, else the error page."""
         if request.method != "POST":
-            return error_page(call, "oauth.invalid_request", "Use the form.", 405)
+            return error_page(call, "oauth.invalid_request", "error.use_form", 405)
         form = await read_form(request)
         if form is None:
-            return error_page(call, "oauth.invalid_request", "The form could not be read.")
+            return error_page(call, "oauth.invalid_request", "error.form_unreadable")
         session_id = request.cookies.get(SESSION_COOKIE)
         state = await run_in_threadpool(self.server.store.session, SESSION, session_id) if session_id else None
         if state is None:
@@ -315,7 +346,7 @@ class CustomerAuthorization:
         if not csrf_matches(form, state["csrf"]):
             return error_page(call, "web.csrf_invalid")
         if state["stage"] != stage:
-            return error_page(call, "web.session_missing", "This step is out of order. Start again.")
+            return error_page(call, "web.session_missing", "error.out_of_order")
         return session_id, state, form
 
     def _oauth_request(self, request: Request, params: dict):
@@ -371,7 +402,8 @@ class CustomerAuthorization:
     def _error_response(self, call: Call, request, error: OAuth2Error):
         """An error after the redirect URI is validated is a redirect with error, state and iss; before, a page."""
         if not error.redirect_uri:
-            return error_page(call, oauth_reason(error.error), error.get_error_description() or error.error)
+            return error_page(call, oauth_reason(error.error),
+                              say("error.app_request", detail=error.get_error_description() or error.error))
         return self._from_oauth(call, self.server.handle_error_response(request, error), request)
 
     def _from_oauth(self, call: Call, response, request):
@@ -388,34 +420,45 @@ class CustomerAuthorization:
             location = jarm.jwt_location(location, params["client_id"], self.server.issuer, self._sign_response)
         return redirect(location, response.status)
 
+    @staticmethod
+    def _name(client) -> str:
+        return client.client_name if client else say("page.an_app")
+
     def _login_page(self, client, state: dict, error: str | None = None, status: int = 200):
-        return page("login.html", status=status, tpp_name=client.client_name if client else "An app",
-                    csrf_token=state["csrf"], action=LOGIN_PATH, error=error)
+        return page("login.html", status=status, tpp_name=self._name(client), csrf_token=state["csrf"],
+                    action=LOGIN_PATH, error=error)
 
     def _code_page(self, client, consent, state: dict, error: str | None = None, status: int = 200):
         """The second factor's form; for a payment, it shows what the code will confirm (RTS Art. 5(1)(a))."""
-        return page("otp.html", status=status, tpp_name=client.client_name if client else "An app",
-                    customer_name=state["customer"]["name"], csrf_token=state["csrf"], action=OTP_PATH,
-                    payment=self._payment(consent), error=error)
+        return page("otp.html", status=status, tpp_name=self._name(client), customer_name=state["customer"]["name"],
+                    csrf_token=state["csrf"], action=OTP_PATH, payment=self._payment(consent), error=error)
 
     def _consent_page(self, client, consent, state: dict, error: str | None = None, status: int = 200):
         accounts = [{"account_id": a, "label": label} for a, label in state["accounts"]]
-        payment = self._payment(consent)
+        payment, here = self._payment(consent), locale()
         window = None
         if consent.transaction_from or consent.transaction_to:
-            window = f"from {consent.transaction_from or 'the start'} to {consent.transaction_to or 'now'}"
+            window = say("consent.window", start=locales.day(here, consent.transaction_from) or say(
+                "consent.window_start"), end=locales.day(here, consent.transaction_to) or say("consent.window_now"))
+        recurring = consent.kind in (Kind.DOMESTIC_VRP, Kind.DOMESTIC_STANDING_ORDER, Kind.INTERNATIONAL_STANDING_ORDER)
+        if payment and not recurring:
+            how_long = say("consent.payment_once")
+        elif consent.expires:
+            how_long = say("consent.until", date=locales.day(here, consent.expires))
+        else:
+            how_long = say("consent.until_withdrawn")
         return page("consent.html", status=status, form_targets=(origin(state["params"]["redirect_uri"]),),
-                    tpp_name=client.client_name if client else "An app", customer_name=state["customer"]["name"],
+                    tpp_name=self._name(client), customer_name=state["customer"]["name"],
                     csrf_token=state["csrf"], action=DECISION_PATH, accounts=accounts, payment=payment,
                     funds_check=consent.kind is Kind.FUNDS_CONFIRMATION, single=consent.kind is not Kind.ACCOUNT_ACCESS,
-                    several=consent.kind in (Kind.DOMESTIC_VRP, Kind.DOMESTIC_STANDING_ORDER,
-                                             Kind.INTERNATIONAL_STANDING_ORDER, Kind.FILE_PAYMENT),
-                    will_see=language.will_see(consent.permissions, consent.kind),
-                    will_not_see=language.will_not_see(consent.permissions),
-                    expires=consent.expires or "you withdraw it", window=window, error=error)
+                    several=recurring or consent.kind is Kind.FILE_PAYMENT,
+                    will_see=language.will_see(here, consent.permissions, consent.kind),
+                    will_not_see=language.will_not_see(here, consent.permissions), window=window,
+                    how_long=how_long, error=error)
 
     @staticmethod
     def _payment(consent) -> list[str] | None:
         if not consent.kind.is_payment:
             return None
-        return language.what_the_payment_does(consent.kind, consent.terms or {"Initiation": consent.initiation})
+        return language.what_the_payment_does(locale(), consent.kind,
+                                              consent.terms or {"Initiation": consent.initiation})

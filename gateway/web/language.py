@@ -1,126 +1,132 @@
-"""What each UK Open Banking permission means to a customer, in plain words: the one place wording is reviewed.
+"""What a consent means to a customer, in plain words from the catalogue: the one place the wording is put together.
 
-Each permission reads as "The app will see ..."; the consent page also lists, from the same table, what the app
-will *not* see, so a customer can tell a narrow request from a broad one.
+Each UK Open Banking permission reads as "The app will see ..." (catalogue `perm.*`); the consent page also lists,
+from the same table, what the app will *not* see, so a customer can tell a narrow request from a broad one. A
+payment consent reads as one line per fact (payee, amount, when, how often, limits); an access recorded by the audit
+log as what it did ("read your balance"), after the API family its path names.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from gateway.consents.model import Kind
+from gateway.web.catalogue import has, text
+from gateway.web.locales import day, moment, money
 
-PERMISSIONS: dict[str, str] = {
-    "ReadAccountsBasic": "the names, types and currencies of the accounts you choose",
-    "ReadAccountsDetail": "the sort codes and account numbers of the accounts you choose",
-    "ReadBalances": "the balances of those accounts",
-    "ReadBeneficiariesBasic": "the names of the people and companies you have saved as payees",
-    "ReadBeneficiariesDetail": "the account details of your saved payees",
-    "ReadDirectDebits": "your Direct Debits",
-    "ReadStandingOrdersBasic": "your standing orders: to whom, how much and how often",
-    "ReadStandingOrdersDetail": "the payee account details of your standing orders",
-    "ReadScheduledPaymentsBasic": "your payments scheduled for later",
-    "ReadScheduledPaymentsDetail": "the payee account details of your scheduled payments",
-    "ReadTransactionsBasic": "your transactions: dates, amounts and their status",
-    "ReadTransactionsDetail": "your transactions in full: descriptions, merchants and the other party's details",
-    "ReadTransactionsCredits": "money paid into those accounts",
-    "ReadTransactionsDebits": "money paid out of those accounts",
-    "ReadStatementsBasic": "your statements: their dates and periods",
-    "ReadStatementsDetail": "your statements in full, including their amounts and files",
-    "ReadProducts": "the product details of those accounts (such as interest rates and fees)",
-    "ReadOffers": "offers the bank has made to you",
-    "ReadParty": "the name and contact details of the account holders",
-    "ReadPartyPSU": "your own name and contact details",
-    "ReadPAN": "your full card numbers (otherwise only the last digits are shown)",
-}
+# The order the consent page lists them in (the UK OB data clusters, broad to narrow).
+PERMISSIONS = (
+    "ReadAccountsBasic", "ReadAccountsDetail", "ReadBalances", "ReadBeneficiariesBasic", "ReadBeneficiariesDetail",
+    "ReadDirectDebits", "ReadStandingOrdersBasic", "ReadStandingOrdersDetail", "ReadScheduledPaymentsBasic",
+    "ReadScheduledPaymentsDetail", "ReadTransactionsBasic", "ReadTransactionsDetail", "ReadTransactionsCredits",
+    "ReadTransactionsDebits", "ReadStatementsBasic", "ReadStatementsDetail", "ReadProducts", "ReadOffers",
+    "ReadParty", "ReadPartyPSU", "ReadPAN",
+)
+INTERNATIONAL = frozenset({Kind.INTERNATIONAL_PAYMENT, Kind.INTERNATIONAL_SCHEDULED_PAYMENT,
+                           Kind.INTERNATIONAL_STANDING_ORDER})
 
 
-# A confirmation-of-funds consent has no permissions: what it lets the app learn is this one answer.
-FUNDS_CHECK = ("whether the account has enough money for an amount the app names: only a yes or no, never your "
-               "balance or transactions")
+def will_see(locale: str, permissions, kind: Kind = Kind.ACCOUNT_ACCESS) -> list[str]:
+    if kind is Kind.FUNDS_CONFIRMATION:  # no permissions: what it lets the app learn is this one answer
+        return [text(locale, "perm.funds_check")]
+    return [text(locale, f"perm.{p}") for p in PERMISSIONS if p in set(permissions)]
 
 
-def will_see(permissions, kind: Kind = Kind.ACCOUNT_ACCESS) -> list[str]:
-    if kind is Kind.FUNDS_CONFIRMATION:
-        return [FUNDS_CHECK]
-    return [PERMISSIONS[p] for p in PERMISSIONS if p in set(permissions)]
+def will_not_see(locale: str, permissions) -> list[str]:
+    return [text(locale, f"perm.{p}") for p in PERMISSIONS if p not in set(permissions)]
 
 
-def will_not_see(permissions) -> list[str]:
-    return [PERMISSIONS[p] for p in PERMISSIONS if p not in set(permissions)]
-
-
-_SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$"}
-_PERIODS = {"Day": "a day", "Week": "a week", "Fortnight": "a fortnight", "Month": "a month",
-            "Half-year": "a half-year", "Year": "a year"}
-_FREQUENCY = {"EvryDay": "every day", "EvryWorkgDay": "every working day", "IntrvlWkDay": "every week",
-              "WkInMnthDay": "every month", "IntrvlMnthDay": "every month", "QtrDay": "every quarter"}
-
-
-def money(amount: dict) -> str:
-    """`{"Amount": "25.00", "Currency": "GBP"}` → "£25.00"; another currency keeps its code: "100.00 CHF"."""
-    symbol = _SYMBOLS.get(amount.get("Currency", ""))
-    figure = amount.get("Amount", "")
-    return f"{symbol}{figure}" if symbol else f"{figure} {amount.get('Currency', '')}"
-
-
-def day(moment: str | None) -> str:
-    """An ISO 8601 date-time as the customer reads a date: "1 January 2027"."""
-    if not moment:
-        return ""
-    when = datetime.fromisoformat(moment)
-    return f"{when.day} {when:%B %Y}"
-
-
-def period_used(period_type: str, start: datetime, end: datetime, used_minor: int, limit_minor: int,
+def period_used(locale: str, period_type: str, start: datetime, end: datetime, used_minor: int, limit_minor: int,
                 currency: str) -> str:
-    """One VRP limit's current period: "Used from 1 December 2026 to 31 December 2026: £30.00 of £100.00"."""
-    last = end - timedelta(days=1)
+    """One VRP limit's current period: "Used this month, 1 December 2026 to 31 December 2026: £30.00 of £100.00"."""
     def amount(minor: int) -> str:
-        return money({"Amount": f"{minor // 100}.{minor % 100:02d}", "Currency": currency})
-    return (f"Used this {period_type.lower()}, {day(start.isoformat())} to {day(last.isoformat())}: "
-            f"{amount(used_minor)} of {amount(limit_minor)}")
+        return money(locale, {"Amount": f"{minor // 100}.{minor % 100:02d}", "Currency": currency})
+    return text(locale, "pay.used", period=text(locale, f"period_this.{period_type}"), start=day(locale, start),
+                end=day(locale, end - timedelta(days=1)), used=amount(used_minor), limit=amount(limit_minor))
 
 
-def what_the_payment_does(kind: Kind, terms: dict) -> list[str]:
+def _paid(locale: str, keys: tuple[str, str], initiation: dict, **values) -> str:
+    """The (paid now, paid on {date}) line, after the initiation's RequestedExecutionDateTime."""
+    when = initiation.get("RequestedExecutionDateTime")
+    if when:
+        return text(locale, keys[1], date=day(locale, when), **values)
+    return text(locale, keys[0], **values)
+
+
+def _vrp(locale: str, control: dict) -> list[str]:
+    lines = [text(locale, "pay.vrp_each", amount=money(locale, control.get("MaximumIndividualAmount", {})))]
+    for limit in control.get("PeriodicLimits", ()):
+        key = "pay.vrp_limit_calendar" if limit.get("PeriodAlignment") == "Calendar" else "pay.vrp_limit"
+        period = f"period.{limit.get('PeriodType', '')}"
+        lines.append(text(locale, key, amount=money(locale, limit), period=text(locale, period) if has(period) else ""))
+    start, end = control.get("ValidFromDateTime"), control.get("ValidToDateTime")
+    key = {(True, True): "pay.valid_from_until", (True, False): "pay.valid_from", (False, True): "pay.valid_until",
+           (False, False): "pay.valid"}[bool(start), bool(end)]
+    lines.append(text(locale, key, start=day(locale, start), end=day(locale, end)))
+    return lines
+
+
+def _standing_order(locale: str, initiation: dict) -> str:
+    first = initiation.get("FirstPaymentAmount") or initiation.get("InstructedAmount", {})
+    frequency = "freq." + initiation.get("Frequency", "").split(":")[0]
+    values = {"amount": money(locale, first), "first": day(locale, initiation.get("FirstPaymentDateTime")),
+              "how_often": text(locale, frequency if has(frequency) else "freq.other")}
+    if initiation.get("NumberOfPayments"):
+        return text(locale, "pay.standing_count", count=initiation["NumberOfPayments"], **values)
+    if initiation.get("FinalPaymentDateTime"):
+        return text(locale, "pay.standing_until", final=day(locale, initiation["FinalPaymentDateTime"]), **values)
+    return text(locale, "pay.standing_open", **values)
+
+
+def what_the_payment_does(locale: str, kind: Kind, terms: dict) -> list[str]:
     """The payment a consent allows, in plain words, one line per fact (payee, amount, when, how often, limits)."""
     initiation = terms.get("Initiation", {})
     payee = initiation.get("CreditorAccount", {}).get("Name") or initiation.get("Creditor", {}).get("Name", "")
-    lines = [f"To: {payee}"] if payee else []
-    reference = initiation.get("RemittanceInformation", {}).get("Reference") or initiation.get("Reference")
+    lines = [text(locale, "pay.to", payee=payee)] if payee else []
     if kind is Kind.DOMESTIC_VRP:
-        control = terms.get("ControlParameters", {})
-        lines.append(f"Payments of up to {money(control.get('MaximumIndividualAmount', {}))} each, whenever the "
-                     "app asks, without asking you again")
-        lines += [f"At most {money(limit)} {_PERIODS.get(limit.get('PeriodType', ''), '')}"
-                  f"{' (calendar)' if limit.get('PeriodAlignment') == 'Calendar' else ''}"
-                  for limit in control.get("PeriodicLimits", ())]
-        window = [f"from {day(control['ValidFromDateTime'])}" if control.get("ValidFromDateTime") else "",
-                  f"until {day(control['ValidToDateTime'])}" if control.get("ValidToDateTime") else
-                  "until you withdraw it"]
-        lines.append("Valid " + " ".join(part for part in window if part))
+        lines += _vrp(locale, terms.get("ControlParameters", {}))
     elif kind is Kind.FILE_PAYMENT:
-        count, total = initiation.get("NumberOfTransactions", "?"), f"{initiation.get('ControlSum', 0):.2f}"
-        name = f" in the file {initiation['FileReference']}" if initiation.get("FileReference") else ""
-        when = (f" on {day(initiation['RequestedExecutionDateTime'])}" if initiation.get("RequestedExecutionDateTime")
-                else " now")
-        lines.append(f"{count} payments{name}, {money({'Amount': total, 'Currency': 'GBP'})} in all,{when}")
+        total = money(locale, {"Amount": f"{initiation.get('ControlSum', 0):.2f}", "Currency": "GBP"})
+        count = initiation.get("NumberOfTransactions", "?")
+        if initiation.get("FileReference"):
+            lines.append(_paid(locale, ("pay.file_named_now", "pay.file_named_on"), initiation, count=count,
+                               total=total, file=initiation["FileReference"]))
+        else:
+            lines.append(_paid(locale, ("pay.file_now", "pay.file_on"), initiation, count=count, total=total))
     elif "Frequency" in initiation:  # a standing order, domestic or international
-        first = initiation.get("FirstPaymentAmount") or initiation.get("InstructedAmount", {})
-        how_often = _FREQUENCY.get(initiation.get("Frequency", "").split(":")[0], "regularly")
-        count = initiation.get("NumberOfPayments")
-        until = f", {count} payments" if count else (
-            f", until {day(initiation['FinalPaymentDateTime'])}" if initiation.get("FinalPaymentDateTime") else
-            ", until you cancel it")
-        lines.append(f"{money(first)} {how_often} from {day(initiation.get('FirstPaymentDateTime'))}{until}")
+        lines.append(_standing_order(locale, initiation))
     else:
-        amount = money(initiation.get("InstructedAmount", {}))
-        when = (f" on {day(initiation['RequestedExecutionDateTime'])}" if initiation.get("RequestedExecutionDateTime")
-                else " now")
-        lines.append(f"Amount: {amount}{when}")
+        lines.append(_paid(locale, ("pay.amount_now", "pay.amount_on"), initiation,
+                           amount=money(locale, initiation.get("InstructedAmount", {}))))
     if "CurrencyOfTransfer" in initiation:
-        rate = initiation.get("ExchangeRateInformation", {})
-        agreed = f"the agreed rate {rate['ExchangeRate']}" if rate.get("ExchangeRate") else "the bank's rate on the day"
-        lines.append(f"Sent in {initiation['CurrencyOfTransfer']} at {agreed}, from your pounds")
+        rate = initiation.get("ExchangeRateInformation", {}).get("ExchangeRate")
+        lines.append(text(locale, "pay.fx_agreed", currency=initiation["CurrencyOfTransfer"], rate=rate) if rate else
+                     text(locale, "pay.fx_bank", currency=initiation["CurrencyOfTransfer"]))
+    reference = initiation.get("RemittanceInformation", {}).get("Reference") or initiation.get("Reference")
     if reference:
-        lines.append(f"Reference: {reference}")
+        lines.append(text(locale, "pay.reference", reference=reference))
+    if kind in INTERNATIONAL:
+        lines.append(text(locale, "pay.charges_international"))
     return lines
+
+
+# An access's route → what it did: a payment call, else the resource its path names (the last literal segment, ids
+# and a statement's /file skipped).
+_RESOURCES = frozenset({"accounts", "balances", "transactions", "beneficiaries", "direct-debits", "standing-orders",
+                        "scheduled-payments", "statements", "products", "offers", "party", "funds-confirmations"})
+_SEGMENT = re.compile(r"/([a-z-]+)(?:/\{[^}]+\})?(?:/file)?$")
+_PAYMENT = re.compile(r"/pisp/[a-z-]*(?:payments|vrps)(?:/|$)")
+
+
+def access_in_words(locale: str, access: dict, now: datetime) -> str:
+    """One recent access as the dashboard says it: "read your balance, yesterday 14:02"."""
+    route, method = str(access.get("route", "")), str(access.get("method", ""))
+    found = _SEGMENT.search(route)
+    resource = {"parties": "party"}.get(found[1], found[1]) if found else ""
+    if _PAYMENT.search(route):
+        what = "access.payment" if method == "POST" else "access.payment_status"
+    else:
+        what = f"access.{resource}" if resource in _RESOURCES else "access.other"
+    refused = int(access.get("status") or 0) >= 400
+    return text(locale, "access.refused" if refused else "access.line", what=text(locale, what),
+                when=moment(locale, str(access["ts"]), now))

@@ -1,6 +1,8 @@
 """The customer's login and consent pages, and the consent resource as the TPP sees it (CONTRACT §4, §5)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from support.forms import only_form
 from support.tpp import ACCOUNTS, CONSENTS, Tpp, redirect_params
@@ -139,3 +141,79 @@ def test_an_invalid_consent_request_is_refused_with_the_field_named(gateway, tpp
     assert error["ErrorCode"] == "UK.OBIE.Field.Invalid" and error["Path"] == "Data.Permissions"
     [record] = [r for r in gateway.audit() if r["interaction_id"] == response.headers["x-fapi-interaction-id"]]
     assert record["reason"] == "consent.field_invalid" and record["client_id"] == "tpp-demo"
+
+
+def _html_lang(page) -> str:
+    return page.text.split('<html lang="', 1)[1].split('"', 1)[0]
+
+
+def test_lang_zh_cn_speaks_chinese_from_login_to_the_consent_page_and_the_journey_still_ends_at_the_app(tpp, browser):
+    consent = tpp.create_consent(["ReadAccountsBasic", "ReadBalances"], ExpirationDateTime="2027-01-01T10:00:00+00:00",
+                                 TransactionFromDateTime="2026-06-01T00:00:00+00:00")
+    response, pushed = tpp.push(consent["ConsentId"])
+    assert response.status_code == 201, response.text
+    login = browser.http.get(tpp.base + "/oauth2/authorize", params={
+        "client_id": tpp.client_id, "request_uri": pushed.request_uri, "lang": "zh-CN"})
+    assert login.status_code == 200 and _html_lang(login) == "zh-CN" and "登录您的银行" in login.text
+    assert browser.http.cookies.get("__Host-obgw-lang") == "zh-CN"
+    _assert_protected_page(login)
+    assert set(only_form(login.text).inputs) >= {"username", "password"}  # the contract's fields, whatever language
+    page = browser.login(login, "alice")  # kept through the password and the code steps without a parameter
+    assert page.status_code == 200 and _html_lang(page) == "zh-CN"
+    assert "这些账户的余额" in page.text and "您的全部交易信息" in page.text       # will and will not see
+    assert "至 2027年1月1日，除非您提前撤回。" in page.text                        # for how long, as a Chinese date
+    assert "仅限 2026年6月1日 至 现在 的交易。" in page.text
+    assert "the balances of those accounts" not in page.text
+    form = only_form(page.text)
+    assert form.buttons["decision"] == ["approve", "deny"] and form.choices["account_ids"]
+    params = redirect_params(browser.submit(page, {"account_ids": ["acc-alice-current"], "decision": "approve"}))
+    assert set(params) == {"code", "state", "iss"} and _status(tpp, consent["ConsentId"]) == "Authorised"
+
+
+def test_the_language_link_shows_the_same_step_again_in_the_other_language_and_changes_nothing(tpp, browser):
+    consent_id, pushed = _pushed(tpp)
+    login = browser.http.get(tpp.base + "/oauth2/authorize", params={
+        "client_id": tpp.client_id, "request_uri": pushed.request_uri}, headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    assert _html_lang(login) == "zh-CN" and 'href="/oauth2/authorize/step?lang=en"' in login.text
+    english = browser.http.get(tpp.base + "/oauth2/authorize/step", params={"lang": "en"},
+                               headers={"Accept-Language": "zh-CN"})
+    assert english.status_code == 200 and _html_lang(english) == "en-GB" and "Log in to your bank" in english.text
+    _assert_protected_page(english)
+    assert only_form(english.text).hidden == only_form(login.text).hidden  # the same session, the same form
+    page = browser.login(english, "alice")
+    assert _html_lang(page) == "en-GB" and "the balances of those accounts" in page.text
+    chinese = browser.http.get(tpp.base + "/oauth2/authorize/step?lang=zh-CN")
+    assert _html_lang(chinese) == "zh-CN" and "这些账户的余额" in chinese.text
+    assert only_form(chinese.text).choices == only_form(page.text).choices
+    assert _status(tpp, consent_id) == "AwaitingAuthorisation"
+    params = redirect_params(browser.submit(chinese, {"account_ids": ["acc-alice-current"], "decision": "deny"}))
+    assert params["error"] == "access_denied" and _status(tpp, consent_id) == "Rejected"
+
+
+def test_ui_locales_of_the_pushed_request_chooses_the_language_unless_the_customer_chose(tpp, browser):
+    consent = tpp.create_consent(["ReadAccountsBasic"])
+    response, pushed = tpp.push(consent["ConsentId"], ui_locales="zh-CN en")
+    assert response.status_code == 201, response.text
+    login = browser.open(tpp.client_id, pushed.request_uri)
+    assert _html_lang(login) == "zh-CN"
+    consent = tpp.create_consent(["ReadAccountsBasic"])
+    response, pushed = tpp.push(consent["ConsentId"], ui_locales="zh-CN")
+    chosen = browser.http.get(tpp.base + "/oauth2/authorize", params={
+        "client_id": tpp.client_id, "request_uri": pushed.request_uri, "lang": "en"})
+    assert _html_lang(chosen) == "en-GB"
+
+
+def test_the_step_page_without_a_session_is_the_expired_session_page(tpp, browser):
+    shown = browser.http.get(tpp.base + "/oauth2/authorize/step?lang=zh-CN")
+    assert shown.status_code == 400 and "您的会话已过期" in shown.text and _html_lang(shown) == "zh-CN"
+
+
+def test_the_consent_page_says_who_asks_for_how_long_and_hides_account_numbers(tpp, browser):
+    consent_id, pushed = _pushed(tpp)
+    page = browser.login(browser.open(tpp.client_id, pushed.request_uri), "alice")
+    assert '<span class="tpp">tpp-demo</span> is asking' in page.text
+    assert "Until you withdraw it." in page.text                 # no ExpirationDateTime
+    assert "you go straight back to" in page.text
+    labels = page.text.split('id="accounts"', 1)[1].split("</fieldset>", 1)[0]
+    assert "••" in labels and not re.search(r"\d{5,}", labels)  # masked numbers, no balances
+    assert 'for="account-1"' in labels and 'id="account-1"' in labels  # each choice labelled

@@ -2,6 +2,7 @@
 on every worker: the dashboard, the TPP's DELETE and `obgw consents revoke` (CONTRACT §5, §6)."""
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -31,6 +32,10 @@ def _revoke_form(page, consent_id: str):
     return form
 
 
+def _section(page, consent_id: str) -> str:
+    return page.text.split(f'id="{consent_id}"', 1)[1].split("</section>", 1)[0]
+
+
 def _fresh_connection_call(tpp, token):
     """A call on a new connection: the two workers share the listening socket, so calls spread over both."""
     with httpx.Client(verify=tpp.context, timeout=15) as http:
@@ -52,6 +57,14 @@ def test_the_dashboard_lists_the_consent_with_its_accesses_and_withdraws_it(gate
     assert "tpp-demo" in page.text and token["consent_id"] in page.text
     assert "the balances of those accounts" in page.text and "Everyday" in page.text  # plain words, the account
     assert "GET /open-banking/v3.1/aisp/accounts" in page.text                        # a recent access
+    section = _section(page, token["consent_id"])
+    assert re.search(r"read your account details, (today|yesterday) \d\d:\d\d", section)  # ... in words
+    # The withdrawal is a confirmation step: the consequence, then confirm and keep, around the contract's form.
+    withdraw = section.split('<details class="withdraw"', 1)[1].split("</details>", 1)[0]
+    assert "<summary>Withdraw this consent</summary>" in withdraw
+    assert "tpp-demo can no longer see your account information" in withdraw
+    assert f'action="/consents/{token["consent_id"]}/revoke"' in withdraw and "Yes, withdraw it" in withdraw
+    assert f'href="/consents#{token["consent_id"]}">No, keep it</a>' in withdraw
     assert browser.http.cookies.get("__Host-obgw-dashboard")
     form = _revoke_form(page, token["consent_id"])
     answer = browser.http.post(browser.base + form.action, data=form.hidden)
@@ -157,3 +170,33 @@ def test_repeated_wrong_passwords_lock_the_username_for_a_while(gateway, browser
     assert [a.status_code for a in answers] == [401] * 5 + [429]
     records = [r for r in gateway.audit() if r["interaction_id"] == answers[-1].headers["x-fapi-interaction-id"]]
     assert records[0]["reason"] == "web.login_locked"
+
+
+def test_the_dashboard_speaks_chinese_when_asked_and_keeps_it_after_login_and_withdrawal(gateway, tpp, browser):
+    token = tpp.consent_token(["ReadAccountsBasic", "ReadBalances"], accounts=["acc-alice-current"])
+    assert tpp.get(ACCOUNTS + "/acc-alice-current/balances", token).status_code == 200
+    login = browser.http.get(browser.base + "/login?lang=zh-CN")
+    assert '<html lang="zh-CN">' in login.text and "查看和撤回您已给予的授权" in login.text
+    assert {"username", "password"} <= set(only_form(login.text).inputs)
+    assert browser.submit(login, {"username": "alice", "password": "alice-pass"}).status_code == 303
+    page = browser.http.get(browser.base + "/consents")
+    assert '<html lang="zh-CN">' in page.text and "您已授权的应用" in page.text
+    section = _section(page, token["consent_id"])
+    assert "(已授权)" in section                                               # the status in words, not colour
+    assert "这些账户的余额" in section and "撤回此授权" in section and "是，撤回" in section and "不，保留" in section
+    assert re.search(r"(今天|昨天) \d\d:\d\d，读取了您的余额", section)
+    assert "GET /open-banking/v3.1/aisp/accounts/{AccountId}/balances" in section  # the path beside the words
+    assert 'href="/consents?lang=en"' in page.text
+    form = _revoke_form(page, token["consent_id"])
+    answer = browser.http.post(browser.base + form.action, data=form.hidden)
+    assert answer.status_code == 303
+    after = browser.http.get(browser.base + answer.headers["location"])
+    assert '<html lang="zh-CN">' in after.text and "该授权已撤回。" in after.text and "已撤回" in after.text
+    english = browser.http.get(browser.base + "/consents?lang=en")
+    assert '<html lang="en-GB">' in english.text and "(Revoked)" in _section(english, token["consent_id"])
+
+
+def test_a_withdrawal_form_of_an_expired_session_is_refused_in_the_customers_language(gateway, browser):
+    answer = browser.http.post(browser.base + "/consents/nope/revoke", data={"csrf_token": "x"},
+                               headers={"Accept-Language": "zh-CN"})
+    assert answer.status_code == 403 and "此表单已过期。请重新登录。" in answer.text

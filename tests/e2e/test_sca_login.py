@@ -241,3 +241,19 @@ def test_five_wrong_codes_end_the_session_and_lock_the_customers_codes_in_every_
     finally:
         browser.close()
     assert _status(tpp, consent_id) == "AwaitingAuthorisation"
+
+
+def test_the_code_page_in_chinese_shows_the_payment_the_code_confirms_and_the_code_still_links_to_it(tpp, browser):
+    consent_id, pushed = _push_payment(tpp, "12.34")
+    code_page = browser.password(browser.open(tpp.client_id, pushed.request_uri), "alice")
+    chinese = browser.http.get(tpp.base + "/oauth2/authorize/step?lang=zh-CN")
+    assert chinese.status_code == 200 and '<html lang="zh-CN">' in chinese.text
+    assert "金额：£12.34，立即付款" in chinese.text and "收款人：ACME Utilities" in chinese.text
+    assert "附言：INV-0042" in chinese.text and "6位验证码" in chinese.text
+    assert only_form(chinese.text).hidden == only_form(code_page.text).hidden
+    consent_page = browser.code(chinese, "alice")  # the language changed nothing the code confirms
+    assert consent_page.status_code == 200 and "付款账户" in consent_page.text
+    assert "一次性：付款完成后本授权即结束。" in consent_page.text
+    answer = browser.submit(consent_page, {"account_ids": "acc-alice-current", "decision": "approve"})
+    assert set(redirect_params(answer)) == {"code", "state", "iss"}
+    assert _payment_status(tpp, consent_id) == "Authorised"
