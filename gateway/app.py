@@ -27,6 +27,7 @@ from starlette.types import ASGIApp
 from gateway.admin import heartbeat, metrics
 from gateway.audit.archive import Archiver, archive_every
 from gateway.audit.chain import AuditChain
+from gateway.audit.fingerprints import fingerprint_key
 from gateway.audit.key_files import load_pseudonym_key, load_signing_key
 from gateway.bank import Bank
 from gateway.body import MAX_BODY_BYTES
@@ -111,7 +112,8 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     idempotency = IdempotencyStore(redis)
     resources = Pipeline(resource_stages(policy, forward, server.verifier, keys, admission, server.issuer,
                                          clients=server.clients, consents=server.consents, idempotency=idempotency,
-                                         ring=server.keys.ring, vrp=VrpUsage(redis), nonces=server.dpop_nonces))
+                                         ring=server.keys.ring, vrp=VrpUsage(redis), nonces=server.dpop_nonces,
+                                         fingerprint_key=fingerprint_key(pseudonym_key)))
     notify = outbox_notifier(sync_redis)
 
     async def notification_url_of(client_id: str) -> str | None:
