@@ -2,15 +2,15 @@
 
 A record is named by its kind and the fields fields.yaml lists as its identity (`trace`), e.g. a Transaction by its
 AccountId and TransactionId, never by its content: a leaked record whose amounts or names were altered still matches.
-The fingerprint is HMAC-SHA256 under a key derived from the audit pseudonym key (`audit.key`), cut to 96 bits: without
-the key file nobody can tell from the log which record a fingerprint names, nor test a guess. A record whose identity
+The fingerprint is keyed BLAKE2b (RFC 7693's MAC mode: one C call, a fifth of HMAC-SHA256's cost on the hot path)
+under a key derived from the audit pseudonym key (`audit.key`), 96 bits: without the key file nobody can tell from
+the log which record a fingerprint names, nor test a guess. A record whose identity
 fields are missing or not strings is not fingerprinted (UK OB makes TransactionId optional: such a bank's
 transactions cannot be traced).
 """
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Iterable, Iterator, Sequence
 
 from gateway.crypto import b64url, derive_key
@@ -26,7 +26,7 @@ def fingerprint_key(pseudonym_key: bytes) -> bytes:
 
 def fingerprint(key: bytes, kind: str, values: Sequence[str]) -> str:
     message = _SEPARATOR.join((kind, *values)).encode()
-    return b64url(hmac.digest(key, message, hashlib.sha256)[:12])
+    return b64url(hashlib.blake2b(message, key=key, digest_size=12).digest())
 
 
 def identity_of(record: object, fields: tuple[str, ...]) -> tuple[str, ...] | None:
