@@ -27,6 +27,7 @@ from starlette.types import ASGIApp
 from gateway.admin import heartbeat, metrics
 from gateway.audit.archive import Archiver, archive_every
 from gateway.audit.chain import AuditChain
+from gateway.audit.fingerprints import fingerprint_key
 from gateway.audit.key_files import load_pseudonym_key, load_signing_key
 from gateway.bank import Bank
 from gateway.body import MAX_BODY_BYTES
@@ -49,7 +50,7 @@ from gateway.openapi_document import PATH as OPENAPI_DOCUMENT
 from gateway.openapi_document import OpenApiDocument, build_document
 from gateway.payments.answer_signature import SignAnswer
 from gateway.pipeline import Pipeline, consent_api_stages, resource_stages
-from gateway.pipeline.endpoint import ResourceEndpoint
+from gateway.pipeline.endpoint import ProxiedFirst, ResourceEndpoint
 from gateway.pipeline.forward import Forward
 from gateway.pipeline.identity import ProxyCertificateVerifier
 from gateway.pipeline.middleware import (
@@ -111,7 +112,8 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     idempotency = IdempotencyStore(redis)
     resources = Pipeline(resource_stages(policy, forward, server.verifier, keys, admission, server.issuer,
                                          clients=server.clients, consents=server.consents, idempotency=idempotency,
-                                         ring=server.keys.ring, vrp=VrpUsage(redis), nonces=server.dpop_nonces))
+                                         ring=server.keys.ring, vrp=VrpUsage(redis), nonces=server.dpop_nonces,
+                                         fingerprint_key=fingerprint_key(pseudonym_key)))
     notify = outbox_notifier(sync_redis)
 
     async def notification_url_of(client_id: str) -> str | None:
@@ -176,9 +178,9 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
             await redis.aclose()
             sync_redis.close()
 
-    # Starlette tries the routes in order: the proxied calls (the hot path) come right after the consent API routes
-    # they must not swallow, not after every page and OAuth endpoint.
-    routes = [
+    # The consent API and Events share the /open-banking prefix with the proxied calls (the hot path), which
+    # ProxiedFirst sends straight to their endpoint; Starlette routes the rest, trying its routes in order.
+    claimed = [
         *(Route(path, ResourceEndpoint(consent_api(path, scope, route_ids), template=path,
                                        max_body_bytes=MAX_FILE_BYTES if path.endswith(FILE_SUFFIX) else MAX_BODY_BYTES))
           for path, (scope, route_ids) in CONSENT_API.items()),
@@ -188,7 +190,11 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
             signed_by=None if path == EVENTS else payment_answers, origin=server.issuer,
             nonces=server.dpop_nonces)), template=path))
           for path, route_ids in EVENTS_API.items()),
-        Mount("/open-banking", app=ResourceEndpoint(resources)),
+    ]
+    proxied = ResourceEndpoint(resources)
+    routes = [
+        *claimed,
+        Mount("/open-banking", app=proxied),
         # A TPP's own statement (issue 20): mTLS and a client-credentials token, as the consent API.
         Route(TPP_USAGE, ResourceEndpoint(Pipeline(consent_api_stages(
             "", server.verifier, keys, admission, policy, TPP_USAGE_ROUTES, TppUsage(redis, policy.plans),
@@ -199,8 +205,9 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
         Route(OPENAPI_DOCUMENT, OpenApiDocument(build_document(policy, CONSENT_API, server.issuer))),
     ]
     router = Router(routes=routes, default=_not_found, redirect_slashes=False, lifespan=lifespan)
+    dispatch = ProxiedFirst(router, "/open-banking/", proxied, claimed)
     verifier = ProxyCertificateVerifier(settings.client_ca) if settings.trusted_proxies else None
-    app: ASGIApp = TransportIdentity(AnonymousThrottle(router), settings.trusted_proxies, verifier)
+    app: ASGIApp = TransportIdentity(AnonymousThrottle(dispatch), settings.trusted_proxies, verifier)
     app = RefuseUnparsed(app)
     app = RenderErrors(app)
     app = Audit(app, store=metrics.timed_append(chain.append), observers=(metrics.observe,), subject=subject)

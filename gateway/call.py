@@ -61,6 +61,7 @@ class Call:
     customer_id: str | None = None                   # the bank's customer (Admit, the pages); audited as a pseudonym
     entitlement: Entitlement | None = None           # what the consent allows (Admit), for Forward and Minimise
     unattended: bool = False                         # reads consented data without the customer present (Admit)
+    delivered: tuple[str, ...] = ()                  # fingerprints of the records the answer holds (Minimise)
     metered: bool = False                            # Admit's script counted it (usage): it settles the outcome
     payment_digest: str = ""                         # a payment's Initiation + Risk (CheckPayment), for Admit
     payment_claim: str | None = None                 # the claim Admit made on a payment consent, until resolved

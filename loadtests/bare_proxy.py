@@ -1,8 +1,9 @@
 """The benchmark's variant (b): the gateway's server stack with no policy stages, the floor of what it can do.
 
-Same listener as `obgw serve` (uvicorn config, mutual TLS, `ClientCertProtocol`), same forwarding pool
-(`service_session`), one worker; it passes the path, the query and every request header to the accounts service
-and the bank's status, content type and body back. Nothing is checked, minimised or audited.
+Same listener as `obgw serve` (uvicorn config, mutual TLS, `ClientCertProtocol`), one worker, forwarding with a
+kept-alive aiohttp session (the reference of issue 21: a bare uvicorn + aiohttp proxy); it passes the path, the query
+and every request header to the accounts service and the bank's status, content type and body back.
+Nothing is checked, minimised or audited.
 
     OBGW_* settings in the environment; BENCH_UPSTREAM=http://127.0.0.1:8081 python loadtests/bare_proxy.py
 """
@@ -14,27 +15,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import aiohttp
 import uvicorn
 from yarl import URL
 
 from gateway.listener import tcp_listener
-from gateway.pipeline.forward import service_session
-from gateway.policy.model import ServicePolicy
 from gateway.server import uvicorn_config
 from gateway.settings import Settings
 
 
 def create_app():
     upstream = os.environ["BENCH_UPSTREAM"]
-    service = ServicePolicy(name="accounts", url=upstream, connect_timeout_ms=1000, timeout_ms=5000,
-                            max_connections=100)
     session = None
 
     async def app(scope, receive, send) -> None:
         nonlocal session
         if scope["type"] == "lifespan":
             while (await receive())["type"] != "lifespan.shutdown":
-                session = service_session(service)
+                session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30), skip_auto_headers=("User-Agent",),
+                    timeout=aiohttp.ClientTimeout(total=5, sock_connect=1))
                 await send({"type": "lifespan.startup.complete"})
             await session.close()
             await send({"type": "lifespan.shutdown.complete"})

@@ -1,7 +1,8 @@
 """AuditRecord: the fixed, allow-listed fields of one audited call.
 
 There is no free-form field, so an account number, a name, an amount or a token cannot creep in: the route is the
-policy's path *template* (never the concrete path), and identities are ids and certificate thumbprints.
+policy's path *template* (never the concrete path), identities are ids and certificate thumbprints, and the records
+delivered are keyed fingerprints that say nothing without the audit key.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class AuditRecord:
     subject: str | None = None          # the customer's audit pseudonym (audit/key_files.py), never the customer id
     operator: str | None = None         # who ran an audited operator command (a re-identifying search)
     unattended: bool | None = None      # True: read the customer's data without them present (PSD2 RTS Art. 36)
+    delivered: tuple[str, ...] | None = None  # keyed fingerprints of the records given (audit/fingerprints.py)
 
     def fields(self) -> dict[str, object]:
         # Not dataclasses.asdict: it deep-copies every value (12 µs of a worker's CPU per call, measured with
@@ -37,7 +39,7 @@ class AuditRecord:
         return fields
 
 
-OPTIONAL_FIELDS: tuple[str, ...] = ("subject", "operator", "unattended")
+OPTIONAL_FIELDS: tuple[str, ...] = ("subject", "operator", "unattended", "delivered")
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AuditRecord))
 REQUIRED_FIELDS: tuple[str, ...] = tuple(name for name in FIELDS if name not in OPTIONAL_FIELDS)
 # What the chain adds to every record.

@@ -1,4 +1,5 @@
-"""`obgw audit tail|search|verify|export|checkpoints|anomalies|archive`: the security team's view of the audit log.
+"""`obgw audit tail|search|trace|verify|export|checkpoints|anomalies|archive`: the security team's view of the audit
+log.
 
 Records older than OBGW_AUDIT_LIVE_SECONDS are archived to signed segment files and trimmed from Redis
 (`audit/archive.py`): `tail`, `search`, `export` and `verify` read the archive and the live stream as one log, and
@@ -7,6 +8,9 @@ Records older than OBGW_AUDIT_LIVE_SECONDS are archived to signed segment files 
 A customer is named in records only by their audit pseudonym (`subject`): `search --subject` follows one without
 knowing who they are; `search --customer ID` re-identifies, which needs the pseudonym key file and is itself
 recorded in the log (who ran it, for which pseudonym) before anything is shown.
+
+`trace FILE` says which TPPs and consents received the records found in a file (a leak), by the keyed fingerprints
+of the delivered records' identities the log holds (audit/trace.py); it needs the pseudonym key file too.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from gateway.audit import query
 from gateway.audit.activity import activity, anomalies, window_start
 from gateway.audit.archive import ArchivedLog, ArchiveError, Archiver, check_archive
 from gateway.audit.chain import iter_lines, read_checkpoints, verify
+from gateway.audit.fingerprints import fingerprint_key
 from gateway.audit.key_files import (
     AuditKeyError,
     checkpoint_signed_by,
@@ -31,8 +36,9 @@ from gateway.audit.key_files import (
     load_signing_key,
 )
 from gateway.audit.operator import record_operator_action
+from gateway.audit.trace import TraceInputError, find_deliveries, read_documents, records_in
 from gateway.cli import CliError
-from gateway.cli._settings import settings_from, with_redis
+from gateway.cli._settings import policy_from, settings_from, with_redis
 from gateway.crypto import pseudonym
 from gateway.settings import add_arguments
 from gateway.store.audit import ArchiveConflict, AuditReader
@@ -64,6 +70,16 @@ def register(subparsers) -> None:
     s.add_argument("--status", type=int, help="HTTP status")
     s.add_argument("--json", action="store_true", help="one JSON object a line")
     s.set_defaults(func=search)
+
+    tr = sub.add_parser("trace", help="which TPPs and consents received each record in FILE (UK OB answers or "
+                                      "records, as JSON or JSON Lines), matched by the record's identity, not its "
+                                      "content")
+    tr.add_argument("file", type=Path, metavar="FILE")
+    tr.add_argument("--since", type=_moment, help="only deliveries since (ISO 8601)")
+    tr.add_argument("--until", type=_moment, help="only deliveries until (ISO 8601)")
+    tr.add_argument("--json", action="store_true", help="one JSON object a record: record, kind, identity, "
+                                                        "deliveries [{client_id, consent_id, ts, interaction_id}]")
+    tr.set_defaults(func=trace)
 
     v = sub.add_parser("verify", help="check the hash chains over the archive and the live log as one, and the "
                                       "archive manifest's signatures; exit 0 if intact, 1 naming the first bad "
@@ -98,8 +114,9 @@ def register(subparsers) -> None:
     r.add_argument("--all", action="store_true", help="archive every record, however recent (live window 0)")
     r.set_defaults(func=run_archive)
 
-    for parser in (t, s, v, e, a, r):
+    for parser in (t, s, tr, v, e, a, r):
         add_arguments(parser, _CONNECTION)
+    add_arguments(tr, ("audit_key", "policy_dir"))
     for parser in (s, v, r):
         add_arguments(parser, _KEYS)
     add_arguments(r, ("audit_live_seconds", "audit_archive_keep_days"))
@@ -168,6 +185,33 @@ def search(args) -> int:
         for record in query.search(log, client_id=args.client, consent_id=args.consent, since=args.since,
                                    until=args.until, filters=filters):
             _print(record, args.json)
+        return 0
+    return _with_log(args, work)
+
+
+def trace(args) -> int:
+    settings = settings_from(args)
+    policy = policy_from(args)
+    try:
+        key = fingerprint_key(load_pseudonym_key(settings.audit_key_file))
+        found = records_in(read_documents(args.file), (f.trace for f in policy.fields.values() if f.trace), key)
+    except (AuditKeyError, TraceInputError) as exc:
+        raise CliError(str(exc)) from None
+    if not found:
+        raise CliError(f"{args.file}: no UK Open Banking record with an identity the policy traces "
+                       f"({', '.join(sorted({f.trace.kind for f in policy.fields.values() if f.trace}))})")
+
+    def work(log, _settings):
+        find_deliveries(log, found, args.since, args.until)
+        for record in found:
+            if args.json:
+                sys.stdout.write(orjson.dumps(record.as_json()).decode() + "\n")
+                continue
+            print(f"{'/'.join(record.kinds)} {record.record_id}: " + (
+                f"received {len(record.deliveries)} time(s)" if record.deliveries else "received by no TPP"))
+            for delivery in record.deliveries:
+                print(f"  {delivery['ts']}  client={delivery['client_id']} consent={delivery['consent_id']} "
+                      f"id={delivery['interaction_id']}")
         return 0
     return _with_log(args, work)
 

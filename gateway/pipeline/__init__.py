@@ -60,7 +60,7 @@ Hook = Callable[..., Awaitable[Any]]  # a stage's bound on_request, on_response 
 def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVerifier, keys: KeyCache,
                     admission: AdmissionStore, issuer: str, *, clients: ClientStore, consents: ConsentStore,
                     idempotency: IdempotencyStore, ring: Callable[[], KeyRing], vrp: VrpUsage,
-                    nonces: Nonces | None = None) -> tuple[Stage, ...]:
+                    fingerprint_key: bytes, nonces: Nonces | None = None) -> tuple[Stage, ...]:
     """The stages of every proxied `/open-banking/...` call, in order (the `on_response` hooks run backwards:
     Minimise cuts the answer, ConsumeConsent settles a payment consent, Idempotency keeps the answer). Forward,
     last, is the one stage that calls the bank; Idempotency stops the chain when it replays an answer.
@@ -83,7 +83,7 @@ def resource_stages(policy: PolicySet, forward: Forward, verifier: AccessTokenVe
         SignAnswer(ring, issuer),
         Admit(admission, policy.unattended, RateLimitArgs(policy.limits), consents.customer_ids(), usage),
         HoldToControlParameters(consents, vrp),
-        Minimise(issuer, policy),
+        Minimise(issuer, policy, fingerprint_key),
         ConsumeConsent(consents, admission),
         AttachFile(consents),
         forward,

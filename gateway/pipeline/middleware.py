@@ -142,7 +142,7 @@ class Audit:
             latency_ms=round((time.perf_counter() - call.started) * 1000, 3), client_id=call.client_id,
             consent_id=call.consent_id, cert_thumbprint=call.certificate.thumbprint if call.certificate else None,
             subject=self.subject(call.customer_id) if call.customer_id and self.subject else None,
-            unattended=True if call.unattended else None,
+            unattended=True if call.unattended else None, delivered=call.delivered or None,
         )
         try:
             await self.store(record)

@@ -5,6 +5,9 @@ the cutting itself is `policy.fields.minimise`, the evaluator `policy explain` u
 is passed unmodified, and only in a media type its rules name. Fail closed: an answer that cannot be parsed or cut,
 or a file of another type, is never sent, not even in part (502, no body).
 
+Each record that leaves is named in the audit record by a keyed fingerprint of its identity (fields.yaml `trace`;
+audit/fingerprints.py), computed here from the answer as cut, so `obgw audit trace` finds who received a record.
+
 The bank's paging links (Links.Next...) name the bank's URLs: each becomes the gateway's URL of the route it leads
 to, so following it goes through every stage again; a link to anywhere the gateway serves no GET route is dropped.
 """
@@ -14,6 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlencode
 
 import orjson
 
+from gateway.audit.fingerprints import delivered
 from gateway.call import Call, Stage
 from gateway.errors import Refusal
 from gateway.policy import PolicySet
@@ -25,9 +29,10 @@ _NO_STORE = (b"cache-control", b"no-store")
 
 
 class Minimise(Stage):
-    def __init__(self, issuer: str, policy: PolicySet) -> None:
+    def __init__(self, issuer: str, policy: PolicySet, fingerprint_key: bytes) -> None:
         self._issuer = issuer  # Links name the gateway's URLs, never the back-end's
         self._policy = policy
+        self._fingerprint_key = fingerprint_key
 
     async def on_response(self, call: Call) -> None:
         fields, upstream = call.routed.fields, call.upstream
@@ -45,10 +50,12 @@ class Minimise(Stage):
         entitlement = Entitlement(consented.permissions, consented.accounts, consented.window,
                                   f"{self._issuer}{call.path}{query}", self.public_link)
         try:
-            body = orjson.dumps(minimise(orjson.loads(upstream.body), fields, entitlement))
+            document = minimise(orjson.loads(upstream.body), fields, entitlement)
         except (orjson.JSONDecodeError, MinimiseError):
             raise Refusal("minimise.failed") from None
-        upstream.body = body
+        upstream.body = orjson.dumps(document)
+        if fields.trace is not None:
+            call.delivered = delivered(self._fingerprint_key, document, fields.trace)
         # What described the bank's bytes describes them no more (a signature, an ETag).
         upstream.headers = [(k, v) for k, v in upstream.headers if k not in _BODY_HEADERS] + [_NO_STORE]
 

@@ -33,6 +33,7 @@ from gateway.policy.model import (
     Plan,
     Plans,
     RateLimits,
+    RecordIdentity,
     RoutePolicy,
     ServicePolicy,
     ServiceTLS,
@@ -418,6 +419,11 @@ def field_paths_exist_in_the_schema(policy: _Checked) -> Iterator[PolicyProblem]
             elif seen.setdefault(field, index) != index:
                 yield policy.problem("fields.yaml", (*loc, "fields", index, "path"),
                                      f"{rule['path']!r} has a rule already (fields[{seen[field]}])")
+        trace = response.get("trace")
+        if isinstance(trace, dict) and "at" in trace:
+            for index, field in enumerate(trace.get("identity", ())):
+                if (problem := field_path_problem(name, f"{trace['at']}.{field}")) is not None:
+                    yield policy.problem("fields.yaml", (*loc, "trace", "identity", index), problem)
         records = response.get("records")
         if records is None:
             continue
@@ -441,7 +447,7 @@ def responses_have_fields_or_a_file(policy: _Checked) -> Iterator[PolicyProblem]
                 yield policy.problem("fields.yaml", ("responses", name), "needs fields (the rules of what may "
                                      "leave) or file (a document passed unmodified)", at_key=True)
             continue
-        for key in ("fields", "records", "account_field", "direction", "window"):
+        for key in ("fields", "records", "account_field", "direction", "window", "trace"):
             if key in response:
                 yield policy.problem("fields.yaml", ("responses", name, key),
                                      f"a file is passed unmodified: {key} cannot apply to it", at_key=True)
@@ -672,4 +678,6 @@ def _field_set(name: str, response: Mapping[str, Any]) -> FieldSet:
         if direction else None,
         window=WindowPolicy(window["field"], window["from_param"], window["to_param"], window.get("end_field"))
         if window else None,
-        media_types=frozenset(response["file"]["media_types"]) if "file" in response else None)
+        media_types=frozenset(response["file"]["media_types"]) if "file" in response else None,
+        trace=RecordIdentity.of(response["trace"]["at"], response["trace"]["identity"]) if "trace" in response
+        else None)

@@ -113,7 +113,7 @@ def _inside(value: object, window: tuple[datetime | None, datetime | None]) -> b
 
 
 def _allowed(rule: FieldRule, entitlement: Entitlement) -> bool:
-    return not rule.permissions or bool(rule.permissions & entitlement.permissions)
+    return not rule.permissions or not rule.permissions.isdisjoint(entitlement.permissions)  # no set built
 
 
 def _apply(value: object, node: FieldNode | None, entitlement: Entitlement, whole: bool) -> object:
@@ -139,7 +139,7 @@ def _apply(value: object, node: FieldNode | None, entitlement: Entitlement, whol
             if rule is not None and not _allowed(rule, entitlement):
                 continue
             result = _apply(item, child, entitlement, whole or rule is not None)
-            if result is not _DROP and rule is not None:
+            if result is not _DROP and rule is not None and (rule.mask or rule.rewrite):
                 result = _transform(result, rule, entitlement, value)
             if result is not _DROP:
                 out[key] = result

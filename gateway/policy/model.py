@@ -111,6 +111,24 @@ class WindowPolicy:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RecordIdentity:
+    """What names a delivered record (fields.yaml `trace`): where the records sit in an answer, whether that is a
+    list, and the fields that identify one. `kind` (`Transaction`, `Party`) is the last name of the path, so two
+    versions of a response type name their records alike."""
+    path: tuple[str, ...]
+    listed: bool
+    fields: tuple[str, ...]
+
+    @property
+    def kind(self) -> str:
+        return self.path[-1]
+
+    @classmethod
+    def of(cls, at: str, fields: list[str]) -> RecordIdentity:
+        return cls(tuple(at.replace("[]", "").split(".")), at.endswith("[]"), tuple(fields))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class FieldSet:
     """What may leave for one UK OB response type: the field tree and the record filters."""
     response_type: str
@@ -121,6 +139,7 @@ class FieldSet:
     direction: tuple[str, Mapping[str, str]] | None  # (field, {"Credit": permission, "Debit": permission})
     window: WindowPolicy | None
     media_types: frozenset[str] | None = None  # a file: passed unmodified in one of these types; no field rules
+    trace: RecordIdentity | None = None        # what names each delivered record, for `obgw audit trace`
 
 
 # A route's product when routes.yaml does not name one: by its OAuth scope.

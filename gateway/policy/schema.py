@@ -447,6 +447,14 @@ RESPONSE = Record("response", (
         Key("to_param", _QUERY_PARAMETER,
             "Query parameter asking the back-end for records up to a date-time.", required=True),
     )), "The consent's TransactionFromDateTime..ToDateTime: asked of the back-end, and enforced on what it returns."),
+    Key("trace", Record("trace", (
+        Key("at", Text("record path", _FIELD_PATH_RULE, FIELD_PATH),
+            "Where the records are: a list (`Data.Transaction[]`) or one object (`Data.Party`).", required=True),
+        Key("identity", ListOf(_RECORD_FIELD, min_items=1, unique=True),
+            "The record fields that together name the record (not its content), e.g. `[AccountId, TransactionId]`."
+            , required=True),
+    )), "Each record delivered is audited as a keyed fingerprint of its identity, so `obgw audit trace` can say "
+        "which TPPs received a leaked record, even altered."),
     Key("fields", ListOf(FIELD_RULE, min_items=1), "What may leave: anything no rule allows is dropped. "
         "Either `fields` or `file`."),
     Key("file", Record("file", (

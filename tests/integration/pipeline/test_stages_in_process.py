@@ -188,7 +188,7 @@ async def gateway(policy_dir: Path, redis_url: str, redis_client, certificates: 
     pipeline = Pipeline(resource_stages(
         policy, forward, AccessTokenVerifier(ISSUER, AUDIENCE, LIFETIME), KeyCache(admission, overlap=600),
         admission, ISSUER, clients=None, consents=ConsentStore(redis_client, CUSTOMERS, live=redis),
-        idempotency=IdempotencyStore(redis), ring=lambda: RING, vrp=VrpUsage(redis)))
+        idempotency=IdempotencyStore(redis), ring=lambda: RING, vrp=VrpUsage(redis), fingerprint_key=bytes(32)))
     records: list = []
 
     async def store(record) -> None:

@@ -237,8 +237,8 @@ def test_a_customer_pseudonym_does_not_contain_the_customer_id():
 # ---------------------------------------------------------------- optional record fields
 
 
-def test_the_optional_fields_are_subject_operator_and_unattended():
-    assert OPTIONAL_FIELDS == ("subject", "operator", "unattended")
+def test_the_optional_fields_are_subject_operator_unattended_and_delivered():
+    assert OPTIONAL_FIELDS == ("subject", "operator", "unattended", "delivered")
     assert REQUIRED_FIELDS == OLD_FIELDS
     assert set(FIELDS) == set(OLD_FIELDS) | set(OPTIONAL_FIELDS)
 
@@ -261,8 +261,9 @@ def test_a_record_with_a_subject_includes_it_and_only_the_optional_fields_set():
 
 
 def test_a_record_with_every_optional_field_includes_each_of_them():
-    fields = _record(subject="cust-abc", operator="ops@host", unattended=True).fields()
-    assert (fields["subject"], fields["operator"], fields["unattended"]) == ("cust-abc", "ops@host", True)
+    fields = _record(subject="cust-abc", operator="ops@host", unattended=True, delivered=("f1", "f2")).fields()
+    assert (fields["subject"], fields["operator"], fields["unattended"], fields["delivered"]) == (
+        "cust-abc", "ops@host", True, ("f1", "f2"))
     assert set(fields) == set(FIELDS)
 
 

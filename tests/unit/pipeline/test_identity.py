@@ -65,3 +65,35 @@ def test_only_configured_proxy_addresses_are_trusted():
     assert not is_trusted_proxy(("127.0.0.1", 5000), proxies)
     assert not is_trusted_proxy(("10.1.2.3", 5000), ())
     assert not is_trusted_proxy(None, proxies)
+
+
+def test_a_verified_forwarded_certificate_is_remembered_until_it_expires(ca_dir, monkeypatch):
+    """An edge sends the same certificate on every call: the chain is verified once, then again after the recheck
+    interval, and never past the certificate's own expiry (a refusal is never remembered)."""
+    now = datetime.now(timezone.utc)
+    issued = pki.issue_client_cert(pki.load_ca(ca_dir), "tpp-x", not_before=now - timedelta(days=1),
+                                   not_after=now + timedelta(seconds=2))
+    verifier = ProxyCertificateVerifier(ca_dir / "ca.pem")
+    checks = []
+    check = verifier._verify
+    monkeypatch.setattr(verifier, "_verify", lambda value, at: checks.append(at) or check(value, at))
+    first = verifier.verify(_header(issued))
+    assert verifier.verify(_header(issued)) == first and len(checks) == 1
+    later = now + timedelta(seconds=3)  # past not_after: verified again, and refused
+    monkeypatch.setattr("gateway.pipeline.identity.datetime", _Clock(later))
+    with pytest.raises(Refusal):
+        verifier.verify(_header(issued))
+    assert len(checks) == 2
+    with pytest.raises(Refusal):
+        verifier.verify(_header(pki.issue_client_cert(pki.make_ca("rogue"), "tpp-demo")))
+    assert len(checks) == 3
+
+
+class _Clock:
+    """Stands in for `datetime` in identity.py: `now()` is fixed."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def now(self, tz=None) -> datetime:
+        return self.moment

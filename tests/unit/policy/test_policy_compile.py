@@ -239,3 +239,20 @@ def test_records_on_a_file_are_refused_where_they_are_written(tmp_path):
     assert (line, 5, "responses.File.records", "a file is passed unmodified: records cannot apply to it") in [
         (p.line, p.col, p.path, p.message) for p in caught.value.problems]
     assert {p.file for p in caught.value.problems} == {str(tmp_path / "fields.yaml")}
+
+
+def test_a_trace_identity_that_is_not_a_field_of_the_records_is_refused_where_it_is_written(tmp_path):
+    """fields.yaml `trace`: each identity field must be a field of the records at `at` in the v3.1.11 schema, or
+    no record of that type could ever be traced."""
+    shutil.copytree(ROOT / "policies", tmp_path, dirs_exist_ok=True)
+    text = (tmp_path / "fields.yaml").read_text()
+    old = 'trace: {at: "Data.Transaction[]", identity: [AccountId, TransactionId]}'
+    assert old in text
+    text = text.replace(old, 'trace: {at: "Data.Transaction[]", identity: [AccountId, TransactionNumber]}')
+    (tmp_path / "fields.yaml").write_text(text)
+    line = next(n for n, t in enumerate(text.splitlines(), start=1) if "TransactionNumber" in t)
+    with pytest.raises(PolicyError) as caught:
+        load_policy(tmp_path)
+    assert [(p.line, p.path, p.message) for p in caught.value.problems] == [
+        (line, "responses.OBReadTransaction6.trace.identity[1]",
+         "'Data.Transaction[].TransactionNumber' is not a field of OBReadTransaction6 (v3.1.11)")]

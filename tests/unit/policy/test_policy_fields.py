@@ -460,7 +460,7 @@ def test_the_gateways_public_link_leads_to_its_own_route_without_the_selected_ac
     parameter the gateway fills in itself left out); a link to anywhere else is dropped."""
     from gateway.pipeline.minimise import Minimise
 
-    public_link = Minimise("https://gateway.example:8443", POLICY).public_link
+    public_link = Minimise("https://gateway.example:8443", POLICY, bytes(32)).public_link
     out = minimise(paged_accounts_document() | {"Links": {
         "Self": f"{BACKEND}/accounts",
         "Next": f"{BACKEND}/accounts?account_ids=acc-alice-current&page=2",
