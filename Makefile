@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: demo demo-cluster test lint bench loadtest install dev redis-server haproxy browser clean
+.PHONY: demo demo-cluster test lint bench loadtest install dev redis-server haproxy browser libfaketime nginx clean
 
 # Debian/Ubuntu ship venv support separately (python3-venv); as root we install it when it is missing.
 $(BIN)/python:
@@ -52,6 +52,33 @@ browser:
 	      "'sudo apt-get install -y --no-install-recommends chromium chromium-driver'"; \
 	  fi; }
 
+# Debian's libfaketime for the month-rollover test (tests/e2e/test_usage_rollover.py runs the gateway on a shifted
+# clock). Installed as root; otherwise we say what to install and go on: the test then skips (fails under CI=true).
+libfaketime:
+	@ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing libfaketime (Debian package) for the month-rollover test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libfaketime >/dev/null; \
+	  else \
+	    echo "libfaketime is missing, so the month-rollover test will skip: run" \
+	      "'sudo apt-get install -y --no-install-recommends libfaketime'"; \
+	  fi; }
+
+# nginx (Debian) with its njs module: the benchmark's edge (variant e), terminating mutual TLS and forwarding RFC 9440
+# Client-Cert. Installed as root (not left running as a service); otherwise we say what to install, and e is skipped.
+nginx:
+	@{ { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } && \
+	   [ -f /usr/lib/nginx/modules/ngx_http_js_module.so ]; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing nginx and libnginx-mod-http-js (Debian packages) for the benchmark's edge"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      nginx libnginx-mod-http-js >/dev/null; \
+	    if [ -d /run/systemd/system ]; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi; \
+	  else \
+	    echo "nginx is missing, so the benchmark skips variant e unless haproxy is installed: run" \
+	      "'sudo apt-get install -y --no-install-recommends nginx libnginx-mod-http-js'"; \
+	  fi; }
+
 demo: install redis-server
 	$(BIN)/obgw demo $(ARGS)
 
@@ -75,7 +102,7 @@ lint: dev
 	$(BIN)/ruff check gateway tests loadtests
 	$(BIN)/mypy
 
-test: lint redis-server browser
+test: lint redis-server browser libfaketime nginx
 	$(BIN)/python -m pytest $(ARGS)
 
 # The cluster tier (tests/cluster): a real 6-node Redis Cluster (3 masters + 3 replicas) and a Sentinel setup (1 master,
@@ -95,7 +122,7 @@ test-soak: dev redis-server
 
 # The benchmark (loadtests/bench.py: its own Redis, bank and gateway; ARGS=--quick for under a minute) and the locust
 # load test (loadtests/run_locust.py: the same, with a headless locust run and its HTML report).
-bench: dev redis-server
+bench: dev redis-server nginx
 	$(BIN)/python loadtests/bench.py $(ARGS)
 
 loadtest: dev redis-server

@@ -74,6 +74,7 @@ from gateway.store.redis import async_client, sync_client
 from gateway.store.vrp import SyncVrpUsage, VrpUsage
 from gateway.usage import TPP_USAGE, TPP_USAGE_ROUTES, TppUsage
 from gateway.web.authorize import CustomerAuthorization
+from gateway.web.brand import Brand
 from gateway.web.dashboard import Dashboard
 from gateway.web.forms import SignedDoubleSubmit
 from gateway.web.login import PasswordCheck
@@ -94,7 +95,8 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     redis = async_client(settings.redis_url)
     sync_redis = sync_client(settings.redis_url)  # the authorization server's, used from Authlib's threads
     audit_signer = load_signing_key(settings.audit_signing_key_file)
-    chain = AuditChain(redis, settings.var_dir / "audit" / "checkpoints.jsonl", chain_id=chain_id, signer=audit_signer)
+    chain = AuditChain(redis, settings.var_dir / "audit" / "checkpoints.jsonl", chain_id=chain_id, signer=audit_signer,
+                       shards=settings.audit_shards)
     # Audit retention: records older than the live window move to signed archive segments, then leave Redis.
     archiver = Archiver(sync_redis, settings.audit_archive_path, audit_signer, live_seconds=settings.audit_live_seconds,
                         keep_days=settings.audit_archive_keep_days, holder=f"archiver-{chain.chain_id}",
@@ -149,9 +151,10 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
                                            server.clients, payment_answers if scope == "payments" else None,
                                            origin=server.issuer, nonces=server.dpop_nonces))
     passwords = PasswordCheck(bank, LoginStore(redis, derive_key(pseudonym_key, LOGIN_NAMES)))
+    brand = Brand.load(settings.bank_name, settings.bank_logo)  # the customer pages' name and logo
     dashboard = Dashboard(server.store, server.consents, server.clients, bank, passwords,
                           SignedDoubleSubmit(pseudonym_key),
-                          AuditReader(sync_redis).recent_accesses, notify, SyncVrpUsage(sync_redis).usage)
+                          AuditReader(sync_redis).recent_accesses, notify, SyncVrpUsage(sync_redis).usage, brand=brand)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -199,7 +202,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
         Route(TPP_USAGE, ResourceEndpoint(Pipeline(consent_api_stages(
             "", server.verifier, keys, admission, policy, TPP_USAGE_ROUTES, TppUsage(redis, policy.plans),
             origin=server.issuer, nonces=server.dpop_nonces)), template=TPP_USAGE)),
-        *oauth_routes(server, CustomerAuthorization(server, bank, passwords, settings.login_seconds),
+        *oauth_routes(server, CustomerAuthorization(server, bank, passwords, settings.login_seconds, brand=brand),
                       policy.limits),
         *(Route(path, endpoint) for path, endpoint in dashboard.endpoints()),
         Route(OPENAPI_DOCUMENT, OpenApiDocument(build_document(policy, CONSENT_API, server.issuer))),

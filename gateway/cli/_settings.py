@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from gateway.audit.archive import ArchivedLog, ArchiveError
 from gateway.cli import CliError
 from gateway.policy import PolicyError, PolicySet, load_policy
 from gateway.settings import SETTINGS, Settings, SettingsError
+from gateway.store.audit import AuditReader
 from gateway.store.embedded import EmbeddedRedisError, redis_url_for
 from gateway.store.redis import RedisError, sync_client
 
@@ -42,3 +44,11 @@ def with_redis(args: argparse.Namespace, work, purpose: str = "reach Redis"):
         raise CliError(f"cannot {purpose}: {exc}") from None
     finally:
         client.close()
+
+
+def audit_log(client, settings: Settings) -> ArchivedLog:
+    """The audit log as every CLI command reads it: the archive's segments, then the live stream, as one log."""
+    try:
+        return ArchivedLog(AuditReader(client), settings.audit_archive_path)
+    except ArchiveError as exc:
+        raise CliError(str(exc)) from None

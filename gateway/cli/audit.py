@@ -24,7 +24,7 @@ import orjson
 
 from gateway.audit import query
 from gateway.audit.activity import activity, anomalies, window_start
-from gateway.audit.archive import ArchivedLog, ArchiveError, Archiver, check_archive
+from gateway.audit.archive import ArchivedLog, ArchiveError, Archiver
 from gateway.audit.chain import iter_lines, read_checkpoints, verify
 from gateway.audit.fingerprints import fingerprint_key
 from gateway.audit.key_files import (
@@ -38,10 +38,10 @@ from gateway.audit.key_files import (
 from gateway.audit.operator import record_operator_action
 from gateway.audit.trace import TraceInputError, find_deliveries, read_documents, records_in
 from gateway.cli import CliError
-from gateway.cli._settings import policy_from, settings_from, with_redis
+from gateway.cli._settings import audit_log, policy_from, settings_from, with_redis
 from gateway.crypto import pseudonym
 from gateway.settings import add_arguments
-from gateway.store.audit import ArchiveConflict, AuditReader
+from gateway.store.audit import ArchiveConflict
 
 _CONNECTION = ("redis_url", "var_dir", "audit_archive_dir")
 _KEYS = ("client_ca", "audit_key", "audit_signing_key")
@@ -132,15 +132,9 @@ def _moment(text: str) -> datetime:
 
 
 def _with_log(args, work):
-    """Run `work(log, settings)` with the audit log of the Redis `with_redis` finds: its archive, then the live
-    stream, as one log."""
-    def run(client, settings):
-        try:
-            log = ArchivedLog(AuditReader(client), settings.audit_archive_path)
-        except ArchiveError as exc:
-            raise CliError(str(exc)) from None
-        return work(log, settings)
-    return with_redis(args, run, "read the audit log from Redis")
+    """Run `work(log, settings)` with the audit log of the Redis `with_redis` finds (`audit_log`)."""
+    return with_redis(args, lambda client, settings: work(audit_log(client, settings), settings),
+                      "read the audit log from Redis")
 
 
 def _line(record: dict) -> str:
@@ -252,10 +246,10 @@ def run_verify(args) -> int:
                 return 1
         try:
             archive_key = public or (load_public_key(settings.audit_signing_key_file)
-                                     if log.manifest.entries else None)
+                                     if any(m.entries for m in log.manifests) else None)
         except AuditKeyError as exc:
             raise CliError(str(exc)) from None
-        archive = check_archive(log.manifest, archive_key, log.live.archive_committed())
+        archive = log.check(archive_key)
         if archive.breach is not None:
             print(f"audit log broken at {archive.breach}", file=sys.stderr)
             return 1
@@ -265,7 +259,7 @@ def run_verify(args) -> int:
             result = dataclasses.replace(result, breach=dataclasses.replace(
                 result.breach, where=f"{result.breach.where} in archive segment {segment}"))
         code = _report(result)
-        if code == 0 and log.manifest.entries:
+        if code == 0 and any(m.entries for m in log.manifests):
             print(f"archive: {archive.segments} segments verified against the manifest signed by "
                   f"{key_id(archive_key) if archive_key else '-'}, {archive.deleted} deleted by retention; "
                   f"live from {log.manifest.last_id}")
@@ -281,7 +275,7 @@ def run_verify(args) -> int:
 def _segment_named(log: ArchivedLog, where: str) -> str | None:
     """The archive segment holding the record a breach names ("record <stream id> (...)"), if archived."""
     word, _, rest = where.partition(" ")
-    return log.manifest.segment_of(rest.split(" ")[0]) if word == "record" and rest else None
+    return log.segment_of(rest.split(" ")[0]) if word == "record" and rest else None
 
 
 def run_archive(args) -> int:

@@ -69,6 +69,7 @@ def _node(settings, number: int, redis_url: str, admin_port: int, issuer: str) -
            "OBGW_TLS_CERT": str(settings.tls_cert), "OBGW_TLS_KEY": str(settings.tls_key),
            "OBGW_CLIENT_CA": str(settings.client_ca), "OBGW_POLICY_DIR": str(settings.policy_dir),
            "OBGW_AUDIT_ARCHIVE_DIR": str(settings.audit_archive_path),  # one archive for both nodes (and the CLI)
+           "OBGW_AUDIT_SHARDS": "3",  # the workers' audit chains spread over the three masters
            **{f"OBGW_SERVICE_{name.upper()}_URL": url for name, url in settings.service_urls.items()}}
     process = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env, preexec_fn=private_child)
     return process, port

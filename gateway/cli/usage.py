@@ -15,12 +15,10 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from gateway.audit.archive import ArchivedLog, ArchiveError
 from gateway.audit.query import search
 from gateway.cli import CliError
-from gateway.cli._settings import policy_from, with_redis
+from gateway.cli._settings import audit_log, policy_from, with_redis
 from gateway.settings import add_arguments
-from gateway.store.audit import AuditReader
 from gateway.store.clients import ClientStore
 from gateway.store.usage import usage
 from gateway.usage import (
@@ -84,7 +82,7 @@ def reconcile(args) -> int:
     start, end = month_bounds(month)
 
     def work(client, settings) -> int:
-        records = search(_audit_log(client, settings), since=start, until=end + _LATE_APPEND)
+        records = search(audit_log(client, settings), since=start, until=end + _LATE_APPEND)
         audited = audited_counts(records, products_by_route(policy), month)
         clients = {document["client_id"] for document in ClientStore(client).all()} | {c for c, _ in audited}
         metered = {}
@@ -100,11 +98,3 @@ def reconcile(args) -> int:
         return 1 if found else 0
     return with_redis(args, work, "read the usage and the audit log")
 
-
-def _audit_log(client, settings) -> ArchivedLog:
-    """The audit log of the Redis `client`: its archive, then the live stream, as one log (as `obgw audit` reads it);
-    an archive that cannot be read is a CLI error."""
-    try:
-        return ArchivedLog(AuditReader(client), settings.audit_archive_path)
-    except ArchiveError as exc:
-        raise CliError(str(exc)) from None
