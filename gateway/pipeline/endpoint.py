@@ -71,14 +71,14 @@ class ResourceEndpoint:
 
 class ProxiedFirst:
     """Sends a proxied call (a path under `prefix` that none of the `claimed` routes matches: the consent API and
-    Events, served under the same prefix) straight to `resources`, and everything else to `router`.
+    Events, served under the same prefix) straight to `resources`, and everything else to the Starlette `router`.
 
     Starlette's router tries its routes one by one, a regular expression each, and wraps the endpoint in a Mount:
     ~25 matches per proxied call. Here one expression, the union of the claimed routes' own, decides it.
     """
 
     def __init__(self, router: ASGIApp, prefix: str, resources: ASGIApp, claimed: Sequence[BaseRoute]) -> None:
-        self.router, self.prefix, self.resources = router, prefix, resources
+        self.app, self.prefix, self.resources = router, prefix, resources  # `app`: what it wraps, as middleware do
         patterns = [re.sub(r"\(\?P<\w+>", "(?:", route.path_regex.pattern)
                     for route in claimed if isinstance(route, Route)]
         self._claimed = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
@@ -88,4 +88,4 @@ class ProxiedFirst:
             path: str = scope["path"]
             if path.startswith(self.prefix) and (self._claimed is None or self._claimed.match(path) is None):
                 return await self.resources(scope, receive, send)
-        await self.router(scope, receive, send)
+        await self.app(scope, receive, send)
