@@ -11,6 +11,7 @@ refuses a request without one (RequireClientCertificate).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import shutil
@@ -136,14 +137,16 @@ class ClientCertProtocol(HttpToolsProtocol):
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
+    tls = not settings.plain_http  # plain: an edge on this host terminates TLS (check_tls)
     return uvicorn.Config(
         "gateway.app:create_app_from_env", factory=True, host=settings.host, port=settings.port,
         workers=settings.workers, http="gateway.server:ClientCertProtocol", ws="none", lifespan="on",
         log_level="warning" if settings.log_level in ("debug", "info") else settings.log_level,
         log_config=logs.dict_config(settings.log_level),  # applied in the main process and again in each worker
         access_log=False, proxy_headers=False, server_header=False, date_header=True,
-        ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key), ssl_ca_certs=str(settings.client_ca),
-        ssl_cert_reqs=ssl.CERT_OPTIONAL, ssl_ciphers=FAPI_CIPHERS, timeout_graceful_shutdown=10,
+        ssl_certfile=str(settings.tls_cert) if tls else None, ssl_keyfile=str(settings.tls_key) if tls else None,
+        ssl_ca_certs=str(settings.client_ca) if tls else None, ssl_cert_reqs=ssl.CERT_OPTIONAL,
+        ssl_ciphers=FAPI_CIPHERS, timeout_graceful_shutdown=10,
     )
 
 
@@ -152,7 +155,19 @@ class StartError(Exception):
 
 
 def check_tls(settings: Settings) -> None:
-    """Load the TLS files once in the main process, so a bad file stops the start instead of every worker."""
+    """Load the TLS files once in the main process, so a bad file stops the start instead of every worker. A plain
+    listener (OBGW_PLAIN_HTTP) is only for an edge on this host: loopback, and only trusted proxies' certificates."""
+    if settings.plain_http:
+        if not ipaddress.ip_address(settings.host).is_loopback:
+            raise StartError(f"OBGW_PLAIN_HTTP: {settings.host} is not a loopback address (plain HTTP only behind "
+                             "an edge on this host)")
+        if not settings.trusted_proxies:
+            raise StartError("OBGW_PLAIN_HTTP needs OBGW_TRUSTED_PROXIES: the edge's address, whose RFC 9440 "
+                             "Client-Cert is the only way a TPP is identified without TLS")
+        if not settings.client_ca.exists():
+            raise StartError(f"missing the client CA {settings.client_ca}: the edge's certificates are verified "
+                             "against it")
+        return
     missing = [str(p) for p in (settings.tls_cert, settings.tls_key, settings.client_ca) if not p.exists()]
     if missing:
         raise StartError(f"missing TLS files: {', '.join(missing)} (run `obgw certs init` for a dev PKI)")

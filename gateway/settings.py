@@ -171,6 +171,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("key_encryption_key", "OBGW_KEY_ENCRYPTION_KEY", "", _optional_path,
             "file of the key (32 random bytes as hex) that encrypts the token-signing keys kept in Redis (never "
             "put in Redis); unset: signing.kek beside OBGW_CLIENT_CA"),
+    Setting("plain_http", "OBGW_PLAIN_HTTP", "0", _flag,
+            "1: the TPP listener speaks plain HTTP, for a TLS-terminating edge on this host that forwards the "
+            "verified certificate (RFC 9440): only on a loopback OBGW_HOST and with OBGW_TRUSTED_PROXIES; set "
+            "OBGW_ISSUER to the edge's URL"),
     Setting("events_allow_loopback", "OBGW_EVENTS_ALLOW_LOOPBACK", "0", _flag,
             "1: a TPP's event CallbackUrl may be on this host's loopback (http too), as in tests; 0: public https "
             "addresses only"),
@@ -259,6 +263,7 @@ class Settings:
     audit_signing_key: Path | None
     admin_password_file: Path | None
     key_encryption_key: Path | None
+    plain_http: bool = False
     events_allow_loopback: bool = False
     redis_sentinels: str | None = None
     redis_sentinel_master: str = "mymaster"

@@ -12,7 +12,7 @@ generator (`loadgen.py`) and settings, one after the other:
     d  the same with 2 workers
     e  the same as c behind an edge (edge.py): nginx (Debian, with njs; else HAProxy) terminates mutual TLS and
        forwards the verified certificate as RFC 9440 `Client-Cert` over kept-alive HTTP/1.1 to the gateway listening
-       on plain HTTP on loopback (plain_gateway.py); skipped, saying so, when neither is installed (under CI=true
+       on plain HTTP on loopback (OBGW_PLAIN_HTTP); skipped, saying so, when neither is installed (under CI=true
        that is an error)
 
 Each is loaded closed-loop (throughput, latency under saturation), then a and c at a fixed moderate rate (the added

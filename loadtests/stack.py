@@ -119,11 +119,11 @@ class Stack:
                       self.work / f"gateway-{workers}.log", self.port)
 
     def gateway_behind_edge(self, port: int) -> Server:
-        """`obgw serve` with 1 worker on plain HTTP on loopback `port` (plain_gateway.py), for an edge on the stack's
+        """`obgw serve` with 1 worker on plain HTTP on loopback `port` (OBGW_PLAIN_HTTP), for an edge on the stack's
         port: the issuer is the edge's address, and loopback's RFC 9440 `Client-Cert` is honoured."""
-        env = {**self.env(1), "OBGW_PORT": str(port), "OBGW_ISSUER": self.base, "OBGW_TRUSTED_PROXIES": "127.0.0.1/32"}
-        return Server([sys.executable, str(ROOT / "loadtests" / "plain_gateway.py")], env,
-                      self.work / "gateway-plain.log", port)
+        env = {**self.env(1), "OBGW_PORT": str(port), "OBGW_ISSUER": self.base, "OBGW_TRUSTED_PROXIES": "127.0.0.1/32",
+               "OBGW_PLAIN_HTTP": "1"}
+        return Server([sys.executable, "-m", "gateway", "serve"], env, self.work / "gateway-plain.log", port)
 
     def process(self, args: list[str], log: str, **env: str) -> Server:
         """Another server on the stack's port (the benchmark's bare proxy), with the gateway's settings."""

@@ -3,22 +3,23 @@
 Each sample's stack is walked from its innermost frame outwards; the first frame that names a part of the request
 path takes the sample:
 - a module of the server stack (`SERVER`): the HTTP server (uvicorn's protocol, httptools, h11, the gateway's
-  `ClientCertProtocol`), TLS (`ssl`), the aiohttp client, Starlette's routing;
+  `ClientCertProtocol`), TLS (`ssl`), the forwarding client (pipeline/upstream.py; aiohttp before it), Starlette's
+  routing;
 - a stage hook, `X.on_request|on_response|on_abort` (closures inside it too): `stage X`;
 - the audit chain and its spool (gateway/audit/chain.py, spool.py): `audit X`, X its class or function;
 - an ASGI `__call__` (closures inside it too): `middleware X` in gateway/pipeline/middleware.py, `app X` in
   `ASGI_APPS` (the endpoint that runs the pipeline); other callables (a Redis script) stay their caller's.
-Innermost wins, so the aiohttp work Forward starts is the client's row and the uvicorn `send` a middleware calls is
-the HTTP server's; what a stage does through a library not named here (redis-py for Admit's round trip,
+Innermost wins, so the exchange Forward starts is the forwarding client's row and the uvicorn `send` a middleware
+calls is the HTTP server's; what a stage does through a library not named here (redis-py for Admit's round trip,
 cryptography for the token) stays the stage's. A stack with none of these but the event loop's own frames
 (asyncio, uvicorn's `Server.run` calling into uvloop: scheduling, polling, socket reads and writes) is
 `server event loop`; anything else (another thread, such as the ping thread of uvicorn's supervisor) is `other`.
 Rows are named by class, never by line, so runs compare.
 
 What Python frames cannot show: uvloop's transports are C, so a response's TLS encryption and `send` system call
-count under uvicorn's `RequestResponseCycle.send` (the HTTP server row), an upstream request's under aiohttp's
-writer, and socket reads the loop does itself under the event loop; `server TLS` holds what goes through `ssl.py`
-(decrypting requests).
+count under uvicorn's `RequestResponseCycle.send` (the HTTP server row), an upstream request's under the forwarding
+client's write, and socket reads the loop does itself under the event loop; `server TLS` holds what goes through
+`ssl.py` (decrypting requests).
 
 The samples come from `py-spy record --format raw --nonblocking`, without `--gil` or `--idle`: a sample is taken
 whenever a thread is running (the kernel says so), GIL held or not, so the samples are a picture of the CPU time
@@ -36,7 +37,8 @@ CALL = frozenset({"__call__"})
 SERVER = (
     ("server TLS", ("ssl.py", "asyncio/sslproto.py")),
     ("server HTTP (uvicorn, httptools)", ("uvicorn/protocols/", "httptools/", "h11/", "gateway/server.py")),
-    ("server aiohttp client", ("aiohttp/", "yarl/", "multidict/", "aiohappyeyeballs/", "propcache/")),
+    ("server forwarding client", ("gateway/pipeline/upstream.py", "aiohttp/", "yarl/", "multidict/",
+                                  "aiohappyeyeballs/", "propcache/")),
     ("server starlette routing", ("starlette/",)),
 )
 LOOP = ("asyncio/", "uvloop/", "selectors.py")  # uvicorn runs uvloop through asyncio.run

@@ -202,11 +202,11 @@ def test_a_stage_budget_gives_each_sample_to_its_innermost_part_and_adds_up():
     budget = stage_budget.budget(raw, 100.0)
     rows = {row["name"]: row for row in budget["rows"]}
     assert {name: row["samples"] for name, row in rows.items()} == {
-        "server aiohttp client": 5, "stage Admit": 3, "server HTTP (uvicorn, httptools)": 2, "audit AuditChain": 2,
+        "server forwarding client": 5, "stage Admit": 3, "server HTTP (uvicorn, httptools)": 2, "audit AuditChain": 2,
         "app ResourceEndpoint": 1, "server event loop": 4, "other": 2}
     assert budget["samples"] == 19
     assert round(sum(row["us_per_call"] for row in rows.values()), 1) == 100.0
-    assert rows["server aiohttp client"]["us_per_call"] == 26.3  # 5/19 of 100, the rounding left to the largest
+    assert rows["server forwarding client"]["us_per_call"] == 26.3  # 5/19 of 100, the rounding left to the largest
     assert list(rows)[0].startswith("server ") and list(rows)[-1] == "other"
 
 
