@@ -21,7 +21,7 @@ import sys
 from collections.abc import Mapping
 
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Mount, Route, Router
+from starlette.routing import Route, Router
 from starlette.types import ASGIApp
 
 from gateway.admin import heartbeat, metrics
@@ -182,7 +182,7 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
             sync_redis.close()
 
     # The consent API and Events share the /open-banking prefix with the proxied calls (the hot path), which
-    # ProxiedFirst sends straight to their endpoint; Starlette routes the rest, trying its routes in order.
+    # ProxiedFirst sends straight to their endpoint: under the prefix, Starlette routes only the claimed routes.
     claimed = [
         *(Route(path, ResourceEndpoint(consent_api(path, scope, route_ids), template=path,
                                        max_body_bytes=MAX_FILE_BYTES if path.endswith(FILE_SUFFIX) else MAX_BODY_BYTES))
@@ -197,7 +197,6 @@ def create_app(settings: Settings, policy: PolicySet | None = None, *, chain_id:
     proxied = ResourceEndpoint(resources)
     routes = [
         *claimed,
-        Mount("/open-banking", app=proxied),
         # A TPP's own statement (issue 20): mTLS and a client-credentials token, as the consent API.
         Route(TPP_USAGE, ResourceEndpoint(Pipeline(consent_api_stages(
             "", server.verifier, keys, admission, policy, TPP_USAGE_ROUTES, TppUsage(redis, policy.plans),

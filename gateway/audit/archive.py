@@ -252,6 +252,7 @@ class Archiver:
         for tag in AuditReader(self._redis).shards():
             if self.stopping:
                 break
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only, whichever shard comes first
             shard = _Shard(ArchiveStore(self._redis, tag), shard_directory(self.directory, tag))
             report = self._run_shard(shard)
             if report is not None:

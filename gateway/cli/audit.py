@@ -10,7 +10,8 @@ knowing who they are; `search --customer ID` re-identifies, which needs the pseu
 recorded in the log (who ran it, for which pseudonym) before anything is shown.
 
 `trace FILE` says which TPPs and consents received the records found in a file (a leak), by the keyed fingerprints
-of the delivered records' identities the log holds (audit/trace.py); it needs the pseudonym key file too.
+of the delivered records' identities the log holds (audit/trace.py); it needs the pseudonym key file too, and is
+recorded in the log (who ran it) before anything is shown.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from gateway.audit.key_files import (
 from gateway.audit.operator import record_operator_action
 from gateway.audit.trace import TraceInputError, find_deliveries, read_documents, records_in
 from gateway.cli import CliError
+from gateway.cli._operator import audited
 from gateway.cli._settings import audit_log, policy_from, settings_from, with_redis
 from gateway.crypto import pseudonym
 from gateway.settings import add_arguments
@@ -195,7 +197,8 @@ def trace(args) -> int:
         raise CliError(f"{args.file}: no UK Open Banking record with an identity the policy traces "
                        f"({', '.join(sorted({f.trace.kind for f in policy.fields.values() if f.trace}))})")
 
-    def work(log, _settings):
+    def work(log, resolved):
+        audited(resolved, "audit trace")  # who looked up where records went, before anything is shown
         find_deliveries(log, found, args.since, args.until)
         for record in found:
             if args.json:

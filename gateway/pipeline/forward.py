@@ -70,7 +70,7 @@ def _scoped_query(call: Call) -> str:
 
 def tls_context(service: ServicePolicy) -> ssl.SSLContext | None:
     """The TLS client context of a service with a `tls` policy: its CA (else the system's), its client certificate;
-    TLS 1.2 at least, the certificate and host name always checked. None: aiohttp's default (https with system CAs)."""
+    TLS 1.2 at least, the certificate and host name always checked. None: the pool's default (https: system CAs)."""
     if service.tls is None:
         return None
     context = ssl.create_default_context(cafile=str(service.tls.ca_file) if service.tls.ca_file else None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import re
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, cast
@@ -120,9 +121,18 @@ class AuditStore:
         return names.consent_accesses(consent_id, shard)
 
 
+_SHARD_TAG = re.compile(r"audit-\d+\.\d+")  # what names.audit_shard_tag makes (shard 0 is "audit")
+
+
 def shard_tags(listed: Iterable[bytes | str]) -> list[str]:
-    """Every audit shard to read: shard 0 first, then those listed in `names.AUDIT_SHARDS`, sorted."""
-    return [names.AUDIT_TAG, *sorted({text(tag) for tag in listed} - {names.AUDIT_TAG})]
+    """Every audit shard to read: shard 0 first, then those listed in `names.AUDIT_SHARDS`, sorted. A listed tag
+    that audit_shard_tag could not have made is refused: it becomes a key's tag and an archive directory's name, so
+    whoever can write Redis must not steer the archiver outside its directory."""
+    tags = {text(tag) for tag in listed} - {names.AUDIT_TAG}
+    strange = sorted(tag for tag in tags if not _SHARD_TAG.fullmatch(tag))
+    if strange:
+        raise ValueError(f"{names.AUDIT_SHARDS} lists what is not an audit shard: {strange!r}")
+    return [names.AUDIT_TAG, *sorted(tags)]
 
 
 class AuditReader:

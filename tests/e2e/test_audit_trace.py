@@ -96,12 +96,16 @@ def test_the_log_holds_fingerprints_not_identities(gateway, deliveries):
     assert not any(r["TransactionId"] in text for r in demo["transactions"]["Data"]["Transaction"])
 
 
-def test_the_human_output_says_when_no_tpp_received_a_record(gateway, deliveries, tmp_path):
+def test_the_human_output_says_when_no_tpp_received_a_record_and_the_lookup_is_recorded(gateway, deliveries,
+                                                                                        tmp_path):
     leak = tmp_path / "one.json"
     leak.write_text(json.dumps([{"AccountId": CURRENT, "TransactionId": "tx-nobody"}]))
+    before = len([r for r in gateway.audit() if r["route"] == "obgw audit trace"])
     done = gateway.cli("audit", "trace", str(leak))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "Transaction tx-nobody: received by no TPP"
+    recorded = [r for r in gateway.audit() if r["route"] == "obgw audit trace"]
+    assert len(recorded) == before + 1 and recorded[-1]["operator"] and recorded[-1]["method"] == "CLI"
 
 
 @pytest.mark.parametrize(("content", "message"), [

@@ -73,3 +73,15 @@ def test_a_spooled_batch_keeps_its_shard_and_a_line_from_before_shards_is_shard_
     assert Batch.parse(batch.line()) == batch
     old = b'{"v":1,"chain":"c","expected":"","head":"1:ab","records":[{"a":1}],"accesses":[]}'
     assert Batch.parse(old).shard == names.AUDIT_TAG
+
+
+def test_a_listed_shard_tag_audit_shard_tag_could_not_make_is_refused():
+    """A tag becomes a key's hash tag and an archive directory's name: one written into Redis by someone else (a path,
+    another key's tag) must not be followed."""
+    from gateway.store.audit import shard_tags
+
+    made = [names.audit_shard_tag(i, 3) for i in range(3)]
+    assert shard_tags([tag.encode() for tag in made[1:]]) == made[:1] + sorted(made[1:])
+    for strange in ("../../etc", "audit-1.2/../x", "tpp-demo", "audit-1"):
+        with pytest.raises(ValueError, match="not an audit shard"):
+            shard_tags([made[1], strange])
