@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: demo demo-cluster test lint bench loadtest install dev redis-server haproxy browser libfaketime nginx clean
+.PHONY: demo demo-cluster test lint bench loadtest install dev redis-server haproxy browser libfaketime nginx axe-core clean
 
 # Debian/Ubuntu ship venv support separately (python3-venv); as root we install it when it is missing.
 $(BIN)/python:
@@ -40,17 +40,23 @@ redis-server:
 
 # Debian's chromium + chromium-driver for the browser tests (~120 MB download, ~440 MB on disk; without
 # --no-install-recommends apt pulls ~130 packages). Selenium drives /usr/bin/chromedriver, never downloading a driver.
-# Installed as root; otherwise we say what to install and go on: the browser tests then skip, saying the same.
+# fonts-wqy-microhei (1.6 MB) has Chinese glyphs: without it the Chinese pages' screenshots show empty boxes.
+# Installed as root; otherwise we say what to install and go on: the browser tests then skip (fail under CI=true).
 browser:
-	@{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || { \
+	@{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; } || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing chromium and chromium-driver (Debian packages) for the browser tests"; \
+	    echo "installing chromium, chromium-driver and fonts-wqy-microhei (Debian packages) for the browser tests"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      chromium chromium-driver >/dev/null; \
+	      chromium chromium-driver fonts-wqy-microhei >/dev/null; \
 	  else \
-	    echo "chromium/chromium-driver are missing, so the browser tests will skip: run" \
-	      "'sudo apt-get install -y --no-install-recommends chromium chromium-driver'"; \
+	    echo "chromium/chromium-driver/fonts-wqy-microhei are missing, so the browser tests will skip: run" \
+	      "'sudo apt-get install -y --no-install-recommends chromium chromium-driver fonts-wqy-microhei'"; \
 	  fi; }
+
+# axe-core, the accessibility rules the browser tests run in Chromium: the npm release pinned with its SHA-256 in
+# tests/support/axe.py, fetched once into .venv/share (no Node: the tarball holds a ready axe.min.js).
+axe-core: dev
+	$(BIN)/python tests/support/axe.py
 
 # Debian's libfaketime for the month-rollover test (tests/e2e/test_usage_rollover.py runs the gateway on a shifted
 # clock). Installed as root; otherwise we say what to install and go on: the test then skips (fails under CI=true).
@@ -102,7 +108,7 @@ lint: dev
 	$(BIN)/ruff check gateway tests loadtests
 	$(BIN)/mypy
 
-test: lint redis-server browser libfaketime nginx
+test: lint redis-server browser libfaketime nginx axe-core
 	$(BIN)/python -m pytest $(ARGS)
 
 # The cluster tier (tests/cluster): a real 6-node Redis Cluster (3 masters + 3 replicas) and a Sentinel setup (1 master,
