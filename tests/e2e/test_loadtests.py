@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from support.gateway import tpp_client
+from support.tiers import long_tier
 
 pytestmark = pytest.mark.e2e
 
@@ -81,6 +82,7 @@ def _explain(done: subprocess.CompletedProcess) -> str:
     return f"exit {done.returncode}\nstdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
 
 
+@long_tier
 @pytest.mark.timeout(240)
 def test_the_benchmark_runs_end_to_end_and_its_report_is_coherent(tmp_path):
     tmp = tmp_path / "tmp"
@@ -139,6 +141,7 @@ def test_the_benchmark_runs_end_to_end_and_its_report_is_coherent(tmp_path):
     assert not list(tmp.glob("obgw-bench-*"))  # its work directory is removed too
 
 
+@long_tier
 @pytest.mark.timeout(300)
 def test_the_locust_load_test_runs_end_to_end_with_every_request_audited(tmp_path):
     # 8 users over the weights 6/2/1/1/1 give exactly one BatchRefresh user (locust's dispatcher is deterministic),

@@ -26,6 +26,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 from support.gateway import bank_gateway, tpp_client
+from support.tiers import long_tier
 from support.tpp import ACCOUNTS, Tpp
 
 pytestmark = pytest.mark.e2e
@@ -62,6 +63,7 @@ def _accounts(statement: dict) -> dict:
     return next(line for line in statement["lines"] if line["product"] == "accounts")
 
 
+@long_tier  # it waits for the month to turn
 def test_the_quota_refuses_until_the_month_turns_and_the_new_month_starts_from_zero(tmp_path, pki, bank,
                                                                                      redis_url):
     library = _libfaketime()
