@@ -5,7 +5,9 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import subprocess
+import time
 
 from gateway.state import OWNER_ONLY_UMASK
 
@@ -34,3 +36,15 @@ def stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+def listening(process: subprocess.Popen, port: int, seconds: float, pause: float = 0.05) -> bool:
+    """Whether `process` comes to accept connections on 127.0.0.1:`port` within `seconds` (False as soon as it
+    exits): how a parent waits for the server it started."""
+    deadline = time.monotonic() + seconds
+    while process.poll() is None and time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(pause)
+    return False

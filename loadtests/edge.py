@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-from gateway.children import die_with_parent, stop
+from gateway.children import die_with_parent, listening, stop
 from gateway.server import FAPI_CIPHERS
 
 NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
@@ -71,12 +69,8 @@ class Edge:
         with self._log.open("wb") as log:
             self.process = subprocess.Popen([self.binary, *command], stdout=log, stderr=subprocess.STDOUT,
                                             preexec_fn=die_with_parent)
-        deadline = time.monotonic() + READY_SECONDS
-        while self.process.poll() is None and time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
-            time.sleep(0.05)
+        if listening(self.process, self.port, READY_SECONDS):
+            return self
         self.stop()
         raise RuntimeError(f"{self.name} did not listen on 127.0.0.1:{self.port}:\n{self._log.read_text()[-2000:]}")
 

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.children import private_child, stop
+from gateway.children import listening, private_child, stop
 from gateway.cli import CliError
 from gateway.state import make_private
 
@@ -166,14 +166,8 @@ backend nodes
         self._process = subprocess.Popen(
             [_binary("haproxy", "haproxy"), "-db", "-f", str(self.directory / "haproxy.cfg")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=private_child)
-        deadline = time.monotonic() + READY_SECONDS
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            if self._process.poll() is not None:
-                break
-            time.sleep(0.1)
+        if listening(self._process, self.port, READY_SECONDS, pause=0.1):
+            return
         self.stop()
         raise CliError(f"the edge did not listen on 127.0.0.1:{self.port}")
 
