@@ -209,7 +209,9 @@ class AuditReader:
         """New records as they arrive (blocking reads; with several shards, polled every 0.2 s at most while none
         comes), in arrival order; the caller stops iterating to end. A shard first written meanwhile is read whole."""
         streams: dict[Any, Any] = {names.audit_stream(tag): after for tag in self.shards()}
-        if len(streams) > 1 and after == "$":  # "$" means "arriving during this call": only a blocking read has one
+        # "$" means "arriving during this call": resolved to each stream's newest id now, so a read that finds
+        # nothing (or a shard listed later, which turns the blocking read into polling) still starts from here.
+        if after == "$":
             for key in streams:
                 newest = cast(Entries, self._redis.xrevrange(key, count=1))
                 streams[key] = newest[0][0].decode() if newest else "0-0"

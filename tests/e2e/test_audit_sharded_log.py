@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +186,27 @@ def test_a_shard_listing_lost_in_a_failover_comes_back_with_the_chains_next_chec
     asyncio.run(go())
     assert AuditReader(client).shards() == [names.AUDIT_TAG, TAGS[2]]
     assert _verify(client, tmp_path).records == 1
+
+
+@pytest.mark.timeout(30)
+def test_following_from_now_keeps_shard_0_when_a_second_shard_is_listed_later(client, redis_url, tmp_path):
+    """`obgw audit tail --follow` started on a one-shard log: a shard listed afterwards turns the blocking read into
+    polling, and shard 0's new records still come (a "$" left as is would read nothing from it again)."""
+    checkpoints = tmp_path / "checkpoints.jsonl"
+    _append(redis_url, checkpoints, [_chain_in(TAGS[0], 1)], range(3), shards=1)
+
+    def later() -> None:
+        time.sleep(0.3)
+        _append(redis_url, checkpoints, [_chain_in(TAGS[1])], range(3, 5))  # lists shard 1
+        time.sleep(0.3)
+        _append(redis_url, checkpoints, [_chain_in(TAGS[0], prefix="late")], range(5, 7))
+
+    writer = threading.Thread(target=later)
+    followed = AuditReader(client).follow(block_ms=100)
+    writer.start()
+    try:
+        seen = [next(followed)["interaction_id"] for _ in range(4)]
+    finally:
+        writer.join()
+        followed.close()
+    assert seen == [_record(n).interaction_id for n in range(3, 7)]
