@@ -119,11 +119,12 @@ test: lint redis-server browser libfaketime nginx axe-core
 test-cluster: dev redis-server haproxy
 	CLUSTER_TIER=1 $(BIN)/python -m pytest tests/cluster $(ARGS)
 
-# What waits minutes rather than checks (tests/support/tiers.py: a UTC month turning under libfaketime, the whole
-# benchmark and locust run end to end), kept out of `make test` to hold it under 15 minutes; .ci/run runs it.
+# What waits minutes rather than checks, kept out of `make test` to hold it under 15 minutes; .ci/run runs it: the
+# fault-injection tests (tests/faults: crashes, kills, hangs), a UTC month turning under libfaketime, the whole
+# benchmark and locust run end to end (tests/support/tiers.py).
 .PHONY: test-long
 test-long: dev redis-server libfaketime nginx
-	LONG_TIER=1 $(BIN)/python -m pytest tests/e2e/test_usage_rollover.py tests/e2e/test_loadtests.py $(ARGS)
+	LONG_TIER=1 $(BIN)/python -m pytest tests/faults tests/e2e/test_usage_rollover.py tests/e2e/test_loadtests.py $(ARGS)
 
 # Redis memory under steady load with audit retention on (tests/soak): SOAK_SECONDS of traffic through a real gateway,
 # 600 by default (issue 19: "memory stays flat over a 10-minute steady run"); `make test` skips it unless SOAK_SECONDS

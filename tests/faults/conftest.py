@@ -1,12 +1,17 @@
 """Fixtures of the fault-injection tests: the processes the gateway talks to, started here so a test can break them.
 
 Each test that breaks something starts the thing it breaks itself (a Redis, a bank, a gateway of its own) and stops
-it in a `finally`, so a fault never leaks into another test.
+it in a `finally`, so a fault never leaks into another test. They run in the long tier (`make test-long`).
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 from support.processes import Process, python
+
+# Crashes, kills and hangs take minutes of waiting: the long tier runs them (`make test-long`, and .ci/run).
+collect_ignore_glob = [] if os.environ.get("LONG_TIER") == "1" else ["test_*.py"]
 
 
 @pytest.fixture(scope="module")
